@@ -1,0 +1,32 @@
+# Set-up lives here so a fresh clone needs only `make demo` or `make test`.
+# torch==2.13.0 goes in first: a CPU build lies on disk, and a plain `torch` requirement
+# resolved with no torch installed would download a multi-GB CUDA build.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.edgetune-installed
+
+.PHONY: install demo test test-fast lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[demo,dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/edgetune tune --epochs 1 --out runs/demo --overwrite
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check edgetune tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,226 @@
+"""Load a text-classification dataset from a file, a folder or the hub, as train/validation.
+
+Whatever the source, the result has two `datasets.Dataset` splits with the columns `text`
+(str) and `label` (int id), and the label names in id order. String labels map to ids in
+sorted order; integer labels keep their numeric order.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+
+from edgetune.errors import InputError
+
+TEXT_COLUMN_NAMES = ("text", "sentence", "content", "document", "review", "body", "question")
+LABEL_COLUMN_NAMES = ("label", "labels", "category", "class", "target", "sentiment", "topic")
+FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json",
+                 ".parquet": "parquet"}
+TRAIN_STEMS = ("train",)
+VALIDATION_STEMS = ("validation", "valid", "val", "dev", "test")
+
+
+@dataclass
+class TextDataset:
+    """Two splits with `text` and `label` columns, and the label names (index = id)."""
+
+    train: datasets.Dataset
+    validation: datasets.Dataset
+    label_names: list[str]
+    source: str
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+
+def load_text_dataset(
+    source: str | Path,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    validation_fraction: float = 0.1,
+    seed: int = 42,
+) -> TextDataset:
+    """Load `source` (file, folder of split files, folder of `<label>/*.txt`, or hub id)."""
+    raw_splits = _load_raw_splits(Path(source), str(source))
+    first = next(iter(raw_splits.values()))
+    text_col = text_column or _detect_text_column(first, str(source))
+    label_col = label_column or _detect_label_column(first, text_col, str(source))
+    for split_name, split in raw_splits.items():
+        for col in (text_col, label_col):
+            if col not in split.column_names:
+                raise InputError(
+                    f"{source}: no column '{col}' in the {split_name} split "
+                    f"(columns: {', '.join(split.column_names)}); "
+                    "set --text-column/--label-column"
+                )
+    splits = {name: _normalise(split, text_col, label_col) for name, split in raw_splits.items()}
+    label_names = _label_names([s for s in splits.values()], str(source))
+    to_id = {name: i for i, name in enumerate(label_names)}
+    encoded = {
+        name: split.map(lambda row: {"label": to_id[row["label"]]}).cast_column(
+            "label", datasets.ClassLabel(names=label_names)
+        )
+        for name, split in splits.items()
+    }
+    if "validation" not in encoded:
+        if len(encoded["train"]) < 2 * len(label_names):
+            raise InputError(f"{source}: too few rows ({len(encoded['train'])}) to hold out a validation split")
+        held = encoded["train"].train_test_split(
+            test_size=validation_fraction, seed=seed, stratify_by_column="label"
+        )
+        encoded = {"train": held["train"], "validation": held["test"]}
+    return TextDataset(encoded["train"], encoded["validation"], label_names, str(source))
+
+
+def _load_raw_splits(path: Path, source: str) -> dict[str, datasets.Dataset]:
+    if path.is_file():
+        return {"train": _load_file(path)}
+    if path.is_dir():
+        split_files = _split_files(path)
+        if split_files:
+            return {name: _load_file(p) for name, p in split_files.items()}
+        if any(d.is_dir() and any(d.glob("*.txt")) for d in path.iterdir()):
+            return {"train": _load_label_folders(path)}
+        raise InputError(
+            f"{source}: folder holds neither train/validation files "
+            f"({'/'.join(FILE_BUILDERS)}) nor <label>/*.txt folders"
+        )
+    if path.suffix.lower() in FILE_BUILDERS or source.startswith((".", "/", "~")):
+        raise InputError(f"{source}: no such file or folder")
+    return _load_hub(source)
+
+
+def _split_files(folder: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() not in FILE_BUILDERS:
+            continue
+        stem = p.stem.lower()
+        if stem in TRAIN_STEMS:
+            found.setdefault("train", p)
+        elif stem in VALIDATION_STEMS:
+            found.setdefault("validation", p)
+    return found if "train" in found else {}
+
+
+def _load_file(path: Path) -> datasets.Dataset:
+    suffix = path.suffix.lower()
+    if suffix not in FILE_BUILDERS:
+        raise InputError(f"{path}: unsupported file type; use one of {', '.join(FILE_BUILDERS)}")
+    head = path.read_bytes()[:65536]
+    if not head.strip():
+        raise InputError(f"{path}: the file is empty")
+    if suffix in (".csv", ".tsv") and len(head.strip().splitlines()) < 2:
+        raise InputError(f"{path}: the file has a header but no rows")
+    kwargs: dict = {}
+    if suffix == ".tsv":
+        kwargs = {"delimiter": "\t", "quoting": csv.QUOTE_NONE}
+    try:
+        ds = datasets.load_dataset(
+            FILE_BUILDERS[suffix], data_files=str(path), split="train", **kwargs
+        )
+    except Exception as exc:  # noqa: BLE001 - datasets raises many types for malformed files
+        raise InputError(f"{path}: could not read it as {suffix[1:]} ({exc.__class__.__name__}: {exc})") from None
+    if len(ds) == 0:
+        raise InputError(f"{path}: the file has a header but no rows")
+    return ds
+
+
+def _load_label_folders(folder: Path) -> datasets.Dataset:
+    texts: list[str] = []
+    labels: list[str] = []
+    for label_dir in sorted(d for d in folder.iterdir() if d.is_dir()):
+        for txt in sorted(label_dir.glob("*.txt")):
+            texts.append(txt.read_text(encoding="utf-8", errors="replace").strip())
+            labels.append(label_dir.name)
+    return datasets.Dataset.from_dict({"text": texts, "label": labels})
+
+
+def _load_hub(dataset_id: str) -> dict[str, datasets.Dataset]:
+    try:
+        dd = datasets.load_dataset(dataset_id)
+    except Exception as exc:  # noqa: BLE001 - network, auth, missing: all one message
+        raise InputError(
+            f"{dataset_id}: not a local path, and the hub dataset could not be loaded "
+            f"({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
+    splits: dict[str, datasets.Dataset] = {}
+    if "train" in dd:
+        splits["train"] = dd["train"]
+    for name in VALIDATION_STEMS:
+        if name in dd and "validation" not in splits:
+            splits["validation"] = dd[name]
+    if "train" not in splits:
+        raise InputError(f"{dataset_id}: the hub dataset has no 'train' split ({list(dd)})")
+    return splits
+
+
+def _detect_text_column(ds: datasets.Dataset, source: str) -> str:
+    columns = ds.column_names
+    for name in columns:
+        if name.lower() in TEXT_COLUMN_NAMES:
+            return name
+    sample = ds.select(range(min(len(ds), 200)))
+    string_cols = [c for c in columns if all(isinstance(v, str) for v in sample[c])]
+    if not string_cols:
+        raise InputError(
+            f"{source}: no text column found (columns: {', '.join(columns)}); set --text-column"
+        )
+    return max(string_cols, key=lambda c: sum(len(v) for v in sample[c]))
+
+
+def _detect_label_column(ds: datasets.Dataset, text_col: str, source: str) -> str:
+    columns = [c for c in ds.column_names if c != text_col]
+    for name in columns:
+        if name.lower() in LABEL_COLUMN_NAMES:
+            return name
+    if len(columns) == 1:
+        return columns[0]
+    raise InputError(
+        f"{source}: no label column found (columns: {', '.join(ds.column_names)}); "
+        "set --label-column"
+    )
+
+
+def _normalise(ds: datasets.Dataset, text_col: str, label_col: str) -> datasets.Dataset:
+    ds = ds.select_columns([text_col, label_col])
+    if text_col != "text":
+        ds = ds.rename_column(text_col, "text")
+    if label_col != "label":
+        ds = ds.rename_column(label_col, "label")
+    feature = ds.features["label"]
+    if isinstance(feature, datasets.ClassLabel):  # hub datasets: keep their names
+        names = feature.names
+        ds = ds.cast_column("label", datasets.Value("int64"))
+        ds = ds.map(lambda row: {"label": names[row["label"]]})
+    ds = ds.filter(lambda row: row["text"] is not None and row["label"] is not None)
+    return ds.map(lambda row: {"text": str(row["text"]), "label": _label_str(row["label"])},
+                  features=datasets.Features({"text": datasets.Value("string"),
+                                              "label": datasets.Value("string")}))
+
+
+def _label_str(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
+def _label_names(splits: list[datasets.Dataset], source: str) -> list[str]:
+    names = sorted({v for s in splits for v in s.unique("label")})
+    if len(names) < 2:
+        raise InputError(
+            f"{source}: the label column has only one class ({names[0] if names else 'none'}); "
+            "classification needs at least two"
+        )
+    if all(n.lstrip("-").isdigit() for n in names):
+        names.sort(key=int)
+    return names
+
+
+def label_names_from_bundle(id2label: dict) -> list[str]:
+    """Label names in id order from a HF config's `id2label`."""
+    return [str(id2label[k]) for k in sorted(id2label, key=int)]

@@ -1,0 +1,32 @@
+"""Turn texts into the numpy batches an ONNX session takes (numpy, no torch tensors)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from transformers import PreTrainedTokenizerBase
+
+
+def eval_batches(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int, batch_size: int = 32
+) -> list[dict[str, np.ndarray]]:
+    """Batches padded to their longest member, truncated at `max_length` (as in training)."""
+    batches = []
+    for start in range(0, len(texts), batch_size):
+        chunk = list(texts[start : start + batch_size])
+        enc = tokenizer(chunk, padding=True, truncation=True, max_length=max_length,
+                        return_tensors="np")
+        batches.append({k: v.astype(np.int64) for k, v in enc.items()})
+    return batches
+
+
+def latency_feed(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], batch_size: int, sequence_length: int
+) -> dict[str, np.ndarray]:
+    """One batch at exactly the profile's batch size and sequence length, from real texts."""
+    texts = list(texts) or ["hello world"]
+    chunk = [texts[i % len(texts)] for i in range(batch_size)]
+    enc = tokenizer(chunk, padding="max_length", truncation=True, max_length=sequence_length,
+                    return_tensors="np")
+    return {k: v.astype(np.int64) for k, v in enc.items()}

@@ -1,0 +1,42 @@
+"""One family of errors, each with the exit code the CLI returns for it.
+
+Library code raises these; only `cli.py` turns them into a one-line message and an exit code,
+so a Python caller gets a typed exception instead of a `SystemExit`.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1  # a bug: traceback shown with --debug
+EXIT_BAD_INPUT = 2  # what the user gave us is wrong (same code as Click's usage errors)
+EXIT_VALIDATION = 3  # the exported ONNX model disagrees with PyTorch
+EXIT_NO_CANDIDATE = 4  # nothing met the latency budget / size limit (report still written)
+
+
+class EdgetuneError(Exception):
+    """Base class: a message a user can act on, and an exit code."""
+
+    exit_code = EXIT_INTERNAL
+
+
+class InputError(EdgetuneError):
+    """Bad input: a path, a file, a column, a profile field."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class ValidationError(EdgetuneError):
+    """The ONNX model's outputs do not match PyTorch's within the tolerance."""
+
+    exit_code = EXIT_VALIDATION
+
+    def __init__(self, message: str, max_abs_diff: float, atol: float):
+        super().__init__(message)
+        self.max_abs_diff = max_abs_diff
+        self.atol = atol
+
+
+class NoCandidateError(EdgetuneError):
+    """No candidate met the budget; the report has been written anyway."""
+
+    exit_code = EXIT_NO_CANDIDATE

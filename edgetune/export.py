@@ -1,0 +1,104 @@
+"""Export a fine-tuned checkpoint to ONNX with optimum's exporter, then check it numerically.
+
+optimum's ONNX config registry knows each architecture's inputs, outputs and dynamic axes;
+we only add the check that matters to a user: on real validation inputs, do ONNX Runtime's
+logits match PyTorch's within `atol`? If not, fail naming the max difference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgetune.encoding import eval_batches
+from edgetune.errors import InputError, ValidationError
+
+LOG = logging.getLogger(__name__)
+DEFAULT_OPSET = 18  # optimum's recommended minimum for BERT-like encoders
+DEFAULT_ATOL = 1e-4
+
+
+@dataclass
+class ExportCheck:
+    max_abs_diff: float
+    atol: float
+    examples: int
+    predictions_agree: float
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def load_checkpoint(checkpoint: str | Path):
+    """A fine-tuned sequence-classification checkpoint and its tokenizer (no remote code)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = Path(checkpoint)
+    if not (path / "config.json").is_file():
+        raise InputError(f"checkpoint '{checkpoint}' holds no model (no config.json)")
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"checkpoint '{checkpoint}' could not be loaded: {str(exc).splitlines()[0]}") from None
+    return model.eval(), tokenizer
+
+
+def export_onnx(model, tokenizer, target: str | Path, opset: int = DEFAULT_OPSET) -> Path:
+    """Export `model` for text classification to the single file `target`."""
+    from optimum.exporters.onnx import onnx_export_from_model
+
+    target = Path(target)
+    with tempfile.TemporaryDirectory(prefix="edgetune-export-") as tmp, contextlib.chdir(tmp):
+        onnx_export_from_model(
+            model, Path(tmp) / "onnx", opset=opset, task="text-classification",
+            do_validation=False, preprocessors=[tokenizer], device="cpu",
+        )
+        exported = Path(tmp) / "onnx" / "model.onnx"
+        if list(exported.parent.glob("*.onnx_data")) or list(exported.parent.glob("*.data")):
+            raise RuntimeError("the exporter wrote external data; expected a single-file model")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        exported.replace(target)
+    return target
+
+
+def pytorch_logits(model, batches: list[dict[str, np.ndarray]]) -> np.ndarray:
+    import torch
+
+    outputs = []
+    with torch.inference_mode():
+        for batch in batches:
+            feed = {k: torch.from_numpy(v) for k, v in batch.items()}
+            outputs.append(model(**feed).logits.float().numpy())
+    return np.concatenate(outputs, axis=0)
+
+
+def validate_onnx(
+    onnx_path: str | Path, model, tokenizer, texts: Sequence[str], max_length: int,
+    atol: float = DEFAULT_ATOL, max_examples: int = 128,
+) -> ExportCheck:
+    """Compare ONNX Runtime and PyTorch logits on real texts; raise ValidationError past atol."""
+    import onnxruntime as ort
+
+    from edgetune.bench import predict_logits
+
+    texts = list(texts)[:max_examples]
+    batches = eval_batches(tokenizer, texts, max_length, batch_size=32)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    ort_out = predict_logits(session, batches)
+    torch_out = pytorch_logits(model, batches)
+    diff = float(np.max(np.abs(ort_out - torch_out)))
+    agree = float(np.mean(ort_out.argmax(-1) == torch_out.argmax(-1)))
+    if not np.isfinite(diff) or diff > atol:
+        raise ValidationError(
+            f"ONNX output 'logits' differs from PyTorch by up to {diff:.3g} (atol {atol:g}) on "
+            f"{len(texts)} validation examples; raise --atol or try another --opset",
+            max_abs_diff=diff, atol=atol,
+        )
+    return ExportCheck(diff, atol, len(texts), agree)

@@ -1,0 +1,329 @@
+"""The jobs behind the CLI commands: `tune`, `export_checkpoint`, `bench_model`.
+
+Each is a plain function a Python user can call; the CLI only parses flags and prints.
+Stages: data -> fine-tune (train.py) -> ONNX export + check (export.py) -> quantize
+(quantize.py) -> bench every candidate on the profile (bench.py) -> choose (select.py) ->
+bundle (bundle.py) + report (report.py).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgetune import __version__
+from edgetune.bench import (
+    AccuracyResult,
+    LatencyResult,
+    LatencySettings,
+    create_session,
+    measure_accuracy,
+    measure_latency,
+    model_size_mb,
+)
+from edgetune.bundle import Bundle, load_bundle, write_bundle
+from edgetune.data import TextDataset, load_text_dataset
+from edgetune.encoding import eval_batches, latency_feed
+from edgetune.errors import InputError, NoCandidateError
+from edgetune.fsutil import check_output_dir
+from edgetune.profiles import Profile
+from edgetune.progress import console
+from edgetune.quantize import quantize_dynamic_int8
+from edgetune.report import write_report
+from edgetune.select import Candidate, Selection, check_budget, choose
+
+QUANTIZE_MODES = ("none", "dynamic-int8")
+VALIDATION_SAMPLE = "edgetune_validation_sample.json"
+FALLBACK_TEXTS = [
+    "The service was quick and the staff were friendly.",
+    "I would not recommend this to anyone; it broke after a day.",
+    "Shares fell sharply after the company missed its earnings forecast.",
+    "The match ended in a draw after extra time.",
+]
+
+
+@dataclass
+class BenchResult:
+    model: str
+    profile: str
+    latency: LatencyResult
+    size_mb: float
+    accuracy: AccuracyResult | None = None
+    manifest_metrics: dict | None = None
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "profile": self.profile, "size_mb": self.size_mb,
+                "latency": self.latency.to_json(),
+                "accuracy": self.accuracy.to_json() if self.accuracy else None}
+
+
+@dataclass
+class TuneResult:
+    out_dir: Path
+    candidates: list[Candidate]
+    selection: Selection
+    best_bundle: Path | None
+    report_md: Path
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _label_ids(dataset_labels: np.ndarray, dataset_names: list[str], model_names: list[str]) -> np.ndarray:
+    """Map a dataset's label ids onto the model's ids, by label name."""
+    to_model = {name: i for i, name in enumerate(model_names)}
+    unknown = sorted(set(dataset_names) - set(to_model))
+    if unknown:
+        raise InputError(f"the data has labels {unknown} that the model does not know ({model_names})")
+    lookup = np.array([to_model[name] for name in dataset_names])
+    return lookup[np.asarray(dataset_labels)]
+
+
+def bench_onnx(
+    model_path: str | Path, tokenizer, profile: Profile, texts: list[str] | None,
+    labels: np.ndarray | None, max_length: int, settings: LatencySettings | None = None,
+) -> BenchResult:
+    """Latency on the profile (always) and accuracy on `texts`/`labels` (when given)."""
+    session = create_session(model_path, profile)
+    feed = latency_feed(tokenizer, texts or FALLBACK_TEXTS, profile.batch_size, profile.sequence_length)
+    feed = {i.name: feed[i.name] for i in session.get_inputs()}
+    accuracy = None
+    if texts is not None and labels is not None:
+        accuracy = measure_accuracy(session, eval_batches(tokenizer, texts, max_length), labels)
+    del session
+    latency = measure_latency(model_path, profile, feed, settings)
+    return BenchResult(str(model_path), profile.name, latency, model_size_mb(model_path), accuracy)
+
+
+def bench_model(
+    model: str | Path, profile: Profile, data: str | None = None, split: str = "validation",
+    text_column: str | None = None, label_column: str | None = None, tokenizer_dir: str | None = None,
+    settings: LatencySettings | None = None, seed: int = 42, validation_fraction: float = 0.1,
+) -> BenchResult:
+    """`edgetune bench`: an ONNX file or a bundle, on a profile, with optional data."""
+    from transformers import AutoTokenizer
+
+    path = Path(model)
+    if not path.exists():
+        raise InputError(f"'{model}' does not exist; give a model.onnx file or a bundle folder")
+    bundle: Bundle | None = None
+    try:
+        bundle = load_bundle(path)
+    except InputError:
+        if path.is_dir():
+            raise
+    model_path = bundle.model_path if bundle else path
+    max_length = bundle.max_length if bundle else profile.sequence_length
+    tok_source = tokenizer_dir or (bundle.path if bundle else path.parent)
+    _check_is_onnx(model_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(tok_source), trust_remote_code=False)
+    except (OSError, ValueError):
+        raise InputError(f"no tokenizer in {tok_source}; pass --tokenizer DIR") from None
+    texts = labels = None
+    if data is not None:
+        dataset = load_text_dataset(data, text_column, label_column, validation_fraction, seed)
+        split_ds = _pick_split(dataset, split)
+        texts = list(split_ds["text"])
+        names = bundle.label_names if bundle else dataset.label_names
+        labels = _label_ids(np.asarray(split_ds["label"]), dataset.label_names, names)
+    result = bench_onnx(model_path, tokenizer, profile, texts, labels, max_length, settings)
+    result.manifest_metrics = bundle.manifest.get("metrics") if bundle else None
+    return result
+
+
+def _pick_split(dataset: TextDataset, split: str):
+    import datasets
+
+    if split == "all":
+        return datasets.concatenate_datasets([dataset.train, dataset.validation])
+    if split not in ("train", "validation"):
+        raise InputError(f"unknown split '{split}': use train, validation or all")
+    return getattr(dataset, split)
+
+
+def _check_is_onnx(model_path: Path) -> None:
+    import onnx
+
+    try:
+        onnx.load(str(model_path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - protobuf's DecodeError and friends
+        raise InputError(f"{model_path}: not an ONNX model (could not parse it)") from None
+
+
+def _manifest(label_names: list[str], max_length: int, precision: str, profile: Profile,
+              extra: dict) -> dict:
+    return {"task": "text-classification", "labels": label_names, "max_length": max_length,
+            "precision": precision, "profile": profile.model_dump(), **extra}
+
+
+def export_checkpoint(
+    checkpoint: str | Path, out: str | Path, profile: Profile, quantize: str = "none",
+    opset: int | None = None, atol: float | None = None, data: str | None = None,
+    overwrite: bool = False, max_length: int | None = None,
+) -> Bundle:
+    """`edgetune export`: checkpoint -> validated ONNX (optionally dynamic INT8) bundle."""
+    import tempfile
+
+    from edgetune.export import (
+        DEFAULT_ATOL,
+        DEFAULT_OPSET,
+        export_onnx,
+        load_checkpoint,
+        validate_onnx,
+    )
+
+    if quantize not in QUANTIZE_MODES:
+        raise InputError(f"unknown --quantize '{quantize}': use one of {', '.join(QUANTIZE_MODES)}")
+    check_output_dir(out, overwrite)
+    model, tokenizer = load_checkpoint(checkpoint)
+    max_length = max_length or profile.sequence_length
+    texts = _validation_texts(Path(checkpoint), data)
+    labels = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
+    with tempfile.TemporaryDirectory(prefix="edgetune-export-") as tmp:
+        fp32 = export_onnx(model, tokenizer, Path(tmp) / "model.onnx", opset or DEFAULT_OPSET)
+        check = validate_onnx(fp32, model, tokenizer, texts, max_length, atol or DEFAULT_ATOL)
+        extra = {"export_check": check.to_json(), "source": str(checkpoint), "opset": opset or DEFAULT_OPSET}
+        model_file, precision = fp32, "fp32"
+        if quantize == "dynamic-int8":
+            model_file, precision = Path(tmp) / "model.int8.onnx", "int8"
+            extra["quantization"] = quantize_dynamic_int8(fp32, model_file).to_json()
+        return write_bundle(out, model_file, checkpoint,
+                            _manifest(labels, max_length, precision, profile, extra), overwrite)
+
+
+def _validation_texts(checkpoint: Path, data: str | None) -> list[str]:
+    if data is not None:
+        return list(load_text_dataset(data).validation["text"])
+    sample = checkpoint / VALIDATION_SAMPLE
+    if sample.is_file():
+        return json.loads(sample.read_text())
+    console.log("no --data and no saved validation sample: checking the export on built-in sentences")
+    return FALLBACK_TEXTS
+
+
+def tune(
+    model: str, data: str, profile: Profile, out: str | Path, train_config=None,
+    overwrite: bool = False, resume: bool = False, text_column: str | None = None,
+    label_column: str | None = None, atol: float | None = None, opset: int | None = None,
+    settings: LatencySettings | None = None, validation_fraction: float = 0.1,
+) -> TuneResult:
+    """`edgetune tune`: fine-tune, export, quantize, bench every candidate, choose, bundle."""
+    from edgetune.export import (
+        DEFAULT_ATOL,
+        DEFAULT_OPSET,
+        export_onnx,
+        load_checkpoint,
+        validate_onnx,
+    )
+    from edgetune.train import TrainConfig, fine_tune
+
+    out = Path(out)
+    if not resume:
+        check_output_dir(out, overwrite)
+    cfg = train_config or TrainConfig(max_length=profile.sequence_length)
+    stages: dict[str, float] = {}
+    t0 = time.monotonic()
+    dataset = load_text_dataset(data, text_column, label_column, validation_fraction, cfg.seed)
+    console.log(f"data: {len(dataset.train)} train / {len(dataset.validation)} validation, "
+                f"{dataset.num_labels} labels {dataset.label_names[:8]}")
+    work = out / "work"
+    if overwrite and not resume and out.exists():
+        shutil.rmtree(work, ignore_errors=True)
+    stages["data"] = time.monotonic() - t0
+
+    t0 = time.monotonic()
+    trained = fine_tune(model, dataset, work, cfg, resume=resume)
+    stages["fine_tune"] = time.monotonic() - t0
+    val_texts = list(dataset.validation["text"])
+    (trained.checkpoint / VALIDATION_SAMPLE).write_text(json.dumps(val_texts[:128]))
+    console.log(f"fine-tuned: PyTorch validation accuracy {trained.metrics['accuracy']:.4f} "
+                f"({trained.steps} steps, stopped by {trained.stopped_by})")
+
+    t0 = time.monotonic()
+    torch_model, tokenizer = load_checkpoint(trained.checkpoint)
+    fp32 = export_onnx(torch_model, tokenizer, work / "onnx" / "model.fp32.onnx", opset or DEFAULT_OPSET)
+    check = validate_onnx(fp32, torch_model, tokenizer, val_texts, cfg.max_length, atol or DEFAULT_ATOL)
+    stages["export"] = time.monotonic() - t0
+    del torch_model
+
+    variants: list[tuple[str, str, Path, dict]] = []
+    if "fp32" in profile.precisions:
+        variants.append(("fp32", "fp32", fp32, {}))
+    if "int8" in profile.precisions:
+        t0 = time.monotonic()
+        int8 = work / "onnx" / "model.int8.onnx"
+        choice = quantize_dynamic_int8(fp32, int8)
+        stages["quantize"] = time.monotonic() - t0
+        variants.append(("dynamic-int8", "int8", int8, {"quantization": choice.to_json()}))
+    if not variants:
+        raise InputError(f"profile '{profile.name}' allows none of the precisions edgetune "
+                         f"builds here (fp32, int8): {profile.precisions}")
+
+    labels = np.asarray(dataset.validation["label"])
+    candidates: list[Candidate] = []
+    t0 = time.monotonic()
+    for name, precision, path, settings_extra in variants:
+        console.log(f"bench {name} on {profile.name} ...")
+        result = bench_onnx(path, tokenizer, profile, val_texts, labels, cfg.max_length, settings)
+        candidates.append(check_budget(Candidate(
+            name=name, precision=precision, model_path=str(path), accuracy=result.accuracy,
+            latency=result.latency, size_mb=result.size_mb, settings=settings_extra), profile))
+    stages["bench"] = time.monotonic() - t0
+    _note_slower_quantized(candidates)
+
+    selection = choose(candidates, profile)
+    context = {
+        "edgetune_version": __version__, "model": model, "data": data,
+        "train": trained.to_json(), "pytorch_accuracy": trained.metrics["accuracy"],
+        "export_check": check.to_json(), "stage_seconds": {k: round(v, 1) for k, v in stages.items()},
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+    }
+    for c in candidates:
+        bundle = write_bundle(out / "candidates" / c.name, c.model_path, trained.checkpoint,
+                              _candidate_manifest(c, dataset, cfg.max_length, profile, model,
+                                                  trained.metrics["accuracy"], check),
+                              overwrite=True)
+        c.model_path = str(bundle.model_path)
+    best = None
+    if selection.winner is not None:
+        w = selection.winner
+        best = write_bundle(out / "best", w.model_path, trained.checkpoint,
+                            _candidate_manifest(w, dataset, cfg.max_length, profile, model,
+                                                trained.metrics["accuracy"], check),
+                            overwrite=True).path
+        context["best_bundle"] = str(best)
+    elif (out / "best").exists():
+        shutil.rmtree(out / "best")  # a stale winner from an earlier run would mislead
+    _, report_md = write_report(out, candidates, selection, profile, context)
+    result = TuneResult(out, candidates, selection, best, report_md, stages)
+    if best is None:
+        raise NoCandidateError(selection.reason + f"; report: {report_md}")
+    return result
+
+
+def _candidate_manifest(c: Candidate, dataset: TextDataset, max_length: int, profile: Profile,
+                        source: str, pytorch_accuracy: float, check) -> dict:
+    return _manifest(dataset.label_names, max_length, c.precision, profile, {
+        "source": source, "candidate": c.name,
+        "metrics": {"accuracy": c.accuracy.to_json(), "latency": c.latency.to_json(),
+                    "size_mb": c.size_mb, "pytorch_accuracy": pytorch_accuracy},
+        "export_check": check.to_json(), **c.settings})
+
+
+def _note_slower_quantized(candidates: list[Candidate]) -> None:
+    """Never offer a quantized model that is slower than fp32 without saying so, and why."""
+    fp32 = next((c for c in candidates if c.precision == "fp32"), None)
+    if fp32 is None:
+        return
+    for c in candidates:
+        if c is not fp32 and c.latency.p90_ms > fp32.latency.p90_ms:
+            ratio = c.latency.p90_ms / fp32.latency.p90_ms
+            c.notes.append(
+                f"slower than fp32 ({ratio:.2f}x p90): this CPU's int8 kernels "
+                "(no VNNI, or ops falling back to fp32 with extra (de)quantize nodes) cost more "
+                "than they save at this batch and sequence length")

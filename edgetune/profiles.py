@@ -1,0 +1,79 @@
+"""Deployment profiles: what the deployed model must run on and meet.
+
+A profile is a TOML file validated by pydantic. `load_profile` takes a shipped name
+(`cpu-edge`) or a path to the user's own file; every error names the file and the field.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from edgetune.errors import InputError
+
+PROFILES_DIR = Path(__file__).parent / "profiles"
+Precision = Literal["fp32", "fp16", "int8", "int4"]
+
+
+class Profile(BaseModel):
+    """Where and how the model will be deployed, and what it must meet there."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    device: Literal["cpu", "cuda"] = "cpu"
+    execution_providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"])
+    intra_op_threads: int = Field(default=0, ge=0, description="0 = all cores")
+    batch_size: int = Field(default=1, ge=1)
+    sequence_length: int = Field(default=128, ge=8, le=8192)
+    latency_budget_ms: float = Field(gt=0, description="p90 latency budget per batch")
+    max_model_size_mb: float | None = Field(default=None, gt=0)
+    precisions: list[Precision] = Field(default_factory=lambda: ["fp32", "int8"])
+
+    @field_validator("execution_providers")
+    @classmethod
+    def _known_providers(cls, providers: list[str]) -> list[str]:
+        if not providers:
+            raise ValueError("at least one execution provider is needed")
+        bad = [p for p in providers if not p.endswith("ExecutionProvider")]
+        if bad:
+            raise ValueError(f"{bad} are not ONNX Runtime provider names (e.g. CPUExecutionProvider)")
+        return providers
+
+    @property
+    def threads(self) -> int:
+        """The thread count actually used (0 means all cores)."""
+        return self.intra_op_threads or (os.cpu_count() or 1)
+
+
+def available_profiles() -> dict[str, Path]:
+    """Shipped profiles by name."""
+    return {p.stem: p for p in sorted(PROFILES_DIR.glob("*.toml"))}
+
+
+def load_profile(name_or_path: str | Path, latency_budget_ms: float | None = None) -> Profile:
+    """Load a shipped profile by name or a user's TOML file; optionally override the budget."""
+    shipped = available_profiles()
+    path = shipped.get(str(name_or_path)) or Path(name_or_path)
+    if not path.is_file():
+        raise InputError(
+            f"unknown profile '{name_or_path}': use one of {', '.join(shipped)} "
+            "or a path to a .toml file"
+        )
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"profile {path}: not valid TOML ({exc})") from None
+    if latency_budget_ms is not None:
+        raw["latency_budget_ms"] = latency_budget_ms
+    try:
+        return Profile(**raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "(file)"
+        raise InputError(f"profile {path}: field '{field}': {first['msg']}") from None

@@ -1,0 +1,100 @@
+"""Candidates, the budget check, the Pareto frontier and the choice.
+
+A `Candidate` (config, artefact, measurements) is the one record that the search, the
+report and the cache read. Accuracy is higher-is-better, p90 latency and size lower-is-better.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from edgetune.bench import AccuracyResult, LatencyResult
+from edgetune.profiles import Profile
+
+
+@dataclass
+class Candidate:
+    name: str
+    precision: str
+    model_path: str
+    accuracy: AccuracyResult
+    latency: LatencyResult
+    size_mb: float
+    settings: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    meets_latency: bool = False
+    meets_size: bool = True
+
+    @property
+    def meets_budget(self) -> bool:
+        return self.meets_latency and self.meets_size
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["meets_budget"] = self.meets_budget
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> Candidate:
+        data = {k: v for k, v in data.items() if k != "meets_budget"}
+        data["accuracy"] = AccuracyResult(**data["accuracy"])
+        data["latency"] = LatencyResult(**data["latency"])
+        return cls(**data)
+
+
+@dataclass
+class Selection:
+    winner: Candidate | None
+    reason: str
+    fastest: Candidate
+    pareto: list[str]
+
+    def to_json(self) -> dict:
+        return {"winner": self.winner.name if self.winner else None, "reason": self.reason,
+                "fastest": self.fastest.name, "pareto_frontier": self.pareto}
+
+
+def check_budget(candidate: Candidate, profile: Profile) -> Candidate:
+    """Fill in whether the candidate meets the profile's p90 budget and size limit."""
+    candidate.meets_latency = candidate.latency.p90_ms <= profile.latency_budget_ms
+    limit = profile.max_model_size_mb
+    candidate.meets_size = limit is None or candidate.size_mb <= limit
+    return candidate
+
+
+def pareto_front(candidates: list[Candidate]) -> list[Candidate]:
+    """Candidates no other candidate beats on accuracy and p90 at once (sorted by p90)."""
+    def dominated(c: Candidate) -> bool:
+        return any(
+            o.accuracy.accuracy >= c.accuracy.accuracy and o.latency.p90_ms <= c.latency.p90_ms
+            and (o.accuracy.accuracy > c.accuracy.accuracy or o.latency.p90_ms < c.latency.p90_ms)
+            for o in candidates
+        )
+    return sorted((c for c in candidates if not dominated(c)), key=lambda c: c.latency.p90_ms)
+
+
+def choose(candidates: list[Candidate], profile: Profile) -> Selection:
+    """The most accurate candidate that meets the budget; ties go to the faster."""
+    if not candidates:
+        raise ValueError("choose() needs at least one candidate")
+    fastest = min(candidates, key=lambda c: c.latency.p90_ms)
+    front = [c.name for c in pareto_front(candidates)]
+    feasible = [c for c in candidates if c.meets_budget]
+    if not feasible:
+        limit = f" and {profile.max_model_size_mb:g} MB" if profile.max_model_size_mb else ""
+        reason = (f"no candidate meets the budget (p90 <= {profile.latency_budget_ms:g} ms{limit}); "
+                  f"the fastest is {fastest.name} at p90 {fastest.latency.p90_ms:.2f} ms")
+        return Selection(None, reason, fastest, front)
+    winner = max(feasible, key=lambda c: (c.accuracy.accuracy, -c.latency.p90_ms))
+    others = [c for c in feasible if c is not winner]
+    if not others:
+        reason = f"{winner.name} is the only candidate within the budget"
+    else:
+        runner = max(others, key=lambda c: (c.accuracy.accuracy, -c.latency.p90_ms))
+        if runner.accuracy.accuracy == winner.accuracy.accuracy:
+            reason = (f"{winner.name} ties {runner.name} on accuracy and is faster "
+                      f"(p90 {winner.latency.p90_ms:.2f} vs {runner.latency.p90_ms:.2f} ms)")
+        else:
+            reason = (f"{winner.name} is the most accurate within the budget "
+                      f"({winner.accuracy.accuracy:.4f} vs {runner.accuracy.accuracy:.4f} for {runner.name})")
+    return Selection(winner, reason, fastest, front)

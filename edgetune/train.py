@@ -1,0 +1,246 @@
+"""Fine-tune a pretrained encoder for text classification with transformers' `Trainer`.
+
+The loop people expect: evaluation on held-out data every epoch (or N steps), a learning-rate
+schedule (warm-up then linear/cosine, or reduce-on-plateau), early stopping on a preset
+condition, a budget (epochs, steps, minutes: whichever comes first), batch size found by
+`auto_find_batch_size`, the best checkpoint kept, and `resume` from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import datasets
+import numpy as np
+from transformers import TrainerCallback
+
+from edgetune.data import TextDataset
+from edgetune.errors import InputError
+from edgetune.metrics import classification_metrics
+from edgetune.progress import RichProgressCallback
+
+LOG = logging.getLogger(__name__)
+Scheduler = Literal["linear", "cosine", "plateau"]
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of the fine-tuning loop; serialised into the report."""
+
+    epochs: float = 3.0
+    max_steps: int = -1
+    max_train_minutes: float | None = None
+    learning_rate: float = 5e-5
+    batch_size: int = 32
+    auto_find_batch_size: bool = True
+    scheduler: Scheduler = "linear"
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    eval_steps: int | None = None  # None: every epoch, or every 500 steps if epochs are longer
+    early_stopping_patience: int = 3
+    early_stopping_min_delta: float = 0.0
+    metric: Literal["accuracy", "macro_f1"] = "accuracy"
+    max_length: int = 128
+    seed: int = 42
+    max_train_samples: int | None = None
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    metrics: dict[str, float]
+    validation_logits: np.ndarray = field(repr=False)
+    steps: int = 0
+    train_seconds: float = 0.0
+    stopped_by: str = "epochs"
+
+    def to_json(self) -> dict:
+        return {"checkpoint": str(self.checkpoint), "metrics": self.metrics, "steps": self.steps,
+                "train_seconds": round(self.train_seconds, 1), "stopped_by": self.stopped_by}
+
+
+def load_model_for_classification(model_source: str, label_names: list[str]):
+    """Pretrained weights + a new classification head sized for `label_names`."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    _check_model_source(model_source)
+    id2label = dict(enumerate(label_names))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_source, trust_remote_code=False)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_source,
+            num_labels=len(label_names),
+            id2label=id2label,
+            label2id={name: i for i, name in id2label.items()},
+            ignore_mismatched_sizes=True,
+            trust_remote_code=False,
+        )
+    except (OSError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise InputError(f"model '{model_source}' could not be loaded: {first}") from None
+    return model, tokenizer
+
+
+def _check_model_source(model_source: str) -> None:
+    path = Path(model_source).expanduser()
+    looks_local = path.exists() or model_source.startswith((".", "/", "~")) or model_source.count("/") > 1
+    if not looks_local:
+        return  # a hub id: from_pretrained decides
+    if not path.exists():
+        raise InputError(f"model path '{model_source}' does not exist")
+    if not (path / "config.json").is_file():
+        raise InputError(
+            f"model path '{model_source}' holds no model (no config.json); "
+            "give a Hugging Face model folder or a hub id"
+        )
+
+
+class TimeBudgetCallback(TrainerCallback):
+    """Stops training past a deadline, after one last evaluation and save."""
+
+    def __init__(self, minutes: float) -> None:
+        self.minutes = minutes
+        self.deadline: float | None = None
+        self.hit = False
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.deadline = time.monotonic() + self.minutes * 60.0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.hit = True
+            control.should_training_stop = True
+            control.should_evaluate = True
+            control.should_save = True
+        return control
+
+
+def fine_tune(
+    model_source: str,
+    dataset: TextDataset,
+    output_dir: str | Path,
+    config: TrainConfig,
+    resume: bool = False,
+) -> TrainResult:
+    """Fine-tune and return the best checkpoint (saved to `output_dir/best`)."""
+    import torch
+    from transformers import (
+        DataCollatorWithPadding,
+        EarlyStoppingCallback,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
+    from transformers.trainer_callback import PrinterCallback
+    from transformers.trainer_utils import get_last_checkpoint
+
+    datasets.disable_progress_bars()
+    set_seed(config.seed)
+    output_dir = Path(output_dir)
+    model, tokenizer = load_model_for_classification(model_source, dataset.label_names)
+
+    train = dataset.train
+    if config.max_train_samples and len(train) > config.max_train_samples:
+        train = train.shuffle(seed=config.seed).select(range(config.max_train_samples))
+
+    def tokenize(batch):
+        return tokenizer(batch["text"], truncation=True, max_length=config.max_length)
+
+    train_tok = train.map(tokenize, batched=True, remove_columns=["text"])
+    val_tok = dataset.validation.map(tokenize, batched=True, remove_columns=["text"])
+
+    steps_per_epoch = max(1, math.ceil(len(train_tok) / config.batch_size))
+    eval_steps = config.eval_steps or (min(steps_per_epoch, 500))
+    scheduler_type = "reduce_lr_on_plateau" if config.scheduler == "plateau" else config.scheduler
+    scheduler_kwargs = {"mode": "max", "factor": 0.5, "patience": 1} if config.scheduler == "plateau" else {}
+
+    args = TrainingArguments(
+        output_dir=str(output_dir / "checkpoints"),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=64,
+        auto_find_batch_size=config.auto_find_batch_size,
+        lr_scheduler_type=scheduler_type,
+        lr_scheduler_kwargs=scheduler_kwargs,
+        warmup_ratio=config.warmup_ratio if config.scheduler != "plateau" else 0.0,
+        weight_decay=config.weight_decay,
+        eval_strategy="steps",
+        eval_steps=eval_steps,
+        save_strategy="steps",
+        save_steps=eval_steps,
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model=config.metric,
+        greater_is_better=True,
+        logging_steps=max(1, min(50, eval_steps)),
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
+        fp16=False,
+        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        save_safetensors=True,
+    )
+
+    def compute_metrics(eval_pred):
+        logits, labels = eval_pred
+        return classification_metrics(np.asarray(logits), np.asarray(labels))
+
+    callbacks = [
+        EarlyStoppingCallback(config.early_stopping_patience, config.early_stopping_min_delta),
+        RichProgressCallback(),
+    ]
+    budget = TimeBudgetCallback(config.max_train_minutes) if config.max_train_minutes else None
+    if budget is not None:
+        callbacks.append(budget)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_tok,
+        eval_dataset=val_tok,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=compute_metrics,
+        callbacks=callbacks,
+    )
+    trainer.remove_callback(PrinterCallback)  # our rich callback reports progress instead
+    last = get_last_checkpoint(args.output_dir) if resume and Path(args.output_dir).is_dir() else None
+    if resume and last is None:
+        LOG.warning("--resume: no checkpoint in %s, starting from the beginning", args.output_dir)
+    started = time.monotonic()
+    output = trainer.train(resume_from_checkpoint=last)
+    train_seconds = time.monotonic() - started
+
+    prediction = trainer.predict(val_tok)
+    logits = np.asarray(prediction.predictions, dtype=np.float32)
+    metrics = classification_metrics(logits, np.asarray(dataset.validation["label"]))
+
+    best = output_dir / "best"
+    trainer.save_model(str(best))
+    tokenizer.save_pretrained(str(best))
+    stopped_by = _stop_reason(trainer, config, budget)
+    (best / "edgetune_train.json").write_text(json.dumps(
+        {"config": asdict(config), "metrics": metrics, "stopped_by": stopped_by,
+         "steps": output.global_step, "train_seconds": train_seconds}, indent=2))
+    return TrainResult(best, metrics, logits, output.global_step, train_seconds, stopped_by)
+
+
+def _stop_reason(trainer, config: TrainConfig, budget) -> str:
+    if budget is not None and budget.hit:
+        return f"time budget ({config.max_train_minutes} min)"
+    state = trainer.state
+    if config.max_steps > 0 and state.global_step >= config.max_steps:
+        return f"max steps ({config.max_steps})"
+    if state.max_steps and state.global_step < state.max_steps:
+        return f"early stopping (patience {config.early_stopping_patience})"
+    return f"epochs ({config.epochs})"

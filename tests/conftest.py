@@ -1,0 +1,76 @@
+"""Fixtures: a tiny random-init BERT built from a config, and small generated datasets.
+
+Everything here is offline and takes seconds. Tests on real data read SHARED_DATA and carry
+the `slow` marker.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+POSITIVE = ["good", "great", "fine", "lovely", "superb", "happy"]
+NEGATIVE = ["bad", "awful", "poor", "sad", "terrible", "ugly"]
+FILLER = ["the", "a", "movie", "was", "plot", "and", "it", "very", "quite", "story", "actor", "film"]
+
+
+def make_rows(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """Texts whose label is given by which sentiment words they hold."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = "positive" if i % 2 == 0 else "negative"
+        cue = POSITIVE if label == "positive" else NEGATIVE
+        words = rng.choices(FILLER, k=rng.randint(3, 10)) + rng.choices(cue, k=2)
+        rng.shuffle(words)
+        rows.append((" ".join(words), label))
+    return rows
+
+
+def write_csv(path: Path, rows, header=("text", "label"), delimiter=",") -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle, delimiter=delimiter)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer, hidden-32 BERT with random weights and a word-level vocabulary."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *FILLER]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    tokenizer.save_pretrained(folder)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_data_csv(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny-data")
+    return write_csv(folder / "reviews.csv", make_rows(240))
+
+
+@pytest.fixture(scope="session")
+def tiny_profile(tmp_path_factory) -> Path:
+    """A CPU profile with a generous budget and quick latency settings."""
+    path = tmp_path_factory.mktemp("profiles") / "tiny.toml"
+    path.write_text(
+        'name = "tiny"\ndevice = "cpu"\nexecution_providers = ["CPUExecutionProvider"]\n'
+        "intra_op_threads = 1\nbatch_size = 1\nsequence_length = 32\nlatency_budget_ms = 1000.0\n"
+        'precisions = ["fp32", "int8"]\n'
+    )
+    return path

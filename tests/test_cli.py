@@ -1,0 +1,218 @@
+"""End to end through Click's runner on the tiny model, and every bad input's one-line error."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from conftest import make_rows, write_csv
+
+from edgetune.cli import cli
+from edgetune.errors import EXIT_BAD_INPUT, EXIT_NO_CANDIDATE
+
+TINY_TRAIN = ["--epochs", "8", "--lr", "3e-3", "--batch-size", "16", "--patience", "8"]
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def one_line_error(result) -> str:
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert lines, "expected an error message"
+    last = lines[-1]
+    assert last.startswith("error: "), result.output
+    assert "Traceback" not in result.output
+    return last
+
+
+@pytest.fixture(scope="module")
+def tuned_run(tmp_path_factory, tiny_model_dir, tiny_data_csv, tiny_profile):
+    out = tmp_path_factory.mktemp("run") / "out"
+    result = run("tune", "--model", tiny_model_dir, "--data", tiny_data_csv, "--profile",
+                 tiny_profile, "--out", out, *TINY_TRAIN)
+    assert result.exit_code == 0, result.output
+    return out, result
+
+
+def test_tune_writes_bundle_and_report(tuned_run):
+    out, result = tuned_run
+    assert "bundle:" in result.output and "chosen" in result.output
+    best = out / "best"
+    manifest = json.loads((best / "edgetune.json").read_text())
+    assert (best / "model.onnx").is_file() and (best / "config.json").is_file()
+    assert (best / "tokenizer.json").is_file() or (best / "vocab.txt").is_file()
+    assert manifest["labels"] == ["negative", "positive"]
+    assert manifest["task"] == "text-classification" and manifest["max_length"] == 32
+    assert set(manifest["input_names"]) >= {"input_ids", "attention_mask"}
+    assert manifest["profile"]["name"] == "tiny" and manifest["edgetune_version"]
+    report = json.loads((out / "report.json").read_text())
+    names = [c["name"] for c in report["candidates"]]
+    assert names == ["fp32", "dynamic-int8"]
+    assert report["selection"]["winner"] == manifest["candidate"]
+    assert (out / "report.md").read_text().startswith("# edgetune report")
+    assert not list(out.glob(".*tmp*"))  # no staging left behind
+
+
+def test_onnx_accuracy_equals_pytorch(tuned_run):
+    out, _ = tuned_run
+    report = json.loads((out / "report.json").read_text())
+    fp32 = next(c for c in report["candidates"] if c["name"] == "fp32")
+    assert report["run"]["pytorch_accuracy"] > 0.9  # the tiny task is learnable
+    assert fp32["accuracy"]["accuracy"] == report["run"]["pytorch_accuracy"]
+
+
+def test_bench_on_the_int8_bundle_matches_the_report(tuned_run, tiny_data_csv, tiny_profile):
+    out, _ = tuned_run
+    result = run("bench", out / "candidates" / "dynamic-int8", "--profile", tiny_profile,
+                 "--data", tiny_data_csv, "--json", "--min-runs", "20", "--min-seconds", "0.5")
+    assert result.exit_code == 0, result.output
+    measured = json.loads(result.output)
+    report = json.loads((out / "report.json").read_text())
+    int8 = next(c for c in report["candidates"] if c["name"] == "dynamic-int8")
+    assert measured["accuracy"]["accuracy"] == int8["accuracy"]["accuracy"]
+    assert measured["accuracy"]["examples"] == int8["accuracy"]["examples"]
+    assert measured["latency"]["batch_size"] == 1 and measured["latency"]["sequence_length"] == 32
+    assert measured["latency"]["p50_ms"] > 0 and measured["size_mb"] == pytest.approx(int8["size_mb"])
+
+
+def test_bench_table_on_a_bare_onnx_file(tuned_run, tiny_profile):
+    out, _ = tuned_run
+    result = run("bench", out / "best" / "model.onnx", "--profile", tiny_profile,
+                 "--min-runs", "5", "--min-seconds", "0.1")
+    assert result.exit_code == 0, result.output
+    assert "p50 / p90 / p99 ms" in result.output
+
+
+def test_export_command_with_int8(tuned_run, tmp_path, tiny_profile):
+    out, _ = tuned_run
+    target = tmp_path / "bundle"
+    result = run("export", out / "work" / "best", "--out", target, "--quantize", "dynamic-int8",
+                 "--profile", tiny_profile)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((target / "edgetune.json").read_text())
+    assert manifest["precision"] == "int8" and manifest["quantization"]["per_channel"]
+    assert manifest["export_check"]["max_abs_diff"] <= manifest["export_check"]["atol"]
+    again = run("export", out / "work" / "best", "--out", target, "--profile", tiny_profile)
+    assert again.exit_code == EXIT_BAD_INPUT and "already exists" in one_line_error(again)
+
+
+def test_export_check_fails_naming_the_max_difference(tuned_run, tmp_path):
+    """A perturbed ONNX weight must be caught by the numeric check, with the number in the error."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from edgetune.errors import ValidationError
+    from edgetune.export import load_checkpoint, validate_onnx
+
+    out, _ = tuned_run
+    model = onnx.load(str(out / "candidates" / "fp32" / "model.onnx"))
+    rng = np.random.default_rng(0)
+    for tensor in model.graph.initializer:  # noise on every matrix: no LayerNorm can undo it
+        if len(tensor.dims) == 2:
+            weights = numpy_helper.to_array(tensor)
+            noisy = weights + rng.normal(0, 1.0, weights.shape).astype(weights.dtype)
+            tensor.CopyFrom(numpy_helper.from_array(noisy, tensor.name))
+    broken = tmp_path / "broken.onnx"
+    onnx.save(model, str(broken))
+    torch_model, tokenizer = load_checkpoint(out / "work" / "best")
+    texts = [t for t, _ in make_rows(8)]
+    assert validate_onnx(out / "candidates" / "fp32" / "model.onnx", torch_model, tokenizer, texts, 32).max_abs_diff < 1e-4
+    with pytest.raises(ValidationError, match=r"differs from PyTorch by up to [0-9.e+-]+ \(atol 0.0001\)") as info:
+        validate_onnx(broken, torch_model, tokenizer, texts, 32)
+    assert info.value.max_abs_diff > 1e-4
+
+
+def test_no_candidate_meets_budget_exit_code_and_report(tmp_path, tiny_model_dir, tiny_data_csv,
+                                                        tiny_profile):
+    out = tmp_path / "out"
+    result = run("tune", "--model", tiny_model_dir, "--data", tiny_data_csv, "--profile",
+                 tiny_profile, "--latency-budget-ms", "0.0001", "--out", out, "--max-steps", "2")
+    assert result.exit_code == EXIT_NO_CANDIDATE
+    line = one_line_error(result)
+    assert "no candidate meets the budget" in line and "fastest is" in line
+    assert (out / "report.json").is_file() and not (out / "best").exists()
+
+
+# --- bad inputs: one clear line, non-zero exit, nothing half-written -------------------------
+
+def test_model_path_missing(tmp_path, tiny_data_csv):
+    result = run("tune", "--model", tmp_path / "nope", "--data", tiny_data_csv, "--out", tmp_path / "o")
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert "does not exist" in one_line_error(result)
+
+
+def test_model_path_without_model(tmp_path, tiny_data_csv):
+    (tmp_path / "empty").mkdir()
+    result = run("tune", "--model", tmp_path / "empty", "--data", tiny_data_csv, "--out", tmp_path / "o")
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert "holds no model" in one_line_error(result)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "empty"),
+    ("a,b\n1,0\n2,1\n3,0\n", "no text column"),
+    ("text,label\n" + "good film,pos\n" * 10, "only one class"),
+])
+def test_bad_data_files(tmp_path, tiny_model_dir, content, message):
+    data = tmp_path / "d.csv"
+    data.write_text(content)
+    result = run("tune", "--model", tiny_model_dir, "--data", data, "--out", tmp_path / "o")
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert message in one_line_error(result)
+
+
+def test_no_label_column(tmp_path, tiny_model_dir):
+    data = write_csv(tmp_path / "d.csv", [(t, "x", 1) for t, _ in make_rows(10)],
+                     header=("text", "note", "id"))
+    result = run("tune", "--model", tiny_model_dir, "--data", data, "--out", tmp_path / "o")
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert "no label column" in one_line_error(result)
+
+
+def test_unknown_profile(tmp_path, tiny_model_dir, tiny_data_csv):
+    result = run("tune", "--model", tiny_model_dir, "--data", tiny_data_csv, "--profile", "nope",
+                 "--out", tmp_path / "o")
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert "unknown profile 'nope'" in one_line_error(result)
+
+
+def test_profile_with_bad_field(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "b"\nlatency_budget_ms = 5\nbatch_size = -1\n')
+    result = run("profiles", "show", bad)
+    assert result.exit_code == EXIT_BAD_INPUT
+    line = one_line_error(result)
+    assert str(bad) in line and "batch_size" in line
+
+
+def test_bench_not_onnx(tmp_path, tiny_profile):
+    fake = tmp_path / "model.onnx"
+    fake.write_text("this is not onnx")
+    result = run("bench", fake, "--profile", tiny_profile)
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert "not an ONNX model" in one_line_error(result)
+
+
+def test_output_exists_is_refused_and_kept(tmp_path, tiny_model_dir, tiny_data_csv):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    result = run("tune", "--model", tiny_model_dir, "--data", tiny_data_csv, "--out", out)
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert "already exists" in one_line_error(result) and "--overwrite" in result.output
+    assert (out / "keep.txt").read_text() == "precious" and sorted(out.iterdir()) == [out / "keep.txt"]
+
+
+def test_profiles_commands():
+    assert "cpu-edge" in run("profiles", "list").output
+    shown = run("profiles", "show", "cpu-edge")
+    assert shown.exit_code == 0 and json.loads(shown.output)["batch_size"] == 1
+
+
+def test_every_command_has_help_with_an_example():
+    for args in (["tune"], ["export"], ["bench"], ["profiles", "list"], ["profiles", "show"]):
+        result = run(*args, "--help")
+        assert result.exit_code == 0 and "Example:" in result.output, args

@@ -32,6 +32,7 @@ class LatencySettings:
     min_runs: int = 50
     min_seconds: float = 3.0
     max_seconds: float = 60.0
+    io_binding: bool = False  # always on for CUDA profiles
 
 
 @dataclass
@@ -47,6 +48,7 @@ class LatencyResult:
     peak_rss_mb: float
     providers: list[str]
     threads: int
+    gpu_memory_mb: float | None = None  # this process's GPU memory (CUDA profiles)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -77,11 +79,19 @@ def create_session(model_path: str | Path, profile: Profile) -> ort.InferenceSes
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3
     try:
-        return ort.InferenceSession(
+        session = ort.InferenceSession(
             str(model_path), sess_options=options, providers=profile.execution_providers
         )
     except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph/... types
         raise InputError(f"{model_path}: ONNX Runtime cannot load it as an ONNX model ({exc})") from None
+    # ORT falls back to CPU silently when a GPU provider fails to initialise (missing CUDA/cuDNN
+    # libraries): a CUDA profile measured on the CPU would be a lie, so refuse.
+    if profile.device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
+        raise InputError(
+            f"profile '{profile.name}' needs CUDA but ONNX Runtime could not start the CUDA provider "
+            "(check the CUDA/cuDNN libraries and that onnxruntime-gpu replaced onnxruntime)"
+        )
+    return session
 
 
 def feed_for(session: ort.InferenceSession, encoded: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -95,21 +105,65 @@ def feed_for(session: ort.InferenceSession, encoded: dict[str, np.ndarray]) -> d
 
 def _timed_runs(
     model_path: str, profile_json: dict, feed: dict[str, np.ndarray], settings: LatencySettings
-) -> tuple[list[float], float, list[str]]:
-    session = create_session(model_path, Profile(**profile_json))
+) -> tuple[list[float], float, list[str], dict]:
+    profile = Profile(**profile_json)
+    session = create_session(model_path, profile)
+    run = make_runner(session, feed, io_binding=profile.device == "cuda" or settings.io_binding)
     for _ in range(settings.warmup_runs):
-        session.run(None, feed)
+        run()
     times: list[float] = []
     start = time.perf_counter()
     while True:
         t0 = time.perf_counter()
-        session.run(None, feed)
+        run()
         times.append((time.perf_counter() - t0) * 1000.0)
         elapsed = time.perf_counter() - start
         enough = len(times) >= settings.min_runs and elapsed >= settings.min_seconds
         if enough or elapsed >= settings.max_seconds:
             break
-    return times, peak_rss_mb(), session.get_providers()
+    extra = {"gpu_memory_mb": gpu_memory_mb()} if profile.device == "cuda" else {}
+    return times, peak_rss_mb(), session.get_providers(), extra
+
+
+def make_runner(session: ort.InferenceSession, feed: dict[str, np.ndarray], io_binding: bool):
+    """A no-argument callable that runs one batch.
+
+    With IO binding the inputs are copied to the session's device once and the outputs stay
+    there, so the timing is the model's, not the host<->device copies'; `synchronize_*` makes
+    the timer wait for the device (CUDA runs asynchronously).
+    """
+    if not io_binding:
+        return lambda: session.run(None, feed)
+    device = "cuda" if "CUDAExecutionProvider" in session.get_providers() else "cpu"
+    binding = session.io_binding()
+    for name, array in feed.items():
+        binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array, device, 0))
+    for output in session.get_outputs():
+        binding.bind_output(output.name, device)
+
+    def run() -> None:
+        binding.synchronize_inputs()
+        session.run_with_iobinding(binding)
+        binding.synchronize_outputs()
+    return run
+
+
+def gpu_memory_mb(pid: int | None = None) -> float | None:
+    """GPU memory held by this process, from nvidia-smi (None where it is not available)."""
+    import os
+
+    pid = pid or os.getpid()
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory",
+                              "--format=csv,noheader,nounits"], capture_output=True, text=True,
+                             check=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in out.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 2 and parts[0] == str(pid):
+            return float(parts[1])
+    return None
 
 
 def peak_rss_mb() -> float:
@@ -138,9 +192,9 @@ def measure_latency(
     """
     settings = settings or LatencySettings()
     if isolated:
-        times, peak_mb, providers = _run_isolated(model_path, profile, feed, settings)
+        times, peak_mb, providers, extra = _run_isolated(model_path, profile, feed, settings)
     else:
-        times, peak_mb, providers = _timed_runs(str(model_path), profile.model_dump(), feed, settings)
+        times, peak_mb, providers, extra = _timed_runs(str(model_path), profile.model_dump(), feed, settings)
     arr = np.asarray(times)
     batch, seq = next(iter(feed.values())).shape[:2]
     p50 = float(np.percentile(arr, 50))
@@ -156,12 +210,13 @@ def measure_latency(
         peak_rss_mb=float(peak_mb),
         providers=providers,
         threads=profile.threads,
+        **extra,
     )
 
 
 def _run_isolated(
     model_path: str | Path, profile: Profile, feed: dict[str, np.ndarray], settings: LatencySettings
-) -> tuple[list[float], float, list[str]]:
+) -> tuple[list[float], float, list[str], dict]:
     """Run `_timed_runs` in a fresh interpreter (`python -m edgetune.bench`), not a fork:
     nothing of the caller's memory or main module comes along."""
     with tempfile.TemporaryDirectory(prefix="edgetune-bench-") as tmp:
@@ -176,17 +231,17 @@ def _run_isolated(
             tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             raise RuntimeError(f"the latency worker failed: {tail}")
         result = json.loads((Path(tmp) / "result.json").read_text())
-    return result["times"], result["peak_rss_mb"], result["providers"]
+    return result["times"], result["peak_rss_mb"], result["providers"], result["extra"]
 
 
 def _worker(request_path: str) -> None:
     request = json.loads(Path(request_path).read_text())
     with np.load(request["feed"]) as data:
         feed = {k: data[k] for k in data.files}
-    times, peak_mb, providers = _timed_runs(request["model"], request["profile"], feed,
-                                            LatencySettings(**request["settings"]))
+    times, peak_mb, providers, extra = _timed_runs(request["model"], request["profile"], feed,
+                                                   LatencySettings(**request["settings"]))
     Path(request["result"]).write_text(json.dumps(
-        {"times": times, "peak_rss_mb": peak_mb, "providers": providers}))
+        {"times": times, "peak_rss_mb": peak_mb, "providers": providers, "extra": extra}))
 
 
 def predict_logits(

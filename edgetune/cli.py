@@ -109,12 +109,24 @@ def cli(debug: bool) -> None:
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--atol", type=float, default=None, help="ONNX vs PyTorch logits tolerance (default 1e-4).")
 @click.option("--opset", type=int, default=None, help="ONNX opset (default 18).")
+@click.option("--modes", default=None, help="Comma-separated candidate modes (see `edgetune quantize --help`). "
+              "Default: the menu for the profile's device and precisions.")
+@click.option("--calibration-samples", type=int, default=128, show_default=True, help="Training rows used to calibrate static INT8.")
+@click.option("--prune-search", is_flag=True, help="Also search structured pruning configs (distilled) x precisions.")
+@click.option("--prune-configs", default=None, help="Comma-separated configs for the search, e.g. L4,L3-F0.5,H0.5 "
+              "(default: a grid over layers, heads and FFN).")
+@click.option("--search-budget-minutes", type=float, default=30.0, show_default=True,
+              help="Time for the pruning search (probes + recovery training).")
+@click.option("--recovery-minutes", type=float, default=None, help="Cap on each pruned model's recovery training.")
+@click.option("--max-accuracy-drop", type=float, default=1.5, show_default=True,
+              help="Accuracy points a candidate may lose vs the fine-tuned fp32 ONNX model (with --prune-search).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in OUT from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Allow writing into an existing OUT.")
 def tune(model, data, profile_name, latency_budget_ms, out_dir, text_column, label_column, epochs,
          max_steps, max_train_minutes, learning_rate, batch_size, scheduler, warmup_ratio, eval_steps,
-         patience, min_delta, metric, max_length, max_train_samples, seed, atol, opset, resume,
-         overwrite) -> None:
+         patience, min_delta, metric, max_length, max_train_samples, seed, atol, opset, modes,
+         calibration_samples, prune_search, prune_configs, search_budget_minutes, recovery_minutes,
+         max_accuracy_drop, resume, overwrite) -> None:
     """Fine-tune, export, quantize, bench every candidate on the profile, choose, bundle.
 
     Exit code 4 when no candidate meets the budget (the report is still written).
@@ -145,7 +157,10 @@ def tune(model, data, profile_name, latency_budget_ms, out_dir, text_column, lab
         max_train_samples=max_train_samples)
     try:
         result = run_tune(model, data, profile, out_dir, config, overwrite=overwrite, resume=resume,
-                          text_column=text_column, label_column=label_column, atol=atol, opset=opset)
+                          text_column=text_column, label_column=label_column, atol=atol, opset=opset,
+                          modes=_split_modes(modes), calibration_samples=calibration_samples,
+                          search=_search_config(prune_search, prune_configs, search_budget_minutes,
+                                                recovery_minutes, max_accuracy_drop, config, model))
     except EdgetuneError:
         report = Path(out_dir) / "report.json"
         if report.is_file():
@@ -159,10 +174,41 @@ def tune(model, data, profile_name, latency_budget_ms, out_dir, text_column, lab
     console_out.print(f"report: {result.report_md}")
 
 
+def _search_config(enabled, prune_configs, budget, recovery_minutes, max_drop, train_config, model):
+    if not enabled:
+        return None
+    from dataclasses import replace
+
+    from edgetune.prune import PruneConfig
+    from edgetune.search import SearchConfig, default_prune_configs
+
+    if prune_configs:
+        configs = [PruneConfig.parse(name) for name in prune_configs.split(",") if name.strip()]
+    else:
+        config_json = Path(model) / "config.json"
+        layers = json.loads(config_json.read_text()).get("num_hidden_layers", 6) if config_json.is_file() else 6
+        configs = default_prune_configs(layers)
+    recovery = replace(train_config, max_train_minutes=recovery_minutes)
+    return SearchConfig(configs, budget_minutes=budget, max_accuracy_drop=max_drop, recovery=recovery)
+
+
+def _split_modes(modes: str | None) -> list[str] | None:
+    from edgetune.quantize import MODES
+
+    if not modes:
+        return None
+    names = [m.strip() for m in modes.split(",") if m.strip()]
+    unknown = [m for m in names if m not in MODES]
+    if unknown:
+        raise InputError(f"unknown mode(s) {', '.join(unknown)}: use {', '.join(MODES)}")
+    return names
+
+
 def _stdout_console():
     from rich.console import Console
 
-    return Console(width=max(120, Console().width))
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
 
 
 def _print_report_table(report_json: Path) -> None:
@@ -200,6 +246,80 @@ def export(checkpoint, out_dir, quantize, opset, atol, data, profile_name, overw
     check = bundle.manifest["export_check"]
     click.echo(f"bundle: {bundle.path} ({bundle.manifest['precision']}); ONNX vs PyTorch max "
                f"|diff| {check['max_abs_diff']:.2e} on {check['examples']} examples")
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path())
+@click.option("--data", required=True, help="Training data for recovery (as for tune).")
+@click.option("--out", "out_dir", required=True, help="Bundle folder to write.")
+@click.option("--layers", type=int, default=None, help="Keep this many encoder layers (most important).")
+@click.option("--heads", type=float, default=0.0, show_default=True, help="Fraction of attention heads to remove per layer.")
+@click.option("--ffn", type=float, default=0.0, show_default=True, help="Fraction of FFN neurons to remove per layer.")
+@click.option("--importance", type=click.Choice(["taylor", "magnitude"]), default="taylor", show_default=True,
+              help="taylor: |gradient x weight| on a few batches; magnitude: |weight|.")
+@click.option("--distill/--no-distill", default=True, show_default=True, help="Recover with distillation from the unpruned model.")
+@click.option("--epochs", type=float, default=1.0, show_default=True)
+@click.option("--max-train-minutes", type=float, default=None)
+@click.option("--max-train-samples", type=int, default=None)
+@click.option("--learning-rate", "--lr", type=float, default=1e-4, show_default=True)
+@click.option("--text-column", default=None)
+@click.option("--label-column", default=None)
+@_profile_option()
+@click.option("--overwrite", is_flag=True)
+def prune(checkpoint, data, out_dir, layers, heads, ffn, importance, distill, epochs,
+          max_train_minutes, max_train_samples, learning_rate, text_column, label_column,
+          profile_name, overwrite) -> None:
+    """Structurally prune a fine-tuned CHECKPOINT, recover it by distillation, export a bundle.
+
+    \b
+    Example:
+      edgetune prune runs/sst2/work/best --layers 4 --heads 0.25 --ffn 0.5 \\
+          --data data/sst2 --max-train-minutes 10 --out runs/sst2-L4
+    """
+    from edgetune.pipeline import prune_checkpoint
+    from edgetune.profiles import load_profile
+    from edgetune.prune import PruneConfig
+    from edgetune.train import TrainConfig
+
+    if not Path(checkpoint).exists():
+        raise InputError(f"checkpoint '{checkpoint}' does not exist")
+    profile = load_profile(profile_name)
+    config = TrainConfig(epochs=epochs, max_train_minutes=max_train_minutes, learning_rate=learning_rate,
+                         max_length=profile.sequence_length, max_train_samples=max_train_samples)
+    bundle = prune_checkpoint(checkpoint, data, out_dir, PruneConfig(layers, heads, ffn), profile, config,
+                              distill, importance, overwrite, text_column, label_column)
+    p = bundle.manifest["pruning"]
+    click.echo(f"bundle: {bundle.path} ({p['name']}: {p['params_after'] / 1e6:.1f}M of "
+               f"{p['params_before'] / 1e6:.1f}M parameters; PyTorch accuracy "
+               f"{bundle.manifest['metrics']['pytorch_accuracy']:.4f})")
+
+
+@cli.command(epilog="\b\nModes:\n" + "  fp32, optimized-fp32, dynamic-int8, dynamic-int8-per-tensor,\n  static-int8-minmax, static-int8-entropy, static-int8-percentile, fp16, int4")
+@click.argument("model", type=click.Path())
+@click.option("--mode", "modes", required=True, help="Comma-separated modes, e.g. dynamic-int8,static-int8-minmax.")
+@click.option("--out", "out_dir", required=True, help="Folder; each mode is written to OUT/<mode>/.")
+@click.option("--calibration-data", default=None, help="Data whose training texts calibrate static INT8.")
+@click.option("--calibration-samples", type=int, default=128, show_default=True)
+@click.option("--tokenizer", "tokenizer_dir", default=None, help="Tokenizer folder for a bare .onnx file.")
+@click.option("--max-length", type=int, default=128, show_default=True, help="Calibration length for a bare .onnx file.")
+@click.option("--overwrite", is_flag=True)
+def quantize(model, modes, out_dir, calibration_data, calibration_samples, tokenizer_dir, max_length,
+             overwrite) -> None:
+    """Quantize or optimize any ONNX MODEL (or edgetune BUNDLE) with ONNX Runtime.
+
+    Accuracy is not measured here: run `edgetune bench OUT/<mode> --data D` on the result.
+
+    \b
+    Example:
+      edgetune quantize runs/sst2/best --mode dynamic-int8,static-int8-minmax \\
+          --calibration-data data/sst2 --out runs/sst2/quantized
+    """
+    from edgetune.pipeline import quantize_model
+
+    written = quantize_model(model, out_dir, _split_modes(modes), calibration_data, tokenizer_dir,
+                             calibration_samples, overwrite, max_length)
+    for name, path in written.items():
+        click.echo(f"{name}: {path}")
 
 
 @cli.command()
@@ -250,6 +370,21 @@ def bench(model, profile_name, data, split, text_column, label_column, tokenizer
     for name, value in rows:
         table.add_row(name, value)
     _stdout_console().print(table)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+def report(run_dir) -> None:
+    """Re-render report.md and pareto.png of a tune RUN_DIR from its report.json.
+
+    \b
+    Example:
+      edgetune report runs/sst2
+    """
+    from edgetune.report import rerender
+
+    _json_path, md_path = rerender(run_dir)
+    click.echo(f"report: {md_path}\nplot: {Path(run_dir) / 'pareto.png'}")
 
 
 @cli.group()

@@ -224,3 +224,20 @@ def _label_names(splits: list[datasets.Dataset], source: str) -> list[str]:
 def label_names_from_bundle(id2label: dict) -> list[str]:
     """Label names in id order from a HF config's `id2label`."""
     return [str(id2label[k]) for k in sorted(id2label, key=int)]
+
+
+def align_labels(dataset: TextDataset, label_names: list[str]) -> TextDataset:
+    """Re-number a dataset's labels to a model's label order (by name)."""
+    if dataset.label_names == label_names:
+        return dataset
+    unknown = sorted(set(dataset.label_names) - set(label_names))
+    if unknown:
+        raise InputError(f"{dataset.source}: labels {unknown} are not among the model's {label_names}")
+    lookup = [label_names.index(name) for name in dataset.label_names]
+    feature = datasets.ClassLabel(names=label_names)
+
+    def remap(split: datasets.Dataset) -> datasets.Dataset:
+        split = split.cast_column("label", datasets.Value("int64"))
+        return split.map(lambda row: {"label": lookup[row["label"]]}).cast_column("label", feature)
+
+    return TextDataset(remap(dataset.train), remap(dataset.validation), label_names, dataset.source)

@@ -30,3 +30,19 @@ def latency_feed(
     enc = tokenizer(chunk, padding="max_length", truncation=True, max_length=sequence_length,
                     return_tensors="np")
     return {k: v.astype(np.int64) for k, v in enc.items()}
+
+
+def calibration_batches(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int, samples: int,
+    seed: int, batch_size: int = 8,
+) -> list[dict[str, np.ndarray]]:
+    """A seeded sample of texts in small batches, all padded to `max_length`: ORT's histogram
+    calibrators (Entropy, Percentile) need one shape, and small batches bound the memory."""
+    rng = np.random.default_rng(seed)
+    picked = [texts[i] for i in rng.permutation(len(texts))[:samples]]
+    batches = []
+    for start in range(0, len(picked), batch_size):
+        enc = tokenizer(picked[start : start + batch_size], padding="max_length", truncation=True,
+                        max_length=max_length, return_tensors="np")
+        batches.append({k: v.astype(np.int64) for k, v in enc.items()})
+    return batches

@@ -54,7 +54,7 @@ def export_onnx(model, tokenizer, target: str | Path, opset: int = DEFAULT_OPSET
     """Export `model` for text classification to the single file `target`."""
     from optimum.exporters.onnx import onnx_export_from_model
 
-    target = Path(target)
+    target = Path(target).resolve()  # before the chdir below
     with tempfile.TemporaryDirectory(prefix="edgetune-export-") as tmp, contextlib.chdir(tmp):
         onnx_export_from_model(
             model, Path(tmp) / "onnx", opset=opset, task="text-classification",

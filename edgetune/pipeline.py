@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import platform
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +30,13 @@ from edgetune.bench import (
 )
 from edgetune.bundle import Bundle, load_bundle, write_bundle
 from edgetune.data import TextDataset, load_text_dataset
-from edgetune.encoding import eval_batches, latency_feed
+from edgetune.encoding import calibration_batches, eval_batches, latency_feed
 from edgetune.errors import InputError, NoCandidateError
-from edgetune.fsutil import check_output_dir
+from edgetune.fsutil import build_dir_atomic, check_output_dir
 from edgetune.profiles import Profile
 from edgetune.progress import console
-from edgetune.quantize import quantize_dynamic_int8
+from edgetune.prune import PruneConfig
+from edgetune.quantize import MODES, QuantContext, build_variants, quantize_dynamic_int8
 from edgetune.report import write_report
 from edgetune.select import Candidate, Selection, check_budget, choose
 
@@ -167,7 +169,6 @@ def export_checkpoint(
     overwrite: bool = False, max_length: int | None = None,
 ) -> Bundle:
     """`edgetune export`: checkpoint -> validated ONNX (optionally dynamic INT8) bundle."""
-    import tempfile
 
     from edgetune.export import (
         DEFAULT_ATOL,
@@ -196,6 +197,96 @@ def export_checkpoint(
                             _manifest(labels, max_length, precision, profile, extra), overwrite)
 
 
+def quantize_model(
+    model: str | Path, out: str | Path, modes: list[str], calibration_data: str | None = None,
+    tokenizer_dir: str | None = None, calibration_samples: int = 128, overwrite: bool = False,
+    max_length: int = 128,
+) -> dict[str, Path]:
+    """`edgetune quantize`: any ONNX model (or bundle) through the named modes into OUT/<mode>/."""
+    from transformers import AutoTokenizer
+
+    path = Path(model)
+    if not path.exists():
+        raise InputError(f"'{model}' does not exist; give a model.onnx file or a bundle folder")
+    bundle = load_bundle(path) if (path.is_dir() or (path.parent / "edgetune.json").is_file()) else None
+    source = bundle.model_path if bundle else path
+    _check_is_onnx(source)
+    check_output_dir(out, overwrite)
+    ctx = QuantContext(model_type=_source_model_type(bundle))
+    if any(MODES[m].needs_calibration for m in modes if m in MODES):
+        if calibration_data is None:
+            raise InputError("static INT8 modes need --calibration-data")
+        tok_dir = tokenizer_dir or (bundle.path if bundle else source.parent)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(tok_dir), trust_remote_code=False)
+        except (OSError, ValueError):
+            raise InputError(f"no tokenizer in {tok_dir}; pass --tokenizer DIR") from None
+        length = bundle.max_length if bundle else max_length
+        texts = list(load_text_dataset(calibration_data).train["text"])
+        ctx.calibration = calibration_batches(tokenizer, texts, length, calibration_samples, 0)
+    written: dict[str, Path] = {}
+    with tempfile.TemporaryDirectory(prefix="edgetune-quantize-") as tmp:
+        built = build_variants(source, tmp, modes, ctx)
+        for name, (model_file, extra) in built.items():
+            target = Path(out) / name
+            if bundle:
+                manifest = {**bundle.manifest, "precision": MODES[name].precision,
+                            "candidate": name, "metrics": None, **extra}
+                written[name] = write_bundle(target, model_file, bundle.path, manifest, overwrite).path
+            else:
+                build_dir_atomic(target, lambda d, f=model_file: shutil.copy2(f, d / "model.onnx"),
+                                 overwrite)
+                written[name] = target
+    return written
+
+
+def _source_model_type(bundle: Bundle | None) -> str:
+    if bundle and (bundle.path / "config.json").is_file():
+        return _model_type(bundle.path)
+    return "bert"
+
+
+def prune_checkpoint(
+    checkpoint: str | Path, data: str, out: str | Path, prune: PruneConfig, profile: Profile,
+    train_config=None, distill: bool = True, importance: str = "taylor", overwrite: bool = False,
+    text_column: str | None = None, label_column: str | None = None, atol: float | None = None,
+) -> Bundle:
+    """`edgetune prune`: prune a fine-tuned checkpoint, recover it, export a validated bundle."""
+    from edgetune.data import align_labels
+    from edgetune.export import (
+        DEFAULT_ATOL,
+        DEFAULT_OPSET,
+        export_onnx,
+        load_checkpoint,
+        validate_onnx,
+    )
+    from edgetune.recover import distill_student, make_student, scoring_batches
+    from edgetune.train import TrainConfig
+
+    check_output_dir(out, overwrite)
+    teacher, tokenizer = load_checkpoint(checkpoint)
+    names = [str(teacher.config.id2label[i]) for i in range(teacher.config.num_labels)]
+    cfg = train_config or TrainConfig(max_length=profile.sequence_length)
+    dataset = align_labels(load_text_dataset(data, text_column, label_column, 0.1, cfg.seed), names)
+    batches = scoring_batches(tokenizer, dataset, cfg.max_length, seed=cfg.seed)
+    pruned = make_student(teacher, prune, batches, importance)
+    console.log(f"pruned {prune.name}: {pruned.params_after / 1e6:.1f}M of "
+                f"{pruned.params_before / 1e6:.1f}M parameters kept")
+    with tempfile.TemporaryDirectory(prefix="edgetune-prune-") as tmp:
+        trained = distill_student(pruned, tokenizer, teacher, dataset, Path(tmp) / "train", cfg,
+                                  use_teacher=distill)
+        student, _ = load_checkpoint(trained.checkpoint)
+        fp32 = export_onnx(student, tokenizer, Path(tmp) / "model.onnx", DEFAULT_OPSET)
+        texts = list(dataset.validation["text"])
+        check = validate_onnx(fp32, student, tokenizer, texts, cfg.max_length, atol or DEFAULT_ATOL)
+        manifest = _manifest(names, cfg.max_length, "fp32", profile, {
+            "source": str(checkpoint), "pruning": {**pruned.to_json(), "importance": importance,
+                                                   "distilled": distill},
+            "metrics": {"pytorch_accuracy": trained.metrics["accuracy"]},
+            "train": trained.to_json(), "export_check": check.to_json()})
+        return write_bundle(out, fp32, trained.checkpoint, manifest, overwrite)
+
+
 def _validation_texts(checkpoint: Path, data: str | None) -> list[str]:
     if data is not None:
         return list(load_text_dataset(data).validation["text"])
@@ -211,6 +302,7 @@ def tune(
     overwrite: bool = False, resume: bool = False, text_column: str | None = None,
     label_column: str | None = None, atol: float | None = None, opset: int | None = None,
     settings: LatencySettings | None = None, validation_fraction: float = 0.1,
+    modes: list[str] | None = None, calibration_samples: int = 128, search=None,
 ) -> TuneResult:
     """`edgetune tune`: fine-tune, export, quantize, bench every candidate, choose, bundle."""
     from edgetune.export import (
@@ -251,18 +343,18 @@ def tune(
     stages["export"] = time.monotonic() - t0
     del torch_model
 
-    variants: list[tuple[str, str, Path, dict]] = []
-    if "fp32" in profile.precisions:
-        variants.append(("fp32", "fp32", fp32, {}))
-    if "int8" in profile.precisions:
-        t0 = time.monotonic()
-        int8 = work / "onnx" / "model.int8.onnx"
-        choice = quantize_dynamic_int8(fp32, int8)
-        stages["quantize"] = time.monotonic() - t0
-        variants.append(("dynamic-int8", "int8", int8, {"quantization": choice.to_json()}))
-    if not variants:
-        raise InputError(f"profile '{profile.name}' allows none of the precisions edgetune "
-                         f"builds here (fp32, int8): {profile.precisions}")
+    names = list(modes) if modes else default_modes(profile)
+    allowed = [n for n in names if MODES[n].precision in profile.precisions] if not modes else names
+    if not allowed:
+        raise InputError(f"profile '{profile.name}' allows none of {names} "
+                         f"(its precisions: {profile.precisions})")
+    t0 = time.monotonic()
+    ctx = QuantContext(model_type=_model_type(trained.checkpoint),
+                       calibration=calibration_batches(tokenizer, list(dataset.train["text"]),
+                                                       cfg.max_length, calibration_samples, cfg.seed))
+    built = build_variants(fp32, work / "onnx", allowed, ctx)
+    stages["quantize"] = time.monotonic() - t0
+    variants = [(name, MODES[name].precision, path, extra) for name, (path, extra) in built.items()]
 
     labels = np.asarray(dataset.validation["label"])
     candidates: list[Candidate] = []
@@ -276,15 +368,32 @@ def tune(
     stages["bench"] = time.monotonic() - t0
     _note_slower_quantized(candidates)
 
-    selection = choose(candidates, profile)
+    min_accuracy = None
+    search_log = None
+    if search is not None:
+        from edgetune.search import run_search
+
+        t0 = time.monotonic()
+        reference = next(c for c in candidates if c.name == "fp32").accuracy.accuracy \
+            if any(c.name == "fp32" for c in candidates) else trained.metrics["accuracy"]
+        min_accuracy = reference - search.max_accuracy_drop / 100.0
+        pruned, search_log = run_search(trained.checkpoint, dataset, profile, work / "search",
+                                        search, reference, cfg.max_length, settings)
+        candidates += pruned
+        stages["search"] = time.monotonic() - t0
+
+    selection = choose(candidates, profile, min_accuracy)
     context = {
         "edgetune_version": __version__, "model": model, "data": data,
         "train": trained.to_json(), "pytorch_accuracy": trained.metrics["accuracy"],
         "export_check": check.to_json(), "stage_seconds": {k: round(v, 1) for k, v in stages.items()},
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
     }
+    if search_log is not None:
+        context["search"] = search_log.to_json()
+        context["min_accuracy"] = min_accuracy
     for c in candidates:
-        bundle = write_bundle(out / "candidates" / c.name, c.model_path, trained.checkpoint,
+        bundle = write_bundle(out / "candidates" / c.name, c.model_path, c.checkpoint or trained.checkpoint,
                               _candidate_manifest(c, dataset, cfg.max_length, profile, model,
                                                   trained.metrics["accuracy"], check),
                               overwrite=True)
@@ -292,7 +401,7 @@ def tune(
     best = None
     if selection.winner is not None:
         w = selection.winner
-        best = write_bundle(out / "best", w.model_path, trained.checkpoint,
+        best = write_bundle(out / "best", w.model_path, w.checkpoint or trained.checkpoint,
                             _candidate_manifest(w, dataset, cfg.max_length, profile, model,
                                                 trained.metrics["accuracy"], check),
                             overwrite=True).path
@@ -306,6 +415,18 @@ def tune(
     return result
 
 
+def default_modes(profile: Profile) -> list[str]:
+    """The menu `tune` tries on a profile: CPU gets the INT8 family, CUDA gets FP16."""
+    if profile.device == "cuda":
+        return ["fp32", "optimized-fp32", "fp16", "dynamic-int8"]
+    return ["fp32", "optimized-fp32", "dynamic-int8", "dynamic-int8-per-tensor",
+            "static-int8-minmax", "static-int8-percentile", "int4"]
+
+
+def _model_type(checkpoint: Path) -> str:
+    return json.loads((checkpoint / "config.json").read_text()).get("model_type", "bert")
+
+
 def _candidate_manifest(c: Candidate, dataset: TextDataset, max_length: int, profile: Profile,
                         source: str, pytorch_accuracy: float, check) -> dict:
     return _manifest(dataset.label_names, max_length, c.precision, profile, {
@@ -315,15 +436,24 @@ def _candidate_manifest(c: Candidate, dataset: TextDataset, max_length: int, pro
         "export_check": check.to_json(), **c.settings})
 
 
+SLOWER_REASONS = {
+    "fp32": "ONNX Runtime already applies these fusions when it loads the plain model "
+            "(ORT_ENABLE_ALL), so offline fusion buys nothing here; the gap is noise or kernel choice",
+    "int8": "int8 kernels without VNNI (AVX2 u8s8 path) or (de)quantize nodes left between "
+            "ops (QDQ static) cost more than the int8 matmuls save at this batch and length",
+    "int4": "MatMulNBits unpacks 4-bit weights block by block; on a CPU at small batch that "
+            "saves memory and size, not time",
+    "fp16": "most CPUs have no fast fp16 matmul, so ONNX Runtime casts back and forth",
+}
+
+
 def _note_slower_quantized(candidates: list[Candidate]) -> None:
-    """Never offer a quantized model that is slower than fp32 without saying so, and why."""
-    fp32 = next((c for c in candidates if c.precision == "fp32"), None)
+    """Never offer a compressed model that is slower than plain fp32 without saying so, and why."""
+    fp32 = next((c for c in candidates if c.name == "fp32"), None)
     if fp32 is None:
         return
     for c in candidates:
         if c is not fp32 and c.latency.p90_ms > fp32.latency.p90_ms:
             ratio = c.latency.p90_ms / fp32.latency.p90_ms
-            c.notes.append(
-                f"slower than fp32 ({ratio:.2f}x p90): this CPU's int8 kernels "
-                "(no VNNI, or ops falling back to fp32 with extra (de)quantize nodes) cost more "
-                "than they save at this batch and sequence length")
+            reason = SLOWER_REASONS.get(c.precision, "the compressed graph runs slower kernels here")
+            c.notes.append(f"slower than fp32 ({ratio:.2f}x p90): {reason}")

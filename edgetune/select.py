@@ -24,6 +24,8 @@ class Candidate:
     notes: list[str] = field(default_factory=list)
     meets_latency: bool = False
     meets_size: bool = True
+    within_accuracy_bound: bool = True
+    checkpoint: str = ""  # the PyTorch checkpoint it was exported from (tokenizer, config)
 
     @property
     def meets_budget(self) -> bool:
@@ -73,17 +75,25 @@ def pareto_front(candidates: list[Candidate]) -> list[Candidate]:
     return sorted((c for c in candidates if not dominated(c)), key=lambda c: c.latency.p90_ms)
 
 
-def choose(candidates: list[Candidate], profile: Profile) -> Selection:
-    """The most accurate candidate that meets the budget; ties go to the faster."""
+def choose(candidates: list[Candidate], profile: Profile,
+           min_accuracy: float | None = None) -> Selection:
+    """The most accurate candidate that meets the budget (and the accuracy bound, if any);
+    ties go to the faster."""
     if not candidates:
         raise ValueError("choose() needs at least one candidate")
+    for c in candidates:
+        c.within_accuracy_bound = min_accuracy is None or c.accuracy.accuracy >= min_accuracy
     fastest = min(candidates, key=lambda c: c.latency.p90_ms)
     front = [c.name for c in pareto_front(candidates)]
-    feasible = [c for c in candidates if c.meets_budget]
+    feasible = [c for c in candidates if c.meets_budget and c.within_accuracy_bound]
     if not feasible:
         limit = f" and {profile.max_model_size_mb:g} MB" if profile.max_model_size_mb else ""
-        reason = (f"no candidate meets the budget (p90 <= {profile.latency_budget_ms:g} ms{limit}); "
-                  f"the fastest is {fastest.name} at p90 {fastest.latency.p90_ms:.2f} ms")
+        bound = f" and accuracy >= {min_accuracy:.4f}" if min_accuracy is not None else ""
+        best = max(candidates, key=lambda c: c.accuracy.accuracy)
+        reason = (f"no candidate meets the budget (p90 <= {profile.latency_budget_ms:g} ms{limit}"
+                  f"{bound}); the fastest is {fastest.name} at p90 {fastest.latency.p90_ms:.2f} ms"
+                  f" (accuracy {fastest.accuracy.accuracy:.4f}), the most accurate is {best.name}"
+                  f" at {best.accuracy.accuracy:.4f} (p90 {best.latency.p90_ms:.2f} ms)")
         return Selection(None, reason, fastest, front)
     winner = max(feasible, key=lambda c: (c.accuracy.accuracy, -c.latency.p90_ms))
     others = [c for c in feasible if c is not winner]

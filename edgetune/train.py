@@ -18,7 +18,7 @@ from typing import Literal
 
 import datasets
 import numpy as np
-from transformers import TrainerCallback
+from transformers import Trainer, TrainerCallback
 
 from edgetune.data import TextDataset
 from edgetune.errors import InputError
@@ -121,19 +121,57 @@ class TimeBudgetCallback(TrainerCallback):
         return control
 
 
+@dataclass
+class DistillConfig:
+    """Knowledge distillation from a teacher's logits (softened by `temperature`)."""
+
+    temperature: float = 2.0
+    alpha: float = 0.7  # weight of the distillation loss; 1 - alpha goes to the labels
+
+
+class DistillationTrainer(Trainer):
+    """`Trainer` whose loss mixes cross-entropy on labels with KL to the teacher's logits."""
+
+    def __init__(self, *args, teacher, distill: DistillConfig, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.teacher = teacher.eval()
+        self.distill = distill
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        import torch
+        import torch.nn.functional as F
+
+        outputs = model(**inputs)
+        with torch.no_grad():
+            self.teacher.to(outputs.logits.device)
+            teacher_logits = self.teacher(**inputs).logits
+        t = self.distill.temperature
+        kd = F.kl_div(F.log_softmax(outputs.logits / t, dim=-1), F.softmax(teacher_logits / t, dim=-1),
+                      reduction="batchmean") * t * t
+        loss = self.distill.alpha * kd + (1.0 - self.distill.alpha) * outputs.loss
+        return (loss, outputs) if return_outputs else loss
+
+
 def fine_tune(
     model_source: str,
     dataset: TextDataset,
     output_dir: str | Path,
     config: TrainConfig,
     resume: bool = False,
+    model=None,
+    tokenizer=None,
+    teacher=None,
+    distill: DistillConfig | None = None,
 ) -> TrainResult:
-    """Fine-tune and return the best checkpoint (saved to `output_dir/best`)."""
+    """Fine-tune and return the best checkpoint (saved to `output_dir/best`).
+
+    Pass `model`/`tokenizer` to train an already-built model (a pruned student), and
+    `teacher` to distil from it with the same loop.
+    """
     import torch
     from transformers import (
         DataCollatorWithPadding,
         EarlyStoppingCallback,
-        Trainer,
         TrainingArguments,
         set_seed,
     )
@@ -143,7 +181,8 @@ def fine_tune(
     datasets.disable_progress_bars()
     set_seed(config.seed)
     output_dir = Path(output_dir)
-    model, tokenizer = load_model_for_classification(model_source, dataset.label_names)
+    if model is None:
+        model, tokenizer = load_model_for_classification(model_source, dataset.label_names)
 
     train = dataset.train
     if config.max_train_samples and len(train) > config.max_train_samples:
@@ -203,7 +242,9 @@ def fine_tune(
     budget = TimeBudgetCallback(config.max_train_minutes) if config.max_train_minutes else None
     if budget is not None:
         callbacks.append(budget)
-    trainer = Trainer(
+    extra = {"teacher": teacher, "distill": distill or DistillConfig()} if teacher is not None else {}
+    trainer = (DistillationTrainer if teacher is not None else Trainer)(
+        **extra,
         model=model,
         args=args,
         train_dataset=train_tok,

@@ -74,3 +74,21 @@ def tiny_profile(tmp_path_factory) -> Path:
         'precisions = ["fp32", "int8"]\n'
     )
     return path
+
+
+TINY_TRAIN = ["--epochs", "8", "--lr", "3e-3", "--batch-size", "16", "--patience", "8"]
+
+
+@pytest.fixture(scope="session")
+def tuned_run(tmp_path_factory, tiny_model_dir, tiny_data_csv, tiny_profile):
+    """One `edgetune tune` on the tiny model, shared by the tests that read its outputs."""
+    from click.testing import CliRunner
+
+    from edgetune.cli import cli
+
+    out = tmp_path_factory.mktemp("run") / "out"
+    result = CliRunner().invoke(cli, [str(a) for a in (
+        "tune", "--model", tiny_model_dir, "--data", tiny_data_csv, "--profile", tiny_profile,
+        "--out", out, *TINY_TRAIN)])
+    assert result.exit_code == 0, result.output
+    return out, result

@@ -11,8 +11,6 @@ from conftest import make_rows, write_csv
 from edgetune.cli import cli
 from edgetune.errors import EXIT_BAD_INPUT, EXIT_NO_CANDIDATE
 
-TINY_TRAIN = ["--epochs", "8", "--lr", "3e-3", "--batch-size", "16", "--patience", "8"]
-
 
 def run(*args: str):
     return CliRunner().invoke(cli, [str(a) for a in args])
@@ -25,15 +23,6 @@ def one_line_error(result) -> str:
     assert last.startswith("error: "), result.output
     assert "Traceback" not in result.output
     return last
-
-
-@pytest.fixture(scope="module")
-def tuned_run(tmp_path_factory, tiny_model_dir, tiny_data_csv, tiny_profile):
-    out = tmp_path_factory.mktemp("run") / "out"
-    result = run("tune", "--model", tiny_model_dir, "--data", tiny_data_csv, "--profile",
-                 tiny_profile, "--out", out, *TINY_TRAIN)
-    assert result.exit_code == 0, result.output
-    return out, result
 
 
 def test_tune_writes_bundle_and_report(tuned_run):
@@ -49,7 +38,8 @@ def test_tune_writes_bundle_and_report(tuned_run):
     assert manifest["profile"]["name"] == "tiny" and manifest["edgetune_version"]
     report = json.loads((out / "report.json").read_text())
     names = [c["name"] for c in report["candidates"]]
-    assert names == ["fp32", "dynamic-int8"]
+    assert names == ["fp32", "optimized-fp32", "dynamic-int8", "dynamic-int8-per-tensor",
+                     "static-int8-minmax", "static-int8-percentile"]  # int4 not in the profile
     assert report["selection"]["winner"] == manifest["candidate"]
     assert (out / "report.md").read_text().startswith("# edgetune report")
     assert not list(out.glob(".*tmp*"))  # no staging left behind
@@ -213,6 +203,50 @@ def test_profiles_commands():
 
 
 def test_every_command_has_help_with_an_example():
-    for args in (["tune"], ["export"], ["bench"], ["profiles", "list"], ["profiles", "show"]):
+    for args in (["tune"], ["export"], ["bench"], ["prune"], ["quantize"], ["profiles", "list"],
+                 ["profiles", "show"]):
         result = run(*args, "--help")
         assert result.exit_code == 0 and "Example:" in result.output, args
+
+
+def test_prune_command_distils_and_bundles(tuned_run, tmp_path, tiny_data_csv, tiny_profile):
+    out, _ = tuned_run
+    target = tmp_path / "pruned"
+    result = run("prune", out / "work" / "best", "--data", tiny_data_csv, "--out", target,
+                 "--layers", "1", "--heads", "0.5", "--ffn", "0.5", "--epochs", "4",
+                 "--lr", "3e-3", "--profile", tiny_profile)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((target / "edgetune.json").read_text())
+    assert manifest["pruning"]["name"] == "L1-H0.5-F0.5" and manifest["pruning"]["distilled"]
+    assert manifest["pruning"]["params_after"] < manifest["pruning"]["params_before"]
+    config = json.loads((target / "config.json").read_text())
+    assert config["num_hidden_layers"] == 1 and config["intermediate_size"] == 32
+    bench = run("bench", target, "--profile", tiny_profile, "--data", tiny_data_csv, "--json",
+                "--min-runs", "5", "--min-seconds", "0.1")
+    assert bench.exit_code == 0, bench.output
+    assert json.loads(bench.output)["accuracy"]["accuracy"] >= 0.5
+
+
+def test_quantize_command_on_a_bundle(tuned_run, tmp_path, tiny_data_csv):
+    out, _ = tuned_run
+    result = run("quantize", out / "candidates" / "fp32", "--mode", "dynamic-int8,static-int8-minmax",
+                 "--calibration-data", tiny_data_csv, "--calibration-samples", "16", "--out", tmp_path / "q")
+    assert result.exit_code == 0, result.output
+    for mode in ("dynamic-int8", "static-int8-minmax"):
+        manifest = json.loads((tmp_path / "q" / mode / "edgetune.json").read_text())
+        assert manifest["candidate"] == mode and manifest["precision"] == "int8"
+        assert manifest["metrics"] is None  # not measured here: bench it
+
+
+def test_quantize_static_needs_calibration_data(tuned_run, tmp_path):
+    out, _ = tuned_run
+    result = run("quantize", out / "best" / "model.onnx", "--mode", "static-int8-minmax", "--out", tmp_path / "q")
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert "--calibration-data" in one_line_error(result)
+
+
+def test_quantize_help_lists_every_mode():
+    from edgetune.quantize import MODES
+
+    text = run("quantize", "--help").output
+    assert all(name in text for name in MODES)

@@ -13,3 +13,74 @@ def test_vnni_uses_full_range():
 
 def test_arm_uses_full_range():
     assert not choose_dynamic_int8(set(), "aarch64").reduce_range
+
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from edgetune.quantize import MODES, QuantContext, build_variants
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory, tiny_model_dir):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from edgetune.export import export_onnx
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    path = export_onnx(model.eval(), tokenizer, tmp_path_factory.mktemp("onnx") / "m.onnx")
+    return path, tokenizer
+
+
+def test_every_mode_builds_a_model_ort_runs(tiny_onnx, tmp_path):
+    from conftest import make_rows
+
+    from edgetune.encoding import calibration_batches
+
+    path, tokenizer = tiny_onnx
+    texts = [t for t, _ in make_rows(24)]
+    batches = calibration_batches(tokenizer, texts, 32, samples=24, seed=0)
+    ctx = QuantContext(model_type="bert", calibration=batches, flags={"avx2"})
+    built = build_variants(path, tmp_path, list(MODES), ctx)
+    assert list(built) == list(MODES)
+    reference = None
+    for name, (model_path, settings) in built.items():
+        session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+        names = {i.name for i in session.get_inputs()}
+        logits = session.run(None, {k: v for k, v in batches[0].items() if k in names})[0]
+        assert logits.shape == (8, 2) and np.isfinite(logits).all(), name
+        assert logits.dtype == np.float32, name  # fp16 keeps fp32 IO
+        if name == "fp32":
+            reference = logits
+        else:
+            assert np.abs(logits - reference).max() < 0.5, name  # close to fp32, not garbage
+        if MODES[name].precision == "int8":
+            assert settings["quantization"]["reduce_range"] is True  # avx2, no VNNI
+    ops = {n.op_type for n in __import__("onnx").load(str(built["int4"][0])).graph.node}
+    assert "MatMulNBits" in ops
+    qdq = {n.op_type for n in __import__("onnx").load(str(built["static-int8-minmax"][0])).graph.node}
+    assert "QuantizeLinear" in qdq and "DequantizeLinear" in qdq
+    assert built["static-int8-minmax"][1]["quantization"]["calibration_samples"] == 24
+
+
+def test_static_without_calibration_is_a_clear_error(tiny_onnx, tmp_path):
+    from edgetune.errors import InputError
+
+    with pytest.raises(InputError, match="needs calibration data"):
+        build_variants(tiny_onnx[0], tmp_path, ["static-int8-minmax"], QuantContext())
+
+
+def test_unknown_mode(tiny_onnx, tmp_path):
+    from edgetune.errors import InputError
+
+    with pytest.raises(InputError, match="unknown mode"):
+        build_variants(tiny_onnx[0], tmp_path, ["int3"], QuantContext())
+
+
+def test_calibration_flush_size_never_divides_the_batch_count():
+    from edgetune.quantize import _flush_every
+
+    for n in range(1, 200):
+        assert n % _flush_every(n) != 0

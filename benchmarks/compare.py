@@ -1,0 +1,247 @@
+"""edgetune side by side with PyTorch eager and the Optimum recipe, in one process.
+
+Rows (same validation data, same ORT settings, same harness):
+  1. PyTorch eager fp32 - the fine-tuned checkpoint as a user runs it;
+  2. Optimum recipe     - optimum ONNX export, ORTOptimizer O2, ORTQuantizer dynamic INT8 with
+                          the AutoQuantizationConfig preset for this CPU (avx512_vnni/avx2/arm64);
+  3. edgetune           - the bundle a `tune` run chose (OUT/best).
+Latencies are interleaved (A B C A B C ...) so machine drift hits every row alike; threads
+are pinned to the profile's. Also checks the harness: edgetune's bench p50 vs a bare
+`session.run` loop on the same ONNX file, in the same process.
+
+    python benchmarks/compare.py --run runs/sst2 --data ../shared/data/sst2 --profile cpu-edge
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def machine_header() -> dict:
+    import onnxruntime
+    import optimum.version
+    import torch
+    import transformers
+
+    cpu = "unknown"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu,
+            "cores": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
+            "python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "onnxruntime": onnxruntime.__version__,
+            "optimum": optimum.version.__version__}
+
+
+def optimum_recipe(checkpoint: Path, work: Path) -> tuple[Path, str]:
+    """What a typical Optimum user does: export, O2 optimization, dynamic INT8 by CPU preset."""
+    from optimum.onnxruntime import ORTModelForSequenceClassification, ORTOptimizer, ORTQuantizer
+    from optimum.onnxruntime.configuration import AutoOptimizationConfig, AutoQuantizationConfig
+
+    from edgetune.quantize import cpu_flags
+
+    flags = cpu_flags()
+    if platform.machine().lower() in ("arm64", "aarch64"):
+        preset, qconfig = "arm64", AutoQuantizationConfig.arm64(is_static=False, per_channel=False)
+    elif "avx512_vnni" in flags:
+        preset, qconfig = "avx512_vnni", AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=False)
+    else:
+        preset, qconfig = "avx2", AutoQuantizationConfig.avx2(is_static=False, per_channel=False)
+    cwd = os.getcwd()
+    os.chdir(work)  # ORT tools drop temp files in the working directory
+    try:
+        model = ORTModelForSequenceClassification.from_pretrained(checkpoint, export=True)
+        model.save_pretrained(work / "exported")
+        optimizer = ORTOptimizer.from_pretrained(model)
+        optimizer.optimize(AutoOptimizationConfig.O2(), work / "optimized")
+        note = f"O2 + ORTQuantizer {preset} dynamic, per-tensor"
+        try:
+            quantizer = ORTQuantizer.from_pretrained(work / "optimized", file_name="model_optimized.onnx")
+            quantizer.quantize(qconfig, work / "quantized")
+        except RuntimeError as exc:
+            # Seen on BERT models: ORTQuantizer cannot quantize the O2-fused graph ("Unable to
+            # find data type for weight_name") and offers no way to pass DefaultTensorType.
+            # What a user then does: quantize the plain export instead.
+            print(f"Optimum recipe: ORTQuantizer failed on the O2 model ({str(exc)[:80]}...); "
+                  "quantizing the unoptimized export instead", file=sys.stderr)
+            quantizer = ORTQuantizer.from_pretrained(work / "exported", file_name="model.onnx")
+            quantizer.quantize(qconfig, work / "quantized")
+            note = f"ORTQuantizer {preset} dynamic, per-tensor (on the plain export: fails on O2)"
+    finally:
+        os.chdir(cwd)
+    return next((work / "quantized").glob("*quantized.onnx")), note
+
+
+class Row:
+    """One contender: how to run a batch, and its measurements."""
+
+    def __init__(self, name: str, run, size_mb: float, note: str):
+        self.name, self.run, self.size_mb, self.note = name, run, size_mb, note
+        self.times: list[float] = []
+        self.times32: list[float] = []
+        self.accuracy = self.macro_f1 = float("nan")
+
+
+def ort_runner(path: Path, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    return lambda feed: session.run(None, {n: feed[n] for n in names})[0], session
+
+
+def torch_runner(checkpoint: Path, threads: int):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    torch.set_num_threads(threads)
+    model = AutoModelForSequenceClassification.from_pretrained(checkpoint).eval()
+
+    def run(feed):
+        with torch.inference_mode():
+            return model(**{k: torch.from_numpy(v) for k, v in feed.items()}).logits.numpy()
+    return run
+
+
+def timed(run, feed, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        run(feed)
+        out.append((time.perf_counter() - t0) * 1000.0)
+    return out
+
+
+def harness_check(path: Path, profile, feed, seconds: float) -> tuple[float, float]:
+    """edgetune's measured p50 vs a bare session.run loop, same file, same process."""
+    from edgetune.bench import LatencySettings, measure_latency
+
+    settings = LatencySettings(warmup_runs=10, min_runs=50, min_seconds=seconds)
+    ours = measure_latency(path, profile, feed, settings, isolated=False).p50_ms
+    run, _ = ort_runner(path, profile.threads)
+    timed(run, feed, 10)
+    bare = []
+    start = time.perf_counter()
+    while len(bare) < 50 or time.perf_counter() - start < seconds:
+        bare += timed(run, feed, 1)
+    return ours, float(np.median(bare))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, help="an `edgetune tune` OUT folder (checkpoint + best bundle)")
+    parser.add_argument("--checkpoint", type=Path, help="fine-tuned checkpoint (default RUN/work/best)")
+    parser.add_argument("--bundle", type=Path, help="edgetune bundle (default RUN/best)")
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--profile", default="cpu-edge")
+    parser.add_argument("--rounds", type=int, default=30, help="interleaved rounds")
+    parser.add_argument("--runs-per-round", type=int, default=10)
+    parser.add_argument("--harness-seconds", type=float, default=5.0)
+    parser.add_argument("--max-examples", type=int, default=None, help="accuracy on the first N only")
+    parser.add_argument("--out", type=Path, default=None, help="write the JSON here (Markdown beside it)")
+    args = parser.parse_args(argv)
+
+    from transformers import AutoTokenizer
+
+    from edgetune.bundle import load_bundle
+    from edgetune.data import align_labels, load_text_dataset
+    from edgetune.encoding import eval_batches, latency_feed
+    from edgetune.metrics import classification_metrics
+    from edgetune.profiles import load_profile
+
+    checkpoint = args.checkpoint or (args.run / "work" / "best")
+    bundle = load_bundle(args.bundle or (args.run / "best"))
+    profile = load_profile(args.profile)
+    threads = profile.threads
+    header = machine_header()
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    dataset = align_labels(load_text_dataset(args.data), bundle.label_names)
+    texts = list(dataset.validation["text"])[: args.max_examples]
+    labels = np.asarray(dataset.validation["label"])[: len(texts)]
+    length = bundle.max_length
+    feed = latency_feed(tokenizer, texts, profile.batch_size, profile.sequence_length)
+    feed32 = latency_feed(tokenizer, texts, 32, profile.sequence_length)
+    batches = eval_batches(tokenizer, texts, length)
+
+    with tempfile.TemporaryDirectory(prefix="compare-") as tmp:
+        optimum_path, optimum_note = optimum_recipe(checkpoint.resolve(), Path(tmp))
+        ours_run, _ = ort_runner(bundle.model_path, threads)
+        opt_run, _ = ort_runner(optimum_path, threads)
+        weights = sum(p.stat().st_size for p in checkpoint.glob("*.safetensors")) / 1e6
+        rows = [Row("PyTorch eager fp32", torch_runner(checkpoint, threads), weights, "checkpoint"),
+                Row("Optimum O2 + dynamic INT8", opt_run, optimum_path.stat().st_size / 1e6, optimum_note),
+                Row(f"edgetune ({bundle.manifest.get('candidate', bundle.manifest['precision'])})",
+                    ours_run, bundle.model_path.stat().st_size / 1e6, "tune's choice")]
+        for row in rows:
+            logits = np.concatenate([row.run(b) for b in batches])
+            m = classification_metrics(logits, labels)
+            row.accuracy, row.macro_f1 = m["accuracy"], m["macro_f1"]
+            timed(row.run, feed, 5)  # warm-up
+            timed(row.run, feed32, 1)
+        for _ in range(args.rounds):  # interleaved: A B C A B C ...
+            for row in rows:
+                row.times += timed(row.run, feed, args.runs_per_round)
+        for _ in range(max(3, args.rounds // 5)):
+            for row in rows:
+                row.times32 += timed(row.run, feed32, 1)
+        ours_p50, bare_p50 = harness_check(bundle.model_path, profile, feed, args.harness_seconds)
+
+    base = {r.name: float(np.percentile(r.times, 50)) for r in rows}
+    torch_p50, optimum_p50 = base[rows[0].name], base[rows[1].name]
+    result = {"header": header, "profile": profile.model_dump(), "examples": len(texts), "rows": [],
+              "harness": {"edgetune_p50_ms": ours_p50, "bare_loop_p50_ms": bare_p50,
+                          "difference": abs(ours_p50 - bare_p50) / bare_p50}}
+    for r in rows:
+        p50, p90, p99 = (float(np.percentile(r.times, q)) for q in (50, 90, 99))
+        result["rows"].append({
+            "name": r.name, "note": r.note, "accuracy": r.accuracy, "macro_f1": r.macro_f1,
+            "size_mb": r.size_mb, "p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "runs": len(r.times),
+            "throughput_b32_items_per_s": 32 * 1000.0 / float(np.median(r.times32)),
+            "p50_vs_pytorch": p50 / torch_p50, "p50_vs_optimum": p50 / optimum_p50})
+    text = render(result)
+    print(text)
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2))
+        args.out.with_suffix(".md").write_text(text)
+    return result
+
+
+def render(result: dict) -> str:
+    h, p = result["header"], result["profile"]
+    lines = [(f"Machine: {h['cpu']}, {h['cores']} cores, load average {h['load_average']}; "
+             f"{h['date']}; Python {h['python']}, torch {h['torch']}, transformers "
+             f"{h['transformers']}, onnxruntime {h['onnxruntime']}, optimum {h['optimum']}."),
+             (f"Profile {p['name']}: {p['intra_op_threads'] or h['cores']} threads, batch {p['batch_size']}, "
+             f"sequence {p['sequence_length']}; accuracy on {result['examples']} validation examples."), "",
+             "| row | accuracy | macro-F1 | size MB | p50 ms | p90 ms | p99 ms | items/s @ b32 | p50 / PyTorch | p50 / Optimum |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['name']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['size_mb']:.1f} | "
+                     f"{r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['p99_ms']:.2f} | "
+                     f"{r['throughput_b32_items_per_s']:.1f} | {r['p50_vs_pytorch']:.2f} | {r['p50_vs_optimum']:.2f} |")
+    hc = result["harness"]
+    lines += ["", (f"Harness check (same ONNX file, same process): edgetune bench p50 "
+              f"{hc['edgetune_p50_ms']:.3f} ms, bare session.run loop p50 {hc['bare_loop_p50_ms']:.3f} ms, "
+              f"difference {100 * hc['difference']:.1f} %.")]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    main()

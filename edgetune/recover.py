@@ -1,0 +1,66 @@
+"""Prune a fine-tuned checkpoint and recover its accuracy by distillation from the original.
+
+The fine-tuned (unpruned) model is the teacher; a pruned copy is the student, trained with the
+same `Trainer` loop as fine-tuning (early stopping, LR schedule, budget) on a loss that mixes
+the labels with the teacher's softened logits.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from edgetune.data import TextDataset
+from edgetune.prune import Importance, PruneConfig, compute_scores, count_parameters, prune_model
+from edgetune.train import DistillConfig, TrainConfig, TrainResult, fine_tune
+
+
+@dataclass
+class PrunedModel:
+    model: torch.nn.Module
+    config: PruneConfig
+    params_before: int
+    params_after: int
+
+    def to_json(self) -> dict:
+        return {"prune": self.config.to_json(), "name": self.config.name,
+                "params_before": self.params_before, "params_after": self.params_after,
+                "params_kept": round(self.params_after / self.params_before, 4)}
+
+
+def scoring_batches(tokenizer, dataset: TextDataset, max_length: int, batches: int = 8,
+                    batch_size: int = 16, seed: int = 0) -> list[dict[str, torch.Tensor]]:
+    """A few seeded training batches with labels, for gradient x weight importance."""
+    sample = dataset.train.shuffle(seed=seed).select(range(min(len(dataset.train), batches * batch_size)))
+    out = []
+    for start in range(0, len(sample), batch_size):
+        chunk = sample[start:start + batch_size]
+        enc = tokenizer(list(chunk["text"]), padding=True, truncation=True, max_length=max_length,
+                        return_tensors="pt")
+        enc["labels"] = torch.tensor(list(chunk["label"]))
+        out.append(dict(enc))
+    return out
+
+
+def make_student(teacher: torch.nn.Module, config: PruneConfig, batches=None,
+                 importance: Importance = "taylor") -> PrunedModel:
+    """A pruned deep copy of `teacher` (the teacher is left untouched)."""
+    student = copy.deepcopy(teacher)
+    before = count_parameters(student)
+    if not config.is_dense:
+        scores = compute_scores(student, batches if importance == "taylor" else None, importance)
+        prune_model(student, config, scores)
+    return PrunedModel(student, config, before, count_parameters(student))
+
+
+def distill_student(pruned: PrunedModel, tokenizer, teacher, dataset: TextDataset,
+                    work_dir: str | Path, train_config: TrainConfig,
+                    distill: DistillConfig | None = None, use_teacher: bool = True,
+                    resume: bool = False) -> TrainResult:
+    """Recover the pruned student with the fine-tuning loop (+ distillation from `teacher`)."""
+    return fine_tune("pruned-student", dataset, work_dir, train_config, resume=resume,
+                     model=pruned.model, tokenizer=tokenizer,
+                     teacher=teacher if use_teacher else None, distill=distill)

@@ -1,0 +1,32 @@
+"""Smoke tests that keep benchmarks/ from rotting (no timing assertions)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_compare_runs_all_three_rows(tuned_run, tiny_data_csv, tiny_profile, tmp_path):
+    out, _ = tuned_run
+    compare = load("compare")
+    result = compare.main(["--run", str(out), "--data", str(tiny_data_csv), "--profile", str(tiny_profile),
+                           "--rounds", "2", "--runs-per-round", "2", "--harness-seconds", "0.2",
+                           "--out", str(tmp_path / "cmp.json")])
+    names = [r["name"] for r in result["rows"]]
+    assert names[0] == "PyTorch eager fp32" and names[1].startswith("Optimum") and names[2].startswith("edgetune")
+    for row in result["rows"]:
+        assert 0.0 <= row["accuracy"] <= 1.0 and row["p50_ms"] > 0 and row["runs"] == 4
+    assert result["rows"][0]["p50_vs_pytorch"] == 1.0 and result["rows"][1]["p50_vs_optimum"] == 1.0
+    assert result["harness"]["edgetune_p50_ms"] > 0 and result["harness"]["bare_loop_p50_ms"] > 0
+    assert json.loads((tmp_path / "cmp.json").read_text())["header"]["cores"]
+    assert "| row | accuracy" in (tmp_path / "cmp.md").read_text()

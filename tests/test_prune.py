@@ -1,0 +1,94 @@
+"""Each pruning kind on the tiny BERT: shapes shrink, it saves/reloads, exports and validates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_rows
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from edgetune.errors import InputError
+from edgetune.export import export_onnx, validate_onnx
+from edgetune.prune import (
+    PruneConfig,
+    compute_scores,
+    count_parameters,
+    magnitude_sparsify,
+    prune_model,
+)
+
+
+@pytest.fixture()
+def model_and_tok(tiny_model_dir):
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
+    return model.eval(), AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def _batches(tokenizer, n=2):
+    rows = make_rows(16 * n)
+    out = []
+    for i in range(n):
+        chunk = rows[i * 16:(i + 1) * 16]
+        enc = tokenizer([t for t, _ in chunk], padding=True, return_tensors="pt")
+        enc["labels"] = torch.tensor([int(lab == "positive") for _, lab in chunk])
+        out.append(dict(enc))
+    return out
+
+
+@pytest.mark.parametrize("config, check", [
+    (PruneConfig(layers=1), lambda m: m.config.num_hidden_layers == 1 and len(m.bert.encoder.layer) == 1),
+    (PruneConfig(heads=0.5), lambda m: all(l.attention.self.num_attention_heads == 1 for l in m.bert.encoder.layer)),
+    (PruneConfig(ffn=0.5), lambda m: m.config.intermediate_size == 32
+        and all(l.intermediate.dense.out_features == 32 for l in m.bert.encoder.layer)),
+    (PruneConfig(layers=1, heads=0.5, ffn=0.25), lambda m: m.config.num_hidden_layers == 1
+        and m.config.intermediate_size == 48),
+])
+@pytest.mark.parametrize("importance", ["taylor", "magnitude"])
+def test_pruning_shrinks_saves_exports_and_validates(model_and_tok, tmp_path, config, check, importance):
+    model, tokenizer = model_and_tok
+    before = count_parameters(model)
+    scores = compute_scores(model, _batches(tokenizer), importance)
+    prune_model(model, config, scores)
+    assert check(model) and count_parameters(model) < before
+    model.save_pretrained(tmp_path / "ckpt")
+    tokenizer.save_pretrained(tmp_path / "ckpt")
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "ckpt").eval()
+    assert count_parameters(reloaded) == count_parameters(model)
+    onnx_path = export_onnx(reloaded, tokenizer, tmp_path / "pruned.onnx")
+    texts = [t for t, _ in make_rows(8)]
+    result = validate_onnx(onnx_path, reloaded, tokenizer, texts, 32)
+    assert np.isfinite(result.max_abs_diff) and result.max_abs_diff < 1e-4
+
+
+def test_taylor_scores_have_the_right_shapes(model_and_tok):
+    model, tokenizer = model_and_tok
+    scores = compute_scores(model, _batches(tokenizer), "taylor")
+    assert scores.layers.shape == (2,) and scores.ffn.shape == (2, 64)
+    assert [h.shape for h in scores.heads] == [(2,), (2,)]
+    assert float(scores.ffn.sum()) > 0
+
+
+def test_layer_drop_keeps_the_most_important(model_and_tok):
+    model, _ = model_and_tok
+    scores = compute_scores(model, None, "magnitude")
+    second = model.bert.encoder.layer[1]
+    scores.layers = torch.tensor([0.0, 1.0])
+    prune_model(model, PruneConfig(layers=1), scores)
+    assert model.bert.encoder.layer[0] is second
+
+
+def test_bad_ratios_are_input_errors():
+    with pytest.raises(InputError):
+        PruneConfig(heads=1.0)
+    with pytest.raises(InputError):
+        PruneConfig(layers=0)
+    assert PruneConfig(layers=4, ffn=0.5).name == "L4-F0.5" and PruneConfig().name == "dense"
+
+
+def test_magnitude_sparsity_zeroes_weights_but_keeps_shapes(model_and_tok):
+    model, _ = model_and_tok
+    shapes = [p.shape for p in model.parameters()]
+    zeroed = magnitude_sparsify(model, 0.5)
+    assert zeroed > 0 and [p.shape for p in model.parameters()] == shapes

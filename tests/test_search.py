@@ -1,0 +1,84 @@
+"""The pruning search end to end on the tiny model: probes, distillation, cache, report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from edgetune.cli import cli
+from edgetune.prune import PruneConfig
+from edgetune.search import Cache, default_prune_configs
+
+ARGS = ["--epochs", "6", "--lr", "3e-3", "--batch-size", "16", "--patience", "6",
+        "--modes", "fp32,dynamic-int8", "--prune-search", "--prune-configs", "L1,F0.5,L1-H0.5-F0.5",
+        "--search-budget-minutes", "10", "--max-accuracy-drop", "50"]
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def search_run(tmp_path_factory, tiny_model_dir, tiny_data_csv, tiny_profile):
+    out = tmp_path_factory.mktemp("search") / "out"
+    result = run("tune", "--model", tiny_model_dir, "--data", tiny_data_csv, "--profile",
+                 tiny_profile, "--out", out, *ARGS)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_search_measures_pruned_candidates_and_plots(search_run):
+    report = json.loads((search_run / "report.json").read_text())
+    names = [c["name"] for c in report["candidates"]]
+    assert names[:2] == ["fp32", "dynamic-int8"]
+    for cfg in ("L1", "F0.5", "L1-H0.5-F0.5"):
+        assert f"{cfg}+optimized-fp32" in names and f"{cfg}+dynamic-int8" in names
+    assert len(names) == 8
+    search = report["run"]["search"]
+    assert search["trained"] == 3 and set(search["probes"]) == {"L1", "F0.5", "L1-H0.5-F0.5"}
+    pruned = next(c for c in report["candidates"] if c["name"] == "L1+dynamic-int8")
+    assert pruned["settings"]["pruning"]["params_after"] < pruned["settings"]["pruning"]["params_before"]
+    bundle = search_run / "candidates" / "L1+dynamic-int8"
+    assert json.loads((bundle / "config.json").read_text())["num_hidden_layers"] == 1
+    assert (search_run / "pareto.png").stat().st_size > 1000
+    assert report["selection"]["pareto_frontier"]
+    assert "## Pruning search" in (search_run / "report.md").read_text()
+
+
+def test_rerun_with_resume_trains_nothing_new(search_run, tiny_model_dir, tiny_data_csv, tiny_profile):
+    result = run("tune", "--model", tiny_model_dir, "--data", tiny_data_csv, "--profile",
+                 tiny_profile, "--out", search_run, "--resume", *ARGS)
+    assert result.exit_code == 0, result.output
+    search = json.loads((search_run / "report.json").read_text())["run"]["search"]
+    assert search["trained"] == 0 and search["from_cache"] == 6  # 3 probes + 3 trained
+
+
+def test_report_command_rerenders(search_run):
+    (search_run / "report.md").unlink()
+    (search_run / "pareto.png").unlink()
+    result = run("report", search_run)
+    assert result.exit_code == 0, result.output
+    assert (search_run / "report.md").is_file() and (search_run / "pareto.png").is_file()
+
+
+def test_report_command_on_a_folder_without_report(tmp_path):
+    result = run("report", tmp_path)
+    assert result.exit_code == 2 and "no report.json" in result.output
+
+
+def test_default_grid_and_parse():
+    grid = default_prune_configs(6)
+    assert PruneConfig(layers=4) in grid and PruneConfig(layers=3, ffn=0.5) in grid
+    assert all(c.layers is None or c.layers < 6 for c in grid)
+    assert PruneConfig.parse("L3-H0.25-F0.5") == PruneConfig(layers=3, heads=0.25, ffn=0.5)
+
+
+def test_cache_round_trip(tmp_path):
+    cache = Cache(tmp_path)
+    key = Cache.key("a", {"b": 1})
+    assert key == Cache.key("a", {"b": 1}) and key != Cache.key("a", {"b": 2})
+    assert cache.get(key) is None
+    cache.put(key, {"x": 1})
+    assert cache.get(key) == {"x": 1}

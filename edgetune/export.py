@@ -102,3 +102,10 @@ def validate_onnx(
             max_abs_diff=diff, atol=atol,
         )
     return ExportCheck(diff, atol, len(texts), agree)
+
+
+def export_validated(model, tokenizer, target: str | Path, texts: Sequence[str], max_length: int,
+                     opset: int | None = None, atol: float | None = None) -> tuple[Path, ExportCheck]:
+    """Export, then check against PyTorch: the pair every edgetune path runs."""
+    path = export_onnx(model, tokenizer, target, opset or DEFAULT_OPSET)
+    return path, validate_onnx(path, model, tokenizer, texts, max_length, atol or DEFAULT_ATOL)

@@ -148,6 +148,13 @@ def _pick_split(dataset: TextDataset, split: str):
     return getattr(dataset, split)
 
 
+def onnx_opset(path: Path) -> int:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
 def _check_is_onnx(model_path: Path) -> None:
     import onnx
 
@@ -170,13 +177,7 @@ def export_checkpoint(
 ) -> Bundle:
     """`edgetune export`: checkpoint -> validated ONNX (optionally dynamic INT8) bundle."""
 
-    from edgetune.export import (
-        DEFAULT_ATOL,
-        DEFAULT_OPSET,
-        export_onnx,
-        load_checkpoint,
-        validate_onnx,
-    )
+    from edgetune.export import export_validated, load_checkpoint
 
     if quantize not in QUANTIZE_MODES:
         raise InputError(f"unknown --quantize '{quantize}': use one of {', '.join(QUANTIZE_MODES)}")
@@ -186,9 +187,10 @@ def export_checkpoint(
     texts = _validation_texts(Path(checkpoint), data)
     labels = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
     with tempfile.TemporaryDirectory(prefix="edgetune-export-") as tmp:
-        fp32 = export_onnx(model, tokenizer, Path(tmp) / "model.onnx", opset or DEFAULT_OPSET)
-        check = validate_onnx(fp32, model, tokenizer, texts, max_length, atol or DEFAULT_ATOL)
-        extra = {"export_check": check.to_json(), "source": str(checkpoint), "opset": opset or DEFAULT_OPSET}
+        fp32, check = export_validated(model, tokenizer, Path(tmp) / "model.onnx", texts, max_length,
+                                       opset, atol)
+        extra = {"export_check": check.to_json(), "source": str(checkpoint),
+                 "opset": onnx_opset(fp32)}
         model_file, precision = fp32, "fp32"
         if quantize == "dynamic-int8":
             model_file, precision = Path(tmp) / "model.int8.onnx", "int8"
@@ -253,13 +255,7 @@ def prune_checkpoint(
 ) -> Bundle:
     """`edgetune prune`: prune a fine-tuned checkpoint, recover it, export a validated bundle."""
     from edgetune.data import align_labels
-    from edgetune.export import (
-        DEFAULT_ATOL,
-        DEFAULT_OPSET,
-        export_onnx,
-        load_checkpoint,
-        validate_onnx,
-    )
+    from edgetune.export import export_validated, load_checkpoint
     from edgetune.recover import distill_student, make_student, scoring_batches
     from edgetune.train import TrainConfig
 
@@ -276,9 +272,8 @@ def prune_checkpoint(
         trained = distill_student(pruned, tokenizer, teacher, dataset, Path(tmp) / "train", cfg,
                                   use_teacher=distill)
         student, _ = load_checkpoint(trained.checkpoint)
-        fp32 = export_onnx(student, tokenizer, Path(tmp) / "model.onnx", DEFAULT_OPSET)
-        texts = list(dataset.validation["text"])
-        check = validate_onnx(fp32, student, tokenizer, texts, cfg.max_length, atol or DEFAULT_ATOL)
+        fp32, check = export_validated(student, tokenizer, Path(tmp) / "model.onnx",
+                                       list(dataset.validation["text"]), cfg.max_length, atol=atol)
         manifest = _manifest(names, cfg.max_length, "fp32", profile, {
             "source": str(checkpoint), "pruning": {**pruned.to_json(), "importance": importance,
                                                    "distilled": distill},
@@ -305,14 +300,8 @@ def tune(
     modes: list[str] | None = None, calibration_samples: int = 128, search=None,
 ) -> TuneResult:
     """`edgetune tune`: fine-tune, export, quantize, bench every candidate, choose, bundle."""
-    from edgetune.export import (
-        DEFAULT_ATOL,
-        DEFAULT_OPSET,
-        export_onnx,
-        load_checkpoint,
-        validate_onnx,
-    )
-    from edgetune.train import TrainConfig, fine_tune
+    from edgetune.export import export_validated, load_checkpoint
+    from edgetune.train import TrainConfig, fine_tune, finished_training
 
     out = Path(out)
     if not resume:
@@ -329,7 +318,8 @@ def tune(
     stages["data"] = time.monotonic() - t0
 
     t0 = time.monotonic()
-    trained = fine_tune(model, dataset, work, cfg, resume=resume)
+    trained = (finished_training(work, cfg) if resume else None) or \
+        fine_tune(model, dataset, work, cfg, resume=resume)
     stages["fine_tune"] = time.monotonic() - t0
     val_texts = list(dataset.validation["text"])
     (trained.checkpoint / VALIDATION_SAMPLE).write_text(json.dumps(val_texts[:128]))
@@ -338,8 +328,8 @@ def tune(
 
     t0 = time.monotonic()
     torch_model, tokenizer = load_checkpoint(trained.checkpoint)
-    fp32 = export_onnx(torch_model, tokenizer, work / "onnx" / "model.fp32.onnx", opset or DEFAULT_OPSET)
-    check = validate_onnx(fp32, torch_model, tokenizer, val_texts, cfg.max_length, atol or DEFAULT_ATOL)
+    fp32, check = export_validated(torch_model, tokenizer, work / "onnx" / "model.fp32.onnx",
+                                   val_texts, cfg.max_length, opset, atol)
     stages["export"] = time.monotonic() - t0
     del torch_model
 

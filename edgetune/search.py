@@ -101,7 +101,7 @@ def run_search(teacher_checkpoint: Path, dataset: TextDataset, profile: Profile,
                search: SearchConfig, reference_accuracy: float, max_length: int,
                settings: LatencySettings | None = None) -> tuple[list[Candidate], SearchLog]:
     """Pruned candidates measured on the profile (see the module docstring for the order)."""
-    from edgetune.export import export_onnx, load_checkpoint, validate_onnx
+    from edgetune.export import export_onnx, export_validated, load_checkpoint
     from edgetune.pipeline import bench_onnx
     from edgetune.recover import distill_student, make_student, scoring_batches
 
@@ -164,8 +164,8 @@ def run_search(teacher_checkpoint: Path, dataset: TextDataset, profile: Profile,
             trained = distill_student(pruned, tokenizer, teacher, dataset, work / "students" / cfg.name,
                                       recovery)
             student, _ = load_checkpoint(trained.checkpoint)
-            onnx_path = export_onnx(student, tokenizer, work / "students" / cfg.name / "model.onnx")
-            validate_onnx(onnx_path, student, tokenizer, texts, max_length)
+            onnx_path, _ = export_validated(student, tokenizer, work / "students" / cfg.name / "model.onnx",
+                                            texts, max_length)
             built = build_variants(onnx_path, work / "students" / cfg.name / "onnx", search.modes, ctx)
             record = {"candidates": []}
             for mode, (path, extra) in built.items():

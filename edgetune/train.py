@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -22,11 +22,13 @@ from transformers import Trainer, TrainerCallback
 
 from edgetune.data import TextDataset
 from edgetune.errors import InputError
+from edgetune.fsutil import write_json_atomic
 from edgetune.metrics import classification_metrics
 from edgetune.progress import RichProgressCallback
 
 LOG = logging.getLogger(__name__)
 Scheduler = Literal["linear", "cosine", "plateau"]
+TRAIN_RECORD = "edgetune_train.json"
 
 
 @dataclass
@@ -55,7 +57,6 @@ class TrainConfig:
 class TrainResult:
     checkpoint: Path
     metrics: dict[str, float]
-    validation_logits: np.ndarray = field(repr=False)
     steps: int = 0
     train_seconds: float = 0.0
     stopped_by: str = "epochs"
@@ -263,17 +264,35 @@ def fine_tune(
     train_seconds = time.monotonic() - started
 
     prediction = trainer.predict(val_tok)
-    logits = np.asarray(prediction.predictions, dtype=np.float32)
-    metrics = classification_metrics(logits, np.asarray(dataset.validation["label"]))
+    metrics = classification_metrics(np.asarray(prediction.predictions, dtype=np.float32),
+                                     np.asarray(dataset.validation["label"]))
 
     best = output_dir / "best"
     trainer.save_model(str(best))
     tokenizer.save_pretrained(str(best))
     stopped_by = _stop_reason(trainer, config, budget)
-    (best / "edgetune_train.json").write_text(json.dumps(
-        {"config": asdict(config), "metrics": metrics, "stopped_by": stopped_by,
-         "steps": output.global_step, "train_seconds": train_seconds}, indent=2))
-    return TrainResult(best, metrics, logits, output.global_step, train_seconds, stopped_by)
+    # Written last: its presence marks a finished run for `finished_training`.
+    write_json_atomic(best / TRAIN_RECORD, {
+        "config": asdict(config), "metrics": metrics, "stopped_by": stopped_by,
+        "steps": output.global_step, "train_seconds": train_seconds})
+    return TrainResult(best, metrics, output.global_step, train_seconds, stopped_by)
+
+
+def finished_training(output_dir: str | Path, config: TrainConfig) -> TrainResult | None:
+    """The result of an earlier run in `output_dir` that finished with the same settings.
+
+    `--resume` uses it so that a run stopped *after* training (during export or the search)
+    does not train again; a run stopped during training resumes from its last checkpoint.
+    """
+    record_path = Path(output_dir) / "best" / TRAIN_RECORD
+    if not record_path.is_file():
+        return None
+    record = json.loads(record_path.read_text())
+    if record.get("config") != json.loads(json.dumps(asdict(config))):
+        LOG.warning("--resume: training settings changed since the finished run; training again")
+        return None
+    return TrainResult(record_path.parent, record["metrics"], record["steps"],
+                       record["train_seconds"], record["stopped_by"])
 
 
 def _stop_reason(trainer, config: TrainConfig, budget) -> str:

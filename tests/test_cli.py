@@ -250,3 +250,14 @@ def test_quantize_help_lists_every_mode():
 
     text = run("quantize", "--help").output
     assert all(name in text for name in MODES)
+
+
+def test_finished_training_is_reused_only_with_the_same_settings(tuned_run):
+    from edgetune.train import TrainConfig, finished_training
+
+    out, _ = tuned_run
+    same = TrainConfig(epochs=8, learning_rate=3e-3, batch_size=16, early_stopping_patience=8,
+                       max_length=32)
+    found = finished_training(out / "work", same)
+    assert found is not None and found.checkpoint == out / "work" / "best" and found.steps > 0
+    assert finished_training(out / "work", TrainConfig(epochs=2, max_length=32)) is None

@@ -118,6 +118,7 @@ def cli(debug: bool) -> None:
 @click.option("--search-budget-minutes", type=float, default=30.0, show_default=True,
               help="Time for the pruning search (probes + recovery training).")
 @click.option("--recovery-minutes", type=float, default=None, help="Cap on each pruned model's recovery training.")
+@click.option("--recovery-lr", type=float, default=None, help="Learning rate for recovery (default: --learning-rate).")
 @click.option("--max-accuracy-drop", type=float, default=1.5, show_default=True,
               help="Accuracy points a candidate may lose vs the fine-tuned fp32 ONNX model (with --prune-search).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in OUT from its last checkpoint.")
@@ -126,7 +127,7 @@ def tune(model, data, profile_name, latency_budget_ms, out_dir, text_column, lab
          max_steps, max_train_minutes, learning_rate, batch_size, scheduler, warmup_ratio, eval_steps,
          patience, min_delta, metric, max_length, max_train_samples, seed, atol, opset, modes,
          calibration_samples, prune_search, prune_configs, search_budget_minutes, recovery_minutes,
-         max_accuracy_drop, resume, overwrite) -> None:
+         recovery_lr, max_accuracy_drop, resume, overwrite) -> None:
     """Fine-tune, export, quantize, bench every candidate on the profile, choose, bundle.
 
     Exit code 4 when no candidate meets the budget (the report is still written).
@@ -160,7 +161,8 @@ def tune(model, data, profile_name, latency_budget_ms, out_dir, text_column, lab
                           text_column=text_column, label_column=label_column, atol=atol, opset=opset,
                           modes=_split_modes(modes), calibration_samples=calibration_samples,
                           search=_search_config(prune_search, prune_configs, search_budget_minutes,
-                                                recovery_minutes, max_accuracy_drop, config, model))
+                                                recovery_minutes, recovery_lr, max_accuracy_drop,
+                                                config, model))
     except EdgetuneError:
         report = Path(out_dir) / "report.json"
         if report.is_file():
@@ -174,7 +176,8 @@ def tune(model, data, profile_name, latency_budget_ms, out_dir, text_column, lab
     console_out.print(f"report: {result.report_md}")
 
 
-def _search_config(enabled, prune_configs, budget, recovery_minutes, max_drop, train_config, model):
+def _search_config(enabled, prune_configs, budget, recovery_minutes, recovery_lr, max_drop,
+                   train_config, model):
     if not enabled:
         return None
     from dataclasses import replace
@@ -188,7 +191,8 @@ def _search_config(enabled, prune_configs, budget, recovery_minutes, max_drop, t
         config_json = Path(model) / "config.json"
         layers = json.loads(config_json.read_text()).get("num_hidden_layers", 6) if config_json.is_file() else 6
         configs = default_prune_configs(layers)
-    recovery = replace(train_config, max_train_minutes=recovery_minutes)
+    recovery = replace(train_config, max_train_minutes=recovery_minutes,
+                       learning_rate=recovery_lr or train_config.learning_rate)
     return SearchConfig(configs, budget_minutes=budget, max_accuracy_drop=max_drop, recovery=recovery)
 
 

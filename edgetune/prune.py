@@ -63,6 +63,12 @@ class PruneConfig:
                              "joined by '-', e.g. L4-F0.5") from None
         return cls(**fields)
 
+    def prunes_at_least(self, other: PruneConfig, num_layers: int) -> bool:
+        """True when this config removes at least as much as `other` on every axis (fewer or
+        equal layers, at least the head and FFN fractions): it cannot be more accurate."""
+        return ((self.layers or num_layers) <= (other.layers or num_layers)
+                and self.heads >= other.heads and self.ffn >= other.ffn)
+
     @property
     def is_dense(self) -> bool:
         return not self.layers and not self.heads and not self.ffn

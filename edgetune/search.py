@@ -4,9 +4,10 @@ Recovery training is the expensive part and latency does not depend on the weigh
 1. probe every pruning configuration's latency on an *untrained* pruned copy (export + the
    precision modes + bench, no training);
 2. drop the configurations that cannot meet the budget in any mode;
-3. train (distil) the feasible ones, least pruned (most promising) first, measure accuracy on
-   the ONNX models, and stop when the time budget runs out; a configuration more pruned than
-   one that already broke the accuracy bound is skipped.
+3. train (distil) the feasible ones, least pruned (most parameters, most promising) first,
+   measure accuracy on the ONNX models, and stop when the time budget runs out; a
+   configuration that prunes at least as much on every axis as one that already broke the
+   accuracy bound is skipped.
 Every probe and every measured candidate is cached under a hash of (source model, config,
 mode, profile, training settings), so a re-run or `--resume` repeats nothing finished.
 """
@@ -141,14 +142,17 @@ def run_search(teacher_checkpoint: Path, dataset: TextDataset, profile: Profile,
     # 2-3. train the feasible ones, least pruned first
     feasible.sort(key=lambda item: -item[1])
     min_accuracy = reference_accuracy - search.max_accuracy_drop / 100.0
-    broke_bound: list[int] = []
+    broke_bound: list[PruneConfig] = []
+    num_layers = teacher.config.num_hidden_layers
     candidates: list[Candidate] = []
     labels = np.asarray(dataset.validation["label"])
     texts = list(dataset.validation["text"])
     batches = scoring_batches(tokenizer, dataset, max_length)
     for cfg, params in feasible:
-        if any(params <= p for p in broke_bound):
-            log.say(f"skip {cfg.name}: more pruned than a configuration that broke the accuracy bound")
+        worse_than = next((b for b in broke_bound if cfg.prunes_at_least(b, num_layers)), None)
+        if worse_than is not None:
+            log.say(f"skip {cfg.name}: prunes at least as much as {worse_than.name}, which broke "
+                    "the accuracy bound")
             continue
         key = Cache.key("trained", source, cfg.to_json(), search.modes, profile_key,
                         asdict(search.recovery), search.importance, max_length)
@@ -186,5 +190,5 @@ def run_search(teacher_checkpoint: Path, dataset: TextDataset, profile: Profile,
         log.say(f"{cfg.name}: best ONNX accuracy {best:.4f} "
                 f"({'within' if best >= min_accuracy else 'outside'} the bound {min_accuracy:.4f})")
         if best < min_accuracy:
-            broke_bound.append(params)
+            broke_bound.append(cfg)
     return candidates, log

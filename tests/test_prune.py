@@ -92,3 +92,11 @@ def test_magnitude_sparsity_zeroes_weights_but_keeps_shapes(model_and_tok):
     shapes = [p.shape for p in model.parameters()]
     zeroed = magnitude_sparsify(model, 0.5)
     assert zeroed > 0 and [p.shape for p in model.parameters()] == shapes
+
+
+def test_prunes_at_least_is_a_partial_order():
+    l3f = PruneConfig(layers=3, ffn=0.5)
+    assert PruneConfig(layers=2, ffn=0.5).prunes_at_least(l3f, 6)
+    assert PruneConfig(layers=3, heads=0.5, ffn=0.5).prunes_at_least(l3f, 6)
+    assert not PruneConfig(layers=2).prunes_at_least(l3f, 6)  # keeps the full FFN
+    assert not PruneConfig(ffn=0.5).prunes_at_least(l3f, 6)  # keeps all 6 layers

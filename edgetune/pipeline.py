@@ -36,7 +36,7 @@ from edgetune.fsutil import build_dir_atomic, check_output_dir
 from edgetune.profiles import Profile
 from edgetune.progress import console
 from edgetune.prune import PruneConfig
-from edgetune.quantize import MODES, QuantContext, build_variants, quantize_dynamic_int8
+from edgetune.quantize import MODES, QuantContext, build_variants
 from edgetune.report import write_report
 from edgetune.select import Candidate, Selection, check_budget, choose
 
@@ -62,7 +62,8 @@ class BenchResult:
     def to_json(self) -> dict:
         return {"model": self.model, "profile": self.profile, "size_mb": self.size_mb,
                 "latency": self.latency.to_json(),
-                "accuracy": self.accuracy.to_json() if self.accuracy else None}
+                "accuracy": self.accuracy.to_json() if self.accuracy else None,
+                "reported_in_bundle": self.manifest_metrics}
 
 
 @dataclass
@@ -192,9 +193,11 @@ def export_checkpoint(
         extra = {"export_check": check.to_json(), "source": str(checkpoint),
                  "opset": onnx_opset(fp32)}
         model_file, precision = fp32, "fp32"
-        if quantize == "dynamic-int8":
-            model_file, precision = Path(tmp) / "model.int8.onnx", "int8"
-            extra["quantization"] = quantize_dynamic_int8(fp32, model_file).to_json()
+        if quantize == "dynamic-int8":  # the same mode as tune's: fused, then dynamic INT8
+            built = build_variants(fp32, Path(tmp) / "variants", ["dynamic-int8"],
+                                   QuantContext(model_type=model.config.model_type))
+            (model_file, settings), precision = built["dynamic-int8"], "int8"
+            extra.update(settings)
         return write_bundle(out, model_file, checkpoint,
                             _manifest(labels, max_length, precision, profile, extra), overwrite)
 

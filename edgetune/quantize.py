@@ -255,18 +255,3 @@ def build_variants(fp32: str | Path, out_dir: str | Path, names: list[str],
             settings["from"] = "optimized-fp32"
         built[name] = (target, settings)
     return {n: built[n] for n in names}
-
-
-def quantize_dynamic_int8(source: str | Path, target: str | Path,
-                          choice: QuantizationChoice | None = None) -> QuantizationChoice:
-    """Dynamic INT8 copy of any ONNX model (no fusion first): used by `edgetune export`."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    choice = choice or choose_dynamic_int8()
-    check_onnx(source)
-    source, target = Path(source).resolve(), Path(target).resolve()
-    with _in_temp_dir():
-        quantize_dynamic(str(source), str(target), per_channel=choice.per_channel,
-                         reduce_range=choice.reduce_range, weight_type=QuantType.QInt8,
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-    return choice

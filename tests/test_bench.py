@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgetune.bench import LatencySettings, create_session, measure_latency, model_size_mb
 from edgetune.errors import InputError
+from edgetune.measure.bench import model_size_mb
+from edgetune.measure.latency import LatencySettings, create_session, measure_latency
 from edgetune.profiles import Profile, load_profile
 
 
@@ -14,7 +15,7 @@ from edgetune.profiles import Profile, load_profile
 def onnx_and_feed(tuned_run):
     from transformers import AutoTokenizer
 
-    from edgetune.encoding import latency_feed
+    from edgetune.data.encoding import latency_feed
 
     out, _ = tuned_run
     tokenizer = AutoTokenizer.from_pretrained(out / "best")

@@ -95,7 +95,7 @@ def test_export_check_fails_naming_the_max_difference(tuned_run, tmp_path):
     from onnx import numpy_helper
 
     from edgetune.errors import ValidationError
-    from edgetune.export import load_checkpoint, validate_onnx
+    from edgetune.exporter.onnx import load_checkpoint, validate_onnx
 
     out, _ = tuned_run
     model = onnx.load(str(out / "candidates" / "fp32" / "model.onnx"))
@@ -246,14 +246,14 @@ def test_quantize_static_needs_calibration_data(tuned_run, tmp_path):
 
 
 def test_quantize_help_lists_every_mode():
-    from edgetune.quantize import MODES
+    from edgetune.compress.modes import MODES
 
     text = run("quantize", "--help").output
     assert all(name in text for name in MODES)
 
 
 def test_finished_training_is_reused_only_with_the_same_settings(tuned_run):
-    from edgetune.train import TrainConfig, finished_training
+    from edgetune.train.loop import TrainConfig, finished_training
 
     out, _ = tuned_run
     same = TrainConfig(epochs=8, learning_rate=3e-3, batch_size=16, early_stopping_patience=8,

@@ -3,7 +3,7 @@ import json
 import pytest
 from conftest import make_rows, write_csv
 
-from edgetune.data import load_text_dataset
+from edgetune.data.text import load_text_dataset
 from edgetune.errors import InputError
 
 

@@ -16,8 +16,8 @@ pytestmark = [
 def test_cuda_bench_with_io_binding_and_gpu_memory(tuned_run):
     from transformers import AutoTokenizer
 
-    from edgetune.bench import LatencySettings, measure_latency
-    from edgetune.encoding import latency_feed
+    from edgetune.data.encoding import latency_feed
+    from edgetune.measure.latency import LatencySettings, measure_latency
     from edgetune.profiles import load_profile
 
     out, _ = tuned_run
@@ -28,12 +28,13 @@ def test_cuda_bench_with_io_binding_and_gpu_memory(tuned_run):
 
 
 def test_fp16_model_runs_on_cuda_with_fp32_outputs(tuned_run, tmp_path):
-    from edgetune.bench import create_session
+    from edgetune.compress.modes import MODES, build_variants
+    from edgetune.compress.passes import PassContext
+    from edgetune.measure.latency import create_session
     from edgetune.profiles import load_profile
-    from edgetune.quantize import QuantContext, build_variants
 
     out, _ = tuned_run
-    built = build_variants(out / "candidates" / "fp32" / "model.onnx", tmp_path, ["fp16"], QuantContext())
+    built = build_variants(out / "candidates" / "fp32" / "model.onnx", tmp_path, [MODES["fp16"]], PassContext())
     session = create_session(built["fp16"][0], load_profile("gpu-server"))
     feed = {i.name: np.ones((2, 8), dtype=np.int64) for i in session.get_inputs()}
     logits = session.run(None, feed)[0]

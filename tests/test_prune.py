@@ -8,15 +8,10 @@ import torch
 from conftest import make_rows
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from edgetune.compress.importance import compute_scores
+from edgetune.compress.pruning import PruneConfig, count_parameters, prune_model
 from edgetune.errors import InputError
-from edgetune.export import export_onnx, validate_onnx
-from edgetune.prune import (
-    PruneConfig,
-    compute_scores,
-    count_parameters,
-    magnitude_sparsify,
-    prune_model,
-)
+from edgetune.exporter.onnx import export_onnx, validate_onnx
 
 
 @pytest.fixture()
@@ -85,13 +80,6 @@ def test_bad_ratios_are_input_errors():
     with pytest.raises(InputError):
         PruneConfig(layers=0)
     assert PruneConfig(layers=4, ffn=0.5).name == "L4-F0.5" and PruneConfig().name == "dense"
-
-
-def test_magnitude_sparsity_zeroes_weights_but_keeps_shapes(model_and_tok):
-    model, _ = model_and_tok
-    shapes = [p.shape for p in model.parameters()]
-    zeroed = magnitude_sparsify(model, 0.5)
-    assert zeroed > 0 and [p.shape for p in model.parameters()] == shapes
 
 
 def test_prunes_at_least_is_a_partial_order():

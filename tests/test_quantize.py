@@ -1,4 +1,4 @@
-from edgetune.quantize import choose_dynamic_int8
+from edgetune.compress.cpu import choose_dynamic_int8
 
 
 def test_avx2_without_vnni_reduces_range():
@@ -19,14 +19,15 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from edgetune.quantize import MODES, QuantContext, build_variants
+from edgetune.compress.modes import MODES, build_variants
+from edgetune.compress.passes import PassContext
 
 
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory, tiny_model_dir):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from edgetune.export import export_onnx
+    from edgetune.exporter.onnx import export_onnx
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -37,13 +38,13 @@ def tiny_onnx(tmp_path_factory, tiny_model_dir):
 def test_every_mode_builds_a_model_ort_runs(tiny_onnx, tmp_path):
     from conftest import make_rows
 
-    from edgetune.encoding import calibration_batches
+    from edgetune.data.encoding import calibration_batches
 
     path, tokenizer = tiny_onnx
     texts = [t for t, _ in make_rows(24)]
     batches = calibration_batches(tokenizer, texts, 32, samples=24, seed=0)
-    ctx = QuantContext(model_type="bert", calibration=batches, flags={"avx2"})
-    built = build_variants(path, tmp_path, list(MODES), ctx)
+    ctx = PassContext(model_type="bert", calibration=batches, flags={"avx2"})
+    built = build_variants(path, tmp_path, list(MODES.values()), ctx)
     assert list(built) == list(MODES)
     reference = None
     for name, (model_path, settings) in built.items():
@@ -69,18 +70,19 @@ def test_static_without_calibration_is_a_clear_error(tiny_onnx, tmp_path):
     from edgetune.errors import InputError
 
     with pytest.raises(InputError, match="needs calibration data"):
-        build_variants(tiny_onnx[0], tmp_path, ["static-int8-minmax"], QuantContext())
+        build_variants(tiny_onnx[0], tmp_path, [MODES["static-int8-minmax"]], PassContext())
 
 
 def test_unknown_mode(tiny_onnx, tmp_path):
+    from edgetune.compress.modes import resolve_modes
     from edgetune.errors import InputError
 
     with pytest.raises(InputError, match="unknown mode"):
-        build_variants(tiny_onnx[0], tmp_path, ["int3"], QuantContext())
+        resolve_modes(["int3"])
 
 
 def test_calibration_flush_size_never_divides_the_batch_count():
-    from edgetune.quantize import _flush_every
+    from edgetune.compress.onnx_passes import _flush_every
 
     for n in range(1, 200):
         assert n % _flush_every(n) != 0

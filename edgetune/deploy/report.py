@@ -8,7 +8,8 @@ from rich.table import Table
 
 from edgetune.fsutil import write_json_atomic, write_text_atomic
 from edgetune.profiles import Profile
-from edgetune.select import Candidate, Selection
+from edgetune.search.record import Candidate
+from edgetune.search.select import Selection, choose
 
 COLUMNS = ("candidate", "precision", "accuracy", "macro-F1", "p50 ms", "p90 ms", "p99 ms",
            "items/s", "size MB", "peak RSS MB", "budget")
@@ -125,7 +126,6 @@ def rerender(run_dir: str | Path) -> tuple[Path, Path]:
     import json
 
     from edgetune.errors import InputError
-    from edgetune.select import choose
 
     run_dir = Path(run_dir)
     path = run_dir / "report.json"

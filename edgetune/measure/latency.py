@@ -1,7 +1,7 @@
-"""Measure an ONNX model on a profile: latency percentiles, throughput, memory, accuracy.
+"""Latency of an ONNX model on a profile: percentiles, throughput, peak memory.
 
-Latency is measured in a fresh process (`python -m edgetune.bench`) so that its peak RSS is the ONNX Runtime
-session's, not the trainer's. A measurement needs both a minimum number of runs and a
+Latency is measured in a fresh process (`python -m edgetune.measure.latency`) so that its peak
+RSS is the ONNX Runtime session's, not the trainer's. A measurement needs both a minimum number of runs and a
 minimum duration, after a warm-up. This module imports no torch, on purpose.
 """
 
@@ -20,7 +20,6 @@ import numpy as np
 import onnxruntime as ort
 
 from edgetune.errors import InputError
-from edgetune.metrics import classification_metrics
 from edgetune.profiles import Profile
 
 CUDA_WARMUP_RUNS = 50
@@ -51,16 +50,6 @@ class LatencyResult:
     providers: list[str]
     threads: int
     gpu_memory_mb: float | None = None  # this process's GPU memory (CUDA profiles)
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class AccuracyResult:
-    accuracy: float
-    macro_f1: float
-    examples: int
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -221,7 +210,7 @@ def measure_latency(
 def _run_isolated(
     model_path: str | Path, profile: Profile, feed: dict[str, np.ndarray], settings: LatencySettings
 ) -> tuple[list[float], float, list[str], dict]:
-    """Run `_timed_runs` in a fresh interpreter (`python -m edgetune.bench`), not a fork:
+    """Run `_timed_runs` in a fresh interpreter (`python -m edgetune.measure.latency`), not a fork:
     nothing of the caller's memory or main module comes along."""
     with tempfile.TemporaryDirectory(prefix="edgetune-bench-") as tmp:
         np.savez(Path(tmp) / "feed.npz", **feed)
@@ -229,7 +218,7 @@ def _run_isolated(
                    "settings": asdict(settings), "feed": str(Path(tmp) / "feed.npz"),
                    "result": str(Path(tmp) / "result.json")}
         (Path(tmp) / "request.json").write_text(json.dumps(request))
-        proc = subprocess.run([sys.executable, "-m", "edgetune.bench", str(Path(tmp) / "request.json")],
+        proc = subprocess.run([sys.executable, "-m", "edgetune.measure.latency", str(Path(tmp) / "request.json")],
                               capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -246,31 +235,6 @@ def _worker(request_path: str) -> None:
                                                    LatencySettings(**request["settings"]))
     Path(request["result"]).write_text(json.dumps(
         {"times": times, "peak_rss_mb": peak_mb, "providers": providers, "extra": extra}))
-
-
-def predict_logits(
-    session: ort.InferenceSession, batches: list[dict[str, np.ndarray]]
-) -> np.ndarray:
-    """Run every batch through the session; the first output is the logits."""
-    outputs = [session.run(None, feed_for(session, b))[0] for b in batches]
-    return np.concatenate(outputs, axis=0).astype(np.float32)
-
-
-def measure_accuracy(
-    session: ort.InferenceSession, batches: list[dict[str, np.ndarray]], labels: np.ndarray
-) -> AccuracyResult:
-    """Accuracy and macro-F1 of the ONNX model itself."""
-    metrics = classification_metrics(predict_logits(session, batches), labels)
-    return AccuracyResult(metrics["accuracy"], metrics["macro_f1"], len(labels))
-
-
-def model_size_mb(model_path: str | Path) -> float:
-    """Size on disk, counting external-data files beside the model if any."""
-    path = Path(model_path)
-    total = path.stat().st_size
-    for extra in path.parent.glob(path.name + "*.data"):
-        total += extra.stat().st_size
-    return total / 1e6
 
 
 if __name__ == "__main__":

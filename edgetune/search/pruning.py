@@ -14,35 +14,25 @@ mode, profile, training settings), so a re-run or `--resume` repeats nothing fin
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from edgetune.bench import LatencySettings
-from edgetune.data import TextDataset
-from edgetune.fsutil import write_json_atomic
-from edgetune.profiles import Profile
-from edgetune.progress import console
-from edgetune.prune import PruneConfig
-from edgetune.quantize import MODES, QuantContext, build_variants
-from edgetune.select import Candidate, check_budget
-from edgetune.train import TrainConfig
-
-SEARCH_MODES = ["optimized-fp32", "dynamic-int8"]
-
-
-@dataclass
-class SearchConfig:
-    prune_configs: list[PruneConfig]
-    modes: list[str] = field(default_factory=lambda: list(SEARCH_MODES))
-    budget_minutes: float = 30.0
-    max_accuracy_drop: float = 1.5  # accuracy points vs the fine-tuned fp32 ONNX model
-    recovery: TrainConfig = field(default_factory=TrainConfig)
-    importance: str = "taylor"
+from edgetune.compress.modes import resolve_modes
+from edgetune.compress.pruning import PruneConfig
+from edgetune.compress.recover import distill_student, make_student, scoring_batches
+from edgetune.config import SearchSettings
+from edgetune.console import console
+from edgetune.data.text import TextDataset
+from edgetune.exporter.onnx import load_checkpoint
+from edgetune.measure.bench import EvalSet
+from edgetune.search.cache import Cache, file_digest
+from edgetune.search.candidates import CandidateBuilder
+from edgetune.search.record import Candidate
+from edgetune.search.select import check_budget
+from edgetune.train.loop import TrainConfig
 
 
 def default_prune_configs(num_layers: int) -> list[PruneConfig]:
@@ -54,33 +44,6 @@ def default_prune_configs(num_layers: int) -> list[PruneConfig]:
     configs += [PruneConfig(layers=k, ffn=0.5) for k in keep]
     configs += [PruneConfig(layers=keep[-1], heads=0.5, ffn=0.5)] if keep else []
     return configs
-
-
-class Cache:
-    """JSON records in a folder, keyed by a hash of what produced them."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-
-    @staticmethod
-    def key(*parts: object) -> str:
-        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-    def get(self, key: str) -> dict | None:
-        path = self.folder / f"{key}.json"
-        return json.loads(path.read_text()) if path.is_file() else None
-
-    def put(self, key: str, record: dict) -> None:
-        write_json_atomic(self.folder / f"{key}.json", record)
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:20]
 
 
 @dataclass
@@ -98,35 +61,34 @@ class SearchLog:
         return asdict(self)
 
 
-def run_search(teacher_checkpoint: Path, dataset: TextDataset, profile: Profile, work: Path,
-               search: SearchConfig, reference_accuracy: float, max_length: int,
-               settings: LatencySettings | None = None) -> tuple[list[Candidate], SearchLog]:
+def run_search(teacher_checkpoint: Path, dataset: TextDataset, builder: CandidateBuilder,
+               work: Path, search: SearchSettings, recovery: TrainConfig,
+               reference_accuracy: float) -> tuple[list[Candidate], SearchLog]:
     """Pruned candidates measured on the profile (see the module docstring for the order)."""
-    from edgetune.export import export_onnx, export_validated, load_checkpoint
-    from edgetune.pipeline import bench_onnx
-    from edgetune.recover import distill_student, make_student, scoring_batches
-
     log = SearchLog()
     cache = Cache(work / "cache")
     teacher, tokenizer = load_checkpoint(teacher_checkpoint)
+    num_layers = teacher.config.num_hidden_layers
+    configs = ([PruneConfig.parse(n) for n in search.prune_configs] if search.prune_configs
+               else default_prune_configs(num_layers))
+    modes = resolve_modes(search.modes)
+    modes_key = [m.to_json() for m in modes]
     source = file_digest(teacher_checkpoint / "model.safetensors")
+    profile = builder.profile
     profile_key = profile.model_dump()
     deadline = time.monotonic() + search.budget_minutes * 60.0
-    ctx = QuantContext(model_type=teacher.config.model_type)
+    max_length = recovery.max_length
 
     # 1. latency probes on untrained pruned copies
     feasible: list[tuple[PruneConfig, int]] = []
-    for cfg in search.prune_configs:
-        key = Cache.key("probe", source, cfg.to_json(), search.modes, profile_key)
+    for cfg in configs:
+        key = Cache.key("probe", source, cfg.to_json(), modes_key, profile_key)
         record = cache.get(key)
         if record is None:
-            probe_dir = work / "probes" / cfg.name
             pruned = make_student(teacher, cfg, importance="magnitude")
-            onnx_path = export_onnx(pruned.model.eval(), tokenizer, probe_dir / "model.onnx")
-            built = build_variants(onnx_path, probe_dir, search.modes, ctx)
-            latency = {m: bench_onnx(p, tokenizer, profile, None, None, max_length, settings).latency.p90_ms
-                       for m, (p, _) in built.items()}
-            record = {"p90_ms": latency, "params": pruned.params_after}
+            probes, _ = builder.from_model(pruned.model, work / "probes" / cfg.name, modes, None)
+            record = {"p90_ms": {m.name: c.latency.p90_ms for m, c in zip(modes, probes)},
+                      "params": pruned.params_after}
             cache.put(key, record)
         else:
             log.from_cache += 1
@@ -143,10 +105,9 @@ def run_search(teacher_checkpoint: Path, dataset: TextDataset, profile: Profile,
     feasible.sort(key=lambda item: -item[1])
     min_accuracy = reference_accuracy - search.max_accuracy_drop / 100.0
     broke_bound: list[PruneConfig] = []
-    num_layers = teacher.config.num_hidden_layers
     candidates: list[Candidate] = []
-    labels = np.asarray(dataset.validation["label"])
-    texts = list(dataset.validation["text"])
+    evaluation = EvalSet(tokenizer, list(dataset.validation["text"]),
+                         np.asarray(dataset.validation["label"]), max_length)
     batches = scoring_batches(tokenizer, dataset, max_length)
     for cfg, _ in feasible:
         worse_than = next((b for b in broke_bound if cfg.prunes_at_least(b, num_layers)), None)
@@ -154,32 +115,25 @@ def run_search(teacher_checkpoint: Path, dataset: TextDataset, profile: Profile,
             log.say(f"skip {cfg.name}: prunes at least as much as {worse_than.name}, which broke "
                     "the accuracy bound")
             continue
-        key = Cache.key("trained", source, cfg.to_json(), search.modes, profile_key,
-                        asdict(search.recovery), search.importance, max_length)
+        key = Cache.key("trained", source, cfg.to_json(), modes_key, profile_key,
+                        recovery.model_dump(mode="json"), search.importance, max_length)
         record = cache.get(key)
         if record is None:
             minutes_left = (deadline - time.monotonic()) / 60.0
             if minutes_left < 0.5:
                 log.say(f"search budget spent: {cfg.name} and later configurations not trained")
                 break
-            recovery = replace(search.recovery, max_train_minutes=min(
-                search.recovery.max_train_minutes or minutes_left, minutes_left))
+            budget = min(recovery.max_train_minutes or minutes_left, minutes_left)
             pruned = make_student(teacher, cfg, batches, search.importance)
-            trained = distill_student(pruned, tokenizer, teacher, dataset, work / "students" / cfg.name,
-                                      recovery)
+            folder = work / "students" / cfg.name
+            trained = distill_student(pruned, tokenizer, teacher, dataset, folder,
+                                      recovery.model_copy(update={"max_train_minutes": budget}))
             student, _ = load_checkpoint(trained.checkpoint)
-            onnx_path, _ = export_validated(student, tokenizer, work / "students" / cfg.name / "model.onnx",
-                                            texts, max_length)
-            built = build_variants(onnx_path, work / "students" / cfg.name / "onnx", search.modes, ctx)
-            record = {"candidates": []}
-            for mode, (path, extra) in built.items():
-                result = bench_onnx(path, tokenizer, profile, texts, labels, max_length, settings)
-                c = Candidate(name=f"{cfg.name}+{mode}", precision=MODES[mode].precision,
-                              model_path=str(path), accuracy=result.accuracy, latency=result.latency,
-                              size_mb=result.size_mb, checkpoint=str(trained.checkpoint),
-                              settings={**extra, "pruning": {**pruned.to_json(), "distilled": True,
-                                                             "train": trained.to_json()}})
-                record["candidates"].append(c.to_json())
+            pruning = {**pruned.to_json(), "distilled": True, "train": trained.to_json()}
+            found, _ = builder.from_model(student, folder / "onnx", modes, evaluation,
+                                          prefix=f"{cfg.name}+", checkpoint=str(trained.checkpoint),
+                                          extra={"pruning": pruning})
+            record = {"candidates": [c.to_json() for c in found]}
             cache.put(key, record)
             log.trained += 1
         else:

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetune.encoding import eval_batches
+from edgetune.data.encoding import eval_batches
 from edgetune.errors import InputError, ValidationError
+from edgetune.measure.bench import predict_logits
 
 LOG = logging.getLogger(__name__)
 DEFAULT_OPSET = 18  # optimum's recommended minimum for BERT-like encoders
@@ -39,7 +40,11 @@ def load_checkpoint(checkpoint: str | Path):
     """A fine-tuned sequence-classification checkpoint and its tokenizer (no remote code)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    path = Path(checkpoint)
+    # Absolute before anything changes the working directory (the exporter does), or a
+    # relative folder would later be read as a hub id.
+    path = Path(checkpoint).expanduser().resolve()
+    if not path.exists():
+        raise InputError(f"checkpoint '{checkpoint}' does not exist")
     if not (path / "config.json").is_file():
         raise InputError(f"checkpoint '{checkpoint}' holds no model (no config.json)")
     try:
@@ -86,7 +91,6 @@ def validate_onnx(
     """Compare ONNX Runtime and PyTorch logits on real texts; raise ValidationError past atol."""
     import onnxruntime as ort
 
-    from edgetune.bench import predict_logits
 
     texts = list(texts)[:max_examples]
     batches = eval_batches(tokenizer, texts, max_length, batch_size=32)

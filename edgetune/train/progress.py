@@ -1,22 +1,11 @@
-"""Rich progress bars: one for Trainer's steps, one helper for any long loop."""
+"""Trainer's steps as a rich progress bar on the shared console."""
 
 from __future__ import annotations
 
-import sys
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress
 from transformers import TrainerCallback
 
-console = Console(stderr=True)
-
-
-def make_progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=console,
-        disable=not sys.stderr.isatty(), transient=False,
-    )
+from edgetune.console import console, make_progress
 
 
 class RichProgressCallback(TrainerCallback):

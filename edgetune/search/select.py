@@ -1,47 +1,14 @@
-"""Candidates, the budget check, the Pareto frontier and the choice.
+"""The budget check, the Pareto frontier and the choice among measured candidates.
 
-A `Candidate` (config, artefact, measurements) is the one record that the search, the
-report and the cache read. Accuracy is higher-is-better, p90 latency and size lower-is-better.
+Accuracy is higher-is-better, p90 latency and size lower-is-better.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
-from edgetune.bench import AccuracyResult, LatencyResult
 from edgetune.profiles import Profile
-
-
-@dataclass
-class Candidate:
-    name: str
-    precision: str
-    model_path: str
-    accuracy: AccuracyResult
-    latency: LatencyResult
-    size_mb: float
-    settings: dict = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    meets_latency: bool = False
-    meets_size: bool = True
-    within_accuracy_bound: bool = True
-    checkpoint: str = ""  # the PyTorch checkpoint it was exported from (tokenizer, config)
-
-    @property
-    def meets_budget(self) -> bool:
-        return self.meets_latency and self.meets_size
-
-    def to_json(self) -> dict:
-        data = asdict(self)
-        data["meets_budget"] = self.meets_budget
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict) -> Candidate:
-        data = {k: v for k, v in data.items() if k != "meets_budget"}
-        data["accuracy"] = AccuracyResult(**data["accuracy"])
-        data["latency"] = LatencyResult(**data["latency"])
-        return cls(**data)
+from edgetune.search.record import Candidate
 
 
 @dataclass

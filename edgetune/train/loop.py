@@ -12,45 +12,48 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import datasets
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 from transformers import Trainer, TrainerCallback
 
-from edgetune.data import TextDataset
+from edgetune.data.text import TextDataset
 from edgetune.errors import InputError
 from edgetune.fsutil import write_json_atomic
-from edgetune.metrics import classification_metrics
-from edgetune.progress import RichProgressCallback
+from edgetune.measure.metrics import classification_metrics
+from edgetune.train.distill import DistillationTrainer, DistillConfig
+from edgetune.train.progress import RichProgressCallback
 
 LOG = logging.getLogger(__name__)
 Scheduler = Literal["linear", "cosine", "plateau"]
 TRAIN_RECORD = "edgetune_train.json"
 
 
-@dataclass
-class TrainConfig:
-    """Every knob of the fine-tuning loop; serialised into the report."""
+class TrainConfig(BaseModel):
+    """Every knob of the fine-tuning loop; a section of the recipe, serialised into the report."""
 
-    epochs: float = 3.0
-    max_steps: int = -1
-    max_train_minutes: float | None = None
-    learning_rate: float = 5e-5
-    batch_size: int = 32
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: float = Field(3.0, gt=0)
+    max_steps: int = Field(-1, description="stop after N steps (-1: no limit)")
+    max_train_minutes: float | None = Field(None, gt=0)
+    learning_rate: float = Field(5e-5, gt=0)
+    batch_size: int = Field(32, ge=1, description="starting batch size; lowered if it does not fit")
     auto_find_batch_size: bool = True
     scheduler: Scheduler = "linear"
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    eval_steps: int | None = None  # None: every epoch, or every 500 steps if epochs are longer
-    early_stopping_patience: int = 3
-    early_stopping_min_delta: float = 0.0
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    eval_steps: int | None = Field(None, ge=1, description="None: every epoch, at most 500 steps apart")
+    early_stopping_patience: int = Field(3, ge=1)
+    early_stopping_min_delta: float = Field(0.0, ge=0)
     metric: Literal["accuracy", "macro_f1"] = "accuracy"
-    max_length: int = 128
+    max_length: int | None = Field(None, ge=8, description="None: the profile's sequence length")
     seed: int = 42
-    max_train_samples: int | None = None
+    max_train_samples: int | None = Field(None, ge=1)
 
 
 @dataclass
@@ -122,37 +125,6 @@ class TimeBudgetCallback(TrainerCallback):
         return control
 
 
-@dataclass
-class DistillConfig:
-    """Knowledge distillation from a teacher's logits (softened by `temperature`)."""
-
-    temperature: float = 2.0
-    alpha: float = 0.7  # weight of the distillation loss; 1 - alpha goes to the labels
-
-
-class DistillationTrainer(Trainer):
-    """`Trainer` whose loss mixes cross-entropy on labels with KL to the teacher's logits."""
-
-    def __init__(self, *args, teacher, distill: DistillConfig, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.teacher = teacher.eval()
-        self.distill = distill
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        import torch
-        import torch.nn.functional as F
-
-        outputs = model(**inputs)
-        with torch.no_grad():
-            self.teacher.to(outputs.logits.device)
-            teacher_logits = self.teacher(**inputs).logits
-        t = self.distill.temperature
-        kd = F.kl_div(F.log_softmax(outputs.logits / t, dim=-1), F.softmax(teacher_logits / t, dim=-1),
-                      reduction="batchmean") * t * t
-        loss = self.distill.alpha * kd + (1.0 - self.distill.alpha) * outputs.loss
-        return (loss, outputs) if return_outputs else loss
-
-
 def fine_tune(
     model_source: str,
     dataset: TextDataset,
@@ -179,6 +151,8 @@ def fine_tune(
     from transformers.trainer_callback import PrinterCallback
     from transformers.trainer_utils import get_last_checkpoint
 
+    if config.max_length is None:
+        raise ValueError("fine_tune needs TrainConfig.max_length (the jobs set the profile's)")
     datasets.disable_progress_bars()
     set_seed(config.seed)
     output_dir = Path(output_dir)
@@ -273,7 +247,7 @@ def fine_tune(
     stopped_by = _stop_reason(trainer, config, budget)
     # Written last: its presence marks a finished run for `finished_training`.
     write_json_atomic(best / TRAIN_RECORD, {
-        "config": asdict(config), "metrics": metrics, "stopped_by": stopped_by,
+        "config": config.model_dump(mode="json"), "metrics": metrics, "stopped_by": stopped_by,
         "steps": output.global_step, "train_seconds": train_seconds})
     return TrainResult(best, metrics, output.global_step, train_seconds, stopped_by)
 
@@ -288,7 +262,7 @@ def finished_training(output_dir: str | Path, config: TrainConfig) -> TrainResul
     if not record_path.is_file():
         return None
     record = json.loads(record_path.read_text())
-    if record.get("config") != json.loads(json.dumps(asdict(config))):
+    if record.get("config") != config.model_dump(mode="json"):
         LOG.warning("--resume: training settings changed since the finished run; training again")
         return None
     return TrainResult(record_path.parent, record["metrics"], record["steps"],

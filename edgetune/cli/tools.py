@@ -1,0 +1,169 @@
+"""`export`, `prune`, `quantize`, `bench`: parse flags into a config, call the API, print."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from edgetune.cli.options import profile_option, split_list, stdout_console
+from edgetune.compress.modes import MODES
+
+MODE_LIST = ", ".join(MODES)
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path())
+@click.option("--out", "out_dir", required=True, help="Bundle folder to write.")
+@click.option("--quantize", default="none", show_default=True,
+              help=f"none (fp32) or any mode: {MODE_LIST}.")
+@click.option("--opset", type=int, default=None, help="ONNX opset (default 18).")
+@click.option("--atol", type=float, default=None, help="ONNX vs PyTorch logits tolerance (default 1e-4).")
+@click.option("--data", default=None, help="Data whose validation texts check the export (default: the sample saved by tune).")
+@profile_option()
+@click.option("--overwrite", is_flag=True, help="Replace an existing bundle folder.")
+def export(checkpoint, out_dir, quantize, opset, atol, data, profile_name, overwrite) -> None:
+    """Export a fine-tuned CHECKPOINT to a validated ONNX bundle.
+
+    \b
+    Example:
+      edgetune export runs/sst2/work/best --out bundles/sst2-int8 --quantize dynamic-int8
+    """
+    import edgetune
+    from edgetune.config import ExportConfig, validated
+
+    config = validated(ExportConfig, "export", checkpoint=checkpoint, out=out_dir,
+                       quantize=quantize, opset=opset, atol=atol, data=data, profile=profile_name,
+                       overwrite=overwrite)
+    bundle = edgetune.export(config)
+    check = bundle.manifest.export_check
+    click.echo(f"bundle: {bundle.path} ({bundle.manifest.precision}); ONNX vs PyTorch max "
+               f"|diff| {check['max_abs_diff']:.2e} on {check['examples']} examples")
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path())
+@click.option("--data", required=True, help="Training data for recovery (as for tune).")
+@click.option("--out", "out_dir", required=True, help="Bundle folder to write.")
+@click.option("--layers", type=int, default=None, help="Keep this many encoder layers (most important).")
+@click.option("--heads", type=float, default=0.0, show_default=True, help="Fraction of attention heads to remove per layer.")
+@click.option("--ffn", type=float, default=0.0, show_default=True, help="Fraction of FFN neurons to remove per layer.")
+@click.option("--pass", "passes", multiple=True, help="Another torch pass, NAME[:key=value,...] "
+              "(see `edgetune passes`), e.g. magnitude-sparsity:sparsity=0.5. Repeatable.")
+@click.option("--importance", type=click.Choice(["taylor", "magnitude"]), default="taylor", show_default=True,
+              help="taylor: |gradient x weight| on a few batches; magnitude: |weight|.")
+@click.option("--distill/--no-distill", default=True, show_default=True, help="Recover with distillation from the unpruned model.")
+@click.option("--epochs", type=float, default=1.0, show_default=True)
+@click.option("--max-train-minutes", type=float, default=None)
+@click.option("--max-train-samples", type=int, default=None)
+@click.option("--learning-rate", "--lr", type=float, default=1e-4, show_default=True)
+@click.option("--text-column", default=None)
+@click.option("--label-column", default=None)
+@profile_option()
+@click.option("--overwrite", is_flag=True)
+def prune(checkpoint, data, out_dir, layers, heads, ffn, passes, importance, distill, epochs,
+          max_train_minutes, max_train_samples, learning_rate, text_column, label_column,
+          profile_name, overwrite) -> None:
+    """Structurally prune a fine-tuned CHECKPOINT, recover it by distillation, export a bundle.
+
+    \b
+    Example:
+      edgetune prune runs/sst2/work/best --layers 4 --heads 0.25 --ffn 0.5 \\
+          --data data/sst2 --max-train-minutes 10 --out runs/sst2-L4
+    """
+    import edgetune
+    from edgetune.config import PruneJobConfig, validated
+
+    train = {"epochs": epochs, "max_train_minutes": max_train_minutes,
+             "learning_rate": learning_rate, "max_train_samples": max_train_samples}
+    config = validated(
+        PruneJobConfig, "prune", checkpoint=checkpoint, data=data, out=out_dir, layers=layers,
+        heads=heads, ffn=ffn, passes=list(passes), importance=importance, distill=distill,
+        train=train, profile=profile_name, text_column=text_column, label_column=label_column,
+        overwrite=overwrite)
+    bundle = edgetune.prune(config)
+    p = bundle.manifest.pruning
+    click.echo(f"bundle: {bundle.path} ({p['name']}: {p['params_after'] / 1e6:.1f}M of "
+               f"{p['params_before'] / 1e6:.1f}M parameters; PyTorch accuracy "
+               f"{bundle.manifest.metrics['pytorch_accuracy']:.4f})")
+
+
+@click.command(epilog="\b\nModes:\n  " + MODE_LIST)
+@click.argument("model", type=click.Path())
+@click.option("--mode", "modes", required=True, help="Comma-separated modes, e.g. dynamic-int8,static-int8-minmax.")
+@click.option("--out", "out_dir", required=True, help="Folder; each mode is written to OUT/<mode>/.")
+@click.option("--calibration-data", default=None, help="Data whose training texts calibrate static INT8.")
+@click.option("--calibration-samples", type=int, default=128, show_default=True)
+@click.option("--tokenizer", "tokenizer_dir", default=None, help="Tokenizer folder for a bare .onnx file.")
+@click.option("--max-length", type=int, default=128, show_default=True, help="Calibration length for a bare .onnx file.")
+@click.option("--overwrite", is_flag=True)
+def quantize(model, modes, out_dir, calibration_data, calibration_samples, tokenizer_dir, max_length,
+             overwrite) -> None:
+    """Quantize or optimize any ONNX MODEL (or edgetune BUNDLE) with ONNX Runtime.
+
+    Accuracy is not measured here: run `edgetune bench OUT/<mode> --data D` on the result.
+
+    \b
+    Example:
+      edgetune quantize runs/sst2/best --mode dynamic-int8,static-int8-minmax \\
+          --calibration-data data/sst2 --out runs/sst2/quantized
+    """
+    import edgetune
+    from edgetune.config import QuantizeConfig, validated
+
+    config = validated(
+        QuantizeConfig, "quantize", model=model, out=out_dir, modes=split_list(modes),
+        calibration_data=calibration_data, calibration_samples=calibration_samples,
+        tokenizer=tokenizer_dir, max_length=max_length, overwrite=overwrite)
+    for name, path in edgetune.quantize(config).items():
+        click.echo(f"{name}: {path}")
+
+
+@click.command()
+@click.argument("model", type=click.Path())
+@profile_option()
+@click.option("--data", default=None, help="Data to measure accuracy on (its validation split by default).")
+@click.option("--split", type=click.Choice(["validation", "train", "all"]), default="validation", show_default=True)
+@click.option("--text-column", default=None)
+@click.option("--label-column", default=None)
+@click.option("--tokenizer", "tokenizer_dir", default=None, help="Tokenizer folder for a bare .onnx file.")
+@click.option("--min-runs", type=int, default=50, show_default=True)
+@click.option("--min-seconds", type=float, default=3.0, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True, help="Seed of the held-out split (as in tune).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def bench(model, profile_name, data, split, text_column, label_column, tokenizer_dir, min_runs,
+          min_seconds, seed, as_json) -> None:
+    """Latency (p50/p90/p99, throughput, peak RSS, size) and accuracy of MODEL.onnx or a BUNDLE.
+
+    \b
+    Example:
+      edgetune bench runs/sst2/best --profile cpu-edge --data data/sst2 --json
+    """
+    from rich.table import Table
+
+    import edgetune
+    from edgetune.config import BenchConfig, validated
+
+    result = edgetune.bench(validated(
+        BenchConfig, "bench", model=model, profile=profile_name, data=data, split=split,
+        text_column=text_column, label_column=label_column, tokenizer=tokenizer_dir,
+        min_runs=min_runs, min_seconds=min_seconds, seed=seed))
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    lat = result.latency
+    table = Table(title=f"{model} on {result.profile}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    rows = [("batch x sequence", f"{lat.batch_size} x {lat.sequence_length}"),
+            ("p50 / p90 / p99 ms", f"{lat.p50_ms:.2f} / {lat.p90_ms:.2f} / {lat.p99_ms:.2f}"),
+            ("throughput items/s", f"{lat.throughput_items_per_s:.1f}"), ("runs", str(lat.runs)),
+            ("peak RSS MB", f"{lat.peak_rss_mb:.0f}"), ("model size MB", f"{result.size_mb:.1f}"),
+            ("providers / threads", f"{', '.join(lat.providers)} / {lat.threads}")]
+    if result.accuracy:
+        rows += [("accuracy", f"{result.accuracy.accuracy:.4f}"),
+                 ("macro-F1", f"{result.accuracy.macro_f1:.4f}"),
+                 ("examples", str(result.accuracy.examples))]
+    for name, value in rows:
+        table.add_row(name, value)
+    stdout_console().print(table)

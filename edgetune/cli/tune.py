@@ -1,0 +1,139 @@
+"""`edgetune tune`: flags and the recipe file -> `TuneConfig` -> `edgetune.tune` -> a table.
+
+Every flag maps to one recipe key (`TUNE_FLAGS`); flags given on the command line override
+`--config`; defaults come from `TuneConfig` itself, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import click
+from click.core import ParameterSource
+from pydantic import ValidationError
+
+from edgetune.cli.options import print_candidates, split_list, stdout_console
+from edgetune.config import TuneConfig, read_recipe
+from edgetune.errors import InputError, NoCandidate, first_problem
+
+LIST = "list"  # a comma-separated flag that fills a list key
+FLAG = "flag"
+# (recipe key, flag names, type or LIST/FLAG, help)
+TUNE_FLAGS: list[tuple[str, tuple[str, ...], object, str]] = [
+    ("model", ("--model",), str, "Pretrained model: local folder or hub id. Default: the packaged all-MiniLM-L6-v2."),
+    ("data", ("--data",), str, "CSV/TSV/JSON/JSONL/parquet file, folder of split files or <label>/*.txt, or hub id. Default: BBC News."),
+    ("profile", ("--profile",), str, "Deployment profile: a shipped name (see `edgetune profiles list`) or a .toml path."),
+    ("latency_budget_ms", ("--latency-budget-ms",), float, "Override the profile's p90 latency budget."),
+    ("out", ("--out",), str, "Run folder (bundle in OUT/best)."),
+    ("text_column", ("--text-column",), str, "Text column (default: detected)."),
+    ("label_column", ("--label-column",), str, "Label column (default: detected)."),
+    ("train.epochs", ("--epochs",), float, "Training epochs."),
+    ("train.max_steps", ("--max-steps",), int, "Stop after N steps (-1: no limit)."),
+    ("train.max_train_minutes", ("--max-train-minutes",), float, "Stop training after this many minutes (best checkpoint kept)."),
+    ("train.learning_rate", ("--learning-rate", "--lr"), float, "Peak learning rate."),
+    ("train.batch_size", ("--batch-size",), int, "Starting batch size; lowered automatically if it does not fit."),
+    ("train.scheduler", ("--scheduler",), click.Choice(["linear", "cosine", "plateau"]), "Warm-up then linear/cosine decay, or reduce-on-plateau."),
+    ("train.warmup_ratio", ("--warmup-ratio",), float, "Share of steps spent warming up."),
+    ("train.eval_steps", ("--eval-steps",), int, "Evaluate every N steps (default: every epoch, at most 500 steps apart)."),
+    ("train.early_stopping_patience", ("--patience",), int, "Early stopping: evaluations without improvement."),
+    ("train.early_stopping_min_delta", ("--min-delta",), float, "Early stopping: smallest improvement that counts."),
+    ("train.metric", ("--metric",), click.Choice(["accuracy", "macro_f1"]), "Metric for early stopping and the best checkpoint."),
+    ("train.max_length", ("--max-length",), int, "Max tokens per text (default: the profile's sequence length)."),
+    ("train.max_train_samples", ("--max-train-samples",), int, "Use at most N training rows (seeded sample)."),
+    ("train.seed", ("--seed",), int, "Seed for the split, sampling and training."),
+    ("atol", ("--atol",), float, "ONNX vs PyTorch logits tolerance (default 1e-4)."),
+    ("opset", ("--opset",), int, "ONNX opset (default 18)."),
+    ("modes", ("--modes",), LIST, "Comma-separated candidate modes (see `edgetune quantize --help`). Default: the menu for the profile's device and precisions."),
+    ("calibration_samples", ("--calibration-samples",), int, "Training rows used to calibrate static INT8."),
+    ("search.enabled", ("--prune-search",), FLAG, "Also search structured pruning configs (distilled) x precisions."),
+    ("search.prune_configs", ("--prune-configs",), LIST, "Comma-separated configs for the search, e.g. L4,L3-F0.5,H0.5 (default: a grid over layers, heads and FFN)."),
+    ("search.modes", ("--search-modes",), LIST, "Modes each pruned model is built in."),
+    ("search.importance", ("--prune-importance",), click.Choice(["taylor", "magnitude"]), "What decides which parts are pruned."),
+    ("search.budget_minutes", ("--search-budget-minutes",), float, "Time for the pruning search (probes + recovery training)."),
+    ("search.recovery_minutes", ("--recovery-minutes",), float, "Cap on each pruned model's recovery training."),
+    ("search.recovery_lr", ("--recovery-lr",), float, "Learning rate for recovery (default: --learning-rate)."),
+    ("search.max_accuracy_drop", ("--max-accuracy-drop",), float, "Accuracy points a candidate may lose vs the fine-tuned fp32 ONNX model (with --prune-search)."),
+    ("resume", ("--resume",), FLAG, "Continue an interrupted run in OUT from its last checkpoint."),
+    ("overwrite", ("--overwrite",), FLAG, "Allow writing into an existing OUT."),
+]
+DEFAULTS = TuneConfig().model_dump()
+
+
+def param_name(key: str) -> str:
+    return key.replace(".", "__")
+
+
+def _default(key: str):
+    value = DEFAULTS
+    for part in key.split("."):
+        value = value[part]
+    return ",".join(value) if isinstance(value, list) else value
+
+
+def _with_flags(command):
+    for key, names, kind, help_text in reversed(TUNE_FLAGS):
+        default = _default(key)
+        if kind == FLAG:
+            command = click.option(*names, param_name(key), is_flag=True, help=help_text)(command)
+        else:
+            command = click.option(*names, param_name(key), type=str if kind == LIST else kind,
+                                   default=default, show_default=default is not None,
+                                   help=help_text)(command)
+    return command
+
+
+def config_from_command_line(ctx: click.Context, params: dict) -> TuneConfig:
+    """The recipe file (if any), then every flag given on the command line, validated."""
+    recipe = params.get("config")
+    data = read_recipe(recipe) if recipe else {}
+    given: dict[str, str] = {}
+    for key, names, kind, _ in TUNE_FLAGS:
+        name = param_name(key)
+        if ctx.get_parameter_source(name) not in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+            continue
+        value = split_list(params[name]) if kind == LIST else params[name]
+        *parents, leaf = key.split(".")
+        table = data
+        for part in parents:
+            table = table.setdefault(part, {})
+        table[leaf] = value
+        given[key] = names[0]
+    try:
+        return TuneConfig.model_validate(data)
+    except ValidationError as exc:
+        key, message = first_problem(exc)
+        where = given.get(key) or (f"recipe {recipe}: key '{key}'" if recipe else f"'{key}'")
+        raise InputError(f"{where}: {message}") from None
+
+
+@click.command()
+@click.option("--config", "config", type=click.Path(), default=None,
+              help="Recipe file (TOML; every flag has a key). Flags given here override it.")
+@_with_flags
+@click.pass_context
+def tune(ctx: click.Context, config, **params) -> None:
+    """Fine-tune, export, compress, bench every candidate on the profile, choose, bundle.
+
+    Writes the resolved recipe to OUT/recipe.toml; `--config OUT/recipe.toml --out NEW`
+    repeats the run. Exit code 4 when no candidate meets the budget (the report is still
+    written).
+
+    \b
+    Example:
+      edgetune tune --model ./my-bert --data data/ --profile cpu-edge \\
+          --latency-budget-ms 15 --max-train-minutes 20 --out runs/sst2
+    """
+    import edgetune
+
+    settings = config_from_command_line(ctx, {"config": config, **params})
+    try:
+        result = edgetune.tune(settings)
+    except NoCandidate as exc:
+        if exc.result is not None:
+            print_candidates(exc.result.candidates, None, "candidates (none met the budget)")
+        raise
+    print_candidates(result.candidates, result.selection,
+                     f"candidates on {result.profile.name}")
+    console = stdout_console()
+    console.print(f"choice: {result.selection.reason}")
+    console.print(f"bundle: {result.best_bundle}")
+    console.print(f"report: {result.report_md}")
+    console.print(f"recipe: {result.recipe}")

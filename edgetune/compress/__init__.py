@@ -1,0 +1,1 @@
+"""Stage 4: compression passes (ONNX: fusion, quantization; PyTorch: pruning) and named modes."""

@@ -1,0 +1,207 @@
+"""The ONNX passes: ONNX Runtime's transformer fusions and its quantizers.
+
+Each is an `OnnxPass` with a typed config; the named modes (`dynamic-int8-per-tensor`,
+`static-int8-percentile`, ...) are presets of these configs in `compress/modes.py`. Settings
+chosen from the CPU (reduce-range) are returned and recorded in the bundle.
+
+Known sharp edges handled here: ORT drops temp files in the working directory (we run in a
+temp dir); `quant_pre_process` needs `auto_merge=True` on transformers; quantizing a fused
+model needs `DefaultTensorType`; static INT8 uses the QDQ format (QOperator can give graphs
+ORT rejects).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import onnx
+from pydantic import Field
+
+from edgetune.compress.cpu import choose_dynamic_int8
+from edgetune.compress.passes import OnnxPass, PassConfig, PassContext
+from edgetune.errors import InputError
+
+# ORT's transformer optimizer knows these encoder types; other encoders use the BERT fusions.
+ORT_MODEL_TYPES = {"bert": "bert", "roberta": "bert", "distilbert": "bert", "xlm-roberta": "bert",
+                   "electra": "bert", "deberta": "bert", "vit": "vit", "swin": "swin"}
+
+
+def check_onnx(path: str | Path) -> None:
+    try:
+        onnx.checker.check_model(str(path))
+    except Exception as exc:  # noqa: BLE001 - checker and parser errors alike
+        raise InputError(f"{path}: not a valid ONNX model ({str(exc).splitlines()[0]})") from None
+
+
+@contextlib.contextmanager
+def _in_temp_dir() -> Iterator[Path]:
+    """ORT's quantizers drop temp files in the working directory: keep them out of ours.
+    They also log advice on the root logger at WARNING ("consider pre-processing", which we
+    do where it matters); keep that off the user's screen."""
+    with tempfile.TemporaryDirectory(prefix="edgetune-quant-") as tmp, contextlib.chdir(tmp):
+        logging.disable(logging.WARNING)
+        try:
+            yield Path(tmp)
+        finally:
+            logging.disable(logging.NOTSET)
+
+
+class _Batches:
+    """A CalibrationDataReader over prepared batches: memory bounded by the batch size."""
+
+    def __init__(self, batches: list[dict[str, np.ndarray]], input_names: list[str]):
+        self._iter = iter([{n: b[n] for n in input_names} for b in batches])
+
+    def get_next(self):
+        return next(self._iter, None)
+
+
+def _flush_every(batches: int) -> int:
+    """How many batches of activations the calibrator holds before reducing them (memory bound).
+
+    ORT fails with "No data is collected" when the batch count is an exact multiple of it
+    (it flushes after the last batch, then finds nothing left), so pick one that does not divide.
+    """
+    return next((k for k in (4, 3, 5, 7, 11, 13) if batches % k), batches + 1)
+
+
+class NoOptions(PassConfig):
+    """A pass without knobs."""
+
+
+class OrtFusion(OnnxPass):
+    name = "ort-fusion"
+    Config = NoOptions
+    description = "ORT transformer fusions (attention, LayerNorm, GELU)"
+
+    def run(self, source: Path, target: Path, config: PassConfig, ctx: PassContext) -> dict:
+        from onnxruntime.transformers.fusion_options import FusionOptions
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        ort_type = ORT_MODEL_TYPES.get(ctx.model_type, "bert")
+        with _in_temp_dir():
+            optimized = optimize_model(str(source), model_type=ort_type, num_heads=0, hidden_size=0,
+                                       optimization_options=FusionOptions(ort_type), opt_level=0)
+            optimized.save_model_to_file(str(target), use_external_data_format=False)
+        return {"optimizer": "onnxruntime.transformers", "model_type": ort_type,
+                "fused_ops": {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}}
+
+
+class DynamicInt8Config(PassConfig):
+    per_channel: bool = Field(True, description="one scale per output channel of each weight")
+
+
+class DynamicInt8(OnnxPass):
+    name = "dynamic-int8"
+    Config = DynamicInt8Config
+    precision = "int8"
+    description = "INT8 weights, activations quantized at run time (no calibration)"
+
+    def run(self, source: Path, target: Path, config: DynamicInt8Config, ctx: PassContext) -> dict:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        choice = choose_dynamic_int8(ctx.flags, per_channel=config.per_channel)
+        with _in_temp_dir():
+            quantize_dynamic(str(source), str(target), per_channel=choice.per_channel,
+                             reduce_range=choice.reduce_range, weight_type=QuantType.QInt8,
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        return {"quantization": choice.to_json()}
+
+
+class StaticInt8Config(PassConfig):
+    method: Literal["minmax", "entropy", "percentile"] = Field(
+        "minmax", description="how activation ranges are calibrated")
+    percentile: float = Field(99.99, gt=90, le=100, description="for method=percentile")
+    per_channel: bool = Field(True, description="one scale per output channel of each weight")
+    op_types: tuple[str, ...] = Field(("MatMul", "Gemm"), description="ops to quantize")
+
+
+class StaticInt8(OnnxPass):
+    name = "static-int8"
+    Config = StaticInt8Config
+    precision = "int8"
+    devices = frozenset({"cpu"})
+    needs_calibration = True
+    description = "INT8 weights and activations (QDQ), ranges calibrated on real inputs"
+
+    def run(self, source: Path, target: Path, config: StaticInt8Config, ctx: PassContext) -> dict:
+        from onnxruntime.quantization import (
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        if not ctx.calibration:
+            raise InputError(f"static-int8-{config.method} needs calibration data (--calibration-data)")
+        choice = choose_dynamic_int8(ctx.flags)
+        names = [i.name for i in onnx.load(str(source), load_external_data=False).graph.input]
+        methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                   "percentile": CalibrationMethod.Percentile}
+        with _in_temp_dir() as tmp:
+            prepared = tmp / "prepared.onnx"
+            quant_pre_process(str(source), str(prepared), auto_merge=True, skip_optimization=False)
+            quantize_static(
+                str(prepared), str(target), _Batches(ctx.calibration, names),
+                quant_format=QuantFormat.QDQ, per_channel=config.per_channel,
+                reduce_range=choice.reduce_range, op_types_to_quantize=list(config.op_types),
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                calibrate_method=methods[config.method],
+                extra_options={"CalibMaxIntermediateOutputs": _flush_every(len(ctx.calibration)),
+                               "CalibPercentile": config.percentile},
+            )
+        samples = sum(len(next(iter(b.values()))) for b in ctx.calibration)
+        return {"quantization": {"mode": f"static-int8-{config.method}", "format": "QDQ",
+                                 "calibration_method": config.method, "calibration_samples": samples,
+                                 "op_types": list(config.op_types), "per_channel": config.per_channel,
+                                 "reduce_range": choice.reduce_range}}
+
+
+class Fp16(OnnxPass):
+    name = "fp16"
+    Config = NoOptions
+    precision = "fp16"
+    devices = frozenset({"cuda"})
+    description = "FP16 weights and compute, fp32 inputs/outputs (for GPUs)"
+
+    def run(self, source: Path, target: Path, config: PassConfig, ctx: PassContext) -> dict:
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        converted = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+        onnx.save(converted, str(target))
+        return {"quantization": {"mode": "fp16", "io_types": "int64 ids in, float32 logits out"}}
+
+
+class Int4Config(PassConfig):
+    block_size: int = Field(32, ge=16, description="weights per scale (a power of two)")
+    symmetric: bool = Field(True, description="no zero point")
+    accuracy_level: int = Field(4, ge=0, le=4, description="MatMulNBits compute type (4: int8)")
+
+
+class Int4WeightOnly(OnnxPass):
+    name = "int4"
+    Config = Int4Config
+    precision = "int4"
+    devices = frozenset({"cpu"})
+    description = "INT4 weight-only MatMulNBits"
+
+    def run(self, source: Path, target: Path, config: Int4Config, ctx: PassContext) -> dict:
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+        if config.block_size & (config.block_size - 1):
+            raise InputError(f"int4 block_size must be a power of two, got {config.block_size}")
+        with _in_temp_dir():
+            quantizer = MatMulNBitsQuantizer(str(source), bits=4, block_size=config.block_size,
+                                             is_symmetric=config.symmetric,
+                                             accuracy_level=config.accuracy_level)
+            quantizer.process()
+            quantizer.model.save_model_to_file(str(target), use_external_data_format=False)
+        return {"quantization": {"mode": "int4", "op": "MatMulNBits", "block_size": config.block_size,
+                                 "symmetric": config.symmetric, "accuracy_level": config.accuracy_level}}

@@ -1,0 +1,180 @@
+"""Structured pruning of transformer encoders: whole layers, attention heads, FFN neurons.
+
+Structured, so that the dense kernels really get smaller and ONNX Runtime really gets faster
+(unlike unstructured sparsity). Each kind is a `TorchPass`; which parts go is decided by an
+importance criterion (`compress/importance.py`) scored once on the unpruned model. The
+surgery keeps the model a plain transformers model: dropped layers shrink
+`config.num_hidden_layers`, heads go through transformers' `prune_heads` (recorded in
+`config.pruned_heads`), and FFN neurons are removed uniformly per layer so that
+`config.intermediate_size` still describes every layer; the result saves, reloads and exports.
+`PruneConfig` (`L3-H0.5-F0.5`) is the short name for a chain of these passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from pydantic import Field
+from torch import nn
+from transformers.pytorch_utils import prune_linear_layer
+
+from edgetune.compress.importance import Scores, compute_scores, encoder_layers
+from edgetune.compress.passes import PassConfig, PassContext, Step, TorchPass, get_pass
+from edgetune.errors import InputError
+
+
+def _scores(model: nn.Module, ctx: PassContext) -> Scores:
+    """Scores of the model as it is now, computed once and kept up to date by each pass."""
+    if ctx.scores is None:
+        batches = ctx.scoring_batches if getattr(ctx.importance, "needs_batches", False) else None
+        ctx.scores = compute_scores(model, batches, ctx.importance or "magnitude")
+    return ctx.scores
+
+
+class LayerDropConfig(PassConfig):
+    keep: int = Field(ge=1, description="encoder layers kept (the most important)")
+
+
+class LayerDrop(TorchPass):
+    name = "layer-drop"
+    Config = LayerDropConfig
+    description = "remove whole encoder layers"
+
+    def run(self, model, config: LayerDropConfig, ctx: PassContext) -> dict:
+        layers = encoder_layers(model)
+        if config.keep >= len(layers):
+            return {"kept_layers": list(range(len(layers)))}
+        scores = _scores(model, ctx)
+        keep = sorted(torch.topk(scores.layers, config.keep).indices.tolist())
+        model.base_model.encoder.layer = nn.ModuleList([layers[i] for i in keep])
+        model.config.num_hidden_layers = len(keep)
+        ctx.scores = Scores(scores.layers[keep], [scores.heads[i] for i in keep], scores.ffn[keep])
+        return {"kept_layers": keep}
+
+
+class FractionConfig(PassConfig):
+    fraction: float = Field(ge=0.0, lt=1.0, description="share removed in every layer")
+
+
+class HeadPrune(TorchPass):
+    name = "head-prune"
+    Config = FractionConfig
+    description = "remove the least important attention heads of every layer"
+
+    def run(self, model, config: FractionConfig, ctx: PassContext) -> dict:
+        scores = _scores(model, ctx)
+        to_prune: dict[int, list[int]] = {}
+        for i, layer in enumerate(encoder_layers(model)):
+            n_heads = layer.attention.self.num_attention_heads
+            remove = min(n_heads - 1, round(config.fraction * n_heads))
+            if remove:
+                to_prune[i] = torch.topk(scores.heads[i], remove, largest=False).indices.tolist()
+        model.prune_heads(to_prune)
+        ctx.scores = Scores(scores.layers, [
+            h[[j for j in range(len(h)) if j not in to_prune.get(i, [])]]
+            for i, h in enumerate(scores.heads)], scores.ffn)
+        return {"pruned_heads": to_prune}
+
+
+class FfnPrune(TorchPass):
+    name = "ffn-prune"
+    Config = FractionConfig
+    description = "remove the least important FFN neurons, the same number in every layer"
+
+    def run(self, model, config: FractionConfig, ctx: PassContext) -> dict:
+        scores = _scores(model, ctx)
+        layers = encoder_layers(model)
+        width = layers[0].intermediate.dense.out_features
+        keep_n = max(1, round(width * (1.0 - config.fraction)))
+        kept = []
+        for i, layer in enumerate(layers):
+            index = torch.topk(scores.ffn[i], keep_n).indices.sort().values
+            layer.intermediate.dense = prune_linear_layer(layer.intermediate.dense, index, dim=0)
+            layer.output.dense = prune_linear_layer(layer.output.dense, index, dim=1)
+            kept.append(index)
+        model.config.intermediate_size = keep_n
+        ctx.scores = Scores(scores.layers, scores.heads,
+                            torch.stack([scores.ffn[i][k] for i, k in enumerate(kept)]))
+        return {"intermediate_size": keep_n}
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """How much to remove: keep `layers` layers; remove `heads`/`ffn` fractions per layer."""
+
+    layers: int | None = None
+    heads: float = 0.0
+    ffn: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.heads < 1.0 or not 0.0 <= self.ffn < 1.0:
+            raise InputError(f"--heads and --ffn are fractions in [0, 1): got {self.heads}, {self.ffn}")
+        if self.layers is not None and self.layers < 1:
+            raise InputError(f"--layers keeps at least 1 layer: got {self.layers}")
+
+    @property
+    def name(self) -> str:
+        parts = [f"L{self.layers}" if self.layers else "", f"H{self.heads:g}" if self.heads else "",
+                 f"F{self.ffn:g}" if self.ffn else ""]
+        return "-".join(p for p in parts if p) or "dense"
+
+    @classmethod
+    def parse(cls, name: str) -> PruneConfig:
+        """The inverse of `name`: `L4`, `H0.5`, `F0.5`, joined by `-` (e.g. `L3-H0.25-F0.5`)."""
+        fields: dict = {}
+        try:
+            for part in filter(None, name.strip().split("-")):
+                kind, value = part[0].upper(), part[1:]
+                if kind == "L":
+                    fields["layers"] = int(value)
+                elif kind == "H":
+                    fields["heads"] = float(value)
+                elif kind == "F":
+                    fields["ffn"] = float(value)
+                else:
+                    raise ValueError(part)
+        except (ValueError, IndexError):
+            raise InputError(f"pruning config '{name}': use L<layers>, H<fraction>, F<fraction> "
+                             "joined by '-', e.g. L4-F0.5") from None
+        return cls(**fields)
+
+    def prunes_at_least(self, other: PruneConfig, num_layers: int) -> bool:
+        """True when this config removes at least as much as `other` on every axis (fewer or
+        equal layers, at least the head and FFN fractions): it cannot be more accurate."""
+        return ((self.layers or num_layers) <= (other.layers or num_layers)
+                and self.heads >= other.heads and self.ffn >= other.ffn)
+
+    @property
+    def is_dense(self) -> bool:
+        return not self.layers and not self.heads and not self.ffn
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+    def steps(self) -> list[Step]:
+        """The pass chain this name stands for: layers first, then heads, then FFN."""
+        steps = [Step.of("layer-drop", keep=self.layers)] if self.layers else []
+        steps += [Step.of("head-prune", fraction=self.heads)] if self.heads else []
+        return steps + ([Step.of("ffn-prune", fraction=self.ffn)] if self.ffn else [])
+
+
+def run_torch_steps(model: nn.Module, steps: list[Step], ctx: PassContext) -> list[dict]:
+    """Apply torch passes in order; returns each step with what it did."""
+    done = []
+    for step in steps:
+        chosen = get_pass(step.pass_name).run(model, step.config, ctx)
+        done.append({**step.to_json(), "chose": chosen})
+    return done
+
+
+def prune_model(model: nn.Module, config: PruneConfig, scores: Scores) -> nn.Module:
+    """Prune `model` in place as `config` says, keeping the highest-scoring parts."""
+    ctx = PassContext(scores=scores)
+    run_torch_steps(model, config.steps(), ctx)
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,144 @@
+"""The config objects the public API takes, and the recipe file that writes a `tune` run down.
+
+`TuneConfig` is the recipe: every `tune` flag has a key (`[train]` and `[search]` are
+sections), `edgetune tune --config recipe.toml` reads it, flags override it, and every run
+writes the resolved one to `OUT/recipe.toml`, so `--config runs/x/recipe.toml --out runs/y`
+repeats the run. Unknown keys are errors that name the file and the key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edgetune.errors import InputError, first_problem
+from edgetune.fsutil import write_text_atomic
+from edgetune.train.loop import TrainConfig
+
+RECIPE_NAME = "recipe.toml"
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SearchSettings(_Config):
+    """The pruning search (`tune --prune-search`)."""
+
+    enabled: bool = False
+    prune_configs: list[str] | None = Field(None, description="e.g. [L4, L3-F0.5]; default: a grid")
+    modes: list[str] = Field(default_factory=lambda: ["optimized-fp32", "dynamic-int8"])
+    budget_minutes: float = Field(30.0, gt=0)
+    max_accuracy_drop: float = Field(1.5, ge=0, description="points vs the fine-tuned fp32 ONNX model")
+    recovery_minutes: float | None = Field(None, gt=0)
+    recovery_lr: float | None = Field(None, gt=0)
+    importance: Literal["taylor", "magnitude"] = "taylor"
+
+
+class TuneConfig(_Config):
+    """`edgetune tune`: fine-tune, export, compress, bench every candidate, choose, bundle."""
+
+    model: str | None = Field(None, description="local folder or hub id (default: packaged MiniLM)")
+    data: str | None = Field(None, description="file, folder or hub id (default: BBC News)")
+    profile: str = "cpu-edge"
+    latency_budget_ms: float | None = Field(None, gt=0)
+    out: str = "runs/edgetune"
+    text_column: str | None = None
+    label_column: str | None = None
+    validation_fraction: float = Field(0.1, gt=0, lt=1)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    modes: list[str] | None = None
+    calibration_samples: int = Field(128, ge=1)
+    atol: float | None = Field(None, gt=0)
+    opset: int | None = Field(None, ge=11)
+    search: SearchSettings = Field(default_factory=SearchSettings)
+    resume: bool = False
+    overwrite: bool = False
+
+
+class ExportConfig(_Config):
+    checkpoint: str
+    out: str
+    profile: str = "cpu-edge"
+    quantize: str = Field("none", description="any mode name; none = fp32")
+    opset: int | None = Field(None, ge=11)
+    atol: float | None = Field(None, gt=0)
+    data: str | None = None
+    max_length: int | None = None
+    overwrite: bool = False
+
+
+class QuantizeConfig(_Config):
+    model: str
+    out: str
+    modes: list[str] = Field(min_length=1)
+    calibration_data: str | None = None
+    calibration_samples: int = Field(128, ge=1)
+    tokenizer: str | None = None
+    max_length: int = Field(128, ge=1)
+    overwrite: bool = False
+
+
+class PruneJobConfig(_Config):
+    checkpoint: str
+    data: str
+    out: str
+    layers: int | None = Field(None, ge=1)
+    heads: float = Field(0.0, ge=0, lt=1)
+    ffn: float = Field(0.0, ge=0, lt=1)
+    passes: list[str] = Field(default_factory=list, description="more torch passes: NAME:key=value")
+    importance: Literal["taylor", "magnitude"] = "taylor"
+    distill: bool = True
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=1.0, learning_rate=1e-4))
+    profile: str = "cpu-edge"
+    text_column: str | None = None
+    label_column: str | None = None
+    atol: float | None = Field(None, gt=0)
+    overwrite: bool = False
+
+
+class BenchConfig(_Config):
+    model: str
+    profile: str = "cpu-edge"
+    data: str | None = None
+    split: Literal["validation", "train", "all"] = "validation"
+    text_column: str | None = None
+    label_column: str | None = None
+    tokenizer: str | None = None
+    min_runs: int = Field(50, ge=1)
+    min_seconds: float = Field(3.0, ge=0)
+    seed: int = 42
+    validation_fraction: float = Field(0.1, gt=0, lt=1)
+
+
+def validated(cls: type[_Config], where: str, **values) -> _Config:
+    """Build a config; a bad key or value becomes one line naming `where` and the key."""
+    try:
+        return cls.model_validate(values)
+    except ValidationError as exc:
+        key, message = first_problem(exc)
+        raise InputError(f"{where}: key '{key}': {message}") from None
+
+
+def read_recipe(path: str | Path) -> dict:
+    """The raw recipe table (validated when merged with the flags)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"recipe '{path}' does not exist")
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"recipe {path}: not valid TOML ({exc})") from None
+
+
+def write_recipe(config: TuneConfig, path: str | Path) -> Path:
+    """The resolved recipe, without run-control keys (resume, overwrite) or unset values."""
+    data = config.model_dump(mode="json", exclude_none=True, exclude={"resume", "overwrite"})
+    text = ("# edgetune recipe: repeat with `edgetune tune --config THIS --out NEW`\n"
+            + tomli_w.dumps(data))
+    write_text_atomic(path, text)
+    return Path(path)

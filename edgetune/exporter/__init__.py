@@ -1,0 +1,1 @@
+"""Stage 3: export to ONNX with optimum and check it against PyTorch."""

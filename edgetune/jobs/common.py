@@ -1,0 +1,69 @@
+"""Small helpers the jobs share: reading ONNX files, tokenizers, splits, model types."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edgetune.console import console
+from edgetune.data.text import TextDataset, load_text_dataset
+from edgetune.errors import InputError
+from edgetune.measure.bench import FALLBACK_TEXTS
+
+VALIDATION_SAMPLE = "edgetune_validation_sample.json"
+
+
+def check_is_onnx(model_path: Path) -> None:
+    import onnx
+
+    if not model_path.is_file():
+        raise InputError(f"{model_path}: no such ONNX file")
+    try:
+        onnx.load(str(model_path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - protobuf's DecodeError and friends
+        raise InputError(f"{model_path}: not an ONNX model (could not parse it)") from None
+
+
+def onnx_opset(path: Path) -> int:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def load_tokenizer(folder: str | Path):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
+    except (OSError, ValueError, TypeError):
+        raise InputError(f"no tokenizer in {folder}; pass --tokenizer DIR") from None
+
+
+def model_type_of(folder: Path | None) -> str:
+    """The `model_type` in a folder's config.json (BERT where unknown)."""
+    config = folder / "config.json" if folder else None
+    if config is None or not config.is_file():
+        return "bert"
+    return json.loads(config.read_text()).get("model_type", "bert")
+
+
+def pick_split(dataset: TextDataset, split: str):
+    import datasets
+
+    if split == "all":
+        return datasets.concatenate_datasets([dataset.train, dataset.validation])
+    if split not in ("train", "validation"):
+        raise InputError(f"unknown split '{split}': use train, validation or all")
+    return getattr(dataset, split)
+
+
+def validation_texts(checkpoint: Path, data: str | None) -> list[str]:
+    """Texts to check an export on: the data's, the sample `tune` saved, or built-in ones."""
+    if data is not None:
+        return list(load_text_dataset(data).validation["text"])
+    sample = checkpoint / VALIDATION_SAMPLE
+    if sample.is_file():
+        return json.loads(sample.read_text())
+    console.log("no --data and no saved validation sample: checking the export on built-in sentences")
+    return FALLBACK_TEXTS

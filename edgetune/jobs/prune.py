@@ -1,0 +1,50 @@
+"""`edgetune prune`: prune a fine-tuned checkpoint, recover it, export a validated bundle."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from edgetune.compress.passes import Step
+from edgetune.compress.pruning import PruneConfig
+from edgetune.compress.recover import distill_student, make_student, scoring_batches
+from edgetune.config import PruneJobConfig
+from edgetune.console import console
+from edgetune.data.text import align_labels, load_text_dataset
+from edgetune.deploy.bundle import Bundle, write_bundle
+from edgetune.deploy.manifest import candidate_manifest
+from edgetune.exporter.onnx import export_validated, load_checkpoint
+from edgetune.fsutil import check_output_dir
+from edgetune.profiles import load_profile
+
+
+def prune(config: PruneJobConfig) -> Bundle:
+    """Structured passes from layers/heads/ffn, then `passes`; recovery; export + check."""
+    profile = load_profile(config.profile)
+    structured = PruneConfig(config.layers, config.heads, config.ffn)
+    extra = [Step.parse(p) for p in config.passes]
+    check_output_dir(config.out, config.overwrite)
+    checkpoint = Path(config.checkpoint).expanduser().resolve()
+    teacher, tokenizer = load_checkpoint(checkpoint)
+    names = [str(teacher.config.id2label[i]) for i in range(teacher.config.num_labels)]
+    train = config.train.model_copy(update={
+        "max_length": config.train.max_length or profile.sequence_length})
+    dataset = align_labels(load_text_dataset(config.data, config.text_column, config.label_column,
+                                             0.1, train.seed), names)
+    batches = scoring_batches(tokenizer, dataset, train.max_length, seed=train.seed)
+    pruned = make_student(teacher, structured, batches, config.importance, extra)
+    console.log(f"pruned {pruned.name}: {pruned.params_after / 1e6:.1f}M of "
+                f"{pruned.params_before / 1e6:.1f}M parameters kept")
+    with tempfile.TemporaryDirectory(prefix="edgetune-prune-") as tmp:
+        trained = distill_student(pruned, tokenizer, teacher, dataset, Path(tmp) / "train", train,
+                                  use_teacher=config.distill)
+        student, _ = load_checkpoint(trained.checkpoint)
+        fp32, check = export_validated(student, tokenizer, Path(tmp) / "model.onnx",
+                                       list(dataset.validation["text"]), train.max_length,
+                                       atol=config.atol)
+        pruning = {**pruned.to_json(), "importance": config.importance, "distilled": config.distill}
+        manifest = candidate_manifest(
+            names, train.max_length, "fp32", profile, {}, source=str(checkpoint), pruning=pruning,
+            metrics={"pytorch_accuracy": trained.metrics["accuracy"]}, train=trained.to_json(),
+            export_check=check.to_json())
+        return write_bundle(config.out, fp32, trained.checkpoint, manifest, config.overwrite)

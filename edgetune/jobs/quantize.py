@@ -1,0 +1,54 @@
+"""`edgetune quantize`: any ONNX model (or bundle) through the named modes into OUT/<mode>/."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from edgetune.compress.modes import build_variants, resolve_modes
+from edgetune.compress.passes import PassContext
+from edgetune.config import QuantizeConfig
+from edgetune.data.encoding import calibration_batches
+from edgetune.data.text import load_text_dataset
+from edgetune.deploy.bundle import MANIFEST_NAME, Bundle, load_bundle, write_bundle
+from edgetune.errors import InputError
+from edgetune.fsutil import build_dir_atomic, check_output_dir
+from edgetune.jobs.common import check_is_onnx, load_tokenizer, model_type_of
+
+
+def quantize(config: QuantizeConfig) -> dict[str, Path]:
+    """Returns the folder written for each mode. Accuracy is not measured here (bench it)."""
+    path = Path(config.model)
+    if not path.exists():
+        raise InputError(f"'{config.model}' does not exist; give a model.onnx file or a bundle folder")
+    modes = resolve_modes(config.modes)
+    is_bundle = path.is_dir() or (path.parent / MANIFEST_NAME).is_file()
+    bundle: Bundle | None = load_bundle(path) if is_bundle else None
+    source = bundle.model_path if bundle else path
+    check_is_onnx(source)
+    check_output_dir(config.out, config.overwrite)
+    ctx = PassContext(model_type=model_type_of(bundle.path if bundle else None))
+    if any(m.needs_calibration for m in modes):
+        if config.calibration_data is None:
+            raise InputError("static INT8 modes need --calibration-data")
+        tokenizer = load_tokenizer(config.tokenizer or (bundle.path if bundle else source.parent))
+        length = bundle.max_length if bundle else config.max_length
+        texts = list(load_text_dataset(config.calibration_data).train["text"])
+        ctx.calibration = calibration_batches(tokenizer, texts, length, config.calibration_samples, 0)
+    written: dict[str, Path] = {}
+    with tempfile.TemporaryDirectory(prefix="edgetune-quantize-") as tmp:
+        built = build_variants(source, tmp, modes, ctx)
+        for mode in modes:
+            model_file, settings = built[mode.name]
+            target = Path(config.out) / mode.name
+            if bundle:
+                manifest = bundle.manifest.model_copy(update={
+                    **settings, "precision": mode.precision, "candidate": mode.name, "metrics": None})
+                written[mode.name] = write_bundle(target, model_file, bundle.path, manifest,
+                                                  config.overwrite).path
+            else:
+                build_dir_atomic(target, lambda d, f=model_file: shutil.copy2(f, d / "model.onnx"),
+                                 config.overwrite)
+                written[mode.name] = target
+    return written

@@ -1,0 +1,168 @@
+"""`edgetune tune`: data -> fine-tune -> export + check -> passes -> bench -> choose -> bundle.
+
+Each candidate goes through the one `CandidateBuilder`; the pruning search (optional) adds
+its candidates through the same builder. The resolved recipe is written first, so a run
+stopped at any point can be repeated with `--config OUT/recipe.toml`.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgetune._version import __version__
+from edgetune.compress.modes import default_modes, resolve_modes
+from edgetune.compress.passes import PassContext
+from edgetune.config import RECIPE_NAME, TuneConfig, write_recipe
+from edgetune.console import console
+from edgetune.data.encoding import calibration_batches
+from edgetune.data.text import load_text_dataset
+from edgetune.defaults import default_data, default_model
+from edgetune.deploy.bundle import write_bundle
+from edgetune.deploy.manifest import candidate_manifest
+from edgetune.deploy.report import write_report
+from edgetune.errors import InputError, NoCandidate
+from edgetune.exporter.onnx import load_checkpoint
+from edgetune.fsutil import check_output_dir
+from edgetune.jobs.common import VALIDATION_SAMPLE
+from edgetune.measure.bench import EvalSet
+from edgetune.measure.latency import LatencySettings
+from edgetune.profiles import Profile, available_profiles, load_profile
+from edgetune.search.candidates import CandidateBuilder
+from edgetune.search.notes import note_slower_than_fp32
+from edgetune.search.record import Candidate
+from edgetune.search.select import Selection, choose
+
+
+@dataclass
+class TuneResult:
+    out_dir: Path
+    candidates: list[Candidate]
+    selection: Selection
+    best_bundle: Path | None
+    report_md: Path
+    recipe: Path
+    profile: Profile
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def resolve(config: TuneConfig) -> TuneConfig:
+    """Fill in the demo model and data where not given, and make local paths absolute, so
+    the written recipe stands alone wherever it is run from."""
+    model, data = config.model or default_model(), config.data or default_data()
+    if model is None or data is None:
+        missing = "--model" if model is None else "--data"
+        raise InputError(f"{missing} not given and the demo defaults are not installed "
+                         "(pip install 'edgetune[demo]')")
+    local = {k: str(Path(v).resolve()) for k, v in (("model", model), ("data", data),
+                                                      ("profile", config.profile))
+             if Path(v).exists() and not (k == "profile" and v in available_profiles())}
+    return config.model_copy(update={"model": model, "data": data, **local})
+
+
+def tune(config: TuneConfig, settings: LatencySettings | None = None) -> TuneResult:
+    """Raises `NoCandidate` (carrying the `TuneResult`) when nothing meets the budget."""
+    from edgetune.train.loop import fine_tune, finished_training
+
+    config = resolve(config)
+    profile = load_profile(config.profile, config.latency_budget_ms)
+    out = Path(config.out)
+    if not config.resume:
+        check_output_dir(out, config.overwrite)
+    modes = resolve_modes(config.modes) or default_modes(profile.device, profile.precisions)
+    if not modes:
+        raise InputError(f"profile '{profile.name}' allows no mode (its precisions: {profile.precisions})")
+    cfg = config.train.model_copy(update={"max_length": config.train.max_length or profile.sequence_length})
+    stages: dict[str, float] = {}
+    t0 = time.monotonic()
+    dataset = load_text_dataset(config.data, config.text_column, config.label_column,
+                                config.validation_fraction, cfg.seed)
+    console.log(f"data: {len(dataset.train)} train / {len(dataset.validation)} validation, "
+                f"{dataset.num_labels} labels {dataset.label_names[:8]}")
+    work = out / "work"
+    if config.overwrite and not config.resume and out.exists():
+        shutil.rmtree(work, ignore_errors=True)
+    recipe = write_recipe(config, out / RECIPE_NAME)
+    stages["data"] = time.monotonic() - t0
+
+    t0 = time.monotonic()
+    trained = (finished_training(work, cfg) if config.resume else None) or \
+        fine_tune(config.model, dataset, work, cfg, resume=config.resume)
+    stages["fine_tune"] = time.monotonic() - t0
+    val_texts = list(dataset.validation["text"])
+    (trained.checkpoint / VALIDATION_SAMPLE).write_text(json.dumps(val_texts[:128]))
+    console.log(f"fine-tuned: PyTorch validation accuracy {trained.metrics['accuracy']:.4f} "
+                f"({trained.steps} steps, stopped by {trained.stopped_by})")
+
+    t0 = time.monotonic()
+    torch_model, tokenizer = load_checkpoint(trained.checkpoint)
+    ctx = PassContext(model_type=torch_model.config.model_type)
+    if any(m.needs_calibration for m in modes):
+        ctx.calibration = calibration_batches(tokenizer, list(dataset.train["text"]), cfg.max_length,
+                                              config.calibration_samples, cfg.seed)
+    builder = CandidateBuilder(profile, tokenizer, ctx, settings, config.opset, config.atol)
+    evaluation = EvalSet(tokenizer, val_texts, np.asarray(dataset.validation["label"]), cfg.max_length)
+    candidates, check = builder.from_model(torch_model, work / "onnx", modes, evaluation,
+                                           checkpoint=str(trained.checkpoint))
+    del torch_model
+    stages["compress_and_bench"] = time.monotonic() - t0
+    note_slower_than_fp32(candidates)
+
+    min_accuracy = search_log = None
+    if config.search.enabled:
+        from edgetune.search.pruning import run_search
+
+        t0 = time.monotonic()
+        fp32 = next((c for c in candidates if c.name == "fp32"), None)
+        reference = fp32.accuracy.accuracy if fp32 else trained.metrics["accuracy"]
+        min_accuracy = reference - config.search.max_accuracy_drop / 100.0
+        recovery = cfg.model_copy(update={
+            "max_train_minutes": config.search.recovery_minutes,
+            "learning_rate": config.search.recovery_lr or cfg.learning_rate})
+        pruned, search_log = run_search(trained.checkpoint, dataset, builder, work / "search",
+                                        config.search, recovery, reference)
+        candidates += pruned
+        stages["search"] = time.monotonic() - t0
+
+    selection = choose(candidates, profile, min_accuracy)
+    context = {
+        "edgetune_version": __version__, "model": config.model, "data": config.data,
+        "recipe": str(recipe), "train": trained.to_json(),
+        "pytorch_accuracy": trained.metrics["accuracy"], "export_check": check.to_json(),
+        "stage_seconds": {k: round(v, 1) for k, v in stages.items()},
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+    }
+    if search_log is not None:
+        context["search"] = search_log.to_json()
+        context["min_accuracy"] = min_accuracy
+
+    def manifest(c: Candidate):
+        metrics = {"accuracy": c.accuracy.to_json(), "latency": c.latency.to_json(),
+                   "size_mb": c.size_mb, "pytorch_accuracy": trained.metrics["accuracy"]}
+        return candidate_manifest(dataset.label_names, cfg.max_length, c.precision, profile,
+                                  c.settings, source=config.model, candidate=c.name,
+                                  metrics=metrics, export_check=check.to_json())
+
+    for c in candidates:
+        bundle = write_bundle(out / "candidates" / c.name, c.model_path,
+                              c.checkpoint or trained.checkpoint, manifest(c), overwrite=True)
+        c.model_path = str(bundle.model_path)
+    best = None
+    if selection.winner is not None:
+        w = selection.winner
+        best = write_bundle(out / "best", w.model_path, w.checkpoint or trained.checkpoint,
+                            manifest(w), overwrite=True).path
+        context["best_bundle"] = str(best)
+    elif (out / "best").exists():
+        shutil.rmtree(out / "best")  # a stale winner from an earlier run would mislead
+    _, report_md = write_report(out, candidates, selection, profile, context)
+    result = TuneResult(out, candidates, selection, best, report_md, recipe, profile, stages)
+    if best is None:
+        raise NoCandidate(selection.reason + f"; report: {report_md}", result)
+    return result

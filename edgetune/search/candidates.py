@@ -1,0 +1,60 @@
+"""The candidate builder: export -> passes -> bench -> `Candidate` -> verdict.
+
+The one path every candidate takes, whether `tune` builds the dense menu or the search builds
+a pruned student's; probes (latency only, untrained weights) take it too, without accuracy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgetune.compress.modes import Mode, build_variants
+from edgetune.compress.passes import PassContext
+from edgetune.exporter.onnx import ExportCheck, export_onnx, export_validated
+from edgetune.measure.bench import EvalSet, bench_onnx
+from edgetune.measure.latency import LatencySettings
+from edgetune.profiles import Profile
+from edgetune.search.record import Candidate
+from edgetune.search.select import check_budget
+
+
+@dataclass
+class CandidateBuilder:
+    profile: Profile
+    tokenizer: object
+    ctx: PassContext
+    settings: LatencySettings | None = None
+    opset: int | None = None
+    atol: float | None = None
+
+    def export(self, model, target: Path, check_texts: list[str] | None,
+               max_length: int) -> tuple[Path, ExportCheck | None]:
+        """Export to ONNX; checked against PyTorch on `check_texts` (None: a latency probe)."""
+        if check_texts is None:
+            return export_onnx(model.eval(), self.tokenizer, target), None
+        return export_validated(model, self.tokenizer, target, check_texts, max_length,
+                                self.opset, self.atol)
+
+    def build(self, fp32: Path, modes: list[Mode], out_dir: Path, evaluation: EvalSet | None,
+              prefix: str = "", checkpoint: str = "", extra: dict | None = None) -> list[Candidate]:
+        """Every mode built from `fp32`, benched on the profile, with its budget verdict."""
+        built = build_variants(fp32, out_dir, modes, self.ctx)
+        candidates = []
+        for mode in modes:
+            path, settings = built[mode.name]
+            result = bench_onnx(path, self.tokenizer, self.profile, evaluation, self.settings)
+            candidates.append(check_budget(Candidate(
+                name=prefix + mode.name, precision=mode.precision, model_path=str(path),
+                accuracy=result.accuracy, latency=result.latency, size_mb=result.size_mb,
+                settings={**settings, **(extra or {})}, checkpoint=checkpoint), self.profile))
+        return candidates
+
+    def from_model(self, model, out_dir: Path, modes: list[Mode], evaluation: EvalSet | None,
+                   prefix: str = "", checkpoint: str = "", extra: dict | None = None,
+                   ) -> tuple[list[Candidate], ExportCheck | None]:
+        """Export a PyTorch model (checked on the evaluation texts), then `build`."""
+        texts = evaluation.texts if evaluation else None
+        max_length = evaluation.max_length if evaluation else self.profile.sequence_length
+        fp32, check = self.export(model, out_dir / "model.fp32.onnx", texts, max_length)
+        return self.build(fp32, modes, out_dir, evaluation, prefix, checkpoint, extra), check

@@ -1,0 +1,114 @@
+"""The shape of the package, checked: no import cycles, small files, thin commands, one registry."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "edgetune"
+MAX_LINES = 300
+# What a command module may import from edgetune: the API, its configs, and printing helpers.
+CLI_MAY_IMPORT = {"edgetune", "edgetune._version", "edgetune.config", "edgetune.errors",
+                  "edgetune.profiles", "edgetune.defaults", "edgetune.deploy.report",
+                  "edgetune.compress.modes", "edgetune.compress.passes"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def imports_of(path: Path) -> set[str]:
+    """edgetune modules imported anywhere in the file (top level or inside functions)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("edgetune")}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("edgetune"):
+            for alias in node.names:  # `from edgetune import api` names a module
+                sub = f"{node.module}.{alias.name}"
+                found.add(sub if sub in MODULES else node.module)
+    return {name for name in found if name in MODULES}
+
+
+GRAPH = {name: imports_of(path) - {name} for name, path in MODULES.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """A cycle in `graph` as a path that ends where it starts, or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for name in sorted(graph):
+        if name not in state and (found := visit(name)):
+            return found
+    return None
+
+
+def test_the_import_graph_has_no_cycle():
+    cycle = find_cycle(GRAPH)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_the_cycle_check_catches_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+    assert len(GRAPH) > 30 and GRAPH["edgetune.jobs.tune"]  # the real graph was read
+
+
+def test_no_source_file_is_over_300_lines():
+    long = {name: n for name, p in MODULES.items() if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, long
+
+
+def test_nothing_imports_the_package_root_but_the_command_line():
+    """The root re-exports the API; a library module importing it would close a loop."""
+    importers = {name for name, deps in GRAPH.items() if "edgetune" in deps}
+    assert all(name.startswith("edgetune.cli") for name in importers), importers
+
+
+def test_command_modules_only_parse_call_the_api_and_print():
+    for name, deps in GRAPH.items():
+        if name.startswith("edgetune.cli"):
+            extra = {d for d in deps if not d.startswith("edgetune.cli")} - CLI_MAY_IMPORT
+            assert not extra, f"{name} reaches into {extra}"
+
+
+def test_measure_and_onnx_passes_do_not_import_torch():
+    """Benching and ONNX quantization run where torch is not installed (and start fast)."""
+    for name in ("edgetune.measure.latency", "edgetune.measure.bench",
+                 "edgetune.compress.onnx_passes", "edgetune.compress.modes"):
+        text = MODULES[name].read_text()
+        assert "import torch" not in text and "from torch" not in text, name
+
+
+def test_every_registered_pass_declares_itself():
+    from edgetune.compress.passes import PASSES, PassConfig, get_pass
+
+    for name in PASSES:
+        p = get_pass(name)
+        assert p.name == name and issubclass(p.Config, PassConfig) and p.description
+        assert p.stage in ("torch", "onnx") and p.devices <= {"cpu", "cuda"}
+
+
+def test_the_public_api_is_exported_from_the_package():
+    import edgetune
+
+    assert set(edgetune.__all__) == {"__version__", *edgetune._EXPORTS}
+    for name in ("tune", "export", "quantize", "prune", "bench", "load_bundle"):
+        assert callable(getattr(edgetune, name)), name

@@ -261,3 +261,31 @@ def test_finished_training_is_reused_only_with_the_same_settings(tuned_run):
     found = finished_training(out / "work", same)
     assert found is not None and found.checkpoint == out / "work" / "best" and found.steps > 0
     assert finished_training(out / "work", TrainConfig(epochs=2, max_length=32)) is None
+
+
+def test_passes_command_lists_options_and_says_what_only_shrinks_size():
+    result = run("passes")
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("magnitude-sparsity"))
+    assert "size only: no speed-up" in line
+    assert "method = 'minmax'" in result.output and "static-int8-percentile" in result.output
+    listed = json.loads(run("passes", "--json").output)
+    assert {p["name"] for p in listed["passes"]} >= {"dynamic-int8", "layer-drop", "magnitude-sparsity"}
+
+
+def test_prune_with_an_extra_pass(tuned_run, tmp_path, tiny_data_csv, tiny_profile):
+    out, _ = tuned_run
+    result = run("prune", out / "work" / "best", "--data", tiny_data_csv, "--out", tmp_path / "s",
+                 "--layers", "1", "--pass", "magnitude-sparsity:sparsity=0.5", "--epochs", "1",
+                 "--profile", tiny_profile)
+    assert result.exit_code == 0, result.output
+    pruning = json.loads((tmp_path / "s" / "edgetune.json").read_text())["pruning"]
+    assert [s["pass"] for s in pruning["steps"]] == ["layer-drop", "magnitude-sparsity"]
+    assert pruning["name"] == "L1+magnitude-sparsity"
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(tmp_path / "s" / "model.onnx"))
+    matrices = [numpy_helper.to_array(t) for t in model.graph.initializer if len(t.dims) == 2]
+    zero_share = max(float((m == 0).mean()) for m in matrices)
+    assert zero_share >= 0.45  # the zeros survived recovery: sparsity ran after it

@@ -88,3 +88,27 @@ def test_prunes_at_least_is_a_partial_order():
     assert PruneConfig(layers=3, heads=0.5, ffn=0.5).prunes_at_least(l3f, 6)
     assert not PruneConfig(layers=2).prunes_at_least(l3f, 6)  # keeps the full FFN
     assert not PruneConfig(ffn=0.5).prunes_at_least(l3f, 6)  # keeps all 6 layers
+
+
+def test_magnitude_sparsity_pass_zeroes_weights_but_keeps_shapes(model_and_tok):
+    from edgetune.compress.passes import PassContext, Step, get_pass
+
+    model, _ = model_and_tok
+    shapes = [p.shape for p in model.parameters()]
+    step = Step.parse("magnitude-sparsity:sparsity=0.5")
+    done = get_pass(step.pass_name).run(model, step.config, PassContext())
+    assert done["zeroed"] >= done["of"] // 2 and [p.shape for p in model.parameters()] == shapes
+    assert get_pass("magnitude-sparsity").speeds_up is False
+
+
+@pytest.mark.parametrize("text, message", [
+    ("magnitude-sparsity:sparsity=1.5", "less than 1"),
+    ("magnitude-sparsity:density=0.5", "density"),
+    ("magnitude-sparsity:0.5", "key=value"),
+    ("no-such-pass", "unknown pass"),
+])
+def test_bad_pass_specs_are_input_errors(text, message):
+    from edgetune.compress.passes import Step
+
+    with pytest.raises(InputError, match=message):
+        Step.parse(text)

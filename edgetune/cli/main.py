@@ -133,6 +133,7 @@ def passes(as_json: bool) -> None:
         return
     for p in described:
         note = "" if p["speeds_up"] else "  [size only: no speed-up]"
+        note += "  [runs after recovery training]" if p["after_training"] else ""
         click.echo(f"{p['name']:20s} {p['stage']:5s} -> {p['precision']:4s} "
                    f"({', '.join(p['devices'])}) {p['description']}{note}")
         for key, knob in p["options"].items():

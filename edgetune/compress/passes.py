@@ -65,6 +65,7 @@ class Pass(ABC):
     precision: ClassVar[Precision] = "fp32"  # precision of what it outputs
     devices: ClassVar[frozenset[str]] = frozenset({"cpu", "cuda"})
     speeds_up: ClassVar[bool] = True  # False: it only shrinks size (said in the report)
+    after_training: ClassVar[bool] = False  # torch passes whose effect training would undo
     needs_calibration: ClassVar[bool] = False
     description: ClassVar[str] = ""
 
@@ -72,12 +73,16 @@ class Pass(ABC):
     def parse_config(cls, values: dict | PassConfig | None) -> PassConfig:
         if isinstance(values, PassConfig):
             return values
+        options = ", ".join(cls.Config.model_fields) or "none"
+        unknown = sorted(set(values or {}) - set(cls.Config.model_fields))
+        if unknown:
+            raise InputError(f"pass '{cls.name}': unknown option {', '.join(unknown)} "
+                             f"(its options: {options})")
         try:
             return cls.Config(**(values or {}))
         except ValidationError as exc:
             where, message = first_problem(exc)
-            raise InputError(f"pass '{cls.name}': {where}: {message} "
-                             f"(its options: {', '.join(cls.Config.model_fields) or 'none'})") from None
+            raise InputError(f"pass '{cls.name}': {where}: {message} (its options: {options})") from None
 
 
 class OnnxPass(Pass):
@@ -140,5 +145,6 @@ def describe_passes() -> list[dict]:
                  for k, f in p.Config.model_fields.items()}
         out.append({"name": name, "stage": p.stage, "precision": p.precision,
                     "devices": sorted(p.devices), "speeds_up": p.speeds_up,
+                    "after_training": p.after_training,
                     "description": p.description, "options": knobs})
     return out

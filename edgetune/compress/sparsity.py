@@ -2,6 +2,7 @@
 
 It helps *file size after compression* only: dense ONNX Runtime kernels multiply the zeros
 all the same, so it does not make inference faster, and the pass says so (`speeds_up`).
+Training would fill the zeros in again, so it runs after recovery (`after_training`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class MagnitudeSparsity(TorchPass):
     name = "magnitude-sparsity"
     Config = SparsityConfig
     speeds_up = False
+    after_training = True
     description = "zero the smallest weights (size after compression only; no speed-up)"
 
     def run(self, model: nn.Module, config: SparsityConfig, ctx: PassContext) -> dict:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from edgetune.compress.passes import Step
-from edgetune.compress.pruning import PruneConfig
+from edgetune.compress.passes import PassContext, Step, get_pass
+from edgetune.compress.pruning import PruneConfig, run_torch_steps
 from edgetune.compress.recover import distill_student, make_student, scoring_batches
 from edgetune.config import PruneJobConfig
 from edgetune.console import console
@@ -19,10 +19,15 @@ from edgetune.profiles import load_profile
 
 
 def prune(config: PruneJobConfig) -> Bundle:
-    """Structured passes from layers/heads/ffn, then `passes`; recovery; export + check."""
+    """Structured passes from layers/heads/ffn, then `passes`; recovery; export + check.
+
+    Passes whose effect training would undo (`after_training`, e.g. sparsity) run on the
+    recovered student, just before the export."""
     profile = load_profile(config.profile)
     structured = PruneConfig(config.layers, config.heads, config.ffn)
     extra = [Step.parse(p) for p in config.passes]
+    before = [s for s in extra if not get_pass(s.pass_name).after_training]
+    after = [s for s in extra if s not in before]
     check_output_dir(config.out, config.overwrite)
     checkpoint = Path(config.checkpoint).expanduser().resolve()
     teacher, tokenizer = load_checkpoint(checkpoint)
@@ -32,13 +37,14 @@ def prune(config: PruneJobConfig) -> Bundle:
     dataset = align_labels(load_text_dataset(config.data, config.text_column, config.label_column,
                                              0.1, train.seed), names)
     batches = scoring_batches(tokenizer, dataset, train.max_length, seed=train.seed)
-    pruned = make_student(teacher, structured, batches, config.importance, extra)
+    pruned = make_student(teacher, structured, batches, config.importance, before)
     console.log(f"pruned {pruned.name}: {pruned.params_after / 1e6:.1f}M of "
                 f"{pruned.params_before / 1e6:.1f}M parameters kept")
     with tempfile.TemporaryDirectory(prefix="edgetune-prune-") as tmp:
         trained = distill_student(pruned, tokenizer, teacher, dataset, Path(tmp) / "train", train,
                                   use_teacher=config.distill)
         student, _ = load_checkpoint(trained.checkpoint)
+        pruned.steps += run_torch_steps(student, after, PassContext())
         fp32, check = export_validated(student, tokenizer, Path(tmp) / "model.onnx",
                                        list(dataset.validation["text"]), train.max_length,
                                        atol=config.atol)

@@ -56,6 +56,11 @@ class TuneConfig(_Config):
     atol: float | None = Field(None, gt=0)
     opset: int | None = Field(None, ge=11)
     search: SearchSettings = Field(default_factory=SearchSettings)
+    objective: Literal["latency", "accuracy", "size"] = Field(
+        "latency", description="latency/size: the fastest/smallest whose accuracy is not "
+        "significantly below the best; accuracy: the most accurate")
+    latency_rounds: int = Field(10, ge=2, description="interleaved rounds per candidate")
+    max_rounds: int = Field(30, ge=2, description="cap on rounds for marginal verdicts")
     resume: bool = False
     overwrite: bool = False
 
@@ -102,7 +107,7 @@ class PruneJobConfig(_Config):
 
 
 class BenchConfig(_Config):
-    model: str
+    models: list[str] = Field(min_length=1, description="several: timed side by side, ratios to the first")
     profile: str = "cpu-edge"
     data: str | None = None
     split: Literal["validation", "train", "all"] = "validation"
@@ -111,6 +116,8 @@ class BenchConfig(_Config):
     tokenizer: str | None = None
     min_runs: int = Field(50, ge=1)
     min_seconds: float = Field(3.0, ge=0)
+    rounds: int = Field(10, ge=2)
+    repeat: int = Field(1, ge=1, description="measure the whole set this many times, back to back")
     seed: int = 42
     validation_fraction: float = Field(0.1, gt=0, lt=1)
 

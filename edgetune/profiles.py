@@ -34,6 +34,8 @@ class Profile(BaseModel):
     latency_budget_ms: float = Field(gt=0, description="p90 latency budget per batch")
     max_model_size_mb: float | None = Field(default=None, gt=0)
     precisions: list[Precision] = Field(default_factory=lambda: ["fp32", "int8"])
+    budget_on: Literal["fixed", "traffic"] = Field(
+        "fixed", description="fixed: batch x sequence_length padded; traffic: the data's own lengths")
 
     @field_validator("execution_providers")
     @classmethod

@@ -7,7 +7,8 @@ import pytest
 
 from edgetune.errors import InputError
 from edgetune.measure.bench import model_size_mb
-from edgetune.measure.latency import LatencySettings, create_session, measure_latency
+from edgetune.measure.latency import LatencySettings, measure_latency
+from edgetune.measure.session import create_session
 from edgetune.profiles import Profile, load_profile
 
 

@@ -72,7 +72,7 @@ def test_bench_table_on_a_bare_onnx_file(tuned_run, tiny_profile):
     result = run("bench", out / "best" / "model.onnx", "--profile", tiny_profile,
                  "--min-runs", "5", "--min-seconds", "0.1")
     assert result.exit_code == 0, result.output
-    assert "p50 / p90 / p99 ms" in result.output
+    assert "p50 ms [95% CI]" in result.output and "p90 ms [95% CI]" in result.output
 
 
 def test_export_command_with_int8(tuned_run, tmp_path, tiny_profile):
@@ -289,3 +289,24 @@ def test_prune_with_an_extra_pass(tuned_run, tmp_path, tiny_data_csv, tiny_profi
     matrices = [numpy_helper.to_array(t) for t in model.graph.initializer if len(t.dims) == 2]
     zero_share = max(float((m == 0).mean()) for m in matrices)
     assert zero_share >= 0.45  # the zeros survived recovery: sparsity ran after it
+
+
+def test_bench_two_models_side_by_side_with_a_ratio(tuned_run, tiny_profile):
+    out, _ = tuned_run
+    a, b = out / "candidates" / "fp32", out / "candidates" / "dynamic-int8"
+    result = run("bench", a, b, "--profile", tiny_profile, "--min-runs", "10", "--min-seconds", "0.2",
+                 "--rounds", "4", "--repeat", "2", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert [r["model"] for r in report["results"]] == [str(a), str(b)]
+    low_high = report["ratios"][0]["p50_ratio"]
+    assert low_high[1] <= low_high[0] <= low_high[2] and len(report["repeats"]) == 2
+    assert all(r["rounds"] == 4 for rep in report["repeats"] for r in rep)
+    table = run("bench", a, b, "--profile", tiny_profile, "--min-runs", "5", "--min-seconds", "0.1")
+    assert table.exit_code == 0 and "1 (reference)" in table.output and "x [" in table.output
+
+
+def test_bench_the_same_model_twice_is_refused(tuned_run, tiny_profile):
+    out, _ = tuned_run
+    result = run("bench", out / "best", out / "best", "--profile", tiny_profile)
+    assert result.exit_code == EXIT_BAD_INPUT and "--repeat" in one_line_error(result)

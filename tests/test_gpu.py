@@ -30,7 +30,7 @@ def test_cuda_bench_with_io_binding_and_gpu_memory(tuned_run):
 def test_fp16_model_runs_on_cuda_with_fp32_outputs(tuned_run, tmp_path):
     from edgetune.compress.modes import MODES, build_variants
     from edgetune.compress.passes import PassContext
-    from edgetune.measure.latency import create_session
+    from edgetune.measure.session import create_session
     from edgetune.profiles import load_profile
 
     out, _ = tuned_run

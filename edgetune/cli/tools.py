@@ -120,50 +120,70 @@ def quantize(model, modes, out_dir, calibration_data, calibration_samples, token
 
 
 @click.command()
-@click.argument("model", type=click.Path())
+@click.argument("models", nargs=-1, required=True, type=click.Path())
 @profile_option()
 @click.option("--data", default=None, help="Data to measure accuracy on (its validation split by default).")
 @click.option("--split", type=click.Choice(["validation", "train", "all"]), default="validation", show_default=True)
 @click.option("--text-column", default=None)
 @click.option("--label-column", default=None)
 @click.option("--tokenizer", "tokenizer_dir", default=None, help="Tokenizer folder for a bare .onnx file.")
-@click.option("--min-runs", type=int, default=50, show_default=True)
-@click.option("--min-seconds", type=float, default=3.0, show_default=True)
+@click.option("--min-runs", type=int, default=50, show_default=True, help="Runs per model, over all rounds.")
+@click.option("--min-seconds", type=float, default=3.0, show_default=True, help="Seconds per model, over all rounds.")
+@click.option("--rounds", type=int, default=10, show_default=True, help="Interleaved rounds (order rotates).")
+@click.option("--repeat", type=int, default=1, show_default=True, help="Measure everything N times, back to back.")
 @click.option("--seed", type=int, default=42, show_default=True, help="Seed of the held-out split (as in tune).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def bench(model, profile_name, data, split, text_column, label_column, tokenizer_dir, min_runs,
-          min_seconds, seed, as_json) -> None:
-    """Latency (p50/p90/p99, throughput, peak RSS, size) and accuracy of MODEL.onnx or a BUNDLE.
+def bench(models, profile_name, data, split, text_column, label_column, tokenizer_dir, min_runs,
+          min_seconds, rounds, repeat, seed, as_json) -> None:
+    """Latency (p50/p90/p99 with 95 % intervals, throughput, peak RSS, size) and accuracy of
+    MODEL.onnx files or BUNDLEs. Several models are timed side by side in interleaved rounds,
+    and each one's p50/p90 ratio to the first is printed with its interval.
 
     \b
     Example:
       edgetune bench runs/sst2/best --profile cpu-edge --data data/sst2 --json
+      edgetune bench runs/x/candidates/fp32 runs/x/candidates/dynamic-int8
     """
-    from rich.table import Table
-
     import edgetune
     from edgetune.config import BenchConfig, validated
 
-    result = edgetune.bench(validated(
-        BenchConfig, "bench", model=model, profile=profile_name, data=data, split=split,
+    report = edgetune.bench(validated(
+        BenchConfig, "bench", models=list(models), profile=profile_name, data=data, split=split,
         text_column=text_column, label_column=label_column, tokenizer=tokenizer_dir,
-        min_runs=min_runs, min_seconds=min_seconds, seed=seed))
+        min_runs=min_runs, min_seconds=min_seconds, rounds=rounds, repeat=repeat, seed=seed))
     if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2))
+        single = len(models) == 1 and repeat == 1
+        click.echo(json.dumps(report.results[0].to_json() if single else report.to_json(), indent=2))
         return
-    lat = result.latency
-    table = Table(title=f"{model} on {result.profile}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    rows = [("batch x sequence", f"{lat.batch_size} x {lat.sequence_length}"),
-            ("p50 / p90 / p99 ms", f"{lat.p50_ms:.2f} / {lat.p90_ms:.2f} / {lat.p99_ms:.2f}"),
-            ("throughput items/s", f"{lat.throughput_items_per_s:.1f}"), ("runs", str(lat.runs)),
-            ("peak RSS MB", f"{lat.peak_rss_mb:.0f}"), ("model size MB", f"{result.size_mb:.1f}"),
-            ("providers / threads", f"{', '.join(lat.providers)} / {lat.threads}")]
-    if result.accuracy:
-        rows += [("accuracy", f"{result.accuracy.accuracy:.4f}"),
-                 ("macro-F1", f"{result.accuracy.macro_f1:.4f}"),
-                 ("examples", str(result.accuracy.examples))]
-    for name, value in rows:
-        table.add_row(name, value)
-    stdout_console().print(table)
+    console = stdout_console()
+    for i, results in enumerate(report.repeats):
+        title = f"on {results[0].profile}" + (f" (repeat {i + 1} of {repeat})" if repeat > 1 else "")
+        console.print(bench_table(results, report.ratios if i == len(report.repeats) - 1 else [], title))
+
+
+def _ci(value: float, ci: list[float]) -> str:
+    return f"{value:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else f"{value:.2f}"
+
+
+def bench_table(results, ratios: list[dict], title: str):
+    from rich.table import Table
+
+    table = Table(title=title)
+    for name in ("model", "batch x seq", "p50 ms [95% CI]", "p90 ms [95% CI]", "p99 ms",
+                 "items/s", "traffic p50 / p90 ms", "peak RSS MB", "size MB", "accuracy [95% CI]",
+                 "macro-F1", "p50 vs first [95% CI]"):
+        table.add_column(name, justify="left" if name == "model" else "right")
+    by_model = {r["model"]: r for r in ratios}
+    for r in results:
+        lat, acc = r.latency, r.accuracy
+        ratio = by_model.get(r.model)
+        traffic = (f"{lat.traffic_p50_ms:.2f} / {lat.traffic_p90_ms:.2f}"
+                   if lat.traffic_p50_ms is not None else "-")
+        table.add_row(
+            r.model, f"{lat.batch_size} x {lat.sequence_length}", _ci(lat.p50_ms, lat.p50_ci),
+            _ci(lat.p90_ms, lat.p90_ci), f"{lat.p99_ms:.2f}", f"{lat.throughput_items_per_s:.1f}",
+            traffic, f"{lat.peak_rss_mb:.0f}", f"{r.size_mb:.1f}",
+            f"{acc.accuracy:.4f} [{acc.ci[0]:.3f}, {acc.ci[1]:.3f}] n={acc.examples}" if acc else "-",
+            f"{acc.macro_f1:.4f}" if acc else "-",
+            "{:.2f}x [{:.2f}, {:.2f}]".format(*ratio["p50_ratio"]) if ratio else "1 (reference)")
+    return table

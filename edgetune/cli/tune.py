@@ -51,6 +51,9 @@ TUNE_FLAGS: list[tuple[str, tuple[str, ...], object, str]] = [
     ("search.recovery_minutes", ("--recovery-minutes",), float, "Cap on each pruned model's recovery training."),
     ("search.recovery_lr", ("--recovery-lr",), float, "Learning rate for recovery (default: --learning-rate)."),
     ("search.max_accuracy_drop", ("--max-accuracy-drop",), float, "Accuracy points a candidate may lose vs the fine-tuned fp32 ONNX model (with --prune-search)."),
+    ("objective", ("--objective",), click.Choice(["latency", "accuracy", "size"]), "What the choice minimises among candidates within the budget whose accuracy is not significantly below the best (accuracy: take the most accurate)."),
+    ("latency_rounds", ("--rounds",), int, "Interleaved latency rounds (all candidates in each, order rotating)."),
+    ("max_rounds", ("--max-rounds",), int, "Cap on rounds for candidates whose p90 interval straddles the budget."),
     ("resume", ("--resume",), FLAG, "Continue an interrupted run in OUT from its last checkpoint."),
     ("overwrite", ("--overwrite",), FLAG, "Allow writing into an existing OUT."),
 ]

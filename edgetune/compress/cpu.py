@@ -32,6 +32,17 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo); empty where unknown."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or ""
+
+
 def choose_dynamic_int8(flags: set[str] | None = None, machine: str | None = None,
                         per_channel: bool = True) -> QuantizationChoice:
     """Reduce-range only on x86 without VNNI (AVX-512 VNNI, AVX-VNNI, AMX)."""

@@ -6,35 +6,60 @@ from pathlib import Path
 
 from rich.table import Table
 
+from edgetune.deploy.plot import plot_pareto
 from edgetune.fsutil import write_json_atomic, write_text_atomic
 from edgetune.profiles import Profile
 from edgetune.search.record import Candidate
 from edgetune.search.select import Selection, choose
 
-COLUMNS = ("candidate", "precision", "accuracy", "macro-F1", "p50 ms", "p90 ms", "p99 ms",
-           "items/s", "size MB", "peak RSS MB", "budget")
+COLUMNS = ("#", "candidate", "precision", "accuracy [95% CI]", "vs fp32: points (McNemar p)",
+           "p50 ms", "p90 ms [95% CI]", "traffic p50 / p90 ms", "items/s", "size MB",
+           "peak RSS MB", "verdict")
+LEFT = ("candidate", "precision", "verdict")
 
 
-def _row(c: Candidate, selection: Selection | None) -> list[str]:
-    mark = ""
-    if selection is not None and selection.winner is not None and selection.winner.name == c.name:
-        mark = " (chosen)"
-    verdict = "met" if c.meets_budget else ("over p90" if not c.meets_latency else "over size")
+def _ci(ci: list[float], digits: int = 2) -> str:
+    return f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else ""
+
+
+def _versus(c: Candidate) -> str:
+    vs = c.stats.get("vs_reference")
+    if not vs or vs["against"] == c.name:
+        return "reference" if vs else "-"
+    p = f" (p={vs['p_value']:.2g})" if vs.get("p_value") is not None else ""
+    return f"{-vs['drop_points']:+.2f}{p}" + (" significant" if vs["significant"] else "")
+
+
+def _verdict(c: Candidate) -> str:
+    lat = c.latency
+    verdict = lat.verdict or ("met" if c.meets_latency else "missed")
+    if verdict == "marginal":
+        verdict += f" ({'under' if c.meets_latency else 'over'} on the point estimate)"
+    if not c.meets_size:
+        verdict += ", over size"
     if not c.within_accuracy_bound:
         verdict += ", accuracy below bound"
-    return [c.name + mark, c.precision, f"{c.accuracy.accuracy:.4f}", f"{c.accuracy.macro_f1:.4f}",
-            f"{c.latency.p50_ms:.2f}", f"{c.latency.p90_ms:.2f}", f"{c.latency.p99_ms:.2f}",
-            f"{c.latency.throughput_items_per_s:.1f}", f"{c.size_mb:.1f}",
-            f"{c.latency.peak_rss_mb:.0f}", verdict]
+    return verdict
+
+
+def _row(i: int, c: Candidate, selection: Selection | None) -> list[str]:
+    chosen = selection is not None and selection.winner is not None and selection.winner.name == c.name
+    lat, acc = c.latency, c.accuracy
+    traffic = (f"{lat.traffic_p50_ms:.2f} / {lat.traffic_p90_ms:.2f}"
+               if lat.traffic_p50_ms is not None else "-")
+    return [str(i), c.name + (" (chosen)" if chosen else ""), c.precision,
+            f"{acc.accuracy:.4f}{_ci(acc.ci, 3)}", _versus(c), f"{lat.p50_ms:.2f}",
+            f"{lat.p90_ms:.2f}{_ci(lat.p90_ci)}", traffic, f"{lat.throughput_items_per_s:.1f}",
+            f"{c.size_mb:.1f}", f"{lat.peak_rss_mb:.0f}", _verdict(c)]
 
 
 def candidates_table(candidates: list[Candidate], selection: Selection | None, title: str) -> Table:
     table = Table(title=title)
     for name in COLUMNS:
-        table.add_column(name, justify="left" if name in ("candidate", "precision", "budget") else "right",
-                         no_wrap=name in ("candidate", "budget"))
-    for c in candidates:
-        table.add_row(*_row(c, selection))
+        table.add_column(name, justify="left" if name in LEFT else "right",
+                         no_wrap=name in ("candidate",))
+    for i, c in enumerate(candidates, 1):
+        table.add_row(*_row(i, c, selection))
     return table
 
 
@@ -51,9 +76,9 @@ def render_markdown(candidates: list[Candidate], selection: Selection, profile: 
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "|".join("---" for _ in COLUMNS) + "|",
     ]
-    lines += ["| " + " | ".join(_row(c, selection)) + " |" for c in candidates]
+    lines += ["| " + " | ".join(_row(i, c, selection)) + " |" for i, c in enumerate(candidates, 1)]
     lines += ["", f"Pareto frontier (accuracy vs p90): {', '.join(selection.pareto)}.", "",
-              "![accuracy vs p90 latency](pareto.png)", ""]
+              "![accuracy vs p90 latency](pareto.png)", "", *_method(candidates, selection, profile)]
     search = context.get("search")
     if search:
         lines += ["## Pruning search", "",
@@ -71,41 +96,27 @@ def render_markdown(candidates: list[Candidate], selection: Selection, profile: 
     return "\n".join(lines)
 
 
-def plot_pareto(candidates: list[Candidate], selection: Selection, profile: Profile,
-                path: Path) -> Path:
-    """All candidates, the frontier, the budget line and the chosen one, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    xs = [c.latency.p90_ms for c in candidates]
-    ys = [100 * c.accuracy.accuracy for c in candidates]
-    ax.scatter(xs, ys, c="tab:gray", label="candidates", zorder=2)
-    for c, x, y in zip(candidates, xs, ys):
-        ax.annotate(c.name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    by_name = {c.name: c for c in candidates}
-    front = [by_name[n] for n in selection.pareto]
-    ax.plot([c.latency.p90_ms for c in front], [100 * c.accuracy.accuracy for c in front],
-            "-o", color="tab:blue", label="Pareto frontier", zorder=3)
-    ax.axvline(profile.latency_budget_ms, color="tab:red", linestyle="--",
-               label=f"budget {profile.latency_budget_ms:g} ms")
-    if selection.winner is not None:
-        w = selection.winner
-        ax.scatter([w.latency.p90_ms], [100 * w.accuracy.accuracy], s=160, facecolors="none",
-                   edgecolors="tab:green", linewidths=2, label=f"chosen: {w.name}", zorder=4)
-    ax.set_xlabel(f"p90 latency, ms (batch {profile.batch_size}, seq {profile.sequence_length})")
-    ax.set_ylabel("accuracy on validation, % (ONNX)")
-    ax.set_title(f"edgetune candidates on {profile.name}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+def _method(candidates: list[Candidate], selection: Selection, profile: Profile) -> list[str]:
+    """How the numbers and the choice were reached, in words."""
+    lat = candidates[0].latency
+    objective = {"latency": "the fastest (p90)", "size": "the smallest",
+                 "accuracy": "the most accurate"}[selection.objective]
+    among = ("" if selection.objective == "accuracy" else
+             " of those whose accuracy is not significantly below the most accurate one's "
+             "(exact McNemar test on the same validation rows, p < 0.05 counts as significant)")
+    shape = "traffic" if profile.budget_on == "traffic" else "fixed-shape"
+    latency = (f"- Latency: all candidates timed side by side, each in its own process, in "
+               f"interleaved rounds whose order rotates; intervals: {lat.ci_method}. The budget "
+               f"is checked on the {shape} p90: `met` when the whole interval is under it, "
+               "`missed` when it is all over, `marginal` otherwise (more rounds are run, up to a "
+               "cap; a marginal candidate is then judged on its point estimate).")
+    traffic = ("- Traffic latency: the validation texts at their own token lengths (dynamic "
+               f"shapes, batch {profile.batch_size}).")
+    lines = ["## How the choice was made", "",
+             (f"- Objective `{selection.objective}`: among candidates within the budget and the "
+             f"accuracy bound, {objective}{among}."),
+             latency, traffic, "- Accuracy intervals: Wilson 95 %.", "", "Verdicts:", ""]
+    return lines + [f"- {c.name}: {c.latency.verdict_note or _verdict(c)}" for c in candidates] + [""]
 
 
 def write_report(out_dir: str | Path, candidates: list[Candidate], selection: Selection,
@@ -137,5 +148,6 @@ def rerender(run_dir: str | Path) -> tuple[Path, Path]:
         candidates = [Candidate.from_json(c) for c in data["candidates"]]
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{path}: not an edgetune report ({exc})") from None
-    selection = choose(candidates, profile, data["run"].get("min_accuracy"))
+    selection = choose(candidates, profile, data["run"].get("min_accuracy"),
+                       data["selection"].get("objective", "latency"))
     return write_report(run_dir, candidates, selection, profile, data["run"])

@@ -1,7 +1,9 @@
-"""`edgetune bench`: an ONNX file or a bundle, on a profile, with accuracy on data if given."""
+"""`edgetune bench`: ONNX files or bundles on a profile, timed side by side, with accuracy on
+data if given; with several models, each one's p50/p90 ratio to the first, with its interval."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -11,16 +13,27 @@ from edgetune.data.text import align_labels, load_text_dataset
 from edgetune.deploy.bundle import Bundle, load_bundle
 from edgetune.errors import InputError
 from edgetune.jobs.common import check_is_onnx, load_tokenizer, pick_split
-from edgetune.measure.bench import BenchResult, EvalSet, bench_onnx
+from edgetune.measure.bench import BenchResult, EvalSet, Subject, bench_models
 from edgetune.measure.latency import LatencySettings
-from edgetune.profiles import load_profile
+from edgetune.measure.stats import ratio_interval
+from edgetune.profiles import Profile, load_profile
 
 
-def bench(config: BenchConfig) -> BenchResult:
-    profile = load_profile(config.profile)
-    path = Path(config.model)
+@dataclass
+class BenchReport:
+    results: list[BenchResult]  # one per model, from the last repeat
+    ratios: list[dict] = field(default_factory=list)  # model i vs the first (i >= 1)
+    repeats: list[list[BenchResult]] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"results": [r.to_json() for r in self.results], "ratios": self.ratios,
+                "repeats": [[r.latency.to_json() for r in rep] for rep in self.repeats]}
+
+
+def _open(model: str, config: BenchConfig, profile: Profile) -> tuple[Subject, Bundle | None, int]:
+    path = Path(model)
     if not path.exists():
-        raise InputError(f"'{config.model}' does not exist; give a model.onnx file or a bundle folder")
+        raise InputError(f"'{model}' does not exist; give a model.onnx file or a bundle folder")
     bundle: Bundle | None = None
     try:
         bundle = load_bundle(path)
@@ -28,18 +41,40 @@ def bench(config: BenchConfig) -> BenchResult:
         if path.is_dir():
             raise
     model_path = bundle.model_path if bundle else path
-    max_length = bundle.max_length if bundle else profile.sequence_length
     check_is_onnx(model_path)
     tokenizer = load_tokenizer(config.tokenizer or (bundle.path if bundle else path.parent))
+    max_length = bundle.max_length if bundle else profile.sequence_length
+    return Subject(model, model_path, tokenizer), bundle, max_length
+
+
+def bench(config: BenchConfig) -> BenchReport:
+    profile = load_profile(config.profile)
+    opened = [_open(m, config, profile) for m in config.models]
+    subjects = [s for s, _, _ in opened]
+    if len({s.name for s in subjects}) < len(subjects):
+        raise InputError("the same model is given twice; use --repeat to measure one model again")
+    first_subject, first_bundle, max_length = opened[0]
     evaluation = None
     if config.data is not None:
         dataset = load_text_dataset(config.data, config.text_column, config.label_column,
                                     config.validation_fraction, config.seed)
-        if bundle:  # the data's label ids, renumbered to the model's order by name
-            dataset = align_labels(dataset, bundle.label_names)
+        if first_bundle:  # the data's label ids, renumbered to the model's order by name
+            dataset = align_labels(dataset, first_bundle.label_names)
         split = pick_split(dataset, config.split)
-        evaluation = EvalSet(tokenizer, list(split["text"]), np.asarray(split["label"]), max_length)
-    settings = LatencySettings(min_runs=config.min_runs, min_seconds=config.min_seconds)
-    result = bench_onnx(model_path, tokenizer, profile, evaluation, settings)
-    result.manifest_metrics = bundle.manifest.metrics if bundle else None
-    return result
+        evaluation = EvalSet(first_subject.tokenizer, list(split["text"]),
+                             np.asarray(split["label"]), max_length)
+    settings = LatencySettings(min_runs=config.min_runs, min_seconds=config.min_seconds,
+                               rounds=config.rounds)
+    repeats = []
+    for _ in range(config.repeat):
+        measured = bench_models(subjects, profile, evaluation, settings)
+        repeats.append([measured[s.name] for s in subjects])
+    results = repeats[-1]
+    for result, (_, bundle, _) in zip(results, opened):
+        result.manifest_metrics = bundle.manifest.metrics if bundle else None
+    base = results[0].latency.round_times
+    ratios = [{"model": r.model, "vs": results[0].model,
+               "p50_ratio": ratio_interval(base, r.latency.round_times, 50).to_json(),
+               "p90_ratio": ratio_interval(base, r.latency.round_times, 90).to_json()}
+              for r in results[1:]]
+    return BenchReport(results, ratios, repeats)

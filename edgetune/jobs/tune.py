@@ -106,13 +106,13 @@ def tune(config: TuneConfig, settings: LatencySettings | None = None) -> TuneRes
     if any(m.needs_calibration for m in modes):
         ctx.calibration = calibration_batches(tokenizer, list(dataset.train["text"]), cfg.max_length,
                                               config.calibration_samples, cfg.seed)
+    settings = settings or LatencySettings(rounds=config.latency_rounds, max_rounds=config.max_rounds)
     builder = CandidateBuilder(profile, tokenizer, ctx, settings, config.opset, config.atol)
     evaluation = EvalSet(tokenizer, val_texts, np.asarray(dataset.validation["label"]), cfg.max_length)
     candidates, check = builder.from_model(torch_model, work / "onnx", modes, evaluation,
                                            checkpoint=str(trained.checkpoint))
     del torch_model
-    stages["compress_and_bench"] = time.monotonic() - t0
-    note_slower_than_fp32(candidates)
+    stages["compress_and_accuracy"] = time.monotonic() - t0
 
     min_accuracy = search_log = None
     if config.search.enabled:
@@ -130,7 +130,11 @@ def tune(config: TuneConfig, settings: LatencySettings | None = None) -> TuneRes
         candidates += pruned
         stages["search"] = time.monotonic() - t0
 
-    selection = choose(candidates, profile, min_accuracy)
+    t0 = time.monotonic()
+    builder.measure(candidates, evaluation)
+    stages["latency"] = time.monotonic() - t0
+    note_slower_than_fp32(candidates)
+    selection = choose(candidates, profile, min_accuracy, config.objective)
     context = {
         "edgetune_version": __version__, "model": config.model, "data": config.data,
         "recipe": str(recipe), "train": trained.to_json(),

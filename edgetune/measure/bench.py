@@ -1,23 +1,20 @@
-"""One ONNX model on one profile: latency (always), accuracy of the ONNX model itself (when
-labelled texts are given) and size on disk. `bench_onnx` is what every job calls."""
+"""ONNX models on one profile: accuracy of each ONNX model itself (per example, so that two
+models can be compared on the same rows), size on disk, and latency measured side by side
+(`measure/latency.py`). `bench_models` is what every job calls."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from edgetune.data.encoding import eval_batches, latency_feed
-from edgetune.measure.latency import (
-    LatencyResult,
-    LatencySettings,
-    create_session,
-    feed_for,
-    measure_latency,
-)
+from edgetune.measure.latency import LatencyResult, LatencySettings, System, measure_interleaved
 from edgetune.measure.metrics import classification_metrics
+from edgetune.measure.session import create_session, feed_for
+from edgetune.measure.stats import wilson_interval
 from edgetune.profiles import Profile
 
 # Latency does not depend on the words, only on the padded shape: these fill a batch when
@@ -35,27 +32,31 @@ class AccuracyResult:
     accuracy: float
     macro_f1: float
     examples: int
+    ci: list[float] = field(default_factory=list)  # 95 % Wilson interval of the accuracy
+    correct: str = ""  # per validation row, "1" right / "0" wrong: for paired tests
 
     def to_json(self) -> dict:
         return asdict(self)
 
+    def correct_mask(self) -> np.ndarray:
+        return np.frombuffer(self.correct.encode(), dtype=np.uint8) == ord("1")
 
 
-
-def predict_logits(
-    session: ort.InferenceSession, batches: list[dict[str, np.ndarray]]
-) -> np.ndarray:
+def predict_logits(session: ort.InferenceSession, batches: list[dict[str, np.ndarray]]) -> np.ndarray:
     """Run every batch through the session; the first output is the logits."""
     outputs = [session.run(None, feed_for(session, b))[0] for b in batches]
     return np.concatenate(outputs, axis=0).astype(np.float32)
 
 
-def measure_accuracy(
-    session: ort.InferenceSession, batches: list[dict[str, np.ndarray]], labels: np.ndarray
-) -> AccuracyResult:
-    """Accuracy and macro-F1 of the ONNX model itself."""
-    metrics = classification_metrics(predict_logits(session, batches), labels)
-    return AccuracyResult(metrics["accuracy"], metrics["macro_f1"], len(labels))
+def measure_accuracy(session: ort.InferenceSession, batches: list[dict[str, np.ndarray]],
+                     labels: np.ndarray) -> AccuracyResult:
+    """Accuracy, macro-F1 and the per-row outcome of the ONNX model itself."""
+    logits = predict_logits(session, batches)
+    metrics = classification_metrics(logits, labels)
+    right = logits.argmax(-1) == np.asarray(labels)
+    interval = wilson_interval(int(right.sum()), len(labels))
+    return AccuracyResult(metrics["accuracy"], metrics["macro_f1"], len(labels),
+                          [interval.low, interval.high], "".join("1" if r else "0" for r in right))
 
 
 def model_size_mb(model_path: str | Path) -> float:
@@ -65,8 +66,6 @@ def model_size_mb(model_path: str | Path) -> float:
     for extra in path.parent.glob(path.name + "*.data"):
         total += extra.stat().st_size
     return total / 1e6
-
-
 
 
 @dataclass
@@ -80,32 +79,80 @@ class EvalSet:
 
 
 @dataclass
+class Subject:
+    """One model to bench, under a name, with the tokenizer that feeds it."""
+
+    name: str
+    model_path: Path
+    tokenizer: object
+
+
+@dataclass
 class BenchResult:
     model: str
     profile: str
-    latency: LatencyResult
+    latency: LatencyResult | None
     size_mb: float
     accuracy: AccuracyResult | None = None
     manifest_metrics: dict | None = None
 
     def to_json(self) -> dict:
         return {"model": self.model, "profile": self.profile, "size_mb": self.size_mb,
-                "latency": self.latency.to_json(),
+                "latency": self.latency.to_json() if self.latency else None,
                 "accuracy": self.accuracy.to_json() if self.accuracy else None,
                 "reported_in_bundle": self.manifest_metrics}
 
 
+def evaluate(subject: Subject, profile: Profile, evaluation: EvalSet) -> AccuracyResult:
+    session = create_session(subject.model_path, profile)
+    batches = eval_batches(subject.tokenizer, evaluation.texts, evaluation.max_length)
+    return measure_accuracy(session, batches, evaluation.labels)
+
+
+def traffic_batches(tokenizer, texts: list[str], batch_size: int, max_length: int,
+                    count: int) -> list[dict[str, np.ndarray]]:
+    """Batches of the data's own texts, padded to their longest member only (dynamic shapes):
+    `count` batches taken evenly through a seeded shuffle of the texts."""
+    if not texts:
+        return []
+    order = np.random.default_rng(0).permutation(len(texts))
+    picked = [texts[i] for i in order[: count * batch_size]]
+    picked += [picked[i % len(picked)] for i in range(-len(picked) % batch_size)]
+    return eval_batches(tokenizer, picked, max_length, batch_size=batch_size)
+
+
+def measure_latencies(subjects: list[Subject], profile: Profile, texts: list[str] | None,
+                      max_length: int, settings: LatencySettings | None = None,
+                      budget_ms: float | None = None) -> dict[str, LatencyResult]:
+    """Every subject timed in the same interleaved rounds, at the profile's fixed shape and
+    (given texts) at the texts' own lengths."""
+    settings = settings or LatencySettings()
+    systems = []
+    for s in subjects:
+        names = [i.name for i in create_session(s.model_path, profile).get_inputs()]
+        fixed = latency_feed(s.tokenizer, texts or FALLBACK_TEXTS, profile.batch_size,
+                             profile.sequence_length)
+        traffic = traffic_batches(s.tokenizer, texts or [], profile.batch_size, max_length,
+                                  settings.traffic_batches)
+        systems.append(System(s.name, s.model_path, {n: fixed[n] for n in names},
+                              [{n: b[n] for n in names} for b in traffic]))
+    return measure_interleaved(systems, profile, settings, budget_ms)
+
+
+def bench_models(subjects: list[Subject], profile: Profile, evaluation: EvalSet | None,
+                 settings: LatencySettings | None = None) -> dict[str, BenchResult]:
+    """Accuracy of each (given `evaluation`), then latency of all side by side."""
+    texts = evaluation.texts if evaluation else None
+    max_length = evaluation.max_length if evaluation else profile.sequence_length
+    accuracy = {s.name: evaluate(s, profile, evaluation) if evaluation else None for s in subjects}
+    latency = measure_latencies(subjects, profile, texts, max_length, settings,
+                                profile.latency_budget_ms)
+    return {s.name: BenchResult(s.name, profile.name, latency[s.name],
+                                model_size_mb(s.model_path), accuracy[s.name]) for s in subjects}
+
+
 def bench_onnx(model_path: str | Path, tokenizer, profile: Profile, evaluation: EvalSet | None,
                settings: LatencySettings | None = None) -> BenchResult:
-    """Latency on the profile (always) and accuracy on `evaluation` (when given)."""
-    session = create_session(model_path, profile)
-    texts = evaluation.texts if evaluation else FALLBACK_TEXTS
-    feed = latency_feed(tokenizer, texts, profile.batch_size, profile.sequence_length)
-    feed = {i.name: feed[i.name] for i in session.get_inputs()}
-    accuracy = None
-    if evaluation is not None:
-        batches = eval_batches(evaluation.tokenizer, evaluation.texts, evaluation.max_length)
-        accuracy = measure_accuracy(session, batches, evaluation.labels)
-    del session
-    latency = measure_latency(model_path, profile, feed, settings)
-    return BenchResult(str(model_path), profile.name, latency, model_size_mb(model_path), accuracy)
+    """One model: latency on the profile (always) and accuracy on `evaluation` (when given)."""
+    subject = Subject(str(model_path), Path(model_path), tokenizer)
+    return bench_models([subject], profile, evaluation, settings)[subject.name]

@@ -1,39 +1,49 @@
-"""Latency of an ONNX model on a profile: percentiles, throughput, peak memory.
+"""Latency of ONNX models on a profile, measured side by side so that drift falls on all alike.
 
-Latency is measured in a fresh process (`python -m edgetune.measure.latency`) so that its peak
-RSS is the ONNX Runtime session's, not the trainer's. A measurement needs both a minimum number of runs and a
-minimum duration, after a warm-up. This module imports no torch, on purpose.
+Every system runs in a process of its own (`measure/worker.py`); the systems are timed in
+rounds, each round giving every system one slice of runs, in an order that rotates from
+round to round. Percentiles come with 95 % intervals (cluster bootstrap over rounds,
+`measure/stats.py`). With a budget, each system gets a verdict: `met` (the p90 interval is
+under the budget), `missed` (over it) or `marginal` (it straddles it); marginal systems get
+more rounds, up to `max_rounds`. Traffic latency runs the validation texts at their own
+lengths (dynamic shapes) after the fixed-shape rounds. No torch here, on purpose.
 """
 
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from edgetune.errors import InputError
+from edgetune.measure.stats import CI_METHOD, percentile_interval
+from edgetune.measure.worker import save_feeds
 from edgetune.profiles import Profile
-
-CUDA_WARMUP_RUNS = 50
 
 
 @dataclass
 class LatencySettings:
-    """How long to measure; defaults keep one candidate's bench to a few seconds."""
+    """How long to measure. Defaults: about 3 s per system at the profile's shape."""
 
     warmup_runs: int = 10
-    min_runs: int = 50
-    min_seconds: float = 3.0
-    max_seconds: float = 60.0
+    min_runs: int = 50  # over all rounds
+    min_seconds: float = 3.0  # over all rounds
+    rounds: int = 10
+    max_rounds: int = 30  # cap for marginal verdicts
     io_binding: bool = False  # always on for CUDA profiles
+    traffic_batches: int = 64  # distinct validation batches timed for traffic latency
+
+    def slice_runs(self) -> int:
+        return max(1, -(-self.min_runs // self.rounds))
+
+    def slice_seconds(self) -> float:
+        return self.min_seconds / self.rounds
 
 
 @dataclass
@@ -50,192 +60,174 @@ class LatencyResult:
     providers: list[str]
     threads: int
     gpu_memory_mb: float | None = None  # this process's GPU memory (CUDA profiles)
+    p50_ci: list[float] = field(default_factory=list)  # [low, high], 95 %
+    p90_ci: list[float] = field(default_factory=list)
+    p99_ci: list[float] = field(default_factory=list)
+    rounds: int = 1
+    ci_method: str = CI_METHOD
+    traffic_p50_ms: float | None = None  # validation texts at their own lengths
+    traffic_p90_ms: float | None = None
+    traffic_p90_ci: list[float] = field(default_factory=list)
+    verdict: str = ""  # met | missed | marginal (empty without a budget)
+    verdict_note: str = ""
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
-def create_session(model_path: str | Path, profile: Profile) -> ort.InferenceSession:
-    """An ORT session with the profile's providers and threads; clear errors, no silent fallback."""
-    available = ort.get_available_providers()
-    missing = [p for p in profile.execution_providers if p not in available]
-    if missing:
-        raise InputError(
-            f"profile '{profile.name}' asks for {', '.join(missing)}, which this onnxruntime "
-            f"does not have (available: {', '.join(available)}); use a profile for this machine"
-        )
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = profile.threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(
-            str(model_path), sess_options=options, providers=profile.execution_providers
-        )
-    except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph/... types
-        raise InputError(f"{model_path}: ONNX Runtime cannot load it as an ONNX model ({exc})") from None
-    # ORT falls back to CPU silently when a GPU provider fails to initialise (missing CUDA/cuDNN
-    # libraries): a CUDA profile measured on the CPU would be a lie, so refuse.
-    if profile.device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
-        raise InputError(
-            f"profile '{profile.name}' needs CUDA but ONNX Runtime could not start the CUDA provider "
-            "(check the CUDA/cuDNN libraries and that onnxruntime-gpu replaced onnxruntime)"
-        )
-    return session
+@dataclass
+class System:
+    """One model to measure: its fixed-shape batch and, optionally, traffic batches."""
+
+    name: str
+    model_path: Path
+    feed: dict[str, np.ndarray]
+    traffic: list[dict[str, np.ndarray]] = field(default_factory=list)
+    rounds: list[np.ndarray] = field(default_factory=list)
+    traffic_rounds: list[np.ndarray] = field(default_factory=list)
 
 
-def feed_for(session: ort.InferenceSession, encoded: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Keep only the inputs the graph declares (e.g. drop token_type_ids for DistilBERT)."""
-    names = [i.name for i in session.get_inputs()]
-    missing = [n for n in names if n not in encoded]
-    if missing:
-        raise InputError(f"the model needs inputs {missing} that the tokenizer does not produce")
-    return {n: np.ascontiguousarray(encoded[n], dtype=np.int64) for n in names}
+class _Worker:
+    """The parent's end of one `python -m edgetune.measure.worker` process."""
+
+    def __init__(self, system: System, profile: Profile, settings: LatencySettings, tmp: Path):
+        feeds = tmp / f"{id(system)}.npz"
+        save_feeds(str(feeds), {"fixed": [system.feed], **({"traffic": system.traffic} if system.traffic else {})})
+        self.name = system.name
+        self.proc = subprocess.Popen([sys.executable, "-m", "edgetune.measure.worker"], text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.request = {"op": "load", "model": str(system.model_path), "profile": profile.model_dump(),
+                        "feeds": str(feeds), "io_binding": settings.io_binding,
+                        "warmup": settings.warmup_runs}
+
+    def send(self, request: dict) -> None:
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+
+    def ask(self, request: dict | None) -> dict:
+        """Send `request` (None: only read the reply to one already sent) and wait for it."""
+        if request is not None:
+            self.send(request)
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the latency worker for {self.name} died (exit {self.proc.wait()})")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise (InputError if reply.get("input_error") else RuntimeError)(
+                f"measuring {self.name}: {reply['error']}")
+        return reply
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
 
 
-def _timed_runs(
-    model_path: str, profile_json: dict, feed: dict[str, np.ndarray], settings: LatencySettings
-) -> tuple[list[float], float, list[str], dict]:
-    profile = Profile(**profile_json)
-    session = create_session(model_path, profile)
-    run = make_runner(session, feed, io_binding=profile.device == "cuda" or settings.io_binding)
-    # CUDA picks its kernels (cuDNN/cuBLAS autotuning) during the first runs: warm up longer.
-    warmup = max(settings.warmup_runs, CUDA_WARMUP_RUNS) if profile.device == "cuda" else settings.warmup_runs
-    for _ in range(warmup):
-        run()
-    times: list[float] = []
-    start = time.perf_counter()
-    while True:
-        t0 = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - t0) * 1000.0)
-        elapsed = time.perf_counter() - start
-        enough = len(times) >= settings.min_runs and elapsed >= settings.min_seconds
-        if enough or elapsed >= settings.max_seconds:
-            break
-    extra = {"gpu_memory_mb": gpu_memory_mb()} if profile.device == "cuda" else {}
-    return times, peak_rss_mb(), session.get_providers(), extra
+def latency_verdict(p90: float, p90_ci: list[float], budget_ms: float) -> str:
+    if p90_ci and p90_ci[1] <= budget_ms:
+        return "met"
+    if p90_ci and p90_ci[0] > budget_ms:
+        return "missed"
+    return "marginal" if p90_ci else ("met" if p90 <= budget_ms else "missed")
 
 
-def make_runner(session: ort.InferenceSession, feed: dict[str, np.ndarray], io_binding: bool):
-    """A no-argument callable that runs one batch.
-
-    With IO binding the inputs are copied to the session's device once and the outputs stay
-    there, so the timing is the model's, not the host<->device copies'; `synchronize_*` makes
-    the timer wait for the device (CUDA runs asynchronously).
-    """
-    if not io_binding:
-        return lambda: session.run(None, feed)
-    device = "cuda" if "CUDAExecutionProvider" in session.get_providers() else "cpu"
-    binding = session.io_binding()
-    for name, array in feed.items():
-        binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array, device, 0))
-    for output in session.get_outputs():
-        binding.bind_output(output.name, device)
-
-    def run() -> None:
-        binding.synchronize_inputs()
-        session.run_with_iobinding(binding)
-        binding.synchronize_outputs()
-    return run
+def _interval(rounds: list[np.ndarray], q: float) -> list[float]:
+    i = percentile_interval(rounds, q)
+    return [i.low, i.high]
 
 
-def gpu_memory_mb(pid: int | None = None) -> float | None:
-    """GPU memory held by this process, from nvidia-smi (None where it is not available)."""
-    import os
-
-    pid = pid or os.getpid()
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory",
-                              "--format=csv,noheader,nounits"], capture_output=True, text=True,
-                             check=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    for line in out.splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 2 and parts[0] == str(pid):
-            return float(parts[1])
-    return None
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory. VmHWM, not ru_maxrss: Linux carries ru_maxrss
-    over from the parent across fork+exec, which would count the trainer's memory."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    scale = 1024.0 if sys.platform != "darwin" else 1024.0 * 1024.0
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+def _summary(system: System, profile: Profile, stats: dict, budget_ms: float | None) -> LatencyResult:
+    pooled = np.concatenate(system.rounds)
+    batch, seq = next(iter(system.feed.values())).shape[:2]
+    p50 = float(np.percentile(pooled, 50))
+    result = LatencyResult(
+        p50_ms=p50, p90_ms=float(np.percentile(pooled, 90)), p99_ms=float(np.percentile(pooled, 99)),
+        mean_ms=float(pooled.mean()), runs=len(pooled), batch_size=int(batch), sequence_length=int(seq),
+        throughput_items_per_s=float(batch * 1000.0 / p50), peak_rss_mb=float(stats["peak_rss_mb"]),
+        providers=stats["providers"], threads=profile.threads, gpu_memory_mb=stats["gpu_memory_mb"],
+        p50_ci=_interval(system.rounds, 50), p90_ci=_interval(system.rounds, 90),
+        p99_ci=_interval(system.rounds, 99), rounds=len(system.rounds))
+    result.round_times = system.rounds  # not a field: kept for ratios, not written to JSON
+    if system.traffic_rounds:
+        traffic = np.concatenate(system.traffic_rounds)
+        result.traffic_p50_ms = float(np.percentile(traffic, 50))
+        result.traffic_p90_ms = float(np.percentile(traffic, 90))
+        result.traffic_p90_ci = _interval(system.traffic_rounds, 90)
+    if budget_ms is not None:
+        on_traffic = profile.budget_on == "traffic" and result.traffic_p90_ms is not None
+        p90, ci = ((result.traffic_p90_ms, result.traffic_p90_ci) if on_traffic
+                   else (result.p90_ms, result.p90_ci))
+        result.verdict = latency_verdict(p90, ci, budget_ms)
+        result.verdict_note = (f"{result.verdict}: p90 {p90:.2f} ms [{ci[0]:.2f}, {ci[1]:.2f}] vs budget "
+                               f"{budget_ms:g} ms after {result.rounds} rounds"
+                               + (" (traffic shapes)" if on_traffic else ""))
+    return result
 
 
-def measure_latency(
-    model_path: str | Path,
-    profile: Profile,
-    feed: dict[str, np.ndarray],
-    settings: LatencySettings | None = None,
-    isolated: bool = True,
-) -> LatencyResult:
-    """Latency of one batch (`feed`, already at the profile's batch and length) on the profile.
+def _round(workers: dict[str, _Worker], systems: list[System], r: int, feed: str,
+           settings: LatencySettings) -> None:
+    """One round: every system one slice, starting at a different system each round."""
+    order = systems[r % len(systems):] + systems[:r % len(systems)]
+    for s in order:
+        runs, seconds = ((settings.slice_runs(), settings.slice_seconds()) if feed == "fixed"
+                         else (max(1, len(s.traffic) // settings.rounds), 0.0))
+        times = np.asarray(workers[s.name].ask({"op": "run", "feed": feed, "runs": runs,
+                                                "seconds": seconds})["times"])
+        (s.rounds if feed == "fixed" else s.traffic_rounds).append(times)
+        time.sleep(0.01)  # let the last system's pool threads park before the next starts
 
-    `isolated` runs it in a fresh process so peak RSS belongs to the session alone.
-    """
+
+def measure_interleaved(systems: list[System], profile: Profile, settings: LatencySettings | None = None,
+                        budget_ms: float | None = None, worker=_Worker) -> dict[str, LatencyResult]:
+    """Interleaved rounds over all systems (see the module docstring); results by name.
+    `worker` makes the process for one system (tests pass a fake)."""
     settings = settings or LatencySettings()
-    if isolated:
-        times, peak_mb, providers, extra = _run_isolated(model_path, profile, feed, settings)
-    else:
-        times, peak_mb, providers, extra = _timed_runs(str(model_path), profile.model_dump(), feed, settings)
-    arr = np.asarray(times)
-    batch, seq = next(iter(feed.values())).shape[:2]
-    p50 = float(np.percentile(arr, 50))
-    return LatencyResult(
-        p50_ms=p50,
-        p90_ms=float(np.percentile(arr, 90)),
-        p99_ms=float(np.percentile(arr, 99)),
-        mean_ms=float(arr.mean()),
-        runs=len(times),
-        batch_size=int(batch),
-        sequence_length=int(seq),
-        throughput_items_per_s=float(batch * 1000.0 / p50),
-        peak_rss_mb=float(peak_mb),
-        providers=providers,
-        threads=profile.threads,
-        **extra,
-    )
-
-
-def _run_isolated(
-    model_path: str | Path, profile: Profile, feed: dict[str, np.ndarray], settings: LatencySettings
-) -> tuple[list[float], float, list[str], dict]:
-    """Run `_timed_runs` in a fresh interpreter (`python -m edgetune.measure.latency`), not a fork:
-    nothing of the caller's memory or main module comes along."""
+    for s in systems:  # a System measured before starts afresh
+        s.rounds, s.traffic_rounds = [], []
     with tempfile.TemporaryDirectory(prefix="edgetune-bench-") as tmp:
-        np.savez(Path(tmp) / "feed.npz", **feed)
-        request = {"model": str(model_path), "profile": profile.model_dump(),
-                   "settings": asdict(settings), "feed": str(Path(tmp) / "feed.npz"),
-                   "result": str(Path(tmp) / "result.json")}
-        (Path(tmp) / "request.json").write_text(json.dumps(request))
-        proc = subprocess.run([sys.executable, "-m", "edgetune.measure.latency", str(Path(tmp) / "request.json")],
-                              capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise RuntimeError(f"the latency worker failed: {tail}")
-        result = json.loads((Path(tmp) / "result.json").read_text())
-    return result["times"], result["peak_rss_mb"], result["providers"], result["extra"]
+        workers = {s.name: worker(s, profile, settings, Path(tmp)) for s in systems}
+        try:
+            for w in workers.values():  # all start loading at once, then wait for each
+                w.send(w.request)
+            for w in workers.values():
+                w.ask(None)
+            for r in range(settings.rounds):
+                _round(workers, systems, r, "fixed", settings)
+            with_traffic = [s for s in systems if s.traffic]
+            for r in range(settings.rounds if with_traffic else 0):
+                _round(workers, with_traffic, r, "traffic", settings)
+            stats = {name: w.ask({"op": "stats"}) for name, w in workers.items()}
+            results = {s.name: _summary(s, profile, stats[s.name], budget_ms) for s in systems}
+            extra = settings.rounds
+            while budget_ms is not None and extra < settings.max_rounds:
+                marginal = [s for s in systems if results[s.name].verdict == "marginal"]
+                if not marginal:
+                    break
+                for r in range(min(settings.rounds, settings.max_rounds - extra)):
+                    _round(workers, marginal, extra + r, "fixed", settings)
+                extra += settings.rounds
+                results.update({s.name: _summary(s, profile, stats[s.name], budget_ms) for s in marginal})
+        finally:
+            for w in workers.values():
+                w.close()
+    return results
 
 
-def _worker(request_path: str) -> None:
-    request = json.loads(Path(request_path).read_text())
-    with np.load(request["feed"]) as data:
-        feed = {k: data[k] for k in data.files}
-    times, peak_mb, providers, extra = _timed_runs(request["model"], request["profile"], feed,
-                                                   LatencySettings(**request["settings"]))
-    Path(request["result"]).write_text(json.dumps(
-        {"times": times, "peak_rss_mb": peak_mb, "providers": providers, "extra": extra}))
+def measure_latency(model_path: str | Path, profile: Profile, feed: dict[str, np.ndarray],
+                    settings: LatencySettings | None = None, isolated: bool = True) -> LatencyResult:
+    """One model alone: in a worker process (`isolated`, peak RSS its own) or in this one."""
+    settings = settings or LatencySettings()
+    system = System(Path(model_path).name, Path(model_path), feed)
+    if isolated:
+        return measure_interleaved([system], profile, settings)[system.name]
+    from edgetune.measure.worker import Measured
 
-
-if __name__ == "__main__":
-    _worker(sys.argv[1])
+    with tempfile.TemporaryDirectory(prefix="edgetune-bench-") as tmp:
+        save_feeds(f"{tmp}/f.npz", {"fixed": [feed]})
+        measured = Measured({"model": str(model_path), "profile": profile.model_dump(),
+                             "feeds": f"{tmp}/f.npz", "io_binding": settings.io_binding,
+                             "warmup": settings.warmup_runs})
+    for _ in range(settings.rounds):
+        system.rounds.append(np.asarray(measured.run("fixed", settings.slice_runs(),
+                                                     settings.slice_seconds())))
+    return _summary(system, profile, measured.stats(), None)

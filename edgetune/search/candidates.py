@@ -1,7 +1,10 @@
-"""The candidate builder: export -> passes -> bench -> `Candidate` -> verdict.
+"""The candidate builder: export -> passes -> accuracy -> `Candidate`; then all candidates'
+latency measured side by side -> budget verdicts.
 
 The one path every candidate takes, whether `tune` builds the dense menu or the search builds
 a pruned student's; probes (latency only, untrained weights) take it too, without accuracy.
+Latency is measured last and for all candidates of a run at once, in interleaved rounds, so
+that the machine's drift falls on all of them alike.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from pathlib import Path
 from edgetune.compress.modes import Mode, build_variants
 from edgetune.compress.passes import PassContext
 from edgetune.exporter.onnx import ExportCheck, export_onnx, export_validated
-from edgetune.measure.bench import EvalSet, bench_onnx
+from edgetune.measure.bench import EvalSet, Subject, evaluate, measure_latencies, model_size_mb
 from edgetune.measure.latency import LatencySettings
 from edgetune.profiles import Profile
 from edgetune.search.record import Candidate
@@ -38,16 +41,18 @@ class CandidateBuilder:
 
     def build(self, fp32: Path, modes: list[Mode], out_dir: Path, evaluation: EvalSet | None,
               prefix: str = "", checkpoint: str = "", extra: dict | None = None) -> list[Candidate]:
-        """Every mode built from `fp32`, benched on the profile, with its budget verdict."""
+        """Every mode built from `fp32`, its accuracy measured on the ONNX model (given
+        `evaluation`); latency comes later, from `measure`."""
         built = build_variants(fp32, out_dir, modes, self.ctx)
         candidates = []
         for mode in modes:
             path, settings = built[mode.name]
-            result = bench_onnx(path, self.tokenizer, self.profile, evaluation, self.settings)
-            candidates.append(check_budget(Candidate(
+            subject = Subject(mode.name, path, self.tokenizer)
+            accuracy = evaluate(subject, self.profile, evaluation) if evaluation else None
+            candidates.append(Candidate(
                 name=prefix + mode.name, precision=mode.precision, model_path=str(path),
-                accuracy=result.accuracy, latency=result.latency, size_mb=result.size_mb,
-                settings={**settings, **(extra or {})}, checkpoint=checkpoint), self.profile))
+                accuracy=accuracy, latency=None, size_mb=model_size_mb(path),
+                settings={**settings, **(extra or {})}, checkpoint=checkpoint))
         return candidates
 
     def from_model(self, model, out_dir: Path, modes: list[Mode], evaluation: EvalSet | None,
@@ -58,3 +63,15 @@ class CandidateBuilder:
         max_length = evaluation.max_length if evaluation else self.profile.sequence_length
         fp32, check = self.export(model, out_dir / "model.fp32.onnx", texts, max_length)
         return self.build(fp32, modes, out_dir, evaluation, prefix, checkpoint, extra), check
+
+    def measure(self, candidates: list[Candidate], evaluation: EvalSet | None) -> list[Candidate]:
+        """Latency of all `candidates` in the same interleaved rounds, then their verdicts."""
+        subjects = [Subject(c.name, Path(c.model_path), self.tokenizer) for c in candidates]
+        texts = evaluation.texts if evaluation else None
+        max_length = evaluation.max_length if evaluation else self.profile.sequence_length
+        latency = measure_latencies(subjects, self.profile, texts, max_length, self.settings,
+                                    self.profile.latency_budget_ms)
+        for c in candidates:
+            c.latency = latency[c.name]
+            check_budget(c, self.profile)
+        return candidates

@@ -18,7 +18,7 @@ class Candidate:
     precision: str
     model_path: str
     accuracy: AccuracyResult | None  # None only for latency probes
-    latency: LatencyResult
+    latency: LatencyResult | None  # None until measured side by side with the others
     size_mb: float
     settings: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -26,6 +26,7 @@ class Candidate:
     meets_size: bool = True
     within_accuracy_bound: bool = True
     checkpoint: str = ""  # the PyTorch checkpoint it was exported from (tokenizer, config)
+    stats: dict = field(default_factory=dict)  # accuracy interval, paired tests (select.py)
 
     @property
     def meets_budget(self) -> bool:
@@ -40,5 +41,5 @@ class Candidate:
     def from_json(cls, data: dict) -> Candidate:
         data = {k: v for k, v in data.items() if k != "meets_budget"}
         data["accuracy"] = AccuracyResult(**data["accuracy"]) if data["accuracy"] else None
-        data["latency"] = LatencyResult(**data["latency"])
+        data["latency"] = LatencyResult(**data["latency"]) if data["latency"] else None
         return cls(**data)

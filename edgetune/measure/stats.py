@@ -1,0 +1,104 @@
+"""The uncertainty behind every number a choice rests on.
+
+Latency: percentiles of timings collected in interleaved rounds, with 95 % intervals from a
+*cluster bootstrap over rounds* (whole rounds are resampled, so the machine's drift between
+rounds widens the interval, as it should). Ratios of two systems are bootstrapped the same
+way, pairing the rounds they shared. Accuracy: Wilson intervals, and paired comparisons of two
+models on the same rows with the exact McNemar test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+LEVEL = 0.95
+BOOTSTRAP_SAMPLES = 1000
+CI_METHOD = "cluster bootstrap over rounds (1000 resamples, 95 %)"
+
+
+@dataclass
+class Interval:
+    value: float
+    low: float
+    high: float
+
+    def to_json(self) -> list[float]:
+        return [self.value, self.low, self.high]
+
+    def overlaps(self, other: Interval) -> bool:
+        return self.low <= other.high and other.low <= self.high
+
+
+def _resampled_rounds(n_rounds: int, samples: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, n_rounds, size=(samples, n_rounds))
+
+
+def percentile_interval(rounds: list[np.ndarray], q: float, seed: int = 0,
+                        samples: int = BOOTSTRAP_SAMPLES) -> Interval:
+    """The q-th percentile of all timings, and its interval from resampling whole rounds."""
+    rounds = [np.asarray(r, dtype=float) for r in rounds if len(r)]
+    pooled = np.concatenate(rounds)
+    point = float(np.percentile(pooled, q))
+    if len(rounds) < 2:
+        return Interval(point, point, point)
+    stats = np.array([np.percentile(np.concatenate([rounds[i] for i in pick]), q)
+                      for pick in _resampled_rounds(len(rounds), samples, seed)])
+    tail = (1 - LEVEL) / 2 * 100
+    low, high = np.percentile(stats, [tail, 100 - tail])
+    return Interval(point, float(low), float(high))
+
+
+def ratio_interval(rounds_a: list[np.ndarray], rounds_b: list[np.ndarray], q: float = 50,
+                   seed: int = 0, samples: int = BOOTSTRAP_SAMPLES) -> Interval:
+    """percentile_q(B) / percentile_q(A), the rounds resampled in pairs (A and B ran side by
+    side in each round, so the drift they shared cancels)."""
+    n = min(len(rounds_a), len(rounds_b))
+    a, b = [np.asarray(r, float) for r in rounds_a[:n]], [np.asarray(r, float) for r in rounds_b[:n]]
+    point = float(np.percentile(np.concatenate(b), q) / np.percentile(np.concatenate(a), q))
+    if n < 2:
+        return Interval(point, point, point)
+    stats = np.array([np.percentile(np.concatenate([b[i] for i in pick]), q)
+                      / np.percentile(np.concatenate([a[i] for i in pick]), q)
+                      for pick in _resampled_rounds(n, samples, seed)])
+    tail = (1 - LEVEL) / 2 * 100
+    low, high = np.percentile(stats, [tail, 100 - tail])
+    return Interval(point, float(low), float(high))
+
+
+def wilson_interval(correct: int, total: int, z: float = 1.959964) -> Interval:
+    """95 % Wilson score interval of a proportion (well-behaved near 0 and 1)."""
+    if total == 0:
+        return Interval(0.0, 0.0, 1.0)
+    p = correct / total
+    denom = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denom
+    half = z * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
+    return Interval(p, float(max(0.0, centre - half)), float(min(1.0, centre + half)))
+
+
+@dataclass
+class PairedTest:
+    """Exact McNemar test of two models on the same rows."""
+
+    only_first_right: int  # b: rows the first gets right and the second wrong
+    only_second_right: int  # c
+    p_value: float
+
+    def to_json(self) -> dict:
+        return {"only_first_right": self.only_first_right,
+                "only_second_right": self.only_second_right, "p_value": self.p_value,
+                "test": "exact McNemar (two-sided binomial on discordant rows)"}
+
+
+def mcnemar_exact(first_correct: np.ndarray, second_correct: np.ndarray) -> PairedTest:
+    from scipy.stats import binomtest
+
+    first, second = np.asarray(first_correct, bool), np.asarray(second_correct, bool)
+    if first.shape != second.shape:
+        raise ValueError("McNemar needs predictions on the same rows")
+    b = int(np.sum(first & ~second))
+    c = int(np.sum(~first & second))
+    p = 1.0 if b + c == 0 else float(binomtest(min(b, c), b + c, 0.5).pvalue)
+    return PairedTest(b, c, min(1.0, p))

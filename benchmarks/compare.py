@@ -1,12 +1,15 @@
-"""edgetune side by side with PyTorch eager and the Optimum recipe, in one process.
+"""edgetune side by side with PyTorch eager and the Optimum recipe, each row in its own process.
 
 Rows (same validation data, same ORT settings, same harness):
   1. PyTorch eager fp32 - the fine-tuned checkpoint as a user runs it;
   2. Optimum recipe     - optimum ONNX export, ORTOptimizer O2, ORTQuantizer dynamic INT8 with
                           the AutoQuantizationConfig preset for this CPU (avx512_vnni/avx2/arm64);
   3. edgetune           - the bundle a `tune` run chose (OUT/best).
-Latencies are interleaved (A B C A B C ...) so machine drift hits every row alike; threads
-are pinned to the profile's. Also checks the harness: edgetune's bench p50 vs a bare
+Every row runs in a worker process of its own (`compare.py --worker`), so no row's threads
+(PyTorch's OpenMP pool included) are left running beside another's; latencies are taken in
+interleaved rounds whose order rotates (A B C, B C A, C A B, ...) so machine drift hits every
+row alike, with 95 % intervals (cluster bootstrap over rounds) and ratios paired by round.
+Threads are pinned to the profile's. Also checks the harness: edgetune's bench p50 vs a bare
 `session.run` loop on the same ONNX file, in the same process.
 
     python benchmarks/compare.py --run runs/sst2 --data ../shared/data/sst2 --profile cpu-edge
@@ -18,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-# Rows run interleaved in one process: PyTorch's OpenMP threads must not spin-wait on the two
-# cores after each PyTorch call, or they steal time from the ONNX Runtime row that follows.
+# PyTorch's OpenMP threads must not spin-wait after each call, even in their own process:
+# on two cores a spinning pool steals time from the row measured next.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
@@ -89,13 +93,32 @@ def optimum_recipe(checkpoint: Path, work: Path) -> tuple[Path, str]:
 
 
 class Row:
-    """One contender: how to run a batch, and its measurements."""
+    """One contender, measured by a worker process: `kind` is ort or torch."""
 
-    def __init__(self, name: str, run, size_mb: float, note: str):
-        self.name, self.run, self.size_mb, self.note = name, run, size_mb, note
-        self.times: list[float] = []
+    def __init__(self, name: str, kind: str, path: Path, size_mb: float, note: str):
+        self.name, self.kind, self.path, self.size_mb, self.note = name, kind, path, size_mb, note
+        self.rounds: list[np.ndarray] = []
         self.times32: list[float] = []
         self.accuracy = self.macro_f1 = float("nan")
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, threads: int, feeds: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--worker", self.kind, str(self.path), str(threads), str(feeds)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def ask(self, request: dict):
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the worker of row '{self.name}' died")
+        return json.loads(line)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
 
 
 def ort_runner(path: Path, threads: int):
@@ -130,6 +153,26 @@ def timed(run, feed, n: int) -> list[float]:
         run(feed)
         out.append((time.perf_counter() - t0) * 1000.0)
     return out
+
+
+def worker(kind: str, path: str, threads: str, feeds_path: str) -> None:
+    """A row's process: answers {"op": "eval"} with logits and {"op": "run", ...} with times."""
+    run = torch_runner(Path(path), int(threads)) if kind == "torch" else ort_runner(Path(path), int(threads))[0]
+    with np.load(feeds_path) as data:
+        arrays = {k: data[k] for k in data.files}
+    feeds: dict[str, dict] = {}
+    for key, value in arrays.items():
+        group, name = key.split("/")
+        feeds.setdefault(group, {})[name] = value
+    evals = [feeds[g] for g in sorted(feeds, key=lambda g: (len(g), g)) if g.startswith("eval")]
+    for line in sys.stdin:
+        request = json.loads(line)
+        if request["op"] == "eval":
+            reply = {"logits": np.concatenate([run(b) for b in evals]).tolist()}
+        else:
+            reply = {"times": timed(run, feeds[request["feed"]], request["runs"])}
+        sys.stdout.write(json.dumps(reply) + "\n")
+        sys.stdout.flush()
 
 
 def harness_check(path: Path, profile, feed, seconds: float) -> tuple[float, float]:
@@ -185,39 +228,50 @@ def main(argv: list[str] | None = None) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="compare-") as tmp:
         optimum_path, optimum_note = optimum_recipe(checkpoint.resolve(), Path(tmp))
-        ours_run, _ = ort_runner(bundle.model_path, threads)
-        opt_run, _ = ort_runner(optimum_path, threads)
         weights = sum(p.stat().st_size for p in checkpoint.glob("*.safetensors")) / 1e6
-        rows = [Row("PyTorch eager fp32", torch_runner(checkpoint, threads), weights, "checkpoint"),
-                Row("Optimum recipe", opt_run, optimum_path.stat().st_size / 1e6, optimum_note),
-                Row(f"edgetune ({bundle.manifest.candidate or bundle.manifest.precision})",
-                    ours_run, bundle.model_path.stat().st_size / 1e6, "tune's choice")]
-        for row in rows:
-            logits = np.concatenate([row.run(b) for b in batches])
-            m = classification_metrics(logits, labels)
-            row.accuracy, row.macro_f1 = m["accuracy"], m["macro_f1"]
-            timed(row.run, feed, 5)  # warm-up
-            timed(row.run, feed32, 1)
-        for _ in range(args.rounds):  # interleaved: A B C A B C ...
+        rows = [Row("PyTorch eager fp32", "torch", checkpoint, weights, "checkpoint"),
+                Row("Optimum recipe", "ort", optimum_path, optimum_path.stat().st_size / 1e6, optimum_note),
+                Row(f"edgetune ({bundle.manifest.candidate or bundle.manifest.precision})", "ort",
+                    bundle.model_path, bundle.model_path.stat().st_size / 1e6, "tune's choice")]
+        feeds = Path(tmp) / "feeds.npz"
+        np.savez(feeds, **{f"b1/{k}": v for k, v in feed.items()}, **{f"b32/{k}": v for k, v in feed32.items()},
+                 **{f"eval{i}/{k}": v for i, b in enumerate(batches) for k, v in b.items()})
+        try:
             for row in rows:
-                row.times += timed(row.run, feed, args.runs_per_round)
-        for _ in range(max(3, args.rounds // 5)):
+                row.start(threads, feeds)
             for row in rows:
-                row.times32 += timed(row.run, feed32, 1)
+                m = classification_metrics(np.asarray(row.ask({"op": "eval"})["logits"], np.float32), labels)
+                row.accuracy, row.macro_f1 = m["accuracy"], m["macro_f1"]
+                row.ask({"op": "run", "feed": "b1", "runs": 5})  # warm-up
+                row.ask({"op": "run", "feed": "b32", "runs": 1})
+            for r in range(args.rounds):  # interleaved, the order rotating every round
+                for row in rows[r % len(rows):] + rows[:r % len(rows)]:
+                    row.rounds.append(np.asarray(row.ask({"op": "run", "feed": "b1",
+                                                          "runs": args.runs_per_round})["times"]))
+            for r in range(max(3, args.rounds // 5)):
+                for row in rows[r % len(rows):] + rows[:r % len(rows)]:
+                    row.times32 += row.ask({"op": "run", "feed": "b32", "runs": 1})["times"]
+        finally:
+            for row in rows:
+                row.stop()
         ours_p50, bare_p50 = harness_check(bundle.model_path, profile, feed, args.harness_seconds)
 
-    base = {r.name: float(np.percentile(r.times, 50)) for r in rows}
-    torch_p50, optimum_p50 = base[rows[0].name], base[rows[1].name]
+    from edgetune.measure.stats import percentile_interval, ratio_interval
+
     result = {"header": header, "profile": profile.model_dump(), "examples": len(texts), "rows": [],
+              "ci_method": "cluster bootstrap over rounds, 95 %; ratios paired by round",
               "harness": {"edgetune_p50_ms": ours_p50, "bare_loop_p50_ms": bare_p50,
                           "difference": abs(ours_p50 - bare_p50) / bare_p50}}
     for r in rows:
-        p50, p90, p99 = (float(np.percentile(r.times, q)) for q in (50, 90, 99))
+        p50, p90, p99 = (percentile_interval(r.rounds, q) for q in (50, 90, 99))
         result["rows"].append({
             "name": r.name, "note": r.note, "accuracy": r.accuracy, "macro_f1": r.macro_f1,
-            "size_mb": r.size_mb, "p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "runs": len(r.times),
+            "size_mb": r.size_mb, "p50_ms": p50.value, "p50_ci": [p50.low, p50.high],
+            "p90_ms": p90.value, "p90_ci": [p90.low, p90.high], "p99_ms": p99.value,
+            "runs": int(sum(len(x) for x in r.rounds)),
             "throughput_b32_items_per_s": 32 * 1000.0 / float(np.median(r.times32)),
-            "p50_vs_pytorch": p50 / torch_p50, "p50_vs_optimum": p50 / optimum_p50})
+            "p50_vs_pytorch": ratio_interval(rows[0].rounds, r.rounds).to_json(),
+            "p50_vs_optimum": ratio_interval(rows[1].rounds, r.rounds).to_json()})
     text = render(result)
     print(text)
     if args.out:
@@ -233,12 +287,18 @@ def render(result: dict) -> str:
              f"{h['transformers']}, onnxruntime {h['onnxruntime']}, optimum {h['optimum']}."),
              (f"Profile {p['name']}: {p['intra_op_threads'] or h['cores']} threads, batch {p['batch_size']}, "
              f"sequence {p['sequence_length']}; accuracy on {result['examples']} validation examples."), "",
-             "| row | accuracy | macro-F1 | size MB | p50 ms | p90 ms | p99 ms | items/s @ b32 | p50 / PyTorch | p50 / Optimum |",
+             "| row | accuracy | macro-F1 | size MB | p50 ms [95% CI] | p90 ms [95% CI] | p99 ms | items/s @ b32 | p50 / PyTorch [CI] | p50 / Optimum [CI] |",
              "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def ratio(r: list[float]) -> str:
+        return f"{r[0]:.2f} [{r[1]:.2f}, {r[2]:.2f}]"
+
     for r in result["rows"]:
         lines.append(f"| {r['name']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['size_mb']:.1f} | "
-                     f"{r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['p99_ms']:.2f} | "
-                     f"{r['throughput_b32_items_per_s']:.1f} | {r['p50_vs_pytorch']:.2f} | {r['p50_vs_optimum']:.2f} |")
+                     f"{r['p50_ms']:.2f} [{r['p50_ci'][0]:.2f}, {r['p50_ci'][1]:.2f}] | "
+                     f"{r['p90_ms']:.2f} [{r['p90_ci'][0]:.2f}, {r['p90_ci'][1]:.2f}] | {r['p99_ms']:.2f} | "
+                     f"{r['throughput_b32_items_per_s']:.1f} | {ratio(r['p50_vs_pytorch'])} | "
+                     f"{ratio(r['p50_vs_optimum'])} |")
     lines += ["", *[f"- {r['name']}: {r['note']}" for r in result["rows"]]]
     hc = result["harness"]
     lines += ["", (f"Harness check (same ONNX file, same process): edgetune bench p50 "
@@ -249,4 +309,7 @@ def render(result: dict) -> str:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    main()
+    if sys.argv[1:2] == ["--worker"]:
+        worker(*sys.argv[2:6])
+    else:
+        main()

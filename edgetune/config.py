@@ -37,6 +37,10 @@ class SearchSettings(_Config):
     recovery_minutes: float | None = Field(None, gt=0)
     recovery_lr: float | None = Field(None, gt=0)
     importance: Literal["taylor", "magnitude"] = "taylor"
+    distillation: Literal["layerwise", "logits"] = Field(
+        "layerwise", description="layerwise: logits KL + hidden states of the kept teacher layers")
+    stop_margin: float = Field(0.5, ge=0, description="a student stops once it is this many "
+                               "points above the accuracy bound; its minutes go to the next")
 
 
 class TuneConfig(_Config):
@@ -46,6 +50,8 @@ class TuneConfig(_Config):
     data: str | None = Field(None, description="file, folder or hub id (default: BBC News)")
     profile: str = "cpu-edge"
     latency_budget_ms: float | None = Field(None, gt=0)
+    relative_budget: float | None = Field(None, gt=0, le=1, description="the budget as this "
+                                          "fraction of the run's own unpruned dynamic INT8 p90")
     out: str = "runs/edgetune"
     text_column: str | None = None
     label_column: str | None = None
@@ -59,10 +65,13 @@ class TuneConfig(_Config):
     objective: Literal["latency", "accuracy", "size"] = Field(
         "latency", description="latency/size: the fastest/smallest whose accuracy is not "
         "significantly below the best; accuracy: the most accurate")
+    drop_unseen_labels: bool = Field(False, description="leave out validation rows whose label "
+                                     "the training rows never have (default: an error)")
     latency_rounds: int = Field(10, ge=2, description="interleaved rounds per candidate")
     max_rounds: int = Field(30, ge=2, description="cap on rounds for marginal verdicts")
     resume: bool = False
     overwrite: bool = False
+    force_unlock: bool = Field(False, description="take over the run folder's lock")
 
 
 class ExportConfig(_Config):
@@ -98,6 +107,7 @@ class PruneJobConfig(_Config):
     passes: list[str] = Field(default_factory=list, description="more torch passes: NAME:key=value")
     importance: Literal["taylor", "magnitude"] = "taylor"
     distill: bool = True
+    distillation: Literal["layerwise", "logits"] = "layerwise"
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=1.0, learning_rate=1e-4))
     profile: str = "cpu-edge"
     text_column: str | None = None
@@ -144,7 +154,8 @@ def read_recipe(path: str | Path) -> dict:
 
 def write_recipe(config: TuneConfig, path: str | Path) -> Path:
     """The resolved recipe, without run-control keys (resume, overwrite) or unset values."""
-    data = config.model_dump(mode="json", exclude_none=True, exclude={"resume", "overwrite"})
+    data = config.model_dump(mode="json", exclude_none=True,
+                             exclude={"resume", "overwrite", "force_unlock"})
     text = ("# edgetune recipe: repeat with `edgetune tune --config THIS --out NEW`\n"
             + tomli_w.dumps(data))
     write_text_atomic(path, text)

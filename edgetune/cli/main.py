@@ -7,6 +7,7 @@ Errors from the library (`EdgetuneError`) become one line on stderr and their ex
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -17,9 +18,14 @@ import click
 from edgetune._version import __version__
 from edgetune.cli.tools import bench, export, prune, quantize
 from edgetune.cli.tune import tune
-from edgetune.errors import EXIT_INTERNAL, EdgetuneError
+from edgetune.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EdgetuneError
 
 DEBUG_ENV = "EDGETUNE_DEBUG"
+# Errors of the machine, not of edgetune: said in one line, with what to do.
+MACHINE_ERRNOS = {errno.ENOSPC: "free some space or choose another --out",
+                  errno.EDQUOT: "free some space or choose another --out",
+                  errno.EACCES: "no permission: choose a folder you can write",
+                  errno.EROFS: "read-only file system: choose another --out"}
 
 
 class EdgetuneGroup(click.Group):
@@ -35,6 +41,13 @@ class EdgetuneGroup(click.Group):
                 raise
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except OSError as exc:
+            if _debug(ctx) or exc.errno not in MACHINE_ERRNOS:
+                raise
+            where = f" ({exc.filename})" if exc.filename else ""
+            click.echo(f"error: {exc.strerror}{where}: {MACHINE_ERRNOS[exc.errno]}; nothing "
+                       "half-written was left (rerun with --resume where it applies)", err=True)
+            ctx.exit(EXIT_BAD_INPUT)
         except Exception as exc:
             if _debug(ctx):
                 raise

@@ -72,8 +72,14 @@ def make_student(teacher: torch.nn.Module, config: PruneConfig, batches=None,
 def distill_student(pruned: PrunedModel, tokenizer, teacher, dataset: TextDataset,
                     work_dir: str | Path, train_config: TrainConfig,
                     distill: DistillConfig | None = None, use_teacher: bool = True,
-                    resume: bool = False) -> TrainResult:
-    """Recover the pruned student with the fine-tuning loop (+ distillation from `teacher`)."""
+                    resume: bool = False, kind: str = "layerwise",
+                    target_accuracy: float | None = None) -> TrainResult:
+    """Recover the pruned student with the fine-tuning loop (+ distillation from `teacher`:
+    `kind` layerwise, each student layer matched to the teacher layer it was kept from, or
+    logits only)."""
+    kept = next((s["chose"]["kept_layers"] for s in pruned.steps if s["pass"] == "layer-drop"), None)
+    distill = distill or DistillConfig.named(kind, layer_map=kept)
     return fine_tune("pruned-student", dataset, work_dir, train_config, resume=resume,
                      model=pruned.model, tokenizer=tokenizer,
-                     teacher=teacher if use_teacher else None, distill=distill)
+                     teacher=teacher if use_teacher else None, distill=distill,
+                     target_accuracy=target_accuracy)

@@ -8,12 +8,14 @@ sorted order; integer labels keep their numeric order.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
 
+from edgetune.data.filecheck import check_text_file
 from edgetune.errors import InputError
+from edgetune.hub import check_hub_id
 
 TEXT_COLUMN_NAMES = ("text", "sentence", "content", "document", "review", "body", "question")
 LABEL_COLUMN_NAMES = ("label", "labels", "category", "class", "target", "sentiment", "topic")
@@ -31,6 +33,7 @@ class TextDataset:
     validation: datasets.Dataset
     label_names: list[str]
     source: str
+    dropped: dict[str, int] = field(default_factory=dict)  # rows left out, by reason
 
     @property
     def num_labels(self) -> int:
@@ -43,8 +46,13 @@ def load_text_dataset(
     label_column: str | None = None,
     validation_fraction: float = 0.1,
     seed: int = 42,
+    drop_unseen_labels: bool = False,
 ) -> TextDataset:
-    """Load `source` (file, folder of split files, folder of `<label>/*.txt`, or hub id)."""
+    """Load `source` (file, folder of split files, folder of `<label>/*.txt`, or hub id).
+
+    Rows with an empty text or label are left out and counted. A validation label that the
+    training rows never have is an error (the model could not learn it), unless
+    `drop_unseen_labels` leaves those rows out (counted too)."""
     raw_splits = _load_raw_splits(Path(source), str(source))
     first = next(iter(raw_splits.values()))
     text_col = text_column or _detect_text_column(first, str(source))
@@ -57,8 +65,16 @@ def load_text_dataset(
                     f"(columns: {', '.join(split.column_names)}); "
                     "set --text-column/--label-column"
                 )
-    splits = {name: _normalise(split, text_col, label_col) for name, split in raw_splits.items()}
-    label_names = _label_names([s for s in splits.values()], str(source))
+    splits, dropped = {}, {}
+    for name, split in raw_splits.items():
+        splits[name] = _normalise(split, text_col, label_col)
+        if len(split) - len(splits[name]):
+            dropped[f"empty text or label ({name})"] = len(split) - len(splits[name])
+    if "validation" in splits:
+        splits["validation"], unseen = _unseen_labels(splits, str(source), drop_unseen_labels)
+        if unseen:
+            dropped["validation label not in train"] = unseen
+    label_names = _label_names([splits["train"]], str(source))
     to_id = {name: i for i, name in enumerate(label_names)}
     encoded = {
         name: split.map(lambda row: {"label": to_id[row["label"]]}).cast_column(
@@ -73,7 +89,20 @@ def load_text_dataset(
             test_size=validation_fraction, seed=seed, stratify_by_column="label"
         )
         encoded = {"train": held["train"], "validation": held["test"]}
-    return TextDataset(encoded["train"], encoded["validation"], label_names, str(source))
+    return TextDataset(encoded["train"], encoded["validation"], label_names, str(source), dropped)
+
+
+def _unseen_labels(splits: dict[str, datasets.Dataset], source: str,
+                   drop: bool) -> tuple[datasets.Dataset, int]:
+    seen = set(splits["train"].unique("label"))
+    unseen = sorted(set(splits["validation"].unique("label")) - seen)
+    if not unseen:
+        return splits["validation"], 0
+    if not drop:
+        raise InputError(f"{source}: validation labels {unseen} never occur in the training rows, "
+                         "so no model can learn them; fix the data or pass --drop-unseen-labels")
+    kept = splits["validation"].filter(lambda row: row["label"] in seen)
+    return kept, len(splits["validation"]) - len(kept)
 
 
 def _load_raw_splits(path: Path, source: str) -> dict[str, datasets.Dataset]:
@@ -116,6 +145,8 @@ def _load_file(path: Path) -> datasets.Dataset:
         raise InputError(f"{path}: the file is empty")
     if suffix in (".csv", ".tsv") and len(head.strip().splitlines()) < 2:
         raise InputError(f"{path}: the file has a header but no rows")
+    if suffix in (".csv", ".tsv", ".json", ".jsonl"):
+        check_text_file(path)
     kwargs: dict = {}
     if suffix == ".tsv":
         kwargs = {"delimiter": "\t", "quoting": csv.QUOTE_NONE}
@@ -141,6 +172,7 @@ def _load_label_folders(folder: Path) -> datasets.Dataset:
 
 
 def _load_hub(dataset_id: str) -> dict[str, datasets.Dataset]:
+    check_hub_id(dataset_id, "dataset", "data")
     try:
         dd = datasets.load_dataset(dataset_id)
     except Exception as exc:  # noqa: BLE001 - network, auth, missing: all one message
@@ -197,7 +229,8 @@ def _normalise(ds: datasets.Dataset, text_col: str, label_col: str) -> datasets.
         names = feature.names
         ds = ds.cast_column("label", datasets.Value("int64"))
         ds = ds.map(lambda row: {"label": names[row["label"]]})
-    ds = ds.filter(lambda row: row["text"] is not None and row["label"] is not None)
+    ds = ds.filter(lambda row: row["text"] is not None and row["label"] is not None
+                   and str(row["text"]).strip() != "" and str(row["label"]).strip() != "")
     return ds.map(lambda row: {"text": str(row["text"]), "label": _label_str(row["label"])},
                   features=datasets.Features({"text": datasets.Value("string"),
                                               "label": datasets.Value("string")}))
@@ -240,4 +273,5 @@ def align_labels(dataset: TextDataset, label_names: list[str]) -> TextDataset:
         split = split.cast_column("label", datasets.Value("int64"))
         return split.map(lambda row: {"label": lookup[row["label"]]}).cast_column("label", feature)
 
-    return TextDataset(remap(dataset.train), remap(dataset.validation), label_names, dataset.source)
+    return TextDataset(remap(dataset.train), remap(dataset.validation), label_names, dataset.source,
+                       dataset.dropped)

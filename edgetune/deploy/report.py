@@ -27,7 +27,8 @@ def _versus(c: Candidate) -> str:
     if not vs or vs["against"] == c.name:
         return "reference" if vs else "-"
     p = f" (p={vs['p_value']:.2g})" if vs.get("p_value") is not None else ""
-    return f"{-vs['drop_points']:+.2f}{p}" + (" significant" if vs["significant"] else "")
+    change = -vs["drop_points"] if abs(vs["drop_points"]) >= 0.005 else 0.0
+    return f"{change:+.2f}{p}" + (" significant" if vs["significant"] else "")
 
 
 def _verdict(c: Candidate) -> str:

@@ -42,13 +42,14 @@ def prune(config: PruneJobConfig) -> Bundle:
                 f"{pruned.params_before / 1e6:.1f}M parameters kept")
     with tempfile.TemporaryDirectory(prefix="edgetune-prune-") as tmp:
         trained = distill_student(pruned, tokenizer, teacher, dataset, Path(tmp) / "train", train,
-                                  use_teacher=config.distill)
+                                  use_teacher=config.distill, kind=config.distillation)
         student, _ = load_checkpoint(trained.checkpoint)
         pruned.steps += run_torch_steps(student, after, PassContext())
         fp32, check = export_validated(student, tokenizer, Path(tmp) / "model.onnx",
                                        list(dataset.validation["text"]), train.max_length,
                                        atol=config.atol)
-        pruning = {**pruned.to_json(), "importance": config.importance, "distilled": config.distill}
+        pruning = {**pruned.to_json(), "importance": config.importance, "distilled": config.distill,
+                   "distillation": config.distillation if config.distill else None}
         manifest = candidate_manifest(
             names, train.max_length, "fp32", profile, {}, source=str(checkpoint), pruning=pruning,
             metrics={"pytorch_accuracy": trained.metrics["accuracy"]}, train=trained.to_json(),

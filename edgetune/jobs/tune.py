@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetune._version import __version__
-from edgetune.compress.modes import default_modes, resolve_modes
+from edgetune.compress.modes import Mode, default_modes, resolve_modes
 from edgetune.compress.passes import PassContext
 from edgetune.config import RECIPE_NAME, TuneConfig, write_recipe
 from edgetune.console import console
@@ -29,15 +29,17 @@ from edgetune.deploy.manifest import candidate_manifest
 from edgetune.deploy.report import write_report
 from edgetune.errors import InputError, NoCandidate
 from edgetune.exporter.onnx import load_checkpoint
-from edgetune.fsutil import check_output_dir
+from edgetune.fsutil import check_output_dir, run_lock
 from edgetune.jobs.common import VALIDATION_SAMPLE
 from edgetune.measure.bench import EvalSet
 from edgetune.measure.latency import LatencySettings
+from edgetune.measure.session import check_providers
 from edgetune.profiles import Profile, available_profiles, load_profile
 from edgetune.search.candidates import CandidateBuilder
 from edgetune.search.notes import note_slower_than_fp32
 from edgetune.search.record import Candidate
 from edgetune.search.select import Selection, choose
+from edgetune.train.sources import check_model_source, check_trainable
 
 
 @dataclass
@@ -67,24 +69,43 @@ def resolve(config: TuneConfig) -> TuneConfig:
 
 
 def tune(config: TuneConfig, settings: LatencySettings | None = None) -> TuneResult:
-    """Raises `NoCandidate` (carrying the `TuneResult`) when nothing meets the budget."""
-    from edgetune.train.loop import fine_tune, finished_training
-
+    """Raises `NoCandidate` (carrying the `TuneResult`) when nothing meets the budget.
+    Checks the profile, the output folder, the model and the data before any training, and
+    holds the run folder's lock until it returns."""
     config = resolve(config)
     profile = load_profile(config.profile, config.latency_budget_ms)
+    check_providers(profile)  # before hours of training, not after
     out = Path(config.out)
     if not config.resume:
         check_output_dir(out, config.overwrite)
     modes = resolve_modes(config.modes) or default_modes(profile.device, profile.precisions)
     if not modes:
         raise InputError(f"profile '{profile.name}' allows no mode (its precisions: {profile.precisions})")
+    resolve_modes(config.search.modes)
+    if config.search.enabled and config.search.prune_configs:
+        from edgetune.compress.pruning import PruneConfig
+
+        [PruneConfig.parse(name) for name in config.search.prune_configs]  # bad names fail now
+    with run_lock(out, config.force_unlock, take_stale=config.resume):
+        return _tune(config, profile, modes, out, settings)
+
+
+def _tune(config: TuneConfig, profile: Profile, modes: list[Mode], out: Path,
+          settings: LatencySettings | None) -> TuneResult:
+    from edgetune.train.loop import fine_tune, finished_training
+
     cfg = config.train.model_copy(update={"max_length": config.train.max_length or profile.sequence_length})
     stages: dict[str, float] = {}
     t0 = time.monotonic()
+    if not (config.resume and finished_training(out / "work", cfg)):
+        check_model_source(config.model)
+        check_trainable(config.model)
     dataset = load_text_dataset(config.data, config.text_column, config.label_column,
-                                config.validation_fraction, cfg.seed)
+                                config.validation_fraction, cfg.seed, config.drop_unseen_labels)
     console.log(f"data: {len(dataset.train)} train / {len(dataset.validation)} validation, "
                 f"{dataset.num_labels} labels {dataset.label_names[:8]}")
+    for reason, count in dataset.dropped.items():
+        console.log(f"data: left out {count} row(s): {reason}")
     work = out / "work"
     if config.overwrite and not config.resume and out.exists():
         shutil.rmtree(work, ignore_errors=True)
@@ -95,6 +116,8 @@ def tune(config: TuneConfig, settings: LatencySettings | None = None) -> TuneRes
     trained = (finished_training(work, cfg) if config.resume else None) or \
         fine_tune(config.model, dataset, work, cfg, resume=config.resume)
     stages["fine_tune"] = time.monotonic() - t0
+    if (work / "lr_find.png").is_file():  # the range test's curve, beside the report
+        shutil.copy2(work / "lr_find.png", out / "lr_find.png")
     val_texts = list(dataset.validation["text"])
     (trained.checkpoint / VALIDATION_SAMPLE).write_text(json.dumps(val_texts[:128]))
     console.log(f"fine-tuned: PyTorch validation accuracy {trained.metrics['accuracy']:.4f} "
@@ -114,6 +137,8 @@ def tune(config: TuneConfig, settings: LatencySettings | None = None) -> TuneRes
     del torch_model
     stages["compress_and_accuracy"] = time.monotonic() - t0
 
+    if config.relative_budget is not None:
+        profile = _relative_budget(builder, candidates, evaluation, config.relative_budget)
     min_accuracy = search_log = None
     if config.search.enabled:
         from edgetune.search.pruning import run_search
@@ -131,12 +156,13 @@ def tune(config: TuneConfig, settings: LatencySettings | None = None) -> TuneRes
         stages["search"] = time.monotonic() - t0
 
     t0 = time.monotonic()
-    builder.measure(candidates, evaluation)
+    builder.measure(candidates, evaluation)  # all of them side by side, the search's too
     stages["latency"] = time.monotonic() - t0
     note_slower_than_fp32(candidates)
     selection = choose(candidates, profile, min_accuracy, config.objective)
     context = {
         "edgetune_version": __version__, "model": config.model, "data": config.data,
+        "dropped_rows": dataset.dropped,
         "recipe": str(recipe), "train": trained.to_json(),
         "pytorch_accuracy": trained.metrics["accuracy"], "export_check": check.to_json(),
         "stage_seconds": {k: round(v, 1) for k, v in stages.items()},
@@ -170,3 +196,18 @@ def tune(config: TuneConfig, settings: LatencySettings | None = None) -> TuneRes
     if best is None:
         raise NoCandidate(selection.reason + f"; report: {report_md}", result)
     return result
+
+
+def _relative_budget(builder: CandidateBuilder, candidates: list[Candidate], evaluation: EvalSet,
+                     fraction: float) -> Profile:
+    """The budget as a fraction of this run's unpruned dynamic INT8 p90 (else the fastest
+    dense candidate's), measured now, before the search needs it."""
+    builder.measure(candidates, evaluation)
+    base = next((c for c in candidates if c.name == "dynamic-int8"), None) or \
+        min(candidates, key=lambda c: c.latency.p90_ms)
+    budget = round(fraction * base.latency.p90_ms, 3)
+    console.log(f"latency budget {budget:g} ms: {fraction:g} x the p90 of {base.name} "
+                f"({base.latency.p90_ms:.2f} ms)")
+    builder.profile = builder.profile.model_copy(update={"latency_budget_ms": budget})
+    return builder.profile
+

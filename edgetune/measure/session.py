@@ -15,8 +15,8 @@ from edgetune.errors import InputError
 from edgetune.profiles import Profile
 
 
-def create_session(model_path: str | Path, profile: Profile) -> ort.InferenceSession:
-    """An ORT session with the profile's providers and threads; clear errors, no silent fallback."""
+def check_providers(profile: Profile) -> None:
+    """The profile's execution providers exist in this onnxruntime (checked before training)."""
     available = ort.get_available_providers()
     missing = [p for p in profile.execution_providers if p not in available]
     if missing:
@@ -24,6 +24,11 @@ def create_session(model_path: str | Path, profile: Profile) -> ort.InferenceSes
             f"profile '{profile.name}' asks for {', '.join(missing)}, which this onnxruntime "
             f"does not have (available: {', '.join(available)}); use a profile for this machine"
         )
+
+
+def create_session(model_path: str | Path, profile: Profile) -> ort.InferenceSession:
+    """An ORT session with the profile's providers and threads; clear errors, no silent fallback."""
+    check_providers(profile)
     options = ort.SessionOptions()
     options.intra_op_num_threads = profile.threads
     options.inter_op_num_threads = 1

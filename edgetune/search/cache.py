@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 from edgetune.fsutil import write_json_atomic
+
+LOG = logging.getLogger(__name__)
 
 
 class Cache:
@@ -19,8 +22,20 @@ class Cache:
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
     def get(self, key: str) -> dict | None:
+        """The record, or None: missing, or torn (unparseable: set aside and redone)."""
         path = self.folder / f"{key}.json"
-        return json.loads(path.read_text()) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            record = json.loads(path.read_text())
+            if isinstance(record, dict):
+                return record
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            pass
+        path.replace(path.with_suffix(".torn"))
+        LOG.warning("cache record %s is damaged; set aside as %s and redone", path.name,
+                    path.with_suffix(".torn").name)
+        return None
 
     def put(self, key: str, record: dict) -> None:
         write_json_atomic(self.folder / f"{key}.json", record)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetune.compress.modes import resolve_modes
-from edgetune.compress.pruning import PruneConfig
+from edgetune.compress.pruning import PruneConfig, count_parameters
 from edgetune.compress.recover import distill_student, make_student, scoring_batches
 from edgetune.config import SearchSettings
 from edgetune.console import console
@@ -105,31 +105,41 @@ def run_search(teacher_checkpoint: Path, dataset: TextDataset, builder: Candidat
 
     # 2-3. train the feasible ones, least pruned first
     feasible.sort(key=lambda item: -item[1])
+    # Recovery minutes follow how much was pruned: share = pruned fraction (at least 0.1).
+    params = count_parameters(teacher)
+    weight = {cfg.name: max(0.1, 1.0 - kept / params) for cfg, kept in feasible}
     min_accuracy = reference_accuracy - search.max_accuracy_drop / 100.0
     broke_bound: list[PruneConfig] = []
     candidates: list[Candidate] = []
     evaluation = EvalSet(tokenizer, list(dataset.validation["text"]),
                          np.asarray(dataset.validation["label"]), max_length)
     batches = scoring_batches(tokenizer, dataset, max_length)
-    for cfg, _ in feasible:
+    for index, (cfg, _) in enumerate(feasible):
         worse_than = next((b for b in broke_bound if cfg.prunes_at_least(b, num_layers)), None)
         if worse_than is not None:
             log.say(f"skip {cfg.name}: prunes at least as much as {worse_than.name}, which broke "
                     "the accuracy bound")
             continue
         key = Cache.key("trained", source, cfg.to_json(), modes_key, profile_key,
-                        recovery.model_dump(mode="json"), search.importance, max_length)
+                        recovery.model_dump(mode="json"), search.importance, max_length,
+                        search.distillation)
         record = cache.get(key)
         if record is None:
             minutes_left = (deadline - time.monotonic()) / 60.0
             if minutes_left < 0.5:
                 log.say(f"search budget spent: {cfg.name} and later configurations not trained")
                 break
-            budget = min(recovery.max_train_minutes or minutes_left, minutes_left)
+            share = weight[cfg.name] / sum(weight[c.name] for c, _ in feasible[index:])
+            budget = min(recovery.max_train_minutes or minutes_left, minutes_left * share)
+            log.say(f"{cfg.name}: recovery budget {budget:.1f} min ({100 * share:.0f} % of the "
+                    f"{minutes_left:.1f} left); stops early at accuracy "
+                    f"{min_accuracy + search.stop_margin / 100:.4f}")
             pruned = make_student(teacher, cfg, batches, search.importance)
-            folder = work / "students" / cfg.name
+            folder = work / "students" / f"{cfg.name}-{key[:8]}"  # resumable, never mixed up
             trained = distill_student(pruned, tokenizer, teacher, dataset, folder,
-                                      recovery.model_copy(update={"max_train_minutes": budget}))
+                                      recovery.model_copy(update={"max_train_minutes": budget}),
+                                      resume=True, kind=search.distillation,
+                                      target_accuracy=min_accuracy + search.stop_margin / 100)
             student, _ = load_checkpoint(trained.checkpoint)
             pruning = {**pruned.to_json(), "distilled": True, "train": trained.to_json()}
             found, _ = builder.from_model(student, folder / "onnx", modes, evaluation,

@@ -19,14 +19,18 @@ from typing import Literal
 import datasets
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer
 
+from edgetune.console import console
 from edgetune.data.text import TextDataset
 from edgetune.errors import InputError
 from edgetune.fsutil import write_json_atomic
 from edgetune.measure.metrics import classification_metrics
+from edgetune.train import lr_find
+from edgetune.train.callbacks import TargetCallback, TimeBudgetCallback
 from edgetune.train.distill import DistillationTrainer, DistillConfig
 from edgetune.train.progress import RichProgressCallback
+from edgetune.train.sources import check_model_source, last_good_checkpoint
 
 LOG = logging.getLogger(__name__)
 Scheduler = Literal["linear", "cosine", "plateau"]
@@ -41,7 +45,8 @@ class TrainConfig(BaseModel):
     epochs: float = Field(3.0, gt=0)
     max_steps: int = Field(-1, description="stop after N steps (-1: no limit)")
     max_train_minutes: float | None = Field(None, gt=0)
-    learning_rate: float = Field(5e-5, gt=0)
+    learning_rate: float | Literal["auto"] = Field(
+        "auto", description="a number, or auto: an LR range test picks it (train/lr_find.py)")
     batch_size: int = Field(32, ge=1, description="starting batch size; lowered if it does not fit")
     auto_find_batch_size: bool = True
     scheduler: Scheduler = "linear"
@@ -63,17 +68,20 @@ class TrainResult:
     steps: int = 0
     train_seconds: float = 0.0
     stopped_by: str = "epochs"
+    learning_rate: float | None = None  # the one used (found, when the config says auto)
+    lr_find: dict | None = None  # the range test's curve and cost, when it ran
 
     def to_json(self) -> dict:
         return {"checkpoint": str(self.checkpoint), "metrics": self.metrics, "steps": self.steps,
-                "train_seconds": round(self.train_seconds, 1), "stopped_by": self.stopped_by}
+                "train_seconds": round(self.train_seconds, 1), "stopped_by": self.stopped_by,
+                "learning_rate": self.learning_rate, "lr_find": self.lr_find}
 
 
 def load_model_for_classification(model_source: str, label_names: list[str]):
     """Pretrained weights + a new classification head sized for `label_names`."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    _check_model_source(model_source)
+    check_model_source(model_source)
     id2label = dict(enumerate(label_names))
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_source, trust_remote_code=False)
@@ -85,44 +93,10 @@ def load_model_for_classification(model_source: str, label_names: list[str]):
             ignore_mismatched_sizes=True,
             trust_remote_code=False,
         )
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise InputError(f"model '{model_source}' could not be loaded: {first}") from None
     return model, tokenizer
-
-
-def _check_model_source(model_source: str) -> None:
-    path = Path(model_source).expanduser()
-    looks_local = path.exists() or model_source.startswith((".", "/", "~")) or model_source.count("/") > 1
-    if not looks_local:
-        return  # a hub id: from_pretrained decides
-    if not path.exists():
-        raise InputError(f"model path '{model_source}' does not exist")
-    if not (path / "config.json").is_file():
-        raise InputError(
-            f"model path '{model_source}' holds no model (no config.json); "
-            "give a Hugging Face model folder or a hub id"
-        )
-
-
-class TimeBudgetCallback(TrainerCallback):
-    """Stops training past a deadline, after one last evaluation and save."""
-
-    def __init__(self, minutes: float) -> None:
-        self.minutes = minutes
-        self.deadline: float | None = None
-        self.hit = False
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.deadline = time.monotonic() + self.minutes * 60.0
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            self.hit = True
-            control.should_training_stop = True
-            control.should_evaluate = True
-            control.should_save = True
-        return control
 
 
 def fine_tune(
@@ -135,11 +109,13 @@ def fine_tune(
     tokenizer=None,
     teacher=None,
     distill: DistillConfig | None = None,
+    target_accuracy: float | None = None,
 ) -> TrainResult:
     """Fine-tune and return the best checkpoint (saved to `output_dir/best`).
 
-    Pass `model`/`tokenizer` to train an already-built model (a pruned student), and
-    `teacher` to distil from it with the same loop.
+    Pass `model`/`tokenizer` to train an already-built model (a pruned student), `teacher`
+    to distil from it with the same loop, and `target_accuracy` to stop as soon as an
+    evaluation reaches it (the search gives the minutes saved to the next student).
     """
     import torch
     from transformers import (
@@ -149,7 +125,6 @@ def fine_tune(
         set_seed,
     )
     from transformers.trainer_callback import PrinterCallback
-    from transformers.trainer_utils import get_last_checkpoint
 
     if config.max_length is None:
         raise ValueError("fine_tune needs TrainConfig.max_length (the jobs set the profile's)")
@@ -174,11 +149,13 @@ def fine_tune(
     scheduler_type = "reduce_lr_on_plateau" if config.scheduler == "plateau" else config.scheduler
     scheduler_kwargs = {"mode": "max", "factor": 0.5, "patience": 1} if config.scheduler == "plateau" else {}
 
+    had_checkpoints = (output_dir / "checkpoints").is_dir()  # before the Trainer makes it
+    last = last_good_checkpoint(output_dir / "checkpoints") if resume else None
     args = TrainingArguments(
         output_dir=str(output_dir / "checkpoints"),
         num_train_epochs=config.epochs,
         max_steps=config.max_steps,
-        learning_rate=config.learning_rate,
+        learning_rate=config.learning_rate if config.learning_rate != "auto" else 5e-5,
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=64,
         auto_find_batch_size=config.auto_find_batch_size,
@@ -215,8 +192,8 @@ def fine_tune(
         RichProgressCallback(),
     ]
     budget = TimeBudgetCallback(config.max_train_minutes) if config.max_train_minutes else None
-    if budget is not None:
-        callbacks.append(budget)
+    target = TargetCallback(target_accuracy) if target_accuracy is not None else None
+    callbacks += [c for c in (budget, target) if c is not None]
     extra = {"teacher": teacher, "distill": distill or DistillConfig()} if teacher is not None else {}
     trainer = (DistillationTrainer if teacher is not None else Trainer)(
         **extra,
@@ -230,8 +207,8 @@ def fine_tune(
         callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # our rich callback reports progress instead
-    last = get_last_checkpoint(args.output_dir) if resume and Path(args.output_dir).is_dir() else None
-    if resume and last is None:
+    found = _auto_learning_rate(trainer, config, output_dir, resume)
+    if resume and last is None and had_checkpoints:
         LOG.warning("--resume: no checkpoint in %s, starting from the beginning", args.output_dir)
     started = time.monotonic()
     output = trainer.train(resume_from_checkpoint=last)
@@ -244,12 +221,27 @@ def fine_tune(
     best = output_dir / "best"
     trainer.save_model(str(best))
     tokenizer.save_pretrained(str(best))
-    stopped_by = _stop_reason(trainer, config, budget)
+    stopped_by = (f"target accuracy {target_accuracy:.4f} reached" if target and target.hit
+                  else _stop_reason(trainer, config, budget))
     # Written last: its presence marks a finished run for `finished_training`.
     write_json_atomic(best / TRAIN_RECORD, {
         "config": config.model_dump(mode="json"), "metrics": metrics, "stopped_by": stopped_by,
-        "steps": output.global_step, "train_seconds": train_seconds})
-    return TrainResult(best, metrics, output.global_step, train_seconds, stopped_by)
+        "steps": output.global_step, "train_seconds": train_seconds,
+        "learning_rate": trainer.args.learning_rate, "lr_find": found.to_json() if found else None})
+    return TrainResult(best, metrics, output.global_step, train_seconds, stopped_by,
+                       trainer.args.learning_rate, found.to_json() if found else None)
+
+
+def _auto_learning_rate(trainer, config: TrainConfig, output_dir: Path, resume: bool):
+    """With `learning_rate = "auto"`: the range test's choice (the saved one on resume)."""
+    if config.learning_rate != "auto":
+        return None
+    found = (lr_find.load(output_dir) if resume else None) or lr_find.find_lr(trainer)
+    lr_find.save(found, output_dir)
+    trainer.args.learning_rate = found.suggestion
+    console.log(f"learning rate {found.suggestion:.2g} (LR range test, {found.steps} steps, "
+                f"{found.seconds:.0f} s)")
+    return found
 
 
 def finished_training(output_dir: str | Path, config: TrainConfig) -> TrainResult | None:
@@ -266,7 +258,8 @@ def finished_training(output_dir: str | Path, config: TrainConfig) -> TrainResul
         LOG.warning("--resume: training settings changed since the finished run; training again")
         return None
     return TrainResult(record_path.parent, record["metrics"], record["steps"],
-                       record["train_seconds"], record["stopped_by"])
+                       record["train_seconds"], record["stopped_by"], record.get("learning_rate"),
+                       record.get("lr_find"))
 
 
 def _stop_reason(trainer, config: TrainConfig, budget) -> str:

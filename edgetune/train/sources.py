@@ -1,0 +1,88 @@
+"""Checks that run before any training: is the model there and trainable, and are the saved
+checkpoints whole? Each failure is one line naming what is wrong and what to do."""
+
+from __future__ import annotations
+
+import json
+import logging
+import struct
+import time
+from pathlib import Path
+
+from edgetune.errors import InputError
+from edgetune.hub import check_hub_id
+
+LOG = logging.getLogger(__name__)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json",
+                   "spiece.model", "sentencepiece.bpe.model", "spm.model")
+
+
+def check_model_source(model_source: str) -> None:
+    """A local folder with config, weights' config and tokenizer; or a hub id that resolves."""
+    path = Path(model_source).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise InputError(f"model '{model_source}' is a file; give a Hugging Face model folder "
+                             "(config.json, weights, tokenizer files) or a hub id")
+        if not (path / "config.json").is_file():
+            raise InputError(f"model path '{model_source}' holds no model (no config.json); "
+                             "give a Hugging Face model folder or a hub id")
+        if not any((path / name).is_file() for name in TOKENIZER_FILES):
+            raise InputError(f"model path '{model_source}' holds no tokenizer (none of "
+                             f"{', '.join(TOKENIZER_FILES[:3])}, ...); save it beside the model "
+                             "with tokenizer.save_pretrained(folder)")
+        return
+    if model_source.startswith((".", "/", "~")) or model_source.count("/") > 1:
+        raise InputError(f"model path '{model_source}' does not exist")
+    check_hub_id(model_source, "model", "model")
+
+
+def check_trainable(model_source: str) -> None:
+    """The architecture has a sequence-classification head in transformers (no remote code)."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
+
+    try:
+        config = AutoConfig.from_pretrained(model_source, trust_remote_code=False)
+    except (OSError, ValueError, KeyError) as exc:
+        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+        raise InputError(f"model '{model_source}': its config.json cannot be read ({first})") from None
+    if type(config) not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
+        raise InputError(f"model '{model_source}' is a {config.model_type} model, which has no "
+                         "sequence-classification head in transformers; edgetune tunes text classifiers")
+
+
+def _safetensors_whole(path: Path) -> bool:
+    """The header parses and the file is as long as the header says (a torn write is shorter)."""
+    try:
+        with path.open("rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(length))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        return path.stat().st_size == 8 + length + end
+    except (OSError, ValueError, KeyError, struct.error):
+        return False
+
+
+def checkpoint_is_whole(folder: Path) -> bool:
+    try:
+        json.loads((folder / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    weights = list(folder.glob("*.safetensors"))
+    return bool(weights) and all(_safetensors_whole(w) for w in weights)
+
+
+def last_good_checkpoint(folder: Path) -> str | None:
+    """The newest whole `checkpoint-N` in `folder`; broken ones are set aside (renamed) and said."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    while folder.is_dir() and (last := get_last_checkpoint(str(folder))):
+        if checkpoint_is_whole(Path(last)):
+            return last
+        # Not "checkpoint-*": the Trainer would take it for a checkpoint again (and rotate it).
+        aside = Path(last).with_name(f"damaged-{Path(last).name}-{int(time.time())}")
+        Path(last).rename(aside)
+        LOG.warning("--resume: %s is damaged (torn write?); set aside as %s, trying the one before",
+                    last, aside.name)
+    return None

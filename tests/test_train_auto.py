@@ -1,0 +1,111 @@
+"""Training that tunes itself: the LR range test, layer-wise distillation, early stop at a target,
+and a recovery that resumes from its checkpoint. Tiny model, seconds."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgetune.train.callbacks import TargetCallback
+from edgetune.train.distill import DistillConfig, default_layer_map
+from edgetune.train.loop import TrainConfig, fine_tune
+from edgetune.train.lr_find import suggest
+
+
+@pytest.fixture(scope="module")
+def dataset(tiny_data_csv):
+    from edgetune.data.text import load_text_dataset
+
+    return load_text_dataset(tiny_data_csv)
+
+
+def test_suggestion_sits_on_the_steepest_descent():
+    lrs = list(np.logspace(-7, 0, 100))
+    # flat, then falling fastest around 1e-3, lowest near 1e-2, then diverging
+    losses = [1.0 - 0.8 / (1 + np.exp(-4 * (np.log10(lr) + 3))) + (5 * (lr - 1e-2) if lr > 1e-2 else 0)
+              for lr in lrs]
+    chosen = suggest(lrs, losses)
+    assert 2e-4 <= chosen <= 3e-3 and min(lrs) <= chosen <= max(lrs)
+
+
+def test_fine_tune_finds_its_learning_rate_and_saves_the_curve(tiny_model_dir, dataset, tmp_path):
+    config = TrainConfig(max_steps=4, batch_size=16, max_length=32, eval_steps=2)
+    result = fine_tune(str(tiny_model_dir), dataset, tmp_path, config)
+    found = result.lr_find
+    assert found and min(found["learning_rates"]) <= found["suggestion"] <= max(found["learning_rates"])
+    assert result.learning_rate == found["suggestion"] and found["seconds"] < 60
+    assert (tmp_path / "lr_find.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "lr_find.json").read_text())["suggestion"] == found["suggestion"]
+
+
+def test_a_given_learning_rate_skips_the_range_test(tiny_model_dir, dataset, tmp_path):
+    result = fine_tune(str(tiny_model_dir), dataset, tmp_path,
+                       TrainConfig(max_steps=2, batch_size=16, max_length=32, learning_rate=1e-3))
+    assert result.lr_find is None and result.learning_rate == 1e-3
+    assert not (tmp_path / "lr_find.json").exists()
+
+
+def test_layer_map_defaults():
+    assert default_layer_map(6, 6) == [0, 1, 2, 3, 4, 5]
+    assert default_layer_map(3, 6) == [1, 3, 5]
+    assert DistillConfig.named("logits").hidden_weight == 0
+
+
+def test_layerwise_distillation_of_a_shallower_narrower_student_resumes(tiny_model_dir, dataset, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from edgetune.compress.pruning import PruneConfig
+    from edgetune.compress.recover import distill_student, make_student
+
+    teacher = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    pruned = make_student(teacher, PruneConfig(layers=1, ffn=0.5), importance="magnitude")
+    assert pruned.model.config.num_hidden_layers == 1
+    config = TrainConfig(max_steps=4, eval_steps=2, batch_size=16, max_length=32)
+    first = distill_student(pruned, tokenizer, teacher, dataset, tmp_path, config)
+    assert first.steps == 4 and first.lr_find is not None
+    kept = pruned.steps[0]["chose"]["kept_layers"]
+    assert len(kept) == 1
+    again = make_student(teacher, PruneConfig(layers=1, ffn=0.5), importance="magnitude")
+    longer = config.model_copy(update={"max_steps": 6})
+    resumed = distill_student(again, tokenizer, teacher, dataset, tmp_path, longer, resume=True)
+    assert resumed.steps == 6  # went on from checkpoint-4 rather than from step 0
+    assert resumed.learning_rate == first.learning_rate  # the saved range test, not a new one
+
+
+def test_layer_loss_is_part_of_the_distillation_loss(tiny_model_dir, dataset):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainingArguments
+
+    from edgetune.compress.pruning import PruneConfig
+    from edgetune.compress.recover import make_student
+    from edgetune.train.distill import DistillationTrainer
+
+    teacher = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    student = make_student(teacher, PruneConfig(layers=1), importance="magnitude").model
+    batch = dict(tokenizer(["good film", "bad plot"], padding=True, return_tensors="pt"))
+    batch["labels"] = torch.tensor([1, 0])
+    args = TrainingArguments(output_dir="/tmp/unused", use_cpu=True, report_to="none")
+    losses = {}
+    for kind in ("logits", "layerwise"):
+        trainer = DistillationTrainer(model=student, args=args, teacher=teacher,
+                                      distill=DistillConfig.named(kind, layer_map=[1]))
+        losses[kind] = float(trainer.compute_loss(student, batch))
+    assert losses["layerwise"] > losses["logits"] > 0
+    with_attention = DistillConfig(attention_weight=1.0, layer_map=[1])
+    trainer = DistillationTrainer(model=student, args=args, teacher=teacher, distill=with_attention)
+    assert float(trainer.compute_loss(student, batch)) > losses["logits"]
+
+
+def test_target_callback_stops_at_the_target():
+    class Control:
+        should_training_stop = should_save = False
+
+    callback, control = TargetCallback(0.9), Control()
+    callback.on_evaluate(None, None, control, metrics={"eval_accuracy": 0.85})
+    assert not control.should_training_stop
+    callback.on_evaluate(None, None, control, metrics={"eval_accuracy": 0.91})
+    assert control.should_training_stop and callback.hit

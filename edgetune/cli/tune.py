@@ -40,6 +40,7 @@ TUNE_FLAGS: list[tuple[str, tuple[str, ...], object, str]] = [
     ("train.max_length", ("--max-length",), int, "Max tokens per text (default: the profile's sequence length)."),
     ("train.max_train_samples", ("--max-train-samples",), int, "Use at most N training rows (seeded sample)."),
     ("train.seed", ("--seed",), int, "Seed for the split, sampling and training."),
+    ("train.precision", ("--train-precision",), click.Choice(["auto", "fp32", "bf16"]), "auto: bf16 autocast where the CPU/GPU computes bf16 natively (avx512_bf16, AMX, CUDA), fp32 elsewhere."),
     ("atol", ("--atol",), float, "ONNX vs PyTorch logits tolerance (default 1e-4)."),
     ("opset", ("--opset",), int, "ONNX opset (default 18)."),
     ("modes", ("--modes",), LIST, "Comma-separated candidate modes (see `edgetune quantize --help`). Default: the menu for the profile's device and precisions."),
@@ -137,6 +138,8 @@ def tune(ctx: click.Context, config, **params) -> None:
         if exc.result is not None:
             print_candidates(exc.result.candidates, None, "candidates (none met the budget)")
         raise
+    if result is None:  # a non-main process of a torchrun/accelerate launch: nothing to say
+        return
     print_candidates(result.candidates, result.selection,
                      f"candidates on {result.profile.name}")
     console = stdout_console()

@@ -39,6 +39,7 @@ from edgetune.search.candidates import CandidateBuilder
 from edgetune.search.notes import note_slower_than_fp32
 from edgetune.search.record import Candidate
 from edgetune.search.select import Selection, choose
+from edgetune.train.distributed import is_main_process
 from edgetune.train.sources import check_model_source, check_trainable
 
 
@@ -68,12 +69,15 @@ def resolve(config: TuneConfig) -> TuneConfig:
     return config.model_copy(update={"model": model, "data": data, **local})
 
 
-def tune(config: TuneConfig, settings: LatencySettings | None = None) -> TuneResult:
+def tune(config: TuneConfig, settings: LatencySettings | None = None) -> TuneResult | None:
     """Raises `NoCandidate` (carrying the `TuneResult`) when nothing meets the budget.
     Checks the profile, the output folder, the model and the data before any training, and
-    holds the run folder's lock until it returns."""
+    holds the run folder's lock until it returns. Under `torchrun`/`accelerate launch` the
+    other processes only take part in training and return None."""
     config = resolve(config)
     profile = load_profile(config.profile, config.latency_budget_ms)
+    if not is_main_process():  # under torchrun/accelerate: train data-parallel, write nothing
+        return _train_only(config, profile)
     check_providers(profile)  # before hours of training, not after
     out = Path(config.out)
     if not config.resume:
@@ -210,4 +214,18 @@ def _relative_budget(builder: CandidateBuilder, candidates: list[Candidate], eva
                 f"({base.latency.p90_ms:.2f} ms)")
     builder.profile = builder.profile.model_copy(update={"latency_budget_ms": budget})
     return builder.profile
+
+
+def _train_only(config: TuneConfig, profile: Profile) -> None:
+    """A non-main process of a data-parallel run: the same data and training, no writes."""
+    from edgetune.train.loop import fine_tune, finished_training
+
+    cfg = config.train.model_copy(update={"max_length": config.train.max_length or profile.sequence_length})
+    work = Path(config.out) / "work"
+    if config.resume and finished_training(work, cfg):
+        return
+    dataset = load_text_dataset(config.data, config.text_column, config.label_column,
+                                config.validation_fraction, cfg.seed, config.drop_unseen_labels)
+    fine_tune(config.model, dataset, work, cfg, resume=config.resume)
+    return
 

@@ -29,6 +29,8 @@ from edgetune.measure.metrics import classification_metrics
 from edgetune.train import lr_find
 from edgetune.train.callbacks import TargetCallback, TimeBudgetCallback
 from edgetune.train.distill import DistillationTrainer, DistillConfig
+from edgetune.train.distributed import from_main, is_main_process, world_size
+from edgetune.train.precision import fp32_logits, training_precision
 from edgetune.train.progress import RichProgressCallback
 from edgetune.train.sources import check_model_source, last_good_checkpoint
 
@@ -59,6 +61,9 @@ class TrainConfig(BaseModel):
     max_length: int | None = Field(None, ge=8, description="None: the profile's sequence length")
     seed: int = 42
     max_train_samples: int | None = Field(None, ge=1)
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 autocast where the device computes bf16 natively")
+    group_by_length: bool = Field(True, description="batches of similar length: less padding")
 
 
 @dataclass
@@ -70,11 +75,15 @@ class TrainResult:
     stopped_by: str = "epochs"
     learning_rate: float | None = None  # the one used (found, when the config says auto)
     lr_find: dict | None = None  # the range test's curve and cost, when it ran
+    precision: str = "fp32"  # what training computed in, and why
+    examples_per_second: float = 0.0  # training throughput (steps x batch / seconds)
 
     def to_json(self) -> dict:
         return {"checkpoint": str(self.checkpoint), "metrics": self.metrics, "steps": self.steps,
                 "train_seconds": round(self.train_seconds, 1), "stopped_by": self.stopped_by,
-                "learning_rate": self.learning_rate, "lr_find": self.lr_find}
+                "learning_rate": self.learning_rate, "lr_find": self.lr_find,
+                "precision": self.precision,
+                "examples_per_second": round(self.examples_per_second, 1)}
 
 
 def load_model_for_classification(model_source: str, label_names: list[str]):
@@ -149,6 +158,8 @@ def fine_tune(
     scheduler_type = "reduce_lr_on_plateau" if config.scheduler == "plateau" else config.scheduler
     scheduler_kwargs = {"mode": "max", "factor": 0.5, "patience": 1} if config.scheduler == "plateau" else {}
 
+    use_bf16, precision_reason = training_precision(config.precision)
+    console.log(f"training precision: {precision_reason}")
     had_checkpoints = (output_dir / "checkpoints").is_dir()  # before the Trainer makes it
     last = last_good_checkpoint(output_dir / "checkpoints") if resume else None
     args = TrainingArguments(
@@ -179,7 +190,8 @@ def fine_tune(
         dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(),
         fp16=False,
-        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        bf16=use_bf16,
+        group_by_length=config.group_by_length,
         save_safetensors=True,
     )
 
@@ -214,30 +226,35 @@ def fine_tune(
     output = trainer.train(resume_from_checkpoint=last)
     train_seconds = time.monotonic() - started
 
-    prediction = trainer.predict(val_tok)
-    metrics = classification_metrics(np.asarray(prediction.predictions, dtype=np.float32),
+    # The reported metrics in fp32, as the exported model computes, whatever training used.
+    metrics = classification_metrics(fp32_logits(trainer.model, tokenizer, dataset, config.max_length),
                                      np.asarray(dataset.validation["label"]))
 
     best = output_dir / "best"
-    trainer.save_model(str(best))
-    tokenizer.save_pretrained(str(best))
+    trainer.save_model(str(best))  # every process calls it; only the main one writes
     stopped_by = (f"target accuracy {target_accuracy:.4f} reached" if target and target.hit
                   else _stop_reason(trainer, config, budget))
-    # Written last: its presence marks a finished run for `finished_training`.
-    write_json_atomic(best / TRAIN_RECORD, {
-        "config": config.model_dump(mode="json"), "metrics": metrics, "stopped_by": stopped_by,
-        "steps": output.global_step, "train_seconds": train_seconds,
-        "learning_rate": trainer.args.learning_rate, "lr_find": found.to_json() if found else None})
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(best))
+        # Written last: its presence marks a finished run for `finished_training`.
+        write_json_atomic(best / TRAIN_RECORD, {
+            "config": config.model_dump(mode="json"), "metrics": metrics, "stopped_by": stopped_by,
+            "steps": output.global_step, "train_seconds": train_seconds, "processes": world_size(),
+            "learning_rate": trainer.args.learning_rate, "lr_find": found.to_json() if found else None})
+    steps_run = output.global_step - (int(Path(last).name.split("-")[1]) if last else 0)
+    rate = steps_run * trainer._train_batch_size / max(train_seconds, 1e-9)
     return TrainResult(best, metrics, output.global_step, train_seconds, stopped_by,
-                       trainer.args.learning_rate, found.to_json() if found else None)
+                       trainer.args.learning_rate, found.to_json() if found else None,
+                       precision_reason, rate)
 
 
 def _auto_learning_rate(trainer, config: TrainConfig, output_dir: Path, resume: bool):
     """With `learning_rate = "auto"`: the range test's choice (the saved one on resume)."""
     if config.learning_rate != "auto":
         return None
-    found = (lr_find.load(output_dir) if resume else None) or lr_find.find_lr(trainer)
-    lr_find.save(found, output_dir)
+    found = from_main((lr_find.load(output_dir) if resume else None) or lr_find.find_lr(trainer))
+    if is_main_process():
+        lr_find.save(found, output_dir)
     trainer.args.learning_rate = found.suggestion
     console.log(f"learning rate {found.suggestion:.2g} (LR range test, {found.steps} steps, "
                 f"{found.seconds:.0f} s)")

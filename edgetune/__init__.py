@@ -20,6 +20,8 @@ _EXPORTS = {
     "quantize": "edgetune.jobs.quantize",
     "prune": "edgetune.jobs.prune",
     "bench": "edgetune.jobs.bench",
+    "predict": "edgetune.jobs.predict",
+    "PredictConfig": "edgetune.config",
     "load_bundle": "edgetune.deploy.bundle",
     "TuneConfig": "edgetune.config",
     "SearchSettings": "edgetune.config",
@@ -35,7 +37,8 @@ _EXPORTS = {
     "load_profile": "edgetune.profiles",
 }
 __all__ = [  # noqa: RUF022 - grouped as in _EXPORTS
-    "__version__", "tune", "export", "quantize", "prune", "bench", "load_bundle", "TuneConfig",
+    "__version__", "tune", "export", "quantize", "prune", "bench", "predict", "PredictConfig",
+    "load_bundle", "TuneConfig",
     "SearchSettings", "ExportConfig", "QuantizeConfig", "PruneJobConfig", "BenchConfig",
     "TrainConfig", "TuneResult", "NoCandidate", "EdgetuneError", "InputError", "load_profile",
 ]

@@ -132,6 +132,16 @@ class BenchConfig(_Config):
     validation_fraction: float = Field(0.1, gt=0, lt=1)
 
 
+class PredictConfig(_Config):
+    bundle: str
+    texts: list[str] = Field(default_factory=list)
+    input: str | None = None
+    text_column: str | None = None
+    out: str | None = None
+    batch_size: int | None = Field(None, ge=1, description="default: the bundle's profile batch")
+    threads: int = Field(0, ge=0, description="0: all cores")
+
+
 def validated(cls: type[_Config], where: str, **values) -> _Config:
     """Build a config; a bad key or value becomes one line naming `where` and the key."""
     try:

@@ -203,7 +203,7 @@ def test_profiles_commands():
 
 
 def test_every_command_has_help_with_an_example():
-    for args in (["tune"], ["export"], ["bench"], ["prune"], ["quantize"], ["profiles", "list"],
+    for args in (["tune"], ["export"], ["bench"], ["prune"], ["quantize"], ["predict"], ["profiles", "list"],
                  ["profiles", "show"]):
         result = run(*args, "--help")
         assert result.exit_code == 0 and "Example:" in result.output, args

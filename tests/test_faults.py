@@ -207,6 +207,12 @@ CASES = [
     ("bench-same-model-twice", T("bench", "{good}", "{good}", "--profile", "{profile}"), USAGE, "--repeat"),
     ("bench-zero-runs", T("bench", "{good}", "--profile", "{profile}", "--min-runs", "0"), USAGE, "min_runs"),
     ("bench-cuda-without-cuda", T("bench", "{good}", "--profile", "gpu-server"), USAGE, "CUDAExecutionProvider"),
+    # predict
+    ("predict-missing-bundle", T("predict", "{root}/nope", "--text", "x"), USAGE, "not an edgetune bundle"),
+    ("predict-nothing-to-predict", T("predict", "{good}"), USAGE, "give --text"),
+    ("predict-input-missing", T("predict", "{good}", "--input", "{root}/nope.csv"), USAGE, "no such file"),
+    ("predict-input-type", T("predict", "{good}", "--input", "{xlsx}"), USAGE, "use a .csv, .tsv or .jsonl"),
+    ("predict-bad-out-type", T("predict", "{good}", "--input", "{data}", "--out", "{root}/p.txt"), USAGE, "use a .csv or .jsonl"),
     # prune, report, profiles
     ("prune-all-heads", T("prune", "{ckpt}", "--data", "{data}", "--out", "{out}", "--heads", "1.0"), USAGE, "heads"),
     ("prune-zero-layers", T("prune", "{ckpt}", "--data", "{data}", "--out", "{out}", "--layers", "0"), USAGE, "layers"),

@@ -187,3 +187,34 @@ def bench_table(results, ratios: list[dict], title: str):
             f"{acc.macro_f1:.4f}" if acc else "-",
             "{:.2f}x [{:.2f}, {:.2f}]".format(*ratio["p50_ratio"]) if ratio else "1 (reference)")
     return table
+
+
+@click.command()
+@click.argument("bundle", type=click.Path())
+@click.option("--text", "texts", multiple=True, help="A text to classify (repeatable); prints JSON lines.")
+@click.option("--input", "input_file", default=None, help="A .csv/.tsv/.jsonl file of texts (streamed).")
+@click.option("--text-column", default=None, help="Text column of --input (default: detected by name).")
+@click.option("--out", "out_file", default=None, help="Predictions file, .csv or .jsonl (default: INPUT.predictions.jsonl).")
+@click.option("--batch-size", type=int, default=None, help="Texts per run (default: the bundle's profile batch).")
+@click.option("--threads", type=int, default=0, show_default=True, help="ONNX Runtime threads (0: all cores).")
+def predict(bundle, texts, input_file, text_column, out_file, batch_size, threads) -> None:
+    """Classify texts with a BUNDLE (ONNX Runtime and tokenizers only: no torch).
+
+    Accuracy is printed when the input file has a label column.
+
+    \b
+    Example:
+      edgetune predict runs/sst2/best --text "a gripping, beautiful film"
+      edgetune predict runs/sst2/best --input reviews.csv --out predictions.csv
+    """
+    import edgetune
+    from edgetune.config import PredictConfig, validated
+
+    result = edgetune.predict(validated(
+        PredictConfig, "predict", bundle=bundle, texts=list(texts), input=input_file,
+        text_column=text_column, out=out_file, batch_size=batch_size, threads=threads))
+    for text, prediction in zip(texts, result.predictions):
+        click.echo(json.dumps({"text": text, **prediction}))
+    if result.out is not None:
+        accuracy = f"; accuracy {result.accuracy:.4f}" if result.accuracy is not None else ""
+        click.echo(f"predictions: {result.out} ({result.rows} rows{accuracy})")

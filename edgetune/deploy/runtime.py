@@ -1,0 +1,108 @@
+"""Run a bundle on new texts with what a server already has: onnxruntime, tokenizers, numpy.
+
+No torch and no transformers modeling code are imported here (a test checks the import set):
+the bundle is the only input. Texts are tokenized with the bundle's `tokenizer.json` exactly
+as in training (same normalizer, special tokens, truncation at the manifest's max length),
+padded per batch, and the logits turned into a label and a score per label.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from edgetune.deploy.bundle import Bundle, load_bundle
+from edgetune.errors import InputError
+
+TEXT_COLUMNS = ("text", "sentence", "content", "document", "review", "body", "question")
+LABEL_COLUMNS = ("label", "labels", "category", "class", "target", "sentiment", "topic")
+
+
+class Predictor:
+    """A bundle loaded for prediction (CPU, `threads` intra-op threads; 0 = all cores)."""
+
+    def __init__(self, bundle: str | Path | Bundle, threads: int = 0):
+        from tokenizers import Tokenizer
+
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        tokenizer_file = self.bundle.path / "tokenizer.json"
+        if not tokenizer_file.is_file():
+            raise InputError(f"{self.bundle.path}: no tokenizer.json in the bundle (needed to "
+                             "predict without transformers)")
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        self.tokenizer.enable_truncation(self.bundle.max_length)
+        self.tokenizer.enable_padding(pad_id=self._pad_id(), pad_token=self._pad_token())
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(self.bundle.model_path), options,
+                                            providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.labels = self.bundle.label_names
+
+    def _pad_token(self) -> str:
+        config = self.bundle.path / "tokenizer_config.json"
+        token = json.loads(config.read_text()).get("pad_token") if config.is_file() else None
+        return token if isinstance(token, str) else "[PAD]"
+
+    def _pad_id(self) -> int:
+        found = self.tokenizer.token_to_id(self._pad_token())
+        return 0 if found is None else found
+
+    def logits(self, texts: list[str]) -> np.ndarray:
+        encoded = self.tokenizer.encode_batch(texts)
+        arrays = {"input_ids": [e.ids for e in encoded], "attention_mask": [e.attention_mask for e in encoded],
+                  "token_type_ids": [e.type_ids for e in encoded]}
+        feed = {name: np.asarray(arrays[name], dtype=np.int64) for name in self.inputs}
+        return self.session.run(None, feed)[0].astype(np.float32)
+
+    def predict(self, texts: list[str]) -> list[dict]:
+        """[{"label": best, "scores": {label: probability}}] for each text."""
+        logits = self.logits(list(texts))
+        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probabilities = shifted / shifted.sum(axis=1, keepdims=True)
+        return [{"label": self.labels[int(p.argmax())],
+                 "scores": {name: round(float(v), 6) for name, v in zip(self.labels, p)}}
+                for p in probabilities]
+
+
+def read_rows(path: Path, text_column: str | None) -> tuple[Iterator[dict], str, str | None]:
+    """Stream rows of a CSV/TSV/JSONL file; the text column (given or known by name) and the
+    label column if there is one."""
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".tsv", ".jsonl"):
+        raise InputError(f"{path}: use a .csv, .tsv or .jsonl file of texts")
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    if suffix == ".jsonl":
+        with path.open() as handle:
+            first = next((json.loads(line) for line in handle if line.strip()), {})
+        columns = list(first)
+
+        def rows() -> Iterator[dict]:
+            with path.open() as handle:
+                for number, line in enumerate(handle, 1):
+                    if line.strip():
+                        try:
+                            yield json.loads(line)
+                        except json.JSONDecodeError as exc:
+                            raise InputError(f"{path}, line {number}: not valid JSON ({exc.msg})") from None
+    else:
+        delimiter = "\t" if suffix == ".tsv" else ","
+        with path.open(newline="") as handle:
+            columns = next(csv.reader(handle, delimiter=delimiter), [])
+
+        def rows() -> Iterator[dict]:
+            with path.open(newline="") as handle:
+                yield from csv.DictReader(handle, delimiter=delimiter)
+    text = text_column or next((c for c in columns if c.lower() in TEXT_COLUMNS), None)
+    if text is None or text not in columns:
+        raise InputError(f"{path}: no text column '{text_column or 'text'}' (columns: "
+                         f"{', '.join(columns)}); set --text-column")
+    label = next((c for c in columns if c.lower() in LABEL_COLUMNS and c != text), None)
+    return rows(), text, label

@@ -1,0 +1,67 @@
+"""`edgetune predict`: a bundle on texts or a file of texts, streaming, torch-free."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgetune.config import PredictConfig
+from edgetune.deploy.runtime import Predictor, read_rows
+from edgetune.errors import InputError
+
+
+@dataclass
+class PredictResult:
+    predictions: list[dict]  # for --text only (a file's go to `out`)
+    rows: int
+    accuracy: float | None  # when the file has a label column
+    out: Path | None
+
+
+def predict(config: PredictConfig) -> PredictResult:
+    predictor = Predictor(config.bundle, config.threads)
+    batch = config.batch_size or predictor.bundle.manifest.profile.batch_size
+    if config.texts:
+        return PredictResult(predictor.predict(config.texts), len(config.texts), None, None)
+    if config.input is None:
+        raise InputError("give --text (repeatable) or --input FILE")
+    rows, text_column, label_column = read_rows(Path(config.input), config.text_column)
+    out = Path(config.out) if config.out else Path(config.input).with_suffix(".predictions.jsonl")
+    if out.suffix not in (".csv", ".jsonl"):
+        raise InputError(f"--out {out}: use a .csv or .jsonl file")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    count = right = labelled = 0
+    try:
+        with os.fdopen(fd, "w", newline="") as handle:
+            writer = csv.writer(handle) if out.suffix == ".csv" else None
+            if writer:
+                writer.writerow(["text", "label", *(f"score_{n}" for n in predictor.labels)])
+            pending: list[dict] = []
+            for row in itertools.chain(rows, [None]):  # None: flush the last batch
+                if row is not None:
+                    pending.append(row)
+                if pending and (row is None or len(pending) == batch):
+                    texts = [str(r.get(text_column) or "") for r in pending]
+                    for source, result in zip(pending, predictor.predict(texts)):
+                        count += 1
+                        if label_column and source.get(label_column) not in (None, ""):
+                            labelled += 1
+                            right += str(source[label_column]) == result["label"]
+                        text = str(source.get(text_column) or "")
+                        if writer:
+                            writer.writerow([text, result["label"], *result["scores"].values()])
+                        else:
+                            handle.write(json.dumps({"text": text, **result}) + "\n")
+                    pending = []
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return PredictResult([], count, right / labelled if labelled else None, out)

@@ -48,12 +48,11 @@ def predict(config: PredictConfig) -> PredictResult:
                     pending.append(row)
                 if pending and (row is None or len(pending) == batch):
                     texts = [str(r.get(text_column) or "") for r in pending]
-                    for source, result in zip(pending, predictor.predict(texts)):
+                    for source, text, result in zip(pending, texts, predictor.predict(texts)):
                         count += 1
                         if label_column and source.get(label_column) not in (None, ""):
                             labelled += 1
                             right += str(source[label_column]) == result["label"]
-                        text = str(source.get(text_column) or "")
                         if writer:
                             writer.writerow([text, result["label"], *result["scores"].values()])
                         else:

@@ -32,8 +32,7 @@ def prune(config: PruneJobConfig) -> Bundle:
     checkpoint = Path(config.checkpoint).expanduser().resolve()
     teacher, tokenizer = load_checkpoint(checkpoint)
     names = [str(teacher.config.id2label[i]) for i in range(teacher.config.num_labels)]
-    train = config.train.model_copy(update={
-        "max_length": config.train.max_length or profile.sequence_length})
+    train = config.train.for_length(profile.sequence_length)
     dataset = align_labels(load_text_dataset(config.data, config.text_column, config.label_column,
                                              0.1, train.seed), names)
     batches = scoring_batches(tokenizer, dataset, train.max_length, seed=train.seed)

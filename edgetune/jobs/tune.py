@@ -98,7 +98,7 @@ def _tune(config: TuneConfig, profile: Profile, modes: list[Mode], out: Path,
           settings: LatencySettings | None) -> TuneResult:
     from edgetune.train.loop import fine_tune, finished_training
 
-    cfg = config.train.model_copy(update={"max_length": config.train.max_length or profile.sequence_length})
+    cfg = config.train.for_length(profile.sequence_length)
     stages: dict[str, float] = {}
     t0 = time.monotonic()
     if not (config.resume and finished_training(out / "work", cfg)):
@@ -220,12 +220,11 @@ def _train_only(config: TuneConfig, profile: Profile) -> None:
     """A non-main process of a data-parallel run: the same data and training, no writes."""
     from edgetune.train.loop import fine_tune, finished_training
 
-    cfg = config.train.model_copy(update={"max_length": config.train.max_length or profile.sequence_length})
+    cfg = config.train.for_length(profile.sequence_length)
     work = Path(config.out) / "work"
     if config.resume and finished_training(work, cfg):
         return
     dataset = load_text_dataset(config.data, config.text_column, config.label_column,
                                 config.validation_fraction, cfg.seed, config.drop_unseen_labels)
     fine_tune(config.model, dataset, work, cfg, resume=config.resume)
-    return
 

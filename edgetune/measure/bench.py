@@ -13,7 +13,7 @@ import onnxruntime as ort
 from edgetune.data.encoding import eval_batches, latency_feed
 from edgetune.measure.latency import LatencyResult, LatencySettings, System, measure_interleaved
 from edgetune.measure.metrics import classification_metrics
-from edgetune.measure.session import create_session, feed_for
+from edgetune.measure.session import check_providers, create_session, feed_for
 from edgetune.measure.stats import wilson_interval
 from edgetune.profiles import Profile
 
@@ -127,15 +127,14 @@ def measure_latencies(subjects: list[Subject], profile: Profile, texts: list[str
     """Every subject timed in the same interleaved rounds, at the profile's fixed shape and
     (given texts) at the texts' own lengths."""
     settings = settings or LatencySettings()
+    check_providers(profile)  # one clear error here, before any worker starts
     systems = []
-    for s in subjects:
-        names = [i.name for i in create_session(s.model_path, profile).get_inputs()]
+    for s in subjects:  # each worker keeps the inputs its graph declares
         fixed = latency_feed(s.tokenizer, texts or FALLBACK_TEXTS, profile.batch_size,
                              profile.sequence_length)
         traffic = traffic_batches(s.tokenizer, texts or [], profile.batch_size, max_length,
                                   settings.traffic_batches)
-        systems.append(System(s.name, s.model_path, {n: fixed[n] for n in names},
-                              [{n: b[n] for n in names} for b in traffic]))
+        systems.append(System(s.name, s.model_path, fixed, traffic))
     return measure_interleaved(systems, profile, settings, budget_ms)
 
 

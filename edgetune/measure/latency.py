@@ -123,6 +123,14 @@ class _Worker:
             self.proc.wait(timeout=30)
 
 
+def budget_p90(result: LatencyResult, profile: Profile) -> tuple[float, list[float], bool]:
+    """The p90 (and its interval) the budget is checked on: the traffic one when the profile
+    says `budget_on = "traffic"` and it was measured, else the fixed-shape one."""
+    if profile.budget_on == "traffic" and result.traffic_p90_ms is not None:
+        return result.traffic_p90_ms, result.traffic_p90_ci, True
+    return result.p90_ms, result.p90_ci, False
+
+
 def latency_verdict(p90: float, p90_ci: list[float], budget_ms: float) -> str:
     if p90_ci and p90_ci[1] <= budget_ms:
         return "met"
@@ -154,9 +162,7 @@ def _summary(system: System, profile: Profile, stats: dict, budget_ms: float | N
         result.traffic_p90_ms = float(np.percentile(traffic, 90))
         result.traffic_p90_ci = _interval(system.traffic_rounds, 90)
     if budget_ms is not None:
-        on_traffic = profile.budget_on == "traffic" and result.traffic_p90_ms is not None
-        p90, ci = ((result.traffic_p90_ms, result.traffic_p90_ci) if on_traffic
-                   else (result.p90_ms, result.p90_ci))
+        p90, ci, on_traffic = budget_p90(result, profile)
         result.verdict = latency_verdict(p90, ci, budget_ms)
         result.verdict_note = (f"{result.verdict}: p90 {p90:.2f} ms [{ci[0]:.2f}, {ci[1]:.2f}] vs budget "
                                f"{budget_ms:g} ms after {result.rounds} rounds"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from edgetune.measure.latency import budget_p90
 from edgetune.measure.stats import PairedTest, mcnemar_exact
 from edgetune.profiles import Profile
 from edgetune.search.record import Candidate
@@ -41,8 +42,7 @@ def check_budget(candidate: Candidate, profile: Profile) -> Candidate:
     if lat.verdict in ("met", "missed"):
         candidate.meets_latency = lat.verdict == "met"
     else:
-        p90 = lat.traffic_p90_ms if profile.budget_on == "traffic" and lat.traffic_p90_ms else lat.p90_ms
-        candidate.meets_latency = p90 <= profile.latency_budget_ms
+        candidate.meets_latency = budget_p90(lat, profile)[0] <= profile.latency_budget_ms
     limit = profile.max_model_size_mb
     candidate.meets_size = limit is None or candidate.size_mb <= limit
     return candidate
@@ -162,6 +162,7 @@ def _cost_reason(winner: Candidate, best: Candidate, feasible: list[Candidate],
                 f"{len(ties) - 1} other(s) whose accuracy is not significantly below it")
     rival = min(rivals, key=lambda c: c.latency.p90_ms if objective == "latency" else c.size_mb)
     gap = 100 * (winner.accuracy.accuracy - rival.accuracy.accuracy)
-    significant = "significant" if _paired(winner, rival) else "the smaller counts as worse"
+    test = _paired(winner, rival)
+    significant = "significant" if test else "the smaller counts as worse"
     return (f"{winner.name} is the most accurate within the budget, {gap:.1f} points above the "
-            f"{cheaper} {rival.name} ({_p(_paired(winner, rival), n)}: {significant}): chosen")
+            f"{cheaper} {rival.name} ({_p(test, n)}: {significant}): chosen")

@@ -65,6 +65,10 @@ class TrainConfig(BaseModel):
         "auto", description="auto: bf16 autocast where the device computes bf16 natively")
     group_by_length: bool = Field(True, description="batches of similar length: less padding")
 
+    def for_length(self, sequence_length: int) -> TrainConfig:
+        """This config with `max_length` set, the profile's `sequence_length` where unset."""
+        return self.model_copy(update={"max_length": self.max_length or sequence_length})
+
 
 @dataclass
 class TrainResult:
@@ -234,19 +238,17 @@ def fine_tune(
     trainer.save_model(str(best))  # every process calls it; only the main one writes
     stopped_by = (f"target accuracy {target_accuracy:.4f} reached" if target and target.hit
                   else _stop_reason(trainer, config, budget))
+    steps_run = output.global_step - (int(Path(last).name.split("-")[1]) if last else 0)
+    rate = steps_run * trainer._train_batch_size / max(train_seconds, 1e-9)
+    result = TrainResult(best, metrics, output.global_step, train_seconds, stopped_by,
+                         trainer.args.learning_rate, found.to_json() if found else None,
+                         precision_reason, rate)
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(best))
         # Written last: its presence marks a finished run for `finished_training`.
-        write_json_atomic(best / TRAIN_RECORD, {
-            "config": config.model_dump(mode="json"), "metrics": metrics, "stopped_by": stopped_by,
-            "steps": output.global_step, "train_seconds": train_seconds, "processes": world_size(),
-            "learning_rate": trainer.args.learning_rate, "lr_find": found.to_json() if found else None})
-    steps_run = output.global_step - (int(Path(last).name.split("-")[1]) if last else 0)
-    rate = steps_run * trainer._train_batch_size / max(train_seconds, 1e-9)
-    return TrainResult(best, metrics, output.global_step, train_seconds, stopped_by,
-                       trainer.args.learning_rate, found.to_json() if found else None,
-                       precision_reason, rate)
-
+        write_json_atomic(best / TRAIN_RECORD, {"config": config.model_dump(mode="json"),
+                                                "processes": world_size(), **result.to_json()})
+    return result
 
 def _auto_learning_rate(trainer, config: TrainConfig, output_dir: Path, resume: bool):
     """With `learning_rate = "auto"`: the range test's choice (the saved one on resume)."""
@@ -276,7 +278,8 @@ def finished_training(output_dir: str | Path, config: TrainConfig) -> TrainResul
         return None
     return TrainResult(record_path.parent, record["metrics"], record["steps"],
                        record["train_seconds"], record["stopped_by"], record.get("learning_rate"),
-                       record.get("lr_find"))
+                       record.get("lr_find"), record.get("precision", "fp32"),
+                       record.get("examples_per_second", 0.0))
 
 
 def _stop_reason(trainer, config: TrainConfig, budget) -> str:

@@ -22,6 +22,10 @@ _EXPORTS = {
     "bench": "edgetune.jobs.bench",
     "predict": "edgetune.jobs.predict",
     "PredictConfig": "edgetune.config",
+    "serve": "edgetune.jobs.serve",
+    "ServeConfig": "edgetune.config",
+    "loadtest": "edgetune.jobs.loadtest",
+    "LoadtestConfig": "edgetune.config",
     "load_bundle": "edgetune.deploy.bundle",
     "TuneConfig": "edgetune.config",
     "SearchSettings": "edgetune.config",
@@ -29,7 +33,7 @@ _EXPORTS = {
     "QuantizeConfig": "edgetune.config",
     "PruneJobConfig": "edgetune.config",
     "BenchConfig": "edgetune.config",
-    "TrainConfig": "edgetune.train.loop",
+    "TrainConfig": "edgetune.train.settings",
     "TuneResult": "edgetune.jobs.tune",
     "NoCandidate": "edgetune.errors",
     "EdgetuneError": "edgetune.errors",
@@ -38,7 +42,7 @@ _EXPORTS = {
 }
 __all__ = [  # noqa: RUF022 - grouped as in _EXPORTS
     "__version__", "tune", "export", "quantize", "prune", "bench", "predict", "PredictConfig",
-    "load_bundle", "TuneConfig",
+    "serve", "ServeConfig", "loadtest", "LoadtestConfig", "load_bundle", "TuneConfig",
     "SearchSettings", "ExportConfig", "QuantizeConfig", "PruneJobConfig", "BenchConfig",
     "TrainConfig", "TuneResult", "NoCandidate", "EdgetuneError", "InputError", "load_profile",
 ]

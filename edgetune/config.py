@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgetune.errors import InputError, first_problem
 from edgetune.fsutil import write_text_atomic
-from edgetune.train.loop import TrainConfig
+from edgetune.train.settings import TrainConfig
 
 RECIPE_NAME = "recipe.toml"
 
@@ -141,6 +141,35 @@ class PredictConfig(_Config):
     batch_size: int | None = Field(None, ge=1, description="default: the bundle's profile batch")
     threads: int = Field(0, ge=0, description="0: all cores")
 
+
+
+class ServeConfig(_Config):
+    bundle: str
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535, description="0: any free port (printed when ready)")
+    threads: int | None = Field(None, ge=0, description="default: the profile's intra_op_threads")
+    max_batch: int | None = Field(None, ge=1, description="texts per session run; default: the profile's")
+    max_wait_ms: float | None = Field(None, ge=0, description="how long a batch waits to fill")
+    max_texts: int = Field(64, ge=1, description="texts per request")
+    max_text_chars: int = Field(10_000, ge=1)
+    max_body_bytes: int = Field(1 << 20, ge=1024)
+    graceful_seconds: float = Field(30.0, ge=0, description="how long shutdown waits for requests")
+
+
+class LoadtestConfig(_Config):
+    target: str  # a bundle folder (the server is started on loopback) or a loopback URL
+    out: str | None = None
+    profile: str | None = None  # whose budget; default: the bundle's own profile
+    budget_ms: float | None = Field(None, gt=0, description="p99 budget; default: the profile's")
+    concurrency: int = Field(8, ge=1, le=256, description="closed-loop clients for the saturation step")
+    step_seconds: float = Field(5.0, gt=0, le=600)
+    rates: list[float] = Field(default_factory=list, description="open-loop rates; default: "
+                               "fractions of the saturated throughput")
+    max_seconds: float = Field(180.0, gt=0, description="the whole test stops by then")
+    max_requests: int = Field(200_000, ge=1)
+    texts: str | None = None  # a file of texts to send; default: built-in sentences
+    text_column: str | None = None
+    server_args: list[str] = Field(default_factory=list, description="extra `serve` flags")
 
 def validated(cls: type[_Config], where: str, **values) -> _Config:
     """Build a config; a bad key or value becomes one line naming `where` and the key."""

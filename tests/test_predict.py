@@ -61,8 +61,10 @@ def test_predict_a_file_streams_to_an_atomic_output_with_accuracy(tuned_run, tmp
 
 
 def test_the_runtime_imports_no_torch_and_no_transformers(tuned_run):
+    """Nor do the command line, `serve`, `loadtest` and `predict` before they run."""
     out, _ = tuned_run
     code = ("import sys; from edgetune.deploy.runtime import Predictor; "
+            "import edgetune.cli, edgetune.jobs.serve, edgetune.jobs.loadtest, edgetune.jobs.predict; "
             f"p = Predictor({str(out / 'best')!r}); print(p.predict(['good film'])[0]['label']); "
             "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers'));"
             "print(heavy)")

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from edgetune._version import __version__
+from edgetune.cli.deploy import loadtest, serve
 from edgetune.cli.tools import bench, export, predict, prune, quantize
 from edgetune.cli.tune import tune
 from edgetune.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EdgetuneError
@@ -158,7 +159,7 @@ def passes(as_json: bool) -> None:
         click.echo(f"  {mode.name:24s} {steps or '(the export as is)'}")
 
 
-for command in (tune, export, prune, quantize, bench, predict):
+for command in (tune, export, prune, quantize, bench, predict, serve, loadtest):
     cli.add_command(command)
 
 

@@ -19,6 +19,18 @@ def _error(value: float, ci: list[float], scale: float = 1.0) -> list[float]:
     return [max(0.0, (value - ci[0]) * scale), max(0.0, (ci[1] - value) * scale)]
 
 
+def _save(fig, path: Path) -> Path:
+    """Write the figure under a temp name, then rename: a reader never sees half a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
 def plot_pareto(candidates: list[Candidate], selection: Selection, profile: Profile,
                 path: Path) -> Path:
     import matplotlib
@@ -53,9 +65,29 @@ def plot_pareto(candidates: list[Candidate], selection: Selection, profile: Prof
     rows = [f"{i:>2}  {c.name}" for i, c in enumerate(candidates, 1)]
     legend_ax.text(0.0, 1.0, "\n".join(rows), va="top", family="monospace",
                    fontsize=max(5, 9 - len(rows) // 12))
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return _save(fig, path)
+
+
+def plot_load(result, path: Path) -> Path:
+    """loadtest.png: p50/p90/p99 against the offered rate, the budget line, the capacity."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [s for s in result.steps if s.kind == "open" and s.p99_ms is not None]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    rates = [s.offered_rps for s in steps]
+    for name, style in (("p50_ms", "o-"), ("p90_ms", "s-"), ("p99_ms", "^-")):
+        ax.plot(rates, [getattr(s, name) for s in steps], style, label=name.replace("_ms", ""))
+    ax.axhline(result.budget_ms, color="tab:red", linestyle="--", label=f"budget {result.budget_ms:g} ms")
+    if result.capacity_rps is not None:
+        ax.axvline(result.capacity_rps, color="tab:green", linestyle=":",
+                   label=f"capacity {result.capacity_rps:g} req/s")
+    ax.set_xlabel("offered rate, requests/s (Poisson arrivals, one text each)")
+    ax.set_ylabel("latency, ms (from scheduled send)")
+    ax.set_yscale("log")
+    ax.set_title(f"load test: {result.url}", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgetune.config import PredictConfig
+from edgetune.console import make_progress
 from edgetune.deploy.runtime import Predictor, read_rows
 from edgetune.errors import InputError
 
@@ -21,6 +22,13 @@ class PredictResult:
     rows: int
     accuracy: float | None  # when the file has a label column
     out: Path | None
+
+
+def _line_count(path: Path) -> int:
+    """Rows for the progress bar (lines, less a CSV header): one fast pass over the bytes."""
+    with path.open("rb") as handle:
+        lines = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+    return max(1, lines - (path.suffix.lower() != ".jsonl"))
 
 
 def predict(config: PredictConfig) -> PredictResult:
@@ -37,8 +45,10 @@ def predict(config: PredictConfig) -> PredictResult:
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
     count = right = labelled = 0
+    progress = make_progress()
+    task = progress.add_task("predict", total=_line_count(Path(config.input)), status="")
     try:
-        with os.fdopen(fd, "w", newline="") as handle:
+        with os.fdopen(fd, "w", newline="") as handle, progress:
             writer = csv.writer(handle) if out.suffix == ".csv" else None
             if writer:
                 writer.writerow(["text", "label", *(f"score_{n}" for n in predictor.labels)])
@@ -57,6 +67,7 @@ def predict(config: PredictConfig) -> PredictResult:
                             writer.writerow([text, result["label"], *result["scores"].values()])
                         else:
                             handle.write(json.dumps({"text": text, **result}) + "\n")
+                    progress.update(task, completed=count)
                     pending = []
         os.chmod(tmp, 0o644)
         os.replace(tmp, out)

@@ -32,7 +32,7 @@ from edgetune.measure.bench import EvalSet
 from edgetune.search.cache import Cache, file_digest
 from edgetune.search.candidates import CandidateBuilder
 from edgetune.search.record import Candidate
-from edgetune.train.loop import TrainConfig
+from edgetune.train.settings import TrainConfig
 
 
 def default_prune_configs(num_layers: int) -> list[PruneConfig]:

@@ -1,0 +1,97 @@
+"""Micro-batching: concurrent requests share one ONNX Runtime run.
+
+A request's texts wait in a queue; the batcher takes the first waiting request, then keeps
+taking more until the batch holds `max_batch` texts or `max_wait_s` has passed since the
+first, and runs them together on one worker thread (the event loop never blocks on the
+model). A request that would overflow the batch waits for the next one, so a batch exceeds
+`max_batch` only when one request alone is larger. Why: on CPU a batch of 8 short texts costs
+far less than 8 runs of one, so under load the server holds more traffic at the same p99.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+
+@dataclass
+class _Waiting:
+    texts: list[str]
+    future: asyncio.Future
+
+
+class MicroBatcher:
+    def __init__(self, run: Callable[[list[str]], list], max_batch: int, max_wait_s: float,
+                 on_batch: Callable[[int], None] = lambda size: None):
+        self.run, self.max_batch, self.max_wait_s, self.on_batch = run, max_batch, max_wait_s, on_batch
+        self._queue: asyncio.Queue[_Waiting] | None = None
+        self._held: _Waiting | None = None  # overflowed the last batch: first in the next
+        self._task: asyncio.Task | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="edgetune-model")
+
+    async def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        """After the server stopped taking requests: nothing is left waiting, so cancel."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._executor.shutdown(wait=True)
+
+    async def submit(self, texts: list[str]) -> list:
+        if self._queue is None:
+            raise RuntimeError("the batcher is not started")
+        future = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Waiting(texts, future))
+        return await future
+
+    async def _next_batch(self) -> list[_Waiting]:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        first = self._held or await self._queue.get()
+        self._held = None
+        batch, size = [first], len(first.texts)
+        deadline = loop.time() + self.max_wait_s
+        while size < self.max_batch:
+            try:
+                waiting = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    waiting = await asyncio.wait_for(self._queue.get(), remaining)
+                except TimeoutError:
+                    break
+            if size + len(waiting.texts) > self.max_batch:
+                self._held = waiting
+                break
+            batch.append(waiting)
+            size += len(waiting.texts)
+        return batch
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._next_batch()
+            batch = [w for w in batch if not w.future.cancelled()]  # client went away
+            if not batch:
+                continue
+            texts = [t for w in batch for t in w.texts]
+            self.on_batch(len(texts))
+            try:
+                results = await loop.run_in_executor(self._executor, self.run, texts)
+            except Exception as exc:  # noqa: BLE001 - the model failed: every request in the batch learns why
+                for w in batch:
+                    if not w.future.done():
+                        w.future.set_exception(exc)
+                continue
+            start = 0
+            for w in batch:
+                if not w.future.done():
+                    w.future.set_result(results[start:start + len(w.texts)])
+                start += len(w.texts)

@@ -1,0 +1,207 @@
+"""Drive a prediction server with real HTTP traffic and find its capacity at a latency budget.
+
+The plan, bounded in time and in requests: a warm-up; one closed-loop client (single-stream
+latency); N closed-loop clients (the throughput the server saturates at); then open-loop
+steps of Poisson arrivals at rising rates (fractions of that throughput unless the rates are
+given). Open-loop latency counts from each request's *scheduled* send time, so a server that
+falls behind is charged for the queue it builds (no coordinated omission). A step is within
+budget when its p99 is at most the budget, no request failed, and the server kept up (served
+at least 90 % of the offered rate). Capacity at budget is the highest such rate. aiohttp is
+the client: one connection pool, one event loop, no threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from edgetune.errors import InputError
+
+OPEN_FRACTIONS = (0.25, 0.5, 0.7, 0.85, 1.0, 1.2)
+REQUEST_TIMEOUT_S = 10.0
+REFINE_STEPS = 2  # after the planned rates, bisect between the best rate within and the next over
+
+
+def _edge(steps: list[Step]) -> tuple[float | None, float | None]:
+    """The highest rate within budget and the lowest rate above it that was over."""
+    opened = [s for s in steps if s.kind == "open"]
+    low = max((s.offered_rps for s in opened if s.within_budget), default=None)
+    above = [s.offered_rps for s in opened if not s.within_budget and (low is None or s.offered_rps > low)]
+    return low, min(above, default=None)
+
+
+@dataclass
+class Step:
+    kind: str  # "warm-up", "closed" or "open"
+    seconds: float
+    sent: int
+    ok: int
+    errors: int
+    throughput_rps: float
+    p50_ms: float | None
+    p90_ms: float | None
+    p99_ms: float | None
+    concurrency: int | None = None
+    offered_rps: float | None = None
+    within_budget: bool | None = None
+
+
+@dataclass
+class LoadTestResult:
+    url: str
+    budget_ms: float
+    steps: list[Step]
+    capacity_rps: float | None  # None: no open-loop step was within budget
+    single_stream: Step
+    saturated: Step
+    stopped: str  # why the rate stopped rising
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _step(kind: str, seconds: float, latencies: list[float], errors: int, **extra) -> Step:
+    ms = np.asarray(latencies) * 1000
+    pct = (lambda q: round(float(np.percentile(ms, q)), 3)) if len(ms) else (lambda q: None)
+    return Step(kind, round(seconds, 3), len(latencies) + errors, len(latencies), errors,
+                round(len(latencies) / seconds, 2) if seconds > 0 else 0.0,
+                pct(50), pct(90), pct(99), **extra)
+
+
+async def _post(session, url: str, text: str) -> bool:
+    import aiohttp
+
+    try:
+        async with session.post(url, json=[text]) as response:
+            await response.read()
+            return response.status == 200
+    except (aiohttp.ClientError, TimeoutError, OSError):
+        return False
+
+
+async def closed_loop(session, url: str, texts: list[str], concurrency: int, seconds: float,
+                      max_requests: int, kind: str = "closed") -> Step:
+    """`concurrency` clients, each sending its next request when the last one is answered."""
+    latencies: list[float] = []
+    errors = 0
+    budget = [max_requests]
+    start = time.perf_counter()
+    stop_at = start + seconds
+
+    async def client(offset: int) -> None:
+        nonlocal errors
+        i = offset
+        while time.perf_counter() < stop_at and budget[0] > 0:
+            budget[0] -= 1
+            sent = time.perf_counter()
+            ok = await _post(session, url, texts[i % len(texts)])
+            if ok:
+                latencies.append(time.perf_counter() - sent)
+            else:
+                errors += 1
+            i += concurrency
+
+    await asyncio.gather(*(client(k) for k in range(concurrency)))
+    return _step(kind, time.perf_counter() - start, latencies, errors, concurrency=concurrency)
+
+
+async def open_loop(session, url: str, texts: list[str], rate: float, seconds: float,
+                    max_requests: int, seed: int = 0) -> Step:
+    """Poisson arrivals at `rate` per second, whatever the server's answers are doing."""
+    rng = random.Random(seed)
+    loop = asyncio.get_running_loop()
+    latencies: list[float] = []
+    errors = 0
+    start = loop.time()
+
+    async def one(scheduled: float, text: str) -> None:
+        nonlocal errors
+        await asyncio.sleep(max(0.0, scheduled - loop.time()))
+        ok = await _post(session, url, text)
+        if ok:
+            latencies.append(loop.time() - scheduled)
+        else:
+            errors += 1
+
+    tasks, at = [], start
+    for i in range(max_requests):
+        at += rng.expovariate(rate)
+        if at - start > seconds:
+            break
+        tasks.append(asyncio.ensure_future(one(at, texts[i % len(texts)])))
+    await asyncio.gather(*tasks)
+    # served per second of the arrival window: the same denominator as the offered rate
+    return _step("open", seconds, latencies, errors, offered_rps=round(rate, 2))
+
+
+async def _run(url: str, texts: list[str], budget_ms: float, concurrency: int, step_seconds: float,
+               rates: list[float], max_seconds: float, max_requests: int,
+               log: Callable[[str], None]) -> LoadTestResult:
+    try:
+        import aiohttp
+    except ImportError:
+        raise InputError("loadtest needs the 'serve' extra (aiohttp is missing): "
+                         "pip install 'edgetune[serve]'") from None
+
+    started = time.perf_counter()
+    left = [max_requests]
+
+    def spend(step: Step) -> Step:
+        left[0] = max(0, left[0] - step.sent)
+        return step
+
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        warm = spend(await closed_loop(session, url, texts, 1, min(2.0, step_seconds), left[0], "warm-up"))
+        single = spend(await closed_loop(session, url, texts, 1, step_seconds, left[0]))
+        log(f"single stream: {single.throughput_rps:.0f} req/s, p99 {single.p99_ms} ms")
+        saturated = spend(await closed_loop(session, url, texts, concurrency, step_seconds, left[0]))
+        log(f"{concurrency} clients: {saturated.throughput_rps:.0f} req/s, p99 {saturated.p99_ms} ms")
+        plan = rates or [round(f * saturated.throughput_rps, 1) for f in OPEN_FRACTIONS]
+        steps, misses, stopped = [warm, single, saturated], 0, "every planned rate was run"
+
+        async def try_rate(rate: float) -> Step | None:
+            nonlocal stopped
+            if time.perf_counter() - started + step_seconds > max_seconds:
+                stopped = f"time bound ({max_seconds:g} s) reached"
+                return None
+            if left[0] <= 0:
+                stopped = "request bound reached"
+                return None
+            step = spend(await open_loop(session, url, texts, rate, step_seconds, left[0], len(steps)))
+            step.within_budget = (step.errors == 0 and step.p99_ms is not None
+                                  and step.p99_ms <= budget_ms)
+            steps.append(step)
+            log(f"open loop {rate:.1f} req/s: served {step.throughput_rps:.1f}, p99 {step.p99_ms} ms, "
+                f"{step.errors} errors -> {'within' if step.within_budget else 'over'} budget")
+            return step
+
+        for rate in (r for r in plan if r > 0):
+            if (step := await try_rate(rate)) is None:
+                break
+            misses = 0 if step.within_budget else misses + 1
+            if misses == 2:
+                stopped = "two rates in a row were over budget"
+                break
+        for _ in range(0 if rates else REFINE_STEPS):  # halve the gap at the capacity's edge
+            low, high = _edge(steps)
+            if low is None or high is None or (step := await try_rate(round((low + high) / 2, 1))) is None:
+                break
+    within = [s.offered_rps for s in steps if s.kind == "open" and s.within_budget]
+    return LoadTestResult(url, budget_ms, steps, max(within) if within else None, single,
+                          saturated, stopped)
+
+
+def run_load_test(url: str, texts: list[str], budget_ms: float, concurrency: int = 8,
+                  step_seconds: float = 5.0, rates: list[float] | None = None,
+                  max_seconds: float = 180.0, max_requests: int = 200_000,
+                  log: Callable[[str], None] = lambda line: None) -> LoadTestResult:
+    return asyncio.run(_run(url, texts, budget_ms, concurrency, step_seconds, list(rates or []),
+                            max_seconds, max_requests, log))

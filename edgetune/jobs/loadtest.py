@@ -1,0 +1,148 @@
+"""`edgetune loadtest`: capacity at budget of a served bundle, measured over loopback HTTP.
+
+Given a bundle, the server is started here (`edgetune serve` in its own process, on
+127.0.0.1 and a free port) and stopped after; given a URL, it must be a loopback one: this
+tool sends traffic nowhere else. Writes `loadtest.json` and `loadtest.png` under `out`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlparse
+
+from edgetune.config import LoadtestConfig
+from edgetune.console import console
+from edgetune.deploy import READY_LINE as READY
+from edgetune.deploy.loadtest import LoadTestResult, run_load_test
+from edgetune.errors import InputError
+from edgetune.fsutil import write_json_atomic
+
+SAMPLE_TEXTS = [
+    "a gripping, beautifully shot film",
+    "the plot goes nowhere and the acting is wooden",
+    "An honest, funny and moving story about growing up in a small town.",
+    "I wanted to like it, but two hours of this felt like four.",
+    "The service was quick and the staff were friendly.",
+    ("Shares fell sharply after the company missed its earnings forecast for the third quarter "
+    "in a row, and analysts expect more cuts before the end of the year."),
+    "fine",
+    "Not bad at all; the second half is better than the first, and the ending works.",
+]
+
+
+def is_loopback(url: str) -> bool:
+    host = urlparse(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@contextmanager
+def local_server(bundle: str, extra_args: list[str], wait_s: float = 120.0) -> Iterator[str]:
+    """`edgetune serve BUNDLE` on a free loopback port; yields its URL; SIGTERM on the way out."""
+    command = [sys.executable, "-m", "edgetune", "serve", bundle, "--host", "127.0.0.1",
+               "--port", "0", *extra_args]
+    with tempfile.TemporaryFile("w+") as errors:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True)
+        found: list[str] = []
+
+        def read_ready() -> None:
+            assert process.stdout is not None
+            for line in process.stdout:
+                if line.startswith(READY):
+                    found.append(line.split()[4])
+                    break
+
+        reader = threading.Thread(target=read_ready, daemon=True)
+        reader.start()
+        reader.join(wait_s)
+        try:
+            if not found:
+                process.kill()
+                process.wait()
+                errors.seek(0)
+                last = (errors.read().strip().splitlines() or ["(no output)"])[-1]
+                raise InputError(f"the server for {bundle} did not start: {last}")
+            yield found[0]
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+def _texts(config: LoadtestConfig) -> list[str]:
+    if not config.texts:
+        return SAMPLE_TEXTS
+    from edgetune.deploy.runtime import read_rows
+
+    rows, column, _ = read_rows(Path(config.texts), config.text_column)
+    texts = [str(r.get(column) or "") for _, r in zip(range(10_000), rows)]
+    if not any(texts):
+        raise InputError(f"{config.texts}: no texts in column '{column}'")
+    return [t for t in texts if t]
+
+
+def _budget(config: LoadtestConfig, bundle: str | None) -> tuple[float, str]:
+    if config.budget_ms is not None:
+        return config.budget_ms, "--budget-ms"
+    if config.profile is not None:
+        from edgetune.profiles import load_profile
+
+        profile = load_profile(config.profile)
+        return profile.latency_budget_ms, f"profile {profile.name}"
+    if bundle is None:
+        raise InputError("loadtest of a URL needs --budget-ms or --profile (whose budget to hold)")
+    from edgetune.deploy.bundle import load_bundle
+
+    profile = load_bundle(bundle).manifest.profile
+    return profile.latency_budget_ms, f"the bundle's profile {profile.name}"
+
+
+def loadtest(config: LoadtestConfig) -> LoadTestResult:
+    target = config.target
+    is_url = target.startswith(("http://", "https://"))
+    if is_url and not is_loopback(target):
+        raise InputError(f"{target}: loadtest sends traffic to loopback addresses only "
+                         "(127.0.0.1, ::1, localhost); run it on the server's machine")
+    if not is_url and not Path(target).is_dir():
+        raise InputError(f"{target}: neither a bundle folder nor an http:// URL")
+    budget_ms, budget_from = _budget(config, None if is_url else target)
+    texts = _texts(config)
+    out = Path(config.out or "loadtest")
+    out.mkdir(parents=True, exist_ok=True)
+    server = _url_of(target) if is_url else local_server(target, config.server_args)
+    with server as base:
+        url = base.rstrip("/") + "/v1/predict"
+        console.print(f"load test of {url}: p99 budget {budget_ms:g} ms ({budget_from}), "
+                      f"{config.step_seconds:g} s per step, at most {config.max_seconds:g} s")
+        result = run_load_test(url, texts, budget_ms, config.concurrency, config.step_seconds,
+                               config.rates, config.max_seconds, config.max_requests, console.print)
+    if not is_url:
+        result.notes.append(f"the server and this load generator shared this machine's "
+                            f"{os.cpu_count()} cores")
+    write_json_atomic(out / "loadtest.json", result.to_json())
+    from edgetune.deploy.plot import plot_load
+
+    plot_load(result, out / "loadtest.png")
+    return result
+
+
+@contextmanager
+def _url_of(url: str) -> Iterator[str]:
+    yield url

@@ -1,0 +1,82 @@
+"""`edgetune serve`: a bundle behind HTTP on uvicorn, torch-free.
+
+The socket is bound and listening before the app starts, so with `--port 0` the real port is
+known and printed in the ready line (`edgetune serve: ready on http://HOST:PORT`) once the
+model is loaded; connections that arrive earlier wait in the backlog instead of being refused.
+SIGTERM/SIGINT stop taking connections and finish the requests in flight (uvicorn's graceful
+shutdown, up to `graceful_seconds`) before the batcher stops.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from edgetune.config import ServeConfig
+from edgetune.deploy import READY_LINE as READY
+from edgetune.deploy.bundle import load_bundle
+from edgetune.deploy.runtime import Predictor
+from edgetune.errors import InputError
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say TCP, and without it
+    # a keep-alive client waits ~40 ms per request on delayed ACKs.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise InputError(f"cannot listen on {host}:{port} ({exc.strerror}); "
+                         "choose another --port (0: any free one) or --host") from None
+    sock.listen(2048)
+    return sock
+
+
+def server_stack():
+    """deploy.server, or a one-line error when the `serve` extra is not installed."""
+    try:
+        from edgetune.deploy import server
+    except ImportError as exc:
+        raise InputError(f"serving needs the 'serve' extra ({exc.name} is missing): "
+                         "pip install 'edgetune[serve]'") from None
+    return server
+
+
+def app_settings(config: ServeConfig) -> dict:
+    """`create_app`'s arguments for a bundle: its predictor, batching and limits."""
+    bundle = load_bundle(config.bundle)
+    profile = bundle.manifest.profile
+    predictor = Predictor(bundle, profile.intra_op_threads if config.threads is None else config.threads)
+    max_batch = config.max_batch or profile.serve_max_batch
+    max_wait_ms = profile.serve_max_wait_ms if config.max_wait_ms is None else config.max_wait_ms
+    info = {"bundle": str(bundle.path), "labels": predictor.labels, "candidate": bundle.manifest.candidate,
+            "profile": profile.name, "max_batch": max_batch, "max_wait_ms": max_wait_ms}
+    limits = server_stack().Limits(config.max_texts, config.max_text_chars, config.max_body_bytes)
+    return {"predict": predictor.predict, "info": info, "max_batch": max_batch,
+                "max_wait_s": max_wait_ms / 1000, "limits": limits}
+
+
+def serve(config: ServeConfig) -> None:
+    """Serve until SIGTERM/SIGINT."""
+    import uvicorn
+
+    app_args = app_settings(config)
+    info = app_args["info"]
+    sock = bind(config.host, config.port)
+    host, port = sock.getsockname()[:2]
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+
+    def ready() -> None:
+        print(f"{READY} {url} (batch up to {info['max_batch']}, wait {info['max_wait_ms']} ms; "
+              f"profile {info['profile']})", flush=True)
+
+    app = server_stack().create_app(**app_args, on_ready=ready)
+    server = uvicorn.Server(uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="on",
+        timeout_graceful_shutdown=config.graceful_seconds or None))
+    try:
+        server.run(sockets=[sock])  # after a graceful stop uvicorn re-raises the signal it caught
+    finally:
+        sock.close()

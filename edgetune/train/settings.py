@@ -1,0 +1,41 @@
+"""The fine-tuning loop's knobs, apart from the loop: configs and the CLI read them without
+importing torch or transformers (so `edgetune serve` and `predict` start light)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Scheduler = Literal["linear", "cosine", "plateau"]
+
+
+class TrainConfig(BaseModel):
+    """Every knob of the fine-tuning loop; a section of the recipe, serialised into the report."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: float = Field(3.0, gt=0)
+    max_steps: int = Field(-1, description="stop after N steps (-1: no limit)")
+    max_train_minutes: float | None = Field(None, gt=0)
+    learning_rate: float | Literal["auto"] = Field(
+        "auto", description="a number, or auto: an LR range test picks it (train/lr_find.py)")
+    batch_size: int = Field(32, ge=1, description="starting batch size; lowered if it does not fit")
+    auto_find_batch_size: bool = True
+    scheduler: Scheduler = "linear"
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    eval_steps: int | None = Field(None, ge=1, description="None: every epoch, at most 500 steps apart")
+    early_stopping_patience: int = Field(3, ge=1)
+    early_stopping_min_delta: float = Field(0.0, ge=0)
+    metric: Literal["accuracy", "macro_f1"] = "accuracy"
+    max_length: int | None = Field(None, ge=8, description="None: the profile's sequence length")
+    seed: int = 42
+    max_train_samples: int | None = Field(None, ge=1)
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 autocast where the device computes bf16 natively")
+    group_by_length: bool = Field(True, description="batches of similar length: less padding")
+
+    def for_length(self, sequence_length: int) -> TrainConfig:
+        """This config with `max_length` set, the profile's `sequence_length` where unset."""
+        return self.model_copy(update={"max_length": self.max_length or sequence_length})

@@ -69,6 +69,8 @@ class TuneConfig(_Config):
                                      "the training rows never have (default: an error)")
     latency_rounds: int = Field(10, ge=2, description="interleaved rounds per candidate")
     max_rounds: int = Field(30, ge=2, description="cap on rounds for marginal verdicts")
+    loadtest: bool = Field(False, description="load-test the chosen bundle over loopback HTTP; "
+                           "capacity at budget in the report and the manifest")
     resume: bool = False
     overwrite: bool = False
     force_unlock: bool = Field(False, description="take over the run folder's lock")

@@ -208,3 +208,20 @@ def test_serving_without_the_serve_extra_says_what_to_install(tuned_run, monkeyp
     monkeypatch.delitem(sys.modules, "edgetune.deploy.server", raising=False)
     result = CliRunner().invoke(cli, ["serve", str(out / "best"), "--port", "0"])
     assert result.exit_code == 2 and "pip install 'edgetune[serve]'" in result.output, result.output
+
+
+def test_tune_with_loadtest_puts_the_capacity_in_the_report_and_the_manifest(
+        tiny_model_dir, tiny_data_csv, tiny_profile, tmp_path, monkeypatch):
+    from conftest import TINY_TRAIN
+
+    monkeypatch.setenv("EDGETUNE_LOADTEST_STEP_SECONDS", "0.5")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, [str(a) for a in (
+        "tune", "--model", tiny_model_dir, "--data", tiny_data_csv, "--profile", tiny_profile,
+        "--out", out, "--modes", "dynamic-int8", "--loadtest", *TINY_TRAIN)])
+    assert result.exit_code == 0, result.output
+    serving = json.loads((out / "best" / "edgetune.json").read_text())["serving"]
+    assert serving["saturated_rps"] > 0 and (out / "loadtest" / "loadtest.png").is_file()
+    report = (out / "report.md").read_text()
+    assert "## Served" in report and "Capacity at budget of the chosen bundle" in report
+    assert "loadtest" in json.loads((out / "report.json").read_text())["run"]

@@ -57,6 +57,7 @@ TUNE_FLAGS: list[tuple[str, tuple[str, ...], object, str]] = [
     ("objective", ("--objective",), click.Choice(["latency", "accuracy", "size"]), "What the choice minimises among candidates within the budget whose accuracy is not significantly below the best (accuracy: take the most accurate)."),
     ("latency_rounds", ("--rounds",), int, "Interleaved latency rounds (all candidates in each, order rotating)."),
     ("max_rounds", ("--max-rounds",), int, "Cap on rounds for candidates whose p90 interval straddles the budget."),
+    ("loadtest", ("--loadtest",), FLAG, "Serve the chosen bundle on 127.0.0.1 and find the requests/s it holds within the budget (`edgetune loadtest`); capacity goes in the report and the manifest."),
     ("drop_unseen_labels", ("--drop-unseen-labels",), FLAG, "Leave out validation rows whose label the training rows never have (default: an error)."),
     ("force_unlock", ("--force-unlock",), FLAG, "Take over OUT's lock (a run that died, or one you stopped on another host)."),
     ("resume", ("--resume",), FLAG, "Continue an interrupted run in OUT from its last checkpoint."),

@@ -43,6 +43,7 @@ class Manifest(BaseModel):
     quantization: dict | None = None
     pruning: dict | None = None
     train: dict | None = None
+    serving: dict | None = None  # `tune --loadtest`: capacity at budget over loopback HTTP
 
     @field_validator("format")
     @classmethod

@@ -87,6 +87,18 @@ def render_markdown(candidates: list[Candidate], selection: Selection, profile: 
                   f"accuracy bound {context.get('min_accuracy', 0):.4f}."), ""]
         lines += [f"- {line}" for line in search["lines"]]
         lines.append("")
+    serving = context.get("loadtest")
+    if serving:
+        capacity = (f"**{serving['capacity_rps']:g} requests/s** with p99 <= {serving['budget_ms']:g} ms"
+                    if serving["capacity_rps"] is not None else
+                    f"**none**: no rate tried kept p99 within {serving['budget_ms']:g} ms")
+        lines += ["## Served", "",
+                  f"Capacity at budget of the chosen bundle behind `edgetune serve` (one text per "
+                  f"request, Poisson arrivals over loopback HTTP): {capacity}; single-stream p90 "
+                  f"{serving['single_stream_p90_ms']} ms, saturated throughput "
+                  f"{serving['saturated_rps']:g} requests/s ({serving['stopped']}). "
+                  + " ".join(n[0].upper() + n[1:] + "." for n in serving["notes"]),
+                  "", "![latency vs rate](loadtest/loadtest.png)", ""]
     notes = [f"- {c.name}: {n}" for c in candidates for n in c.notes]
     if notes:
         lines += ["## Notes", "", *notes, ""]

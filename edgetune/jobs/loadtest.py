@@ -114,7 +114,24 @@ def _budget(config: LoadtestConfig, bundle: str | None) -> tuple[float, str]:
     return profile.latency_budget_ms, f"the bundle's profile {profile.name}"
 
 
-def loadtest(config: LoadtestConfig) -> LoadTestResult:
+def load_test_bundle(bundle: Path, out: Path, texts: list[str]) -> dict:
+    """`tune --loadtest`: the chosen bundle's capacity, also written into its manifest."""
+    from edgetune.deploy.bundle import MANIFEST_NAME, load_bundle
+
+    step_seconds = float(os.environ.get("EDGETUNE_LOADTEST_STEP_SECONDS", "4"))
+    result = loadtest(LoadtestConfig(target=str(bundle), out=str(out), step_seconds=step_seconds,
+                                     max_seconds=30 * step_seconds),
+                      texts=[t for t in texts if t.strip()] or None)
+    summary = {"capacity_rps": result.capacity_rps, "budget_ms": result.budget_ms,
+               "single_stream_p90_ms": result.single_stream.p90_ms,
+               "saturated_rps": result.saturated.throughput_rps, "stopped": result.stopped,
+               "notes": result.notes, "details": str(out / "loadtest.json")}
+    manifest = load_bundle(bundle).manifest.model_copy(update={"serving": summary})
+    write_json_atomic(bundle / MANIFEST_NAME, manifest.to_json())
+    return summary
+
+
+def loadtest(config: LoadtestConfig, texts: list[str] | None = None) -> LoadTestResult:
     target = config.target
     is_url = target.startswith(("http://", "https://"))
     if is_url and not is_loopback(target):
@@ -123,7 +140,7 @@ def loadtest(config: LoadtestConfig) -> LoadTestResult:
     if not is_url and not Path(target).is_dir():
         raise InputError(f"{target}: neither a bundle folder nor an http:// URL")
     budget_ms, budget_from = _budget(config, None if is_url else target)
-    texts = _texts(config)
+    texts = texts or _texts(config)
     out = Path(config.out or "loadtest")
     out.mkdir(parents=True, exist_ok=True)
     server = _url_of(target) if is_url else local_server(target, config.server_args)

@@ -195,6 +195,12 @@ def _tune(config: TuneConfig, profile: Profile, modes: list[Mode], out: Path,
         context["best_bundle"] = str(best)
     elif (out / "best").exists():
         shutil.rmtree(out / "best")  # a stale winner from an earlier run would mislead
+    if config.loadtest and best is not None:
+        from edgetune.jobs.loadtest import load_test_bundle
+
+        t0 = time.monotonic()
+        context["loadtest"] = load_test_bundle(best, out / "loadtest", val_texts)
+        stages["loadtest"] = time.monotonic() - t0
     _, report_md = write_report(out, candidates, selection, profile, context)
     result = TuneResult(out, candidates, selection, best, report_md, recipe, profile, stages)
     if best is None:

@@ -36,7 +36,8 @@ class Profile(BaseModel):
     precisions: list[Precision] = Field(default_factory=lambda: ["fp32", "int8"])
     budget_on: Literal["fixed", "traffic"] = Field(
         "fixed", description="fixed: batch x sequence_length padded; traffic: the data's own lengths")
-    serve_max_batch: int = Field(16, ge=1, description="`serve`: texts one session run may batch")
+    serve_max_batch: int | None = Field(None, ge=1, description="`serve`: texts one session run may "
+                                        "batch (None: measured at start, deploy/batch_choice.py)")
     serve_max_wait_ms: float = Field(2.0, ge=0, description="`serve`: how long a batch waits to fill")
 
     @field_validator("execution_providers")

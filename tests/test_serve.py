@@ -77,6 +77,22 @@ def test_a_failing_model_fails_every_request_of_its_batch_and_the_batcher_goes_o
     assert all(isinstance(f, RuntimeError) for f in failed) and after == ["c"]
 
 
+def test_the_batch_size_is_the_one_measured_cheapest_per_text_and_one_when_batching_costs():
+    from edgetune.deploy.batch_choice import choose_max_batch
+
+    def overhead_then_linear(texts):  # 4 ms per run + 0.2 ms per text: batches pay
+        time.sleep(0.004 + 0.0002 * len(texts))
+
+    def padded(texts):  # no per-run cost, 1.3x per text in a batch: batches lose
+        time.sleep(0.0005 * len(texts) * (1.3 if len(texts) > 1 else 1.0))
+
+    texts = ["a", "bb", "ccc"]
+    paying = choose_max_batch(overhead_then_linear, texts, limit=8, rounds=2, seconds_per_size=0.01)
+    assert paying.max_batch == 8 and set(paying.ms_per_text) == {1, 2, 4, 8}
+    costly = choose_max_batch(padded, texts, limit=8, rounds=2, seconds_per_size=0.01)
+    assert costly.max_batch == 1 and "batch up to 1" in costly.describe()
+
+
 # --- the app in process: every bad request is a 4xx JSON error, and serving goes on ----------
 
 BAD_REQUESTS = [
@@ -205,7 +221,10 @@ def test_optimum_and_a_transformers_pipeline_load_a_bundle(tuned_run):
 def test_serving_without_the_serve_extra_says_what_to_install(tuned_run, monkeypatch):
     out, _ = tuned_run
     monkeypatch.setitem(sys.modules, "fastapi", None)  # import fastapi -> ImportError
+    import edgetune.deploy
+
     monkeypatch.delitem(sys.modules, "edgetune.deploy.server", raising=False)
+    monkeypatch.delattr(edgetune.deploy, "server", raising=False)  # else `from edgetune.deploy import server` finds it
     result = CliRunner().invoke(cli, ["serve", str(out / "best"), "--port", "0"])
     assert result.exit_code == 2 and "pip install 'edgetune[serve]'" in result.output, result.output
 

@@ -12,7 +12,7 @@ from edgetune.cli.options import split_list
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=int, default=8000, show_default=True, help="Port (0: any free one, printed when ready).")
 @click.option("--threads", type=int, default=None, help="ONNX Runtime threads (default: the profile's).")
-@click.option("--max-batch", type=int, default=None, help="Texts one run may batch (default: the profile's serve_max_batch).")
+@click.option("--max-batch", type=int, default=None, help="Texts one run may batch (default: the profile's serve_max_batch, or else measured at start: the size with the lowest time per text).")
 @click.option("--max-wait-ms", type=float, default=None, help="How long a batch waits to fill (default: the profile's serve_max_wait_ms).")
 @click.option("--max-texts", type=int, default=64, show_default=True, help="Texts per request.")
 @click.option("--max-text-chars", type=int, default=10_000, show_default=True, help="Characters per text.")

@@ -75,7 +75,8 @@ def plot_load(result, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = [s for s in result.steps if s.kind == "open" and s.p99_ms is not None]
+    steps = sorted((s for s in result.steps if s.kind == "open" and s.p99_ms is not None),
+                   key=lambda s: s.offered_rps)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     rates = [s.offered_rps for s in steps]
     for name, style in (("p50_ms", "o-"), ("p90_ms", "s-"), ("p99_ms", "^-")):
@@ -87,7 +88,7 @@ def plot_load(result, path: Path) -> Path:
     ax.set_xlabel("offered rate, requests/s (Poisson arrivals, one text each)")
     ax.set_ylabel("latency, ms (from scheduled send)")
     ax.set_yscale("log")
-    ax.set_title(f"load test: {result.url}", fontsize=9)
+    ax.set_title(f"load test: capacity at p99 <= {result.budget_ms:g} ms", fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     return _save(fig, path)

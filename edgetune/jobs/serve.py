@@ -13,6 +13,7 @@ import socket
 
 from edgetune.config import ServeConfig
 from edgetune.deploy import READY_LINE as READY
+from edgetune.deploy.batch_choice import choose_max_batch, sample_texts
 from edgetune.deploy.bundle import load_bundle
 from edgetune.deploy.runtime import Predictor
 from edgetune.errors import InputError
@@ -50,9 +51,14 @@ def app_settings(config: ServeConfig) -> dict:
     profile = bundle.manifest.profile
     predictor = Predictor(bundle, profile.intra_op_threads if config.threads is None else config.threads)
     max_batch = config.max_batch or profile.serve_max_batch
+    batching = "set by " + ("--max-batch" if config.max_batch else "the profile")
+    if max_batch is None:
+        choice = choose_max_batch(predictor.logits, sample_texts(bundle.path), limit=config.max_texts)
+        max_batch, batching = choice.max_batch, choice.describe()
     max_wait_ms = profile.serve_max_wait_ms if config.max_wait_ms is None else config.max_wait_ms
     info = {"bundle": str(bundle.path), "labels": predictor.labels, "candidate": bundle.manifest.candidate,
-            "profile": profile.name, "max_batch": max_batch, "max_wait_ms": max_wait_ms}
+            "profile": profile.name, "max_batch": max_batch, "batching": batching,
+            "max_wait_ms": max_wait_ms}
     limits = server_stack().Limits(config.max_texts, config.max_text_chars, config.max_body_bytes)
     return {"predict": predictor.predict, "info": info, "max_batch": max_batch,
                 "max_wait_s": max_wait_ms / 1000, "limits": limits}
@@ -71,6 +77,7 @@ def serve(config: ServeConfig) -> None:
     def ready() -> None:
         print(f"{READY} {url} (batch up to {info['max_batch']}, wait {info['max_wait_ms']} ms; "
               f"profile {info['profile']})", flush=True)
+        print(f"edgetune serve: {info['batching']}", flush=True)
 
     app = server_stack().create_app(**app_args, on_ready=ready)
     server = uvicorn.Server(uvicorn.Config(

@@ -41,6 +41,9 @@ class SearchSettings(_Config):
         "layerwise", description="layerwise: logits KL + hidden states of the kept teacher layers")
     stop_margin: float = Field(0.5, ge=0, description="a student stops once it is this many "
                                "points above the accuracy bound; its minutes go to the next")
+    executor: Literal["local", "ray"] = Field("local", description="ray: probes and students "
+                                              "as Ray tasks (pip install 'edgetune[ray]')")
+    ray_address: str | None = Field(None, description="auto, HOST:PORT, or None: a local Ray instance")
 
 
 class TuneConfig(_Config):

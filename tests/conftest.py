@@ -79,16 +79,34 @@ def tiny_profile(tmp_path_factory) -> Path:
 TINY_TRAIN = ["--epochs", "8", "--lr", "3e-3", "--batch-size", "16", "--patience", "8"]
 
 
-@pytest.fixture(scope="session")
-def tuned_run(tmp_path_factory, tiny_model_dir, tiny_data_csv, tiny_profile):
-    """One `edgetune tune` on the tiny model, shared by the tests that read its outputs."""
+def tune_tiny(out: Path, model: Path, data: Path, profile: Path, *args: object):
+    """`edgetune tune` on the tiny model in this process; the click result."""
     from click.testing import CliRunner
 
     from edgetune.cli import cli
 
+    return CliRunner().invoke(cli, [str(a) for a in (
+        "tune", "--model", model, "--data", data, "--profile", profile, "--out", out, *args)])
+
+
+@pytest.fixture(scope="session")
+def tuned_run(tmp_path_factory, tiny_model_dir, tiny_data_csv, tiny_profile):
+    """One `edgetune tune` on the tiny model, shared by the tests that read its outputs."""
     out = tmp_path_factory.mktemp("run") / "out"
-    result = CliRunner().invoke(cli, [str(a) for a in (
-        "tune", "--model", tiny_model_dir, "--data", tiny_data_csv, "--profile", tiny_profile,
-        "--out", out, *TINY_TRAIN)])
+    result = tune_tiny(out, tiny_model_dir, tiny_data_csv, tiny_profile, *TINY_TRAIN)
     assert result.exit_code == 0, result.output
     return out, result
+
+
+SEARCH_ARGS = ["--epochs", "6", "--lr", "3e-3", "--batch-size", "16", "--patience", "6",
+               "--modes", "fp32,dynamic-int8", "--prune-search", "--prune-configs",
+               "L1,F0.5,L1-H0.5-F0.5", "--search-budget-minutes", "10", "--max-accuracy-drop", "50"]
+
+
+@pytest.fixture(scope="session")
+def search_run(tmp_path_factory, tiny_model_dir, tiny_data_csv, tiny_profile):
+    """`tune --prune-search` on the tiny model (local executor), shared by the search tests."""
+    out = tmp_path_factory.mktemp("search") / "out"
+    result = tune_tiny(out, tiny_model_dir, tiny_data_csv, tiny_profile, *SEARCH_ARGS)
+    assert result.exit_code == 0, result.output
+    return out

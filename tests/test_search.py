@@ -4,30 +4,17 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from click.testing import CliRunner
+from conftest import SEARCH_ARGS as ARGS
 
 from edgetune.cli import cli
 from edgetune.compress.pruning import PruneConfig
 from edgetune.search.cache import Cache
 from edgetune.search.pruning import default_prune_configs
 
-ARGS = ["--epochs", "6", "--lr", "3e-3", "--batch-size", "16", "--patience", "6",
-        "--modes", "fp32,dynamic-int8", "--prune-search", "--prune-configs", "L1,F0.5,L1-H0.5-F0.5",
-        "--search-budget-minutes", "10", "--max-accuracy-drop", "50"]
-
 
 def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-@pytest.fixture(scope="module")
-def search_run(tmp_path_factory, tiny_model_dir, tiny_data_csv, tiny_profile):
-    out = tmp_path_factory.mktemp("search") / "out"
-    result = run("tune", "--model", tiny_model_dir, "--data", tiny_data_csv, "--profile",
-                 tiny_profile, "--out", out, *ARGS)
-    assert result.exit_code == 0, result.output
-    return out
 
 
 def test_search_measures_pruned_candidates_and_plots(search_run):

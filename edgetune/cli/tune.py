@@ -53,6 +53,8 @@ TUNE_FLAGS: list[tuple[str, tuple[str, ...], object, str]] = [
     ("search.budget_minutes", ("--search-budget-minutes",), float, "Time for the pruning search (probes + recovery training)."),
     ("search.recovery_minutes", ("--recovery-minutes",), float, "Cap on each pruned model's recovery training."),
     ("search.recovery_lr", ("--recovery-lr",), float, "Learning rate for recovery (default: --learning-rate)."),
+    ("search.executor", ("--executor",), click.Choice(["local", "ray"]), "Where the search's latency probes and students run: here, or as Ray tasks (probes only on nodes with the resource profile:<name>)."),
+    ("search.ray_address", ("--ray-address",), str, "Ray cluster to join: auto, HOST:PORT (default: start a local Ray instance)."),
     ("search.max_accuracy_drop", ("--max-accuracy-drop",), float, "Accuracy points a candidate may lose vs the fine-tuned fp32 ONNX model (with --prune-search)."),
     ("objective", ("--objective",), click.Choice(["latency", "accuracy", "size"]), "What the choice minimises among candidates within the budget whose accuracy is not significantly below the best (accuracy: take the most accurate)."),
     ("latency_rounds", ("--rounds",), int, "Interleaved latency rounds (all candidates in each, order rotating)."),

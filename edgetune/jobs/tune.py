@@ -145,6 +145,7 @@ def _tune(config: TuneConfig, profile: Profile, modes: list[Mode], out: Path,
         profile = _relative_budget(builder, candidates, evaluation, config.relative_budget)
     min_accuracy = search_log = None
     if config.search.enabled:
+        from edgetune.search.executor import make_executor
         from edgetune.search.pruning import run_search
 
         t0 = time.monotonic()
@@ -154,8 +155,9 @@ def _tune(config: TuneConfig, profile: Profile, modes: list[Mode], out: Path,
         recovery = cfg.model_copy(update={
             "max_train_minutes": config.search.recovery_minutes,
             "learning_rate": config.search.recovery_lr or cfg.learning_rate})
+        executor = make_executor(config.search.executor, config.search.ray_address, profile.name)
         pruned, search_log = run_search(trained.checkpoint, dataset, builder, work / "search",
-                                        config.search, recovery, reference)
+                                        config.search, recovery, reference, executor)
         candidates += pruned
         stages["search"] = time.monotonic() - t0
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from edgetune.exporter.onnx import load_checkpoint
 from edgetune.measure.bench import EvalSet
 from edgetune.search.cache import Cache, file_digest
 from edgetune.search.candidates import CandidateBuilder
+from edgetune.search.executor import LocalExecutor, RayExecutor
 from edgetune.search.record import Candidate
 from edgetune.train.settings import TrainConfig
 
@@ -61,13 +63,62 @@ class SearchLog:
         return asdict(self)
 
 
+@dataclass
+class Student:
+    """What one student's recovery needs, picklable so a Ray task can take it."""
+
+    teacher: object  # the loaded teacher here, or its checkpoint folder for a remote task
+    dataset: TextDataset
+    builder: CandidateBuilder
+    modes: list
+    evaluation: EvalSet
+    batches: object
+    search: SearchSettings
+    target_accuracy: float
+
+
+def _teacher(teacher: object):
+    return load_checkpoint(teacher)[0] if isinstance(teacher, (str, Path)) else teacher
+
+
+def probe_latency(teacher: object, builder: CandidateBuilder, modes: list, work: Path,
+                  cfg: PruneConfig) -> dict:
+    """An untrained pruned copy of `cfg`, built in every mode, its latency on the profile."""
+    pruned = make_student(_teacher(teacher), cfg, importance="magnitude")
+    probes, _ = builder.from_model(pruned.model, work / "probes" / cfg.name, modes, None)
+    builder.measure(probes, None)
+    return {"p90_ms": {m.name: c.latency.p90_ms for m, c in zip(modes, probes)},
+            "verdict": {m.name: c.latency.verdict for m, c in zip(modes, probes)},
+            "params": pruned.params_after}
+
+
+def train_student(job: Student, task: tuple[PruneConfig, Path, TrainConfig]) -> dict:
+    """One student distilled (resumable in `folder`), built in every mode, accuracy measured."""
+    cfg, folder, recovery = task
+    teacher = _teacher(job.teacher)
+    tokenizer = job.builder.tokenizer
+    pruned = make_student(teacher, cfg, job.batches, job.search.importance)
+    trained = distill_student(pruned, tokenizer, teacher, job.dataset, folder, recovery,
+                              resume=True, kind=job.search.distillation,
+                              target_accuracy=job.target_accuracy)
+    student, _ = load_checkpoint(trained.checkpoint)
+    pruning = {**pruned.to_json(), "distilled": True, "train": trained.to_json()}
+    found, _ = job.builder.from_model(student, folder / "onnx", job.modes, job.evaluation,
+                                      prefix=f"{cfg.name}+", checkpoint=str(trained.checkpoint),
+                                      extra={"pruning": pruning})
+    return {"candidates": [c.to_json() for c in found]}
+
+
 def run_search(teacher_checkpoint: Path, dataset: TextDataset, builder: CandidateBuilder,
                work: Path, search: SearchSettings, recovery: TrainConfig,
-               reference_accuracy: float) -> tuple[list[Candidate], SearchLog]:
+               reference_accuracy: float, executor: LocalExecutor | RayExecutor | None = None
+               ) -> tuple[list[Candidate], SearchLog]:
     """Pruned candidates measured on the profile (see the module docstring for the order)."""
     log = SearchLog()
+    executor = executor or LocalExecutor()
     cache = Cache(work / "cache")
     teacher, tokenizer = load_checkpoint(teacher_checkpoint)
+    teacher_ref = str(teacher_checkpoint) if executor.remote else teacher
     num_layers = teacher.config.num_hidden_layers
     configs = ([PruneConfig.parse(n) for n in search.prune_configs] if search.prune_configs
                else default_prune_configs(num_layers))
@@ -79,21 +130,17 @@ def run_search(teacher_checkpoint: Path, dataset: TextDataset, builder: Candidat
     deadline = time.monotonic() + search.budget_minutes * 60.0
     max_length = recovery.max_length
 
-    # 1. latency probes on untrained pruned copies
+    # 1. latency probes on untrained pruned copies (on Ray: on nodes of the profile)
+    probe_key = {cfg.name: Cache.key("probe", source, cfg.to_json(), modes_key, profile_key)
+                 for cfg in configs}
+    todo = [cfg for cfg in configs if cache.get(probe_key[cfg.name]) is None]
+    log.from_cache += len(configs) - len(todo)
+    for cfg, record in executor.map(partial(probe_latency, teacher_ref, builder, modes, work),
+                                    todo, "measure"):
+        cache.put(probe_key[cfg.name], record)
     feasible: list[tuple[PruneConfig, int]] = []
     for cfg in configs:
-        key = Cache.key("probe", source, cfg.to_json(), modes_key, profile_key)
-        record = cache.get(key)
-        if record is None:
-            pruned = make_student(teacher, cfg, importance="magnitude")
-            probes, _ = builder.from_model(pruned.model, work / "probes" / cfg.name, modes, None)
-            builder.measure(probes, None)
-            record = {"p90_ms": {m.name: c.latency.p90_ms for m, c in zip(modes, probes)},
-                      "verdict": {m.name: c.latency.verdict for m, c in zip(modes, probes)},
-                      "params": pruned.params_after}
-            cache.put(key, record)
-        else:
-            log.from_cache += 1
+        record = cache.get(probe_key[cfg.name])
         log.probes[cfg.name] = record["p90_ms"]
         best_mode, best_p90 = min(record["p90_ms"].items(), key=lambda kv: kv[1])
         if any(v != "missed" for v in record["verdict"].values()):  # met or marginal
@@ -109,47 +156,56 @@ def run_search(teacher_checkpoint: Path, dataset: TextDataset, builder: Candidat
     params = count_parameters(teacher)
     weight = {cfg.name: max(0.1, 1.0 - kept / params) for cfg, kept in feasible}
     min_accuracy = reference_accuracy - search.max_accuracy_drop / 100.0
-    broke_bound: list[PruneConfig] = []
-    candidates: list[Candidate] = []
     evaluation = EvalSet(tokenizer, list(dataset.validation["text"]),
                          np.asarray(dataset.validation["label"]), max_length)
-    batches = scoring_batches(tokenizer, dataset, max_length)
+    job = Student(teacher_ref, dataset, builder, modes, evaluation,
+                  scoring_batches(tokenizer, dataset, max_length), search,
+                  min_accuracy + search.stop_margin / 100)
+    key_of = {cfg.name: Cache.key("trained", source, cfg.to_json(), modes_key, profile_key,
+                                  recovery.model_dump(mode="json"), search.importance, max_length,
+                                  search.distillation) for cfg, _ in feasible}
+
+    def plan(index: int, cfg: PruneConfig) -> tuple[PruneConfig, Path, TrainConfig] | None:
+        minutes_left = (deadline - time.monotonic()) / 60.0
+        if minutes_left < 0.5:
+            log.say(f"search budget spent: {cfg.name} and later configurations not trained")
+            return None
+        share = weight[cfg.name] / sum(weight[c.name] for c, _ in feasible[index:])
+        budget = min(recovery.max_train_minutes or minutes_left, minutes_left * share)
+        log.say(f"{cfg.name}: recovery budget {budget:.1f} min ({100 * share:.0f} % of the "
+                f"{minutes_left:.1f} left); stops early at accuracy {job.target_accuracy:.4f}")
+        folder = work / "students" / f"{cfg.name}-{key_of[cfg.name][:8]}"  # resumable
+        return cfg, folder, recovery.model_copy(update={"max_train_minutes": budget})
+
+    cached = {name for name, key in key_of.items() if cache.get(key) is not None}
+    if executor.remote:  # side by side: budgets planned up front, the skip rule cannot apply
+        tasks = []
+        for index, (cfg, _) in enumerate(feasible):
+            if cfg.name not in cached:
+                if (task := plan(index, cfg)) is None:
+                    break
+                deadline -= task[2].max_train_minutes * 60.0  # planned as if one after another
+                tasks.append(task)
+        log.say(f"{executor.name}: {len(tasks)} student(s) trained as parallel tasks")
+        for (cfg, _, _), record in executor.map(partial(train_student, job), tasks, "train"):
+            cache.put(key_of[cfg.name], record)
+            log.trained += 1
+    broke_bound: list[PruneConfig] = []
+    candidates: list[Candidate] = []
     for index, (cfg, _) in enumerate(feasible):
         worse_than = next((b for b in broke_bound if cfg.prunes_at_least(b, num_layers)), None)
-        if worse_than is not None:
+        record = cache.get(key_of[cfg.name])
+        if worse_than is not None and record is None:
             log.say(f"skip {cfg.name}: prunes at least as much as {worse_than.name}, which broke "
                     "the accuracy bound")
             continue
-        key = Cache.key("trained", source, cfg.to_json(), modes_key, profile_key,
-                        recovery.model_dump(mode="json"), search.importance, max_length,
-                        search.distillation)
-        record = cache.get(key)
         if record is None:
-            minutes_left = (deadline - time.monotonic()) / 60.0
-            if minutes_left < 0.5:
-                log.say(f"search budget spent: {cfg.name} and later configurations not trained")
+            if executor.remote or (task := plan(index, cfg)) is None:
                 break
-            share = weight[cfg.name] / sum(weight[c.name] for c, _ in feasible[index:])
-            budget = min(recovery.max_train_minutes or minutes_left, minutes_left * share)
-            log.say(f"{cfg.name}: recovery budget {budget:.1f} min ({100 * share:.0f} % of the "
-                    f"{minutes_left:.1f} left); stops early at accuracy "
-                    f"{min_accuracy + search.stop_margin / 100:.4f}")
-            pruned = make_student(teacher, cfg, batches, search.importance)
-            folder = work / "students" / f"{cfg.name}-{key[:8]}"  # resumable, never mixed up
-            trained = distill_student(pruned, tokenizer, teacher, dataset, folder,
-                                      recovery.model_copy(update={"max_train_minutes": budget}),
-                                      resume=True, kind=search.distillation,
-                                      target_accuracy=min_accuracy + search.stop_margin / 100)
-            student, _ = load_checkpoint(trained.checkpoint)
-            pruning = {**pruned.to_json(), "distilled": True, "train": trained.to_json()}
-            found, _ = builder.from_model(student, folder / "onnx", modes, evaluation,
-                                          prefix=f"{cfg.name}+", checkpoint=str(trained.checkpoint),
-                                          extra={"pruning": pruning})
-            record = {"candidates": [c.to_json() for c in found]}
-            cache.put(key, record)
+            record = train_student(job, task)
+            cache.put(key_of[cfg.name], record)
             log.trained += 1
-        else:
-            log.from_cache += 1
+        log.from_cache += cfg.name in cached
         found = [Candidate.from_json(c) for c in record["candidates"]]
         candidates += found
         best = max(c.accuracy.accuracy for c in found)

@@ -1,0 +1,83 @@
+"""Where the search's independent pieces run: here, one after another, or as Ray tasks.
+
+The search (search/pruning.py) decides *what* to run and keeps the cache; an executor only
+runs a function over items and hands back each item's result, in order. Two kinds of work:
+- `measure`: latency probes. On Ray they ask for one unit of the custom resource
+  `profile:<name>`, which only nodes of the profile's hardware declare, one unit per node, so
+  measurements land on the right machines and never two at once on a node.
+- `train`: a pruned student's recovery (and its export/quantize/accuracy). On Ray: one CPU,
+  or one GPU when the cluster has GPUs.
+Ray retries a task whose worker died (`max_retries`); a task's own exception is not retried
+(it would fail the same way) and reaches the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Literal
+
+from edgetune.errors import InputError
+
+Kind = Literal["measure", "train"]
+MAX_RETRIES = 3
+
+
+class LocalExecutor:
+    """In this process, in order: the default, and what needs no cluster."""
+
+    name = "local"
+    remote = False
+
+    def map(self, fn: Callable, items: list, kind: Kind) -> Iterator[tuple[object, object]]:
+        for item in items:
+            yield item, fn(item)
+
+
+class RayExecutor:
+    """Each item a Ray task on the cluster at `address` (None: a local Ray instance)."""
+
+    name = "ray"
+    remote = True
+
+    def __init__(self, address: str | None, profile_name: str):
+        try:
+            import ray
+        except ImportError:
+            raise InputError("--executor ray needs Ray: pip install 'edgetune[ray]'") from None
+        self.ray = ray
+        if not ray.is_initialized():
+            try:
+                ray.init(address=address, log_to_driver=False, include_dashboard=False)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise InputError(f"cannot reach a Ray cluster at '{address}': {exc}") from None
+        self.resource = f"profile:{profile_name}"
+        resources = ray.cluster_resources()
+        if resources.get(self.resource, 0) < 1:
+            raise InputError(
+                f"no Ray node declares the resource '{self.resource}', so latency cannot be "
+                f"measured on the profile's hardware; start such nodes with "
+                f"ray start ... --resources='{{\"{self.resource}\": 1}}'")
+        self.gpus = resources.get("GPU", 0) >= 1
+
+    def options(self, kind: Kind) -> dict:
+        if kind == "measure":
+            return {"num_cpus": 1, "resources": {self.resource: 1}, "max_retries": MAX_RETRIES}
+        return {"num_cpus": 1, "num_gpus": 1 if self.gpus else 0, "max_retries": MAX_RETRIES}
+
+    def map(self, fn: Callable, items: list, kind: Kind) -> Iterator[tuple[object, object]]:
+        if not items:
+            return
+        task = self.ray.remote(**self.options(kind))(_call)
+        refs = [task.remote(fn, item) for item in items]
+        yield from zip(items, self.ray.get(refs))
+
+
+def _call(fn: Callable, item: object) -> object:
+    """The one remote function: `fn` (a partial of module-level functions) travels pickled."""
+    return fn(item)
+
+
+def make_executor(name: str, address: str | None, profile_name: str) -> LocalExecutor | RayExecutor:
+    if name == "ray":
+        return RayExecutor(None if address in (None, "local") else address, profile_name)
+    return LocalExecutor()

@@ -109,3 +109,25 @@ def test_target_callback_stops_at_the_target():
     assert not control.should_training_stop
     callback.on_evaluate(None, None, control, metrics={"eval_accuracy": 0.91})
     assert control.should_training_stop and callback.hit
+
+
+def test_the_batch_size_is_the_largest_that_keeps_the_best_throughput():
+    from edgetune.train.batch_size import choose
+
+    assert choose({8: 100.0, 16: 190.0, 32: 200.0, 64: 195.0, 128: 150.0}) == 64
+    assert choose({8: 300.0, 16: 200.0}) == 8  # bigger was slower: stay small
+
+
+def test_auto_batch_size_is_measured_before_the_lr_and_kept_on_resume(tiny_model_dir, dataset, tmp_path):
+    from edgetune.train.batch_size import SIZES
+
+    config = TrainConfig(max_steps=2, max_length=32, eval_steps=2)  # batch_size "auto", lr "auto"
+    result = fine_tune(str(tiny_model_dir), dataset, tmp_path, config)
+    sized = result.batch_size
+    assert sized["chosen"] in SIZES and sized["examples_per_second"]
+    rates = {int(s): r for s, r in sized["examples_per_second"].items()}
+    assert sized["chosen"] == max(s for s, r in rates.items() if r >= 0.95 * max(rates.values()))
+    assert result.lr_find is not None  # found after, for the chosen size
+    saved = json.loads((tmp_path / "batch_size.json").read_text())
+    again = fine_tune(str(tiny_model_dir), dataset, tmp_path, config, resume=True)
+    assert again.batch_size == saved == sized

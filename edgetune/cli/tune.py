@@ -30,7 +30,7 @@ TUNE_FLAGS: list[tuple[str, tuple[str, ...], object, str]] = [
     ("train.max_steps", ("--max-steps",), int, "Stop after N steps (-1: no limit)."),
     ("train.max_train_minutes", ("--max-train-minutes",), float, "Stop training after this many minutes (best checkpoint kept)."),
     ("train.learning_rate", ("--learning-rate", "--lr"), str, "Peak learning rate, or auto: an LR range test finds it (about 100 steps)."),
-    ("train.batch_size", ("--batch-size",), int, "Starting batch size; lowered automatically if it does not fit."),
+    ("train.batch_size", ("--batch-size",), str, "Training batch size, or auto: the largest that does not lower examples/s, measured in a few steps (a number is lowered automatically if it does not fit)."),
     ("train.scheduler", ("--scheduler",), click.Choice(["linear", "cosine", "plateau"]), "Warm-up then linear/cosine decay, or reduce-on-plateau."),
     ("train.warmup_ratio", ("--warmup-ratio",), float, "Share of steps spent warming up."),
     ("train.eval_steps", ("--eval-steps",), int, "Evaluate every N steps (default: every epoch, at most 500 steps apart)."),

@@ -24,7 +24,7 @@ from edgetune.data.text import TextDataset
 from edgetune.errors import InputError
 from edgetune.fsutil import write_json_atomic
 from edgetune.measure.metrics import classification_metrics
-from edgetune.train import lr_find
+from edgetune.train import batch_size, lr_find
 from edgetune.train.callbacks import TargetCallback, TimeBudgetCallback
 from edgetune.train.distill import DistillationTrainer, DistillConfig
 from edgetune.train.distributed import from_main, is_main_process, world_size
@@ -48,13 +48,15 @@ class TrainResult:
     lr_find: dict | None = None  # the range test's curve and cost, when it ran
     precision: str = "fp32"  # what training computed in, and why
     examples_per_second: float = 0.0  # training throughput (steps x batch / seconds)
+    batch_size: dict | None = None  # the measured choice, when the config says auto
 
     def to_json(self) -> dict:
         return {"checkpoint": str(self.checkpoint), "metrics": self.metrics, "steps": self.steps,
                 "train_seconds": round(self.train_seconds, 1), "stopped_by": self.stopped_by,
                 "learning_rate": self.learning_rate, "lr_find": self.lr_find,
                 "precision": self.precision,
-                "examples_per_second": round(self.examples_per_second, 1)}
+                "examples_per_second": round(self.examples_per_second, 1),
+                "batch_size": self.batch_size}
 
 
 def load_model_for_classification(model_source: str, label_names: list[str]):
@@ -124,8 +126,8 @@ def fine_tune(
     train_tok = train.map(tokenize, batched=True, remove_columns=["text"])
     val_tok = dataset.validation.map(tokenize, batched=True, remove_columns=["text"])
 
-    steps_per_epoch = max(1, math.ceil(len(train_tok) / config.batch_size))
-    eval_steps = config.eval_steps or (min(steps_per_epoch, 500))
+    start_batch = 32 if config.batch_size == "auto" else config.batch_size
+    eval_steps = config.eval_steps or _eval_every(len(train_tok), start_batch)
     scheduler_type = "reduce_lr_on_plateau" if config.scheduler == "plateau" else config.scheduler
     scheduler_kwargs = {"mode": "max", "factor": 0.5, "patience": 1} if config.scheduler == "plateau" else {}
 
@@ -138,7 +140,7 @@ def fine_tune(
         num_train_epochs=config.epochs,
         max_steps=config.max_steps,
         learning_rate=config.learning_rate if config.learning_rate != "auto" else 5e-5,
-        per_device_train_batch_size=config.batch_size,
+        per_device_train_batch_size=start_batch,
         per_device_eval_batch_size=64,
         auto_find_batch_size=config.auto_find_batch_size,
         lr_scheduler_type=scheduler_type,
@@ -190,6 +192,7 @@ def fine_tune(
         callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # our rich callback reports progress instead
+    sized = _auto_batch_size(trainer, config, output_dir, resume, len(train_tok))
     found = _auto_learning_rate(trainer, config, output_dir, resume)
     if resume and last is None and had_checkpoints:
         LOG.warning("--resume: no checkpoint in %s, starting from the beginning", args.output_dir)
@@ -209,13 +212,35 @@ def fine_tune(
     rate = steps_run * trainer._train_batch_size / max(train_seconds, 1e-9)
     result = TrainResult(best, metrics, output.global_step, train_seconds, stopped_by,
                          trainer.args.learning_rate, found.to_json() if found else None,
-                         precision_reason, rate)
+                         precision_reason, rate, sized.to_json() if sized else None)
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(best))
         # Written last: its presence marks a finished run for `finished_training`.
         write_json_atomic(best / TRAIN_RECORD, {"config": config.model_dump(mode="json"),
                                                 "processes": world_size(), **result.to_json()})
     return result
+
+def _eval_every(rows: int, batch_size: int) -> int:
+    """Every epoch, at most 500 steps apart."""
+    return min(max(1, math.ceil(rows / batch_size)), 500)
+
+
+def _auto_batch_size(trainer, config: TrainConfig, output_dir: Path, resume: bool, rows: int):
+    """With `batch_size = "auto"`: the measured choice (the saved one on resume), set on the
+    trainer before the LR range test, so the LR found is the LR for this size."""
+    if config.batch_size != "auto":
+        return None
+    sized = from_main((batch_size.load(output_dir) if resume else None)
+                      or batch_size.find_batch_size(trainer))
+    if is_main_process():
+        batch_size.save(sized, output_dir)
+    trainer.args.per_device_train_batch_size = trainer._train_batch_size = sized.chosen
+    if config.eval_steps is None:
+        trainer.args.eval_steps = trainer.args.save_steps = _eval_every(rows, sized.chosen)
+    rates = ", ".join(f"{size}: {rate:g}" for size, rate in sized.examples_per_second.items())
+    console.log(f"batch size {sized.chosen} (examples/s by size: {rates}; {sized.seconds:.0f} s)")
+    return sized
+
 
 def _auto_learning_rate(trainer, config: TrainConfig, output_dir: Path, resume: bool):
     """With `learning_rate = "auto"`: the range test's choice (the saved one on resume)."""
@@ -246,7 +271,7 @@ def finished_training(output_dir: str | Path, config: TrainConfig) -> TrainResul
     return TrainResult(record_path.parent, record["metrics"], record["steps"],
                        record["train_seconds"], record["stopped_by"], record.get("learning_rate"),
                        record.get("lr_find"), record.get("precision", "fp32"),
-                       record.get("examples_per_second", 0.0))
+                       record.get("examples_per_second", 0.0), record.get("batch_size"))
 
 
 def _stop_reason(trainer, config: TrainConfig, budget) -> str:

@@ -20,7 +20,9 @@ class TrainConfig(BaseModel):
     max_train_minutes: float | None = Field(None, gt=0)
     learning_rate: float | Literal["auto"] = Field(
         "auto", description="a number, or auto: an LR range test picks it (train/lr_find.py)")
-    batch_size: int = Field(32, ge=1, description="starting batch size; lowered if it does not fit")
+    batch_size: int | Literal["auto"] = Field(
+        "auto", description="a number (lowered if it does not fit), or auto: the largest that "
+        "does not lower examples/s, measured (train/batch_size.py)")
     auto_find_batch_size: bool = True
     scheduler: Scheduler = "linear"
     warmup_ratio: float = Field(0.1, ge=0, lt=1)

@@ -1,0 +1,92 @@
+"""The training batch size, measured: the largest that fits and does not lower throughput.
+
+Out-of-memory retry (Trainer's `auto_find_batch_size`) only says what fits. On a CPU nearly
+everything fits, and a bigger batch is not faster: it pads more and gives fewer optimizer steps
+per minute of a time budget. So, before the learning-rate range test (which then finds the LR
+for the chosen size, so the two always match), a fixed sample of training rows is run forward
+and backward at each candidate size (no optimizer step: the weights are untouched), and the
+largest size whose examples/s is within `KEEP` of the best is taken. Rows are sorted by length
+when training groups batches by length, as the real batches will be.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from edgetune.fsutil import write_json_atomic
+
+SIZES = (8, 16, 32, 64, 128)
+KEEP = 0.95  # a larger batch is taken while its examples/s stays within 5 % of the best
+SAMPLE = 256  # rows timed at every size
+RECORD = "batch_size.json"
+
+
+@dataclass
+class BatchSizeResult:
+    chosen: int
+    examples_per_second: dict[int, float]
+    stopped: str
+    seconds: float
+    method: str = f"largest batch within {100 * (1 - KEEP):.0f} % of the best examples/s " \
+                  f"(forward + backward on {SAMPLE} training rows per size)"
+
+    def to_json(self) -> dict:  # JSON keys are strings; the same in memory as on disk
+        return {**asdict(self), "examples_per_second": {str(k): v for k, v in self.examples_per_second.items()}}
+
+
+def choose(rates: dict[int, float]) -> int:
+    best = max(rates.values())
+    return max(size for size, rate in rates.items() if rate >= KEEP * best)
+
+
+def find_batch_size(trainer, sizes: tuple[int, ...] = SIZES, sample: int = SAMPLE) -> BatchSizeResult:
+    """Time `trainer`'s model and loss at each size (see the module docstring)."""
+    import torch
+
+    started = time.monotonic()
+    model, data = trainer.model, trainer.train_dataset
+    rows = [data[i] for i in range(min(sample, len(data)))]
+    if trainer.args.group_by_length:
+        rows.sort(key=lambda row: len(row["input_ids"]))
+    collate = trainer.data_collator
+    model.train()
+    rates: dict[int, float] = {}
+    stopped = f"largest size tried ({sizes[-1]})"
+    for size in sizes:
+        if size > len(rows):
+            stopped = f"the sample has {len(rows)} rows"
+            break
+        batches = [collate(rows[i:i + size]) for i in range(0, len(rows) - size + 1, size)]
+        try:
+            spent = 0.0
+            for index, batch in enumerate(batches[:1] + batches):  # the first run is a warm-up
+                inputs = trainer._prepare_inputs(batch)
+                t0 = time.perf_counter()
+                with trainer.compute_loss_context_manager():
+                    loss = trainer.compute_loss(model, inputs)
+                loss.backward()
+                model.zero_grad(set_to_none=True)
+                spent += (time.perf_counter() - t0) if index else 0.0
+        except torch.OutOfMemoryError:
+            model.zero_grad(set_to_none=True)
+            stopped = f"out of memory at {size}"
+            break
+        rates[size] = round(size * len(batches) / max(spent, 1e-9), 1)
+    chosen = choose(rates) if rates else max(1, min(sizes[0], len(rows)))
+    return BatchSizeResult(chosen, rates, stopped, round(time.monotonic() - started, 1))
+
+
+def save(result: BatchSizeResult, output_dir: Path) -> None:
+    write_json_atomic(Path(output_dir) / RECORD, result.to_json())
+
+
+def load(output_dir: Path) -> BatchSizeResult | None:
+    path = Path(output_dir) / RECORD
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    data["examples_per_second"] = {int(k): v for k, v in data["examples_per_second"].items()}
+    return BatchSizeResult(**data)

@@ -6,6 +6,8 @@ so a Python caller gets a typed exception instead of a `SystemExit`.
 
 from __future__ import annotations
 
+import re
+
 EXIT_OK = 0
 EXIT_INTERNAL = 1  # a bug: traceback shown with --debug
 EXIT_BAD_INPUT = 2  # what the user gave us is wrong (same code as Click's usage errors)
@@ -50,8 +52,22 @@ class NoCandidate(EdgetuneError):
 NoCandidateError = NoCandidate  # the earlier name
 
 
+_BRANCH = re.compile(r"(int|float|str|bool|none|literal\[.*\]|function-.*)")
+
+
 def first_problem(exc) -> tuple[str, str]:
-    """(dotted field, message) of a pydantic ValidationError's first error, for one-line errors."""
-    first = exc.errors()[0]
-    field = ".".join(str(part) for part in first["loc"])
-    return field, first["msg"].removeprefix("Value error, ")
+    """(dotted field, message) of a pydantic ValidationError's first error, for one-line errors.
+    For a union (`float | "auto"`) the branch names are left out of the field and the literal
+    branches' values are added to the message: "... a valid number, or 'auto'"."""
+    errors = exc.errors()
+
+    def field_of(error: dict) -> list:
+        return [p for p in error["loc"] if not (isinstance(p, str) and _BRANCH.fullmatch(p))]
+
+    first = errors[0]
+    message = first["msg"].removeprefix("Value error, ")
+    others = [e["ctx"]["expected"] for e in errors[1:]
+              if e["type"] == "literal_error" and field_of(e) == field_of(first)]
+    if others:
+        message += ", or " + " or ".join(others)
+    return ".".join(str(part) for part in field_of(first)), message

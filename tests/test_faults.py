@@ -165,6 +165,8 @@ CASES = [
     # tune flags and recipes
     ("flag-zero-epochs", T(*TUNE, "--epochs", "0"), USAGE, "--epochs"),
     ("flag-zero-batch", T(*TUNE, "--batch-size", "0"), USAGE, "--batch-size"),
+    ("flag-word-batch", T(*TUNE, "--batch-size", "big"), USAGE, "--batch-size: 'big' is not a batch size"),
+    ("flag-word-lr", T(*TUNE, "--lr", "fast"), USAGE, "--learning-rate: Input should be a valid number, unable to parse string as a number, or 'auto'"),
     ("flag-unknown-mode", T(*TUNE, "--modes", "fp32,int3"), USAGE, "unknown mode(s) int3"),
     ("flag-unknown-search-mode", T(*TUNE, "--search-modes", "int3"), USAGE, "unknown mode(s) int3"),
     ("flag-bad-prune-config", T(*TUNE, "--prune-search", "--prune-configs", "X9"), USAGE, "pruning config 'X9'"),

@@ -43,7 +43,9 @@ def test_minilm_sst2_onnx_accuracy_equals_pytorch_and_learns(sst2_run):
     report = json.loads((sst2_run / "report.json").read_text())
     fp32 = next(c for c in report["candidates"] if c["name"] == "fp32")
     assert fp32["accuracy"]["examples"] == 872  # the whole GLUE dev set
-    assert fp32["accuracy"]["accuracy"] == report["run"]["pytorch_accuracy"]
+    # the same predictions but for at most one example at the decision boundary, where the
+    # exported graph's float rounding (max logit difference ~1e-5) can tip the argmax
+    assert abs(fp32["accuracy"]["accuracy"] - report["run"]["pytorch_accuracy"]) <= 1 / 872 + 1e-9
     assert fp32["accuracy"]["accuracy"] >= 0.80  # 4,000 rows, one epoch
     int8 = next(c for c in report["candidates"] if c["name"] == "dynamic-int8")
     assert int8["accuracy"]["accuracy"] >= fp32["accuracy"]["accuracy"] - 0.02

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Scheduler = Literal["linear", "cosine", "plateau"]
 
@@ -37,6 +37,20 @@ class TrainConfig(BaseModel):
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: bf16 autocast where the device computes bf16 natively")
     group_by_length: bool = Field(True, description="batches of similar length: less padding")
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _batch_size(cls, value: object) -> object:
+        """One message for every bad value (not one per branch of `int | "auto"`)."""
+        if value == "auto":
+            return value
+        try:
+            number = int(value) if not isinstance(value, float) or value.is_integer() else None
+        except (TypeError, ValueError):
+            number = None
+        if number is None or number < 1:
+            raise ValueError(f"'{value}' is not a batch size: give a whole number >= 1 or auto")
+        return number
 
     def for_length(self, sequence_length: int) -> TrainConfig:
         """This config with `max_length` set, the profile's `sequence_length` where unset."""

@@ -32,3 +32,12 @@ def test_compare_runs_all_three_rows(tuned_run, tiny_data_csv, tiny_profile, tmp
     assert result["harness"]["edgetune_p50_ms"] > 0 and result["harness"]["bare_loop_p50_ms"] > 0
     assert json.loads((tmp_path / "cmp.json").read_text())["header"]["cores"]
     assert "| row | accuracy" in (tmp_path / "cmp.md").read_text()
+
+
+def test_repeat_drift_prints_intervals_per_block(tuned_run, tiny_profile):
+    out, _ = tuned_run
+    blocks = load("repeat_drift").main([str(out / "best"), "--profile", str(tiny_profile),
+                                        "--warmups", "2", "--repeats", "2"])
+    assert len(blocks) == 1 and len(blocks[0]) == 2
+    for p50, (low, high) in blocks[0]:
+        assert low <= p50 <= high

@@ -129,6 +129,8 @@ class BenchConfig(_Config):
     text_column: str | None = None
     label_column: str | None = None
     tokenizer: str | None = None
+    shapes: list[str] = Field(default_factory=list, description="NAME=1x3x224x224 for inputs "
+                              "with unknown dimensions (models without a tokenizer)")
     min_runs: int = Field(50, ge=1)
     min_seconds: float = Field(3.0, ge=0)
     rounds: int = Field(10, ge=2)

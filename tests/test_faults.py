@@ -203,7 +203,7 @@ CASES = [
     ("bench-manifest-newer", T("bench", "{newer}", "--profile", "{profile}"), USAGE, "upgrade edgetune"),
     ("bench-manifest-bad-labels", T("bench", "{bad_labels}", "--profile", "{profile}"), USAGE, "labels"),
     ("bench-bundle-without-model", T("bench", "{bundle_no_model}", "--profile", "{profile}"), USAGE, "has no model.onnx"),
-    ("bench-bare-onnx-no-tokenizer", T("bench", "{bare_onnx}", "--profile", "{profile}"), USAGE, "no tokenizer"),
+    ("bench-bare-onnx-no-tokenizer", T("bench", "{bare_onnx}", "--profile", "{profile}", "--data", "{data}"), USAGE, "no tokenizer"),
     ("bench-bad-split", T("bench", "{good}", "--split", "dev"), USAGE, "Invalid value"),
     ("bench-labels-unknown-to-model", T("bench", "{good}", "--profile", "{profile}", "--data", "{other_labels}"), USAGE, "not among the model's"),
     ("bench-same-model-twice", T("bench", "{good}", "{good}", "--profile", "{profile}"), USAGE, "--repeat"),

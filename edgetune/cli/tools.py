@@ -127,22 +127,25 @@ def quantize(model, modes, out_dir, calibration_data, calibration_samples, token
 @click.option("--text-column", default=None)
 @click.option("--label-column", default=None)
 @click.option("--tokenizer", "tokenizer_dir", default=None, help="Tokenizer folder for a bare .onnx file.")
+@click.option("--shape", "shapes", multiple=True, help="NAME=1x3x224x224: an input's shape, for models without a tokenizer (inputs are made from the graph).")
 @click.option("--min-runs", type=int, default=50, show_default=True, help="Runs per model, over all rounds.")
 @click.option("--min-seconds", type=float, default=3.0, show_default=True, help="Seconds per model, over all rounds.")
 @click.option("--rounds", type=int, default=10, show_default=True, help="Interleaved rounds (order rotates).")
 @click.option("--repeat", type=int, default=1, show_default=True, help="Measure everything N times, back to back.")
 @click.option("--seed", type=int, default=42, show_default=True, help="Seed of the held-out split (as in tune).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def bench(models, profile_name, data, split, text_column, label_column, tokenizer_dir, min_runs,
-          min_seconds, rounds, repeat, seed, as_json) -> None:
+def bench(models, profile_name, data, split, text_column, label_column, tokenizer_dir, shapes,
+          min_runs, min_seconds, rounds, repeat, seed, as_json) -> None:
     """Latency (p50/p90/p99 with 95 % intervals, throughput, peak RSS, size) and accuracy of
     MODEL.onnx files or BUNDLEs. Several models are timed side by side in interleaved rounds,
-    and each one's p50/p90 ratio to the first is printed with its interval.
+    and each one's p50/p90 ratio to the first is printed with its interval. A model without a
+    tokenizer (any ONNX file) is fed inputs made from its graph's signature (see --shape).
 
     \b
     Example:
       edgetune bench runs/sst2/best --profile cpu-edge --data data/sst2 --json
       edgetune bench runs/x/candidates/fp32 runs/x/candidates/dynamic-int8
+      edgetune bench resnet.onnx --shape pixel_values=1x3x224x224
     """
     import edgetune
     from edgetune.config import BenchConfig, validated
@@ -150,7 +153,7 @@ def bench(models, profile_name, data, split, text_column, label_column, tokenize
     report = edgetune.bench(validated(
         BenchConfig, "bench", models=list(models), profile=profile_name, data=data, split=split,
         text_column=text_column, label_column=label_column, tokenizer=tokenizer_dir,
-        min_runs=min_runs, min_seconds=min_seconds, rounds=rounds, repeat=repeat, seed=seed))
+        shapes=list(shapes), min_runs=min_runs, min_seconds=min_seconds, rounds=rounds, repeat=repeat, seed=seed))
     if as_json:
         single = len(models) == 1 and repeat == 1
         click.echo(json.dumps(report.results[0].to_json() if single else report.to_json(), indent=2))

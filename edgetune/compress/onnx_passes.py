@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -37,6 +38,18 @@ def check_onnx(path: str | Path) -> None:
         onnx.checker.check_model(str(path))
     except Exception as exc:  # noqa: BLE001 - checker and parser errors alike
         raise InputError(f"{path}: not a valid ONNX model ({str(exc).splitlines()[0]})") from None
+
+
+def refuse_if_unchanged(source: Path, target: Path, pass_name: str, quantizes: str) -> None:
+    """A quantizer that found nothing to quantize writes a copy; labelling that copy int8/int4
+    would be a lie, so say so instead (and leave nothing behind)."""
+    def op_types(path: Path) -> Counter:
+        return Counter(n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node)
+
+    if op_types(source) == op_types(target):
+        target.unlink(missing_ok=True)
+        raise InputError(f"{pass_name}: {source.name} has nothing this pass quantizes (it takes "
+                         f"{quantizes} with constant weights); no model written")
 
 
 @contextlib.contextmanager
@@ -111,6 +124,7 @@ class DynamicInt8(OnnxPass):
             quantize_dynamic(str(source), str(target), per_channel=choice.per_channel,
                              reduce_range=choice.reduce_range, weight_type=QuantType.QInt8,
                              extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        refuse_if_unchanged(source, target, self.name, "MatMul, Gemm, Conv, Gather")
         return {"quantization": choice.to_json()}
 
 
@@ -157,6 +171,7 @@ class StaticInt8(OnnxPass):
                 extra_options={"CalibMaxIntermediateOutputs": _flush_every(len(ctx.calibration)),
                                "CalibPercentile": config.percentile},
             )
+        refuse_if_unchanged(source, target, self.name, " or ".join(config.op_types))
         samples = sum(len(next(iter(b.values()))) for b in ctx.calibration)
         return {"quantization": {"mode": f"static-int8-{config.method}", "format": "QDQ",
                                  "calibration_method": config.method, "calibration_samples": samples,
@@ -203,5 +218,6 @@ class Int4WeightOnly(OnnxPass):
                                              accuracy_level=config.accuracy_level)
             quantizer.process()
             quantizer.model.save_model_to_file(str(target), use_external_data_format=False)
+        refuse_if_unchanged(source, target, self.name, "MatMul")
         return {"quantization": {"mode": "int4", "op": "MatMulNBits", "block_size": config.block_size,
                                  "symmetric": config.symmetric, "accuracy_level": config.accuracy_level}}

@@ -16,7 +16,10 @@ from edgetune.jobs.common import check_is_onnx, load_tokenizer, pick_split
 from edgetune.measure.bench import BenchResult, EvalSet, Subject, bench_models
 from edgetune.measure.latency import LatencySettings
 from edgetune.measure.stats import ratio_interval
+from edgetune.measure.synthetic import parse_shapes, synthetic_feed
 from edgetune.profiles import Profile, load_profile
+
+TEXT_INPUTS = {"input_ids", "attention_mask", "token_type_ids"}
 
 
 @dataclass
@@ -42,9 +45,32 @@ def _open(model: str, config: BenchConfig, profile: Profile) -> tuple[Subject, B
             raise
     model_path = bundle.model_path if bundle else path
     check_is_onnx(model_path)
-    tokenizer = load_tokenizer(config.tokenizer or (bundle.path if bundle else path.parent))
     max_length = bundle.max_length if bundle else profile.sequence_length
-    return Subject(model, model_path, tokenizer), bundle, max_length
+    inputs = graph_inputs(model_path)
+    text = set(inputs) <= TEXT_INPUTS
+    if text:
+        try:
+            tokenizer = load_tokenizer(config.tokenizer or (bundle.path if bundle else path.parent))
+            return Subject(model, model_path, tokenizer), bundle, max_length
+        except InputError:
+            if bundle or config.tokenizer or config.data:
+                raise  # a tokenizer was expected: say it is missing
+    if config.data is not None:
+        raise InputError(f"{model}: accuracy on --data needs a text model; this graph takes "
+                         f"{', '.join(inputs)} (bench it without --data)")
+    if config.tokenizer is not None:
+        raise InputError(f"{model}: --tokenizer is for text models; this graph takes "
+                         f"{', '.join(inputs)} (inputs are made from the graph: see --shape)")
+    feed = synthetic_feed(model_path, profile, parse_shapes(config.shapes))
+    return Subject(model, model_path, None, feed), bundle, max_length
+
+
+def graph_inputs(model_path: Path) -> list[str]:
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    weights = {init.name for init in graph.initializer}
+    return [i.name for i in graph.input if i.name not in weights]
 
 
 def bench(config: BenchConfig) -> BenchReport:

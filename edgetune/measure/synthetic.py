@@ -1,0 +1,93 @@
+"""Inputs for any ONNX model, read from its graph: for timing models that have no tokenizer.
+
+Each graph input gets an array of its declared dtype. Its shape is the one `--shape
+name=1x3x224x224` gives, else the declared dimensions with the symbolic ones filled from the
+profile (the first from `batch_size`, a name with "seq"/"length"/"token" from
+`sequence_length`); any other unknown dimension is an error that names the input and the flag
+to use. Values are sensible for the kind of input: normal noise for floats, ones for masks,
+zeros for token types, and token ids drawn inside the vocabulary (read from the embedding
+table the ids index, 100 if none is found).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from edgetune.errors import InputError
+from edgetune.profiles import Profile
+
+SEQUENCE_WORDS = ("seq", "length", "token")
+
+
+def parse_shapes(values: list[str]) -> dict[str, list[int]]:
+    """`["pixel_values=1x3x224x224"]` -> {"pixel_values": [1, 3, 224, 224]}."""
+    shapes = {}
+    for value in values:
+        name, _, dims = value.partition("=")
+        try:
+            shape = [int(d) for d in dims.lower().split("x")]
+        except ValueError:
+            shape = []
+        if not name or not shape or min(shape) < 1:
+            raise InputError(f"--shape {value}: use NAME=DxDx... with positive whole numbers, "
+                             "e.g. pixel_values=1x3x224x224")
+        shapes[name] = shape
+    return shapes
+
+
+def _vocab_size(graph: onnx.GraphProto, input_name: str) -> int:
+    tables = {init.name: init.dims for init in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Gather" and len(node.input) > 1 and node.input[1] == input_name:
+            dims = tables.get(node.input[0])
+            if dims:
+                return int(dims[0])
+    return 100
+
+
+def _shape(value: onnx.ValueInfoProto, profile: Profile, given: dict[str, list[int]]) -> list[int]:
+    if value.name in given:
+        return given[value.name]
+    shape = []
+    for index, dim in enumerate(value.type.tensor_type.shape.dim):
+        if dim.HasField("dim_value") and dim.dim_value > 0:
+            shape.append(dim.dim_value)
+        elif index == 0:
+            shape.append(profile.batch_size)
+        elif any(word in dim.dim_param.lower() for word in SEQUENCE_WORDS):
+            shape.append(profile.sequence_length)
+        else:
+            raise InputError(f"input '{value.name}' has an unknown dimension "
+                             f"'{dim.dim_param or index}'; give its shape: --shape "
+                             f"{value.name}=" + "x".join(["N"] * len(value.type.tensor_type.shape.dim)))
+    return shape
+
+
+def synthetic_feed(model_path: str | Path, profile: Profile, shapes: dict[str, list[int]],
+                   seed: int = 0) -> dict[str, np.ndarray]:
+    """One input array per graph input (see the module docstring)."""
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    known = {init.name for init in graph.initializer}
+    unknown = set(shapes) - {i.name for i in graph.input}
+    if unknown:
+        raise InputError(f"--shape names {sorted(unknown)}, which {Path(model_path).name} does not "
+                         f"take (its inputs: {', '.join(i.name for i in graph.input)})")
+    rng = np.random.default_rng(seed)
+    feed = {}
+    for value in (i for i in graph.input if i.name not in known):
+        dtype = helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)
+        shape = _shape(value, profile, shapes)
+        name = value.name.lower()
+        if np.issubdtype(dtype, np.floating):
+            feed[value.name] = rng.standard_normal(shape).astype(dtype)
+        elif dtype == np.bool_ or "mask" in name:
+            feed[value.name] = np.ones(shape, dtype=dtype)
+        elif "type" in name or "segment" in name:
+            feed[value.name] = np.zeros(shape, dtype=dtype)
+        else:
+            feed[value.name] = rng.integers(0, _vocab_size(graph, value.name), shape).astype(dtype)
+    return feed

@@ -1,0 +1,80 @@
+"""`bench` and `quantize` on ONNX files this project did not produce: inputs made from the
+graph's signature (`--shape` for unknown dimensions), and quantization modes that refuse,
+in one line, a graph they would leave unchanged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import pytest
+from click.testing import CliRunner
+
+from edgetune.cli import cli
+from edgetune.measure.synthetic import parse_shapes, synthetic_feed
+from edgetune.profiles import Profile
+
+SHIPPED = Path(onnxruntime.__file__).parent / "datasets" / "logreg_iris.onnx"  # not written here
+FAST = ["--rounds", "2", "--min-runs", "4", "--min-seconds", "0.2"]
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def conv_onnx(tmp_path_factory) -> Path:
+    """A small conv image classifier exported with torch.onnx, height and width symbolic."""
+    import torch
+
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, padding=1),
+        torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4)).eval()
+    path = tmp_path_factory.mktemp("conv") / "conv.onnx"
+    torch.onnx.export(model, (torch.randn(1, 3, 32, 32),), str(path), input_names=["pixel_values"],
+                      output_names=["logits"], dynamo=False,
+                      dynamic_axes={"pixel_values": {0: "batch", 2: "height", 3: "width"}})
+    return path
+
+
+def test_synthetic_inputs_follow_the_signature_and_the_given_shapes(conv_onnx):
+    profile = Profile(name="p", latency_budget_ms=10, batch_size=2)
+    feed = synthetic_feed(conv_onnx, profile, parse_shapes(["pixel_values=2x3x16x16"]))
+    assert feed["pixel_values"].shape == (2, 3, 16, 16) and feed["pixel_values"].dtype == np.float32
+    with pytest.raises(Exception, match="unknown dimension 'height'.*--shape pixel_values=NxNxNxN"):
+        synthetic_feed(conv_onnx, profile, {})
+    with pytest.raises(Exception, match="use NAME=DxDx"):
+        parse_shapes(["pixel_values=1x3xbig"])
+
+
+def test_bench_times_a_conv_net_given_its_shape(conv_onnx):
+    result = run("bench", conv_onnx, "--shape", "pixel_values=1x3x32x32", "--json", *FAST)
+    assert result.exit_code == 0, result.output
+    latency = json.loads(result.output)["latency"]
+    assert latency["p50_ms"] > 0 and latency["throughput_items_per_s"] > 0
+    missing = run("bench", conv_onnx, *FAST)
+    assert missing.exit_code == 2 and "--shape pixel_values=" in missing.output
+    wrong = run("bench", conv_onnx, "--shape", "images=1x3x32x32", *FAST)
+    assert wrong.exit_code == 2 and "does not take (its inputs: pixel_values)" in wrong.output
+    text_only = run("bench", conv_onnx, "--shape", "pixel_values=1x3x32x32", "--tokenizer", conv_onnx.parent)
+    assert text_only.exit_code == 2 and "--tokenizer is for text models" in text_only.output
+
+
+def test_bench_times_an_onnx_file_a_package_ships():
+    result = run("bench", SHIPPED, "--json", *FAST)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["latency"]["p50_ms"] > 0
+
+
+def test_quantize_transforms_a_conv_net_or_refuses_in_one_line(conv_onnx, tmp_path):
+    done = run("quantize", conv_onnx, "--mode", "dynamic-int8", "--out", tmp_path / "q")
+    assert done.exit_code == 0, done.output
+    quantized = next((tmp_path / "q").rglob("*.onnx"))
+    assert {"ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"} & {
+        n.op_type for n in __import__("onnx").load(str(quantized)).graph.node}
+    refused = run("quantize", conv_onnx, "--mode", "int4", "--out", tmp_path / "q4")
+    assert refused.exit_code == 2, refused.output
+    assert "int4: conv.onnx has nothing this pass quantizes (it takes MatMul" in refused.output
+    assert not list((tmp_path / "q4").rglob("*.onnx")) if (tmp_path / "q4").exists() else True

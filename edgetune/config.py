@@ -88,6 +88,8 @@ class ExportConfig(_Config):
     atol: float | None = Field(None, gt=0)
     data: str | None = None
     max_length: int | None = None
+    input_shapes: list[str] = Field(default_factory=list, description="NAME=1x3x224x224 per "
+                                    "input of a plain PyTorch model (`pkg.module:factory`)")
     overwrite: bool = False
 
 

@@ -78,3 +78,40 @@ def test_quantize_transforms_a_conv_net_or_refuses_in_one_line(conv_onnx, tmp_pa
     assert refused.exit_code == 2, refused.output
     assert "int4: conv.onnx has nothing this pass quantizes (it takes MatMul" in refused.output
     assert not list((tmp_path / "q4").rglob("*.onnx")) if (tmp_path / "q4").exists() else True
+
+
+NET = '''
+import torch
+
+
+def build():
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                               torch.nn.LazyLinear(2))
+
+
+def not_a_model():
+    return 42
+'''
+
+
+def test_a_plain_pytorch_model_exports_checked_and_then_benches_and_quantizes(tmp_path, monkeypatch):
+    (tmp_path / "edgetune_test_net.py").write_text(NET)
+    monkeypatch.chdir(tmp_path)
+    done = run("export", "edgetune_test_net:build", "--input-shape", "x=1x3x16x16", "--out", "net")
+    assert done.exit_code == 0, done.output
+    record = json.loads((tmp_path / "net" / "edgetune_export.json").read_text())
+    assert record["export_check"]["max_abs_diff"] <= record["export_check"]["atol"]
+    assert record["input_shapes"] == {"x": [1, 3, 16, 16]}
+    timed = run("bench", "net/model.onnx", "--json", *FAST)  # only the batch is symbolic
+    assert timed.exit_code == 0, timed.output
+    assert run("quantize", "net/model.onnx", "--mode", "dynamic-int8", "--out", "q").exit_code == 0
+    for args, message in [
+        (("edgetune_test_net:build", "--out", "a"), "needs its input shapes: --input-shape"),
+        (("edgetune_test_net:not_a_model", "--input-shape", "x=1x3x16x16", "--out", "b"),
+         "returned a int, not a torch.nn.Module"),
+        (("edgetune_no_such_module:build", "--input-shape", "x=1x3x16x16", "--out", "c"),
+         "cannot import 'edgetune_no_such_module'"),
+    ]:
+        refused = run("export", *args)
+        assert refused.exit_code == 2 and message in refused.output, refused.output
+        assert not (tmp_path / args[-1]).exists()  # nothing half-written

@@ -21,21 +21,29 @@ MODE_LIST = ", ".join(MODES)
 @click.option("--atol", type=float, default=None, help="ONNX vs PyTorch logits tolerance (default 1e-4).")
 @click.option("--data", default=None, help="Data whose validation texts check the export (default: the sample saved by tune).")
 @profile_option()
+@click.option("--input-shape", "input_shapes", multiple=True, help="NAME=1x3x224x224 per input of a plain PyTorch model (CHECKPOINT = pkg.module:factory).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle folder.")
-def export(checkpoint, out_dir, quantize, opset, atol, data, profile_name, overwrite) -> None:
-    """Export a fine-tuned CHECKPOINT to a validated ONNX bundle.
+def export(checkpoint, out_dir, quantize, opset, atol, data, profile_name, input_shapes, overwrite) -> None:
+    """Export a fine-tuned CHECKPOINT to a validated ONNX bundle, or a plain PyTorch model
+    (CHECKPOINT = pkg.module:factory, a callable returning an nn.Module, with --input-shape) to
+    OUT/model.onnx, checked against PyTorch on random inputs.
 
     \b
     Example:
       edgetune export runs/sst2/work/best --out bundles/sst2-int8 --quantize dynamic-int8
+      edgetune export mymodels.vision:build_net --input-shape x=1x3x224x224 --out exports/net
     """
     import edgetune
     from edgetune.config import ExportConfig, validated
 
     config = validated(ExportConfig, "export", checkpoint=checkpoint, out=out_dir,
                        quantize=quantize, opset=opset, atol=atol, data=data, profile=profile_name,
-                       overwrite=overwrite)
+                       input_shapes=list(input_shapes), overwrite=overwrite)
     bundle = edgetune.export(config)
+    if not hasattr(bundle, "manifest"):  # a plain PyTorch model
+        click.echo(f"model: {bundle.path}; ONNX vs PyTorch max |diff| {bundle.check.max_abs_diff:.2e} "
+                   f"on {bundle.check.examples} random inputs")
+        return
     check = bundle.manifest.export_check
     click.echo(f"bundle: {bundle.path} ({bundle.manifest.precision}); ONNX vs PyTorch max "
                f"|diff| {check['max_abs_diff']:.2e} on {check['examples']} examples")

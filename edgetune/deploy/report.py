@@ -104,7 +104,7 @@ def render_markdown(candidates: list[Candidate], selection: Selection, profile: 
         lines += ["## Notes", "", *notes, ""]
     if context:
         lines += ["## Run", ""]
-        lines += [f"- {key}: {value}" for key, value in context.items()]
+        lines += [f"- {key}: {value}" for key, value in context.items() if key != "loadtest"]
         lines.append("")
     return "\n".join(lines)
 

@@ -1,0 +1,85 @@
+"""Plain PyTorch models: `pkg.module:factory` (a callable returning an `nn.Module`) to ONNX.
+
+For users whose model is not a transformers model. The factory is imported by name (the
+current folder is importable, as `uvicorn app:main` does), called without arguments, and the
+module exported with `torch.onnx.export` at the given input shapes, the first dimension
+dynamic (batch). The check is the same idea as for text models: ONNX Runtime against PyTorch
+on fresh random inputs (batch 2, so the dynamic batch is exercised), max |diff| within `atol`,
+else `ValidationError` (exit 3). The ONNX file then goes through `bench --shape` and `quantize`
+like any other.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from edgetune.errors import InputError, ValidationError
+from edgetune.exporter.onnx import DEFAULT_ATOL, DEFAULT_OPSET, ExportCheck
+
+
+def is_factory(spec: str) -> bool:
+    """`pkg.module:factory`, not a path."""
+    module, sep, attr = spec.partition(":")
+    return bool(sep and module and attr.isidentifier() and not Path(spec).exists())
+
+
+def load_factory(spec: str):
+    import torch
+
+    module_name, _, attr = spec.partition(":")
+    if "" not in sys.path:
+        sys.path.insert(0, "")  # the current folder, as `python -m` and uvicorn do
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InputError(f"{spec}: cannot import '{module_name}' ({exc}); run from the folder "
+                         "that holds it or install it") from None
+    factory = getattr(module, attr, None)
+    if factory is None:
+        raise InputError(f"{spec}: '{module_name}' has no '{attr}'")
+    model = factory() if callable(factory) and not isinstance(factory, torch.nn.Module) else factory
+    if not isinstance(model, torch.nn.Module):
+        raise InputError(f"{spec}: returned a {type(model).__name__}, not a torch.nn.Module")
+    return model.eval()
+
+
+def export_module(model, shapes: dict[str, list[int]], target: Path, opset: int | None = None,
+                  atol: float | None = None, seed: int = 0) -> ExportCheck:
+    """Export `model` at `shapes` (input name -> shape, in forward's order) and check it."""
+    import onnxruntime as ort
+    import torch
+
+    if not shapes:
+        raise InputError("a plain PyTorch model needs its input shapes: --input-shape x=1x3x224x224")
+    generator = torch.Generator().manual_seed(seed)
+    example = tuple(torch.randn(shape, generator=generator) for shape in shapes.values())
+    names = list(shapes)
+    with torch.no_grad():
+        outputs = model(*example)
+    count = len(outputs) if isinstance(outputs, (tuple, list)) else 1
+    output_names = [f"output_{i}" for i in range(count)] if count > 1 else ["output"]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.onnx.export(model, example, str(target), input_names=names, output_names=output_names,
+                          opset_version=opset or DEFAULT_OPSET, dynamo=False,
+                          dynamic_axes={n: {0: "batch"} for n in names + output_names})
+    except Exception as exc:  # noqa: BLE001 - the exporter raises many kinds; one line says which
+        raise InputError(f"torch.onnx.export failed: {type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+    session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    check = [torch.randn([2, *shape[1:]], generator=generator) for shape in shapes.values()]
+    with torch.no_grad():
+        expected = model(*check)
+    expected = [t.numpy() for t in (expected if isinstance(expected, (tuple, list)) else [expected])]
+    got = session.run(None, {n: t.numpy() for n, t in zip(names, check)})
+    diff = max(float(np.abs(e - g).max()) for e, g in zip(expected, got))
+    agree = float(np.mean(expected[0].argmax(-1) == got[0].argmax(-1))) if expected[0].ndim > 1 else 1.0
+    tolerance = atol or DEFAULT_ATOL
+    if diff > tolerance:
+        raise ValidationError(f"ONNX output differs from PyTorch by {diff:.2e} (> atol {tolerance:g})",
+                              diff, tolerance)
+    return ExportCheck(diff, tolerance, 2, agree)

@@ -115,3 +115,15 @@ def test_a_plain_pytorch_model_exports_checked_and_then_benches_and_quantizes(tm
         refused = run("export", *args)
         assert refused.exit_code == 2 and message in refused.output, refused.output
         assert not (tmp_path / args[-1]).exists()  # nothing half-written
+
+
+def test_a_given_shape_sizes_the_inputs_that_share_its_dimension_names(tuned_run, conv_onnx):
+    out, _ = tuned_run
+    profile = Profile(name="p", latency_budget_ms=10, batch_size=8, sequence_length=32)
+    feed = synthetic_feed(out / "best" / "model.onnx", profile, parse_shapes(["input_ids=1x16"]))
+    assert {a.shape for a in feed.values()} == {(1, 16)}
+    assert (feed["attention_mask"] == 1).all()
+    vocab = len((out / "best" / "vocab.txt").read_text().split())
+    assert feed["input_ids"].max() < vocab  # ids inside the embedding table, fused or not
+    with pytest.raises(Exception, match="3 dimensions given, the input has 4"):
+        synthetic_feed(conv_onnx, profile, parse_shapes(["pixel_values=3x224x224"]))

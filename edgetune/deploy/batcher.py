@@ -36,10 +36,17 @@ class MicroBatcher:
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
-        """After the server stopped taking requests: nothing is left waiting, so cancel."""
+        """After the server stopped taking requests: cancel, and fail anything still waiting
+        (only after a graceful-shutdown timeout) rather than leave it hanging."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        left = [self._held] if self._held else []
+        while self._queue is not None and not self._queue.empty():
+            left.append(self._queue.get_nowait())
+        for waiting in left:
+            if not waiting.future.done():
+                waiting.future.set_exception(RuntimeError("the server is shutting down"))
         self._executor.shutdown(wait=True)
 
     async def submit(self, texts: list[str]) -> list:
@@ -84,12 +91,14 @@ class MicroBatcher:
             texts = [t for w in batch for t in w.texts]
             self.on_batch(len(texts))
             try:
-                results = await loop.run_in_executor(self._executor, self.run, texts)
+                results = list(await loop.run_in_executor(self._executor, self.run, texts))
+                if len(results) != len(texts):
+                    raise RuntimeError(f"{len(results)} results for {len(texts)} texts")
             except Exception as exc:  # noqa: BLE001 - the model failed: every request in the batch learns why
                 for w in batch:
                     if not w.future.done():
                         w.future.set_exception(exc)
-                continue
+                continue  # the loop goes on: later requests are served
             start = 0
             for w in batch:
                 if not w.future.done():

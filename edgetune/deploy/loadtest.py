@@ -184,7 +184,7 @@ async def _run(url: str, texts: list[str], budget_ms: float, concurrency: int, s
             if time.perf_counter() - started + step_seconds > max_seconds:
                 stopped = f"time bound ({max_seconds:g} s) reached"
                 return None
-            if left[0] <= 0:
+            if left[0] < rate * step_seconds:  # a cut-short step would be judged on a burst
                 stopped = "request bound reached"
                 return None
             step = spend(await open_loop(session, url, texts, rate, step_seconds, left[0], len(steps)))

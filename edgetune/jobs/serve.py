@@ -38,6 +38,9 @@ def bind(host: str, port: int) -> socket.socket:
 def server_stack():
     """deploy.server, or a one-line error when the `serve` extra is not installed."""
     try:
+        import aiohttp  # noqa: F401 - loadtest's client: the same extra
+        import uvicorn  # noqa: F401
+
         from edgetune.deploy import server
     except ImportError as exc:
         raise InputError(f"serving needs the 'serve' extra ({exc.name} is missing): "
@@ -66,6 +69,7 @@ def app_settings(config: ServeConfig) -> dict:
 
 def serve(config: ServeConfig) -> None:
     """Serve until SIGTERM/SIGINT."""
+    stack = server_stack()  # before loading anything: a missing extra is a one-line error
     import uvicorn
 
     app_args = app_settings(config)
@@ -79,10 +83,10 @@ def serve(config: ServeConfig) -> None:
               f"profile {info['profile']})", flush=True)
         print(f"edgetune serve: {info['batching']}", flush=True)
 
-    app = server_stack().create_app(**app_args, on_ready=ready)
+    app = stack.create_app(**app_args, on_ready=ready)
     server = uvicorn.Server(uvicorn.Config(
         app, log_level="warning", access_log=False, lifespan="on",
-        timeout_graceful_shutdown=config.graceful_seconds or None))
+        timeout_graceful_shutdown=config.graceful_seconds))
     try:
         server.run(sockets=[sock])  # after a graceful stop uvicorn re-raises the signal it caught
     finally:

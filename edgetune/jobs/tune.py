@@ -27,7 +27,7 @@ from edgetune.defaults import default_data, default_model
 from edgetune.deploy.bundle import write_bundle
 from edgetune.deploy.manifest import candidate_manifest
 from edgetune.deploy.report import write_report
-from edgetune.errors import InputError, NoCandidate
+from edgetune.errors import EdgetuneError, InputError, NoCandidate
 from edgetune.exporter.onnx import load_checkpoint
 from edgetune.fsutil import check_output_dir, run_lock
 from edgetune.jobs.common import VALIDATION_SAMPLE
@@ -90,6 +90,10 @@ def tune(config: TuneConfig, settings: LatencySettings | None = None) -> TuneRes
         from edgetune.compress.pruning import PruneConfig
 
         [PruneConfig.parse(name) for name in config.search.prune_configs]  # bad names fail now
+    if config.loadtest:
+        from edgetune.jobs.serve import server_stack
+
+        server_stack()  # `--loadtest` without the serve extra: say so before training
     with run_lock(out, config.force_unlock, take_stale=config.resume):
         return _tune(config, profile, modes, out, settings)
 
@@ -201,7 +205,11 @@ def _tune(config: TuneConfig, profile: Profile, modes: list[Mode], out: Path,
         from edgetune.jobs.loadtest import load_test_bundle
 
         t0 = time.monotonic()
-        context["loadtest"] = load_test_bundle(best, out / "loadtest", val_texts)
+        try:
+            context["loadtest"] = load_test_bundle(best, out / "loadtest", val_texts)
+        except EdgetuneError as exc:  # the bundle and the report still matter more
+            context["loadtest_failed"] = str(exc)
+            console.log(f"load test failed: {exc}")
         stages["loadtest"] = time.monotonic() - t0
     _, report_md = write_report(out, candidates, selection, profile, context)
     result = TuneResult(out, candidates, selection, best, report_md, recipe, profile, stages)

@@ -21,6 +21,7 @@ from edgetune.errors import InputError
 from edgetune.profiles import Profile
 
 SEQUENCE_WORDS = ("seq", "length", "token")
+PASS_THROUGH = {"Cast", "Reshape", "Unsqueeze", "Squeeze", "Identity", "Flatten"}
 
 
 def parse_shapes(values: list[str]) -> dict[str, list[int]]:
@@ -40,22 +41,49 @@ def parse_shapes(values: list[str]) -> dict[str, list[int]]:
 
 
 def _vocab_size(graph: onnx.GraphProto, input_name: str) -> int:
+    """Rows of the first 2-D weight table a node reading the ids (after casts and reshapes)
+    also reads: Gather's data, or the word embedding of ORT's fused EmbedLayerNormalization;
+    100 if there is none."""
     tables = {init.name: init.dims for init in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Gather" and len(node.input) > 1 and node.input[1] == input_name:
-            dims = tables.get(node.input[0])
-            if dims:
-                return int(dims[0])
+    names = {input_name}
+    for _ in range(4):  # through a few casts and reshapes to the node that indexes a table
+        for node in graph.node:
+            if names & set(node.input):
+                table = next((n for n in node.input if len(tables.get(n, ())) == 2), None)
+                if table is not None:
+                    return int(tables[table][0])
+                if node.op_type in PASS_THROUGH:
+                    names |= set(node.output)
     return 100
 
 
-def _shape(value: onnx.ValueInfoProto, profile: Profile, given: dict[str, list[int]]) -> list[int]:
+def _named_sizes(inputs: list[onnx.ValueInfoProto], given: dict[str, list[int]]) -> dict[str, int]:
+    """Symbolic dimension name -> size, from the shapes given (so `--shape input_ids=1x64`
+    also sizes `attention_mask`, which shares its dimension names); ranks checked."""
+    sizes: dict[str, int] = {}
+    for value in inputs:
+        if value.name not in given:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        if dims and len(dims) != len(given[value.name]):
+            raise InputError(f"--shape {value.name}: {len(given[value.name])} dimensions given, the "
+                             f"input has {len(dims)}")
+        for dim, size in zip(dims, given[value.name]):
+            if dim.dim_param:
+                sizes.setdefault(dim.dim_param, size)
+    return sizes
+
+
+def _shape(value: onnx.ValueInfoProto, profile: Profile, given: dict[str, list[int]],
+           sizes: dict[str, int]) -> list[int]:
     if value.name in given:
         return given[value.name]
     shape = []
     for index, dim in enumerate(value.type.tensor_type.shape.dim):
         if dim.HasField("dim_value") and dim.dim_value > 0:
             shape.append(dim.dim_value)
+        elif dim.dim_param in sizes:
+            shape.append(sizes[dim.dim_param])
         elif index == 0:
             shape.append(profile.batch_size)
         elif any(word in dim.dim_param.lower() for word in SEQUENCE_WORDS):
@@ -78,9 +106,11 @@ def synthetic_feed(model_path: str | Path, profile: Profile, shapes: dict[str, l
                          f"take (its inputs: {', '.join(i.name for i in graph.input)})")
     rng = np.random.default_rng(seed)
     feed = {}
-    for value in (i for i in graph.input if i.name not in known):
+    inputs = [i for i in graph.input if i.name not in known]
+    sizes = _named_sizes(inputs, shapes)
+    for value in inputs:
         dtype = helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)
-        shape = _shape(value, profile, shapes)
+        shape = _shape(value, profile, shapes, sizes)
         name = value.name.lower()
         if np.issubdtype(dtype, np.floating):
             feed[value.name] = rng.standard_normal(shape).astype(dtype)

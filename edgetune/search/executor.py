@@ -45,12 +45,14 @@ class RayExecutor:
         except ImportError:
             raise InputError("--executor ray needs Ray: pip install 'edgetune[ray]'") from None
         self.ray = ray
+        self.resource = f"profile:{profile_name}"
         if not ray.is_initialized():
+            # a new local instance is this machine: it measures for the profile it is run for
+            local = {"resources": {self.resource: 1}} if address is None else {}
             try:
-                ray.init(address=address, log_to_driver=False, include_dashboard=False)
+                ray.init(address=address, log_to_driver=False, include_dashboard=False, **local)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise InputError(f"cannot reach a Ray cluster at '{address}': {exc}") from None
-        self.resource = f"profile:{profile_name}"
         resources = ray.cluster_resources()
         if resources.get(self.resource, 0) < 1:
             raise InputError(
@@ -69,7 +71,8 @@ class RayExecutor:
             return
         task = self.ray.remote(**self.options(kind))(_call)
         refs = [task.remote(fn, item) for item in items]
-        yield from zip(items, self.ray.get(refs))
+        for item, ref in zip(items, refs):  # in order, each as it is done: the caller caches it
+            yield item, self.ray.get(ref)
 
 
 def _call(fn: Callable, item: object) -> object:

@@ -234,7 +234,8 @@ def _auto_batch_size(trainer, config: TrainConfig, output_dir: Path, resume: boo
                       or batch_size.find_batch_size(trainer))
     if is_main_process():
         batch_size.save(sized, output_dir)
-    trainer.args.per_device_train_batch_size = trainer._train_batch_size = sized.chosen
+    trainer.args.per_device_train_batch_size = sized.chosen
+    trainer._train_batch_size = trainer.args.train_batch_size  # x devices of this process
     if config.eval_steps is None:
         trainer.args.eval_steps = trainer.args.save_steps = _eval_every(rows, sized.chosen)
     rates = ", ".join(f"{size}: {rate:g}" for size, rate in sized.examples_per_second.items())

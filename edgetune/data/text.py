@@ -13,12 +13,11 @@ from pathlib import Path
 
 import datasets
 
+from edgetune.data.columns import LABEL_COLUMN_NAMES, TEXT_COLUMN_NAMES
 from edgetune.data.filecheck import check_text_file
 from edgetune.errors import InputError
 from edgetune.hub import check_hub_id
 
-TEXT_COLUMN_NAMES = ("text", "sentence", "content", "document", "review", "body", "question")
-LABEL_COLUMN_NAMES = ("label", "labels", "category", "class", "target", "sentiment", "topic")
 FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json",
                  ".parquet": "parquet"}
 TRAIN_STEMS = ("train",)

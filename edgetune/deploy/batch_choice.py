@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edgetune.deploy import SAMPLE_TEXTS
+
 SIZES = (1, 2, 4, 8, 16, 32)
 MIN_GAIN = 0.10  # a larger batch must cut the time per text by 10 % to be worth its queueing
 SAMPLE_NAME = "edgetune_validation_sample.json"
-FALLBACK = ["a gripping, beautifully shot film", "the plot goes nowhere and the acting is wooden",
-            "An honest, funny and moving story about growing up in a small town."]
 
 
 @dataclass
@@ -42,7 +42,7 @@ def sample_texts(bundle_dir: Path) -> list[str]:
         texts = [t for t in json.loads(path.read_text()) if isinstance(t, str) and t.strip()]
     except (OSError, ValueError):
         texts = []
-    return texts or FALLBACK
+    return texts or SAMPLE_TEXTS
 
 
 def choose_max_batch(run: Callable[[list[str]], object], texts: list[str], limit: int,

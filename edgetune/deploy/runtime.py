@@ -16,11 +16,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from edgetune.data.columns import LABEL_COLUMN_NAMES, TEXT_COLUMN_NAMES
 from edgetune.deploy.bundle import Bundle, load_bundle
 from edgetune.errors import InputError
-
-TEXT_COLUMNS = ("text", "sentence", "content", "document", "review", "body", "question")
-LABEL_COLUMNS = ("label", "labels", "category", "class", "target", "sentiment", "topic")
 
 
 class Predictor:
@@ -100,9 +98,9 @@ def read_rows(path: Path, text_column: str | None) -> tuple[Iterator[dict], str,
         def rows() -> Iterator[dict]:
             with path.open(newline="") as handle:
                 yield from csv.DictReader(handle, delimiter=delimiter)
-    text = text_column or next((c for c in columns if c.lower() in TEXT_COLUMNS), None)
+    text = text_column or next((c for c in columns if c.lower() in TEXT_COLUMN_NAMES), None)
     if text is None or text not in columns:
         raise InputError(f"{path}: no text column '{text_column or 'text'}' (columns: "
                          f"{', '.join(columns)}); set --text-column")
-    label = next((c for c in columns if c.lower() in LABEL_COLUMNS and c != text), None)
+    label = next((c for c in columns if c.lower() in LABEL_COLUMN_NAMES and c != text), None)
     return rows(), text, label

@@ -16,7 +16,7 @@ from edgetune.jobs.common import check_is_onnx, load_tokenizer, pick_split
 from edgetune.measure.bench import BenchResult, EvalSet, Subject, bench_models
 from edgetune.measure.latency import LatencySettings
 from edgetune.measure.stats import ratio_interval
-from edgetune.measure.synthetic import parse_shapes, synthetic_feed
+from edgetune.measure.synthetic import graph_inputs, parse_shapes, synthetic_feed
 from edgetune.profiles import Profile, load_profile
 
 TEXT_INPUTS = {"input_ids", "attention_mask", "token_type_ids"}
@@ -63,14 +63,6 @@ def _open(model: str, config: BenchConfig, profile: Profile) -> tuple[Subject, B
                          f"{', '.join(inputs)} (inputs are made from the graph: see --shape)")
     feed = synthetic_feed(model_path, profile, parse_shapes(config.shapes))
     return Subject(model, model_path, None, feed), bundle, max_length
-
-
-def graph_inputs(model_path: Path) -> list[str]:
-    import onnx
-
-    graph = onnx.load(str(model_path), load_external_data=False).graph
-    weights = {init.name for init in graph.initializer}
-    return [i.name for i in graph.input if i.name not in weights]
 
 
 def bench(config: BenchConfig) -> BenchReport:

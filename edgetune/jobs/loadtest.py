@@ -15,28 +15,17 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from urllib.parse import urlparse
 
 from edgetune.config import LoadtestConfig
 from edgetune.console import console
 from edgetune.deploy import READY_LINE as READY
+from edgetune.deploy import SAMPLE_TEXTS
 from edgetune.deploy.loadtest import LoadTestResult, run_load_test
 from edgetune.errors import InputError
 from edgetune.fsutil import write_json_atomic
-
-SAMPLE_TEXTS = [
-    "a gripping, beautifully shot film",
-    "the plot goes nowhere and the acting is wooden",
-    "An honest, funny and moving story about growing up in a small town.",
-    "I wanted to like it, but two hours of this felt like four.",
-    "The service was quick and the staff were friendly.",
-    ("Shares fell sharply after the company missed its earnings forecast for the third quarter "
-    "in a row, and analysts expect more cuts before the end of the year."),
-    "fine",
-    "Not bad at all; the second half is better than the first, and the ending works.",
-]
 
 
 def is_loopback(url: str) -> bool:
@@ -143,7 +132,7 @@ def loadtest(config: LoadtestConfig, texts: list[str] | None = None) -> LoadTest
     texts = texts or _texts(config)
     out = Path(config.out or "loadtest")
     out.mkdir(parents=True, exist_ok=True)
-    server = _url_of(target) if is_url else local_server(target, config.server_args)
+    server = nullcontext(target) if is_url else local_server(target, config.server_args)
     with server as base:
         url = base.rstrip("/") + "/v1/predict"
         console.print(f"load test of {url}: p99 budget {budget_ms:g} ms ({budget_from}), "
@@ -158,8 +147,3 @@ def loadtest(config: LoadtestConfig, texts: list[str] | None = None) -> LoadTest
 
     plot_load(result, out / "loadtest.png")
     return result
-
-
-@contextmanager
-def _url_of(url: str) -> Iterator[str]:
-    yield url

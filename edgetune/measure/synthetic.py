@@ -24,6 +24,16 @@ SEQUENCE_WORDS = ("seq", "length", "token")
 PASS_THROUGH = {"Cast", "Reshape", "Unsqueeze", "Squeeze", "Identity", "Flatten"}
 
 
+def _fed_inputs(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:
+    """The graph inputs a caller feeds (older exporters also list weights as inputs)."""
+    weights = {init.name for init in graph.initializer}
+    return [i for i in graph.input if i.name not in weights]
+
+
+def graph_inputs(model_path: str | Path) -> list[str]:
+    return [i.name for i in _fed_inputs(onnx.load(str(model_path), load_external_data=False).graph)]
+
+
 def parse_shapes(values: list[str]) -> dict[str, list[int]]:
     """`["pixel_values=1x3x224x224"]` -> {"pixel_values": [1, 3, 224, 224]}."""
     shapes = {}
@@ -99,14 +109,13 @@ def synthetic_feed(model_path: str | Path, profile: Profile, shapes: dict[str, l
                    seed: int = 0) -> dict[str, np.ndarray]:
     """One input array per graph input (see the module docstring)."""
     graph = onnx.load(str(model_path), load_external_data=False).graph
-    known = {init.name for init in graph.initializer}
-    unknown = set(shapes) - {i.name for i in graph.input}
+    inputs = _fed_inputs(graph)
+    unknown = set(shapes) - {i.name for i in inputs}
     if unknown:
         raise InputError(f"--shape names {sorted(unknown)}, which {Path(model_path).name} does not "
-                         f"take (its inputs: {', '.join(i.name for i in graph.input)})")
+                         f"take (its inputs: {', '.join(i.name for i in inputs)})")
     rng = np.random.default_rng(seed)
     feed = {}
-    inputs = [i for i in graph.input if i.name not in known]
     sizes = _named_sizes(inputs, shapes)
     for value in inputs:
         dtype = helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)

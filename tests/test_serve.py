@@ -244,3 +244,26 @@ def test_tune_with_loadtest_puts_the_capacity_in_the_report_and_the_manifest(
     report = (out / "report.md").read_text()
     assert "## Served" in report and "Capacity at budget of the chosen bundle" in report
     assert "loadtest" in json.loads((out / "report.json").read_text())["run"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["no-such-folder"], "neither a bundle folder nor an http:// URL"),
+    (["http://127.0.0.1:9"], "loadtest of a URL needs --budget-ms or --profile"),
+    (["http://127.0.0.1:9", "--budget-ms", "10", "--rates", "5,fast"], "give rates as numbers"),
+])
+def test_loadtest_bad_input_is_one_line(args, message):
+    result = CliRunner().invoke(cli, ["loadtest", *args])
+    assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_serve_on_a_port_in_use_says_so(tuned_run):
+    import socket
+
+    out, _ = tuned_run
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli, ["serve", str(out / "best"), "--port", str(port),
+                                          "--max-batch", "1"])
+    assert result.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in result.output, result.output

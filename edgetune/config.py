@@ -33,7 +33,7 @@ class SearchSettings(_Config):
     prune_configs: list[str] | None = Field(None, description="e.g. [L4, L3-F0.5]; default: a grid")
     modes: list[str] = Field(default_factory=lambda: ["optimized-fp32", "dynamic-int8"])
     budget_minutes: float = Field(30.0, gt=0)
-    max_accuracy_drop: float = Field(1.5, ge=0, description="points vs the fine-tuned fp32 ONNX model")
+    max_accuracy_drop: float = Field(1.0, ge=0, description="points vs the fine-tuned fp32 ONNX model")
     recovery_minutes: float | None = Field(None, gt=0)
     recovery_lr: float | None = Field(None, gt=0)
     importance: Literal["taylor", "magnitude"] = "taylor"
@@ -115,7 +115,7 @@ class PruneJobConfig(_Config):
     importance: Literal["taylor", "magnitude"] = "taylor"
     distill: bool = True
     distillation: Literal["layerwise", "logits"] = "layerwise"
-    train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=1.0, learning_rate=1e-4))
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=1.0))
     profile: str = "cpu-edge"
     text_column: str | None = None
     label_column: str | None = None
@@ -144,6 +144,7 @@ class BenchConfig(_Config):
 class PredictConfig(_Config):
     bundle: str
     texts: list[str] = Field(default_factory=list)
+    text_pairs: list[str] = Field(default_factory=list, description="second texts, for a pair bundle")
     input: str | None = None
     text_column: str | None = None
     out: str | None = None

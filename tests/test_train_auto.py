@@ -131,3 +131,49 @@ def test_auto_batch_size_is_measured_before_the_lr_and_kept_on_resume(tiny_model
     saved = json.loads((tmp_path / "batch_size.json").read_text())
     again = fine_tune(str(tiny_model_dir), dataset, tmp_path, config, resume=True)
     assert again.batch_size == saved == sized
+
+
+def test_a_time_budget_plans_the_steps_that_fit_in_it():
+    from types import SimpleNamespace
+
+    from edgetune.train.autoset import TIME_FIT, fit_schedule_to_time
+    from edgetune.train.batch_size import BatchSizeResult
+
+    sized = BatchSizeResult(32, {16: 90.0, 32: 100.0}, "largest size tried", 1.0)
+
+    def planned(config: TrainConfig, rows: int = 10_000) -> int:
+        trainer = SimpleNamespace(args=SimpleNamespace(max_steps=config.max_steps))
+        fit_schedule_to_time(trainer, config, sized, rows)
+        return trainer.args.max_steps
+
+    assert planned(TrainConfig(max_train_minutes=1.0)) == int(TIME_FIT * 60 * 100 / 32)  # < 939
+    assert planned(TrainConfig(max_train_minutes=60.0)) == -1  # the 3 epochs fit: unchanged
+    assert planned(TrainConfig()) == -1  # no time budget
+    assert planned(TrainConfig(max_train_minutes=1.0, max_steps=7)) == 7  # steps given: kept
+
+
+def test_the_run_is_replanned_from_its_measured_pace(monkeypatch):
+    """40 steps took 40 s, 1 min at 0.8 leaves 8 s: the run ends at step 48, and the decay
+    schedule is stretched to end there (warm-up scaled alike)."""
+    from types import SimpleNamespace
+
+    import torch
+    from transformers import TrainerControl, get_linear_schedule_with_warmup
+
+    from edgetune.train import callbacks
+
+    clock = iter([0.0, 40.0, 40.0])
+    monkeypatch.setattr(callbacks.time, "monotonic", lambda: next(clock))
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = get_linear_schedule_with_warmup(optimizer, 100, 1000)
+    fit = callbacks.FitToTimeCallback(minutes=1.0, fit=0.8)
+    state = SimpleNamespace(global_step=0, max_steps=1000)
+    fit.on_train_begin(None, state, TrainerControl())
+    state.global_step = 40
+    fit.on_step_end(None, state, TrainerControl(), lr_scheduler=scheduler)
+    assert state.max_steps == 48 and fit.replanned == (1000, 48)
+    [stretched] = scheduler.lr_lambdas
+    assert stretched(48) == 0.0 and stretched.keywords["num_warmup_steps"] == 5
+    state.global_step = 48
+    control = fit.on_step_end(None, state, TrainerControl(), lr_scheduler=scheduler)
+    assert control.should_evaluate and control.should_save  # the new end is evaluated and kept

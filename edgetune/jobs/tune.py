@@ -102,7 +102,7 @@ def _tune(config: TuneConfig, profile: Profile, modes: list[Mode], out: Path,
           settings: LatencySettings | None) -> TuneResult:
     from edgetune.train.loop import fine_tune, finished_training
 
-    cfg = config.train.for_length(profile.sequence_length)
+    cfg = train_settings(config, profile)
     stages: dict[str, float] = {}
     t0 = time.monotonic()
     if not (config.resume and finished_training(out / "work", cfg)):
@@ -182,12 +182,14 @@ def _tune(config: TuneConfig, profile: Profile, modes: list[Mode], out: Path,
         context["search"] = search_log.to_json()
         context["min_accuracy"] = min_accuracy
 
+    task = "text-pair-classification" if dataset.is_pair else "text-classification"
+
     def manifest(c: Candidate):
         metrics = {"accuracy": c.accuracy.to_json(), "latency": c.latency.to_json(),
                    "size_mb": c.size_mb, "pytorch_accuracy": trained.metrics["accuracy"]}
         return candidate_manifest(dataset.label_names, cfg.max_length, c.precision, profile,
                                   c.settings, source=config.model, candidate=c.name,
-                                  metrics=metrics, export_check=check.to_json())
+                                  metrics=metrics, export_check=check.to_json(), task=task)
 
     for c in candidates:
         bundle = write_bundle(out / "candidates" / c.name, c.model_path,
@@ -232,11 +234,24 @@ def _relative_budget(builder: CandidateBuilder, candidates: list[Candidate], eva
     return builder.profile
 
 
+SEARCH_TRAIN_MINUTES = 20.0  # fine-tuning's cap with --prune-search: the whole run ~ an hour
+
+
+def train_settings(config: TuneConfig, profile: Profile):
+    """The fine-tuning settings: the profile's sequence length where unset, and with
+    `--prune-search` and no `--max-train-minutes`, a 20-minute cap, so that fine-tuning, the
+    30-minute search and the rest fit in about an hour (the schedule is fitted to the cap)."""
+    cfg = config.train.for_length(profile.sequence_length)
+    if config.search.enabled and cfg.max_train_minutes is None:
+        cfg = cfg.model_copy(update={"max_train_minutes": SEARCH_TRAIN_MINUTES})
+    return cfg
+
+
 def _train_only(config: TuneConfig, profile: Profile) -> None:
     """A non-main process of a data-parallel run: the same data and training, no writes."""
     from edgetune.train.loop import fine_tune, finished_training
 
-    cfg = config.train.for_length(profile.sequence_length)
+    cfg = train_settings(config, profile)
     work = Path(config.out) / "work"
     if config.resume and finished_training(work, cfg):
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 
 from transformers import TrainerCallback
 
@@ -41,3 +42,57 @@ class TargetCallback(TrainerCallback):
             control.should_training_stop = True
             control.should_save = True
         return control
+
+
+class FitToTimeCallback(TrainerCallback):
+    """Re-plans a time-budgeted run's length from its own first steps.
+
+    The batch-size test times forward + backward only; real steps add the optimizer, data
+    loading and checkpoints, and on a shared CPU run slower still. After `measure_steps` real
+    steps, the run is shortened to the steps that fit in `fit` of the budget at the measured
+    pace, and the warm-up/decay schedule is stretched to the new end (so the learning rate
+    still decays to its end instead of being cut off high). It only ever shortens a run.
+    """
+
+    def __init__(self, minutes: float, fit: float, measure_steps: int = 40) -> None:
+        self.minutes, self.fit, self.measure_steps = minutes, fit, measure_steps
+        self.started: float | None = None
+        self.first_step = 0
+        self.replanned: tuple[int, int] | None = None  # (old, new) total steps
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started, self.first_step = time.monotonic(), state.global_step
+
+    def on_step_end(self, args, state, control, lr_scheduler=None, **kwargs):
+        done = state.global_step - self.first_step
+        if self.replanned is not None:
+            if state.global_step == state.max_steps:  # the new end: evaluate and save there
+                control.should_evaluate = control.should_save = True
+            return control
+        if done < self.measure_steps or self.started is None:
+            return control
+        pace = (time.monotonic() - self.started) / done
+        left = self.fit * self.minutes * 60.0 - (time.monotonic() - self.started)
+        total = state.global_step + max(1, int(left / pace))
+        if total < state.max_steps and _stretch(lr_scheduler, state.max_steps, total):
+            self.replanned = (state.max_steps, total)
+            state.max_steps = total
+        else:
+            self.replanned = (state.max_steps, state.max_steps)
+        return control
+
+
+def _stretch(scheduler, old_total: int, new_total: int) -> bool:
+    """Point a transformers warm-up/decay schedule (a LambdaLR over a partial that takes
+    `num_training_steps`) at a new total, its warm-up scaled alike; False if it is not one."""
+    lambdas = getattr(scheduler, "lr_lambdas", None)
+    if not lambdas or not all(isinstance(f, partial) and "num_training_steps" in f.keywords
+                              for f in lambdas):
+        return False
+    scale = new_total / old_total
+    for index, f in enumerate(lambdas):
+        keywords = {**f.keywords, "num_training_steps": new_total}
+        if "num_warmup_steps" in keywords:
+            keywords["num_warmup_steps"] = max(0, round(keywords["num_warmup_steps"] * scale))
+        lambdas[index] = partial(f.func, *f.args, **keywords)
+    return True

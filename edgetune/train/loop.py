@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +19,21 @@ import numpy as np
 from transformers import Trainer
 
 from edgetune.console import console
+from edgetune.data.encoding import tokenize
 from edgetune.data.text import TextDataset
 from edgetune.errors import InputError
 from edgetune.fsutil import write_json_atomic
 from edgetune.measure.metrics import classification_metrics
-from edgetune.train import batch_size, lr_find
-from edgetune.train.callbacks import TargetCallback, TimeBudgetCallback
+from edgetune.train.autoset import (
+    TIME_FIT,
+    auto_batch_size,
+    auto_learning_rate,
+    eval_every,
+    fit_schedule_to_time,
+)
+from edgetune.train.callbacks import FitToTimeCallback, TargetCallback, TimeBudgetCallback
 from edgetune.train.distill import DistillationTrainer, DistillConfig
-from edgetune.train.distributed import from_main, is_main_process, world_size
+from edgetune.train.distributed import world_size
 from edgetune.train.precision import fp32_logits, training_precision
 from edgetune.train.progress import RichProgressCallback
 from edgetune.train.settings import TrainConfig
@@ -120,14 +126,14 @@ def fine_tune(
     if config.max_train_samples and len(train) > config.max_train_samples:
         train = train.shuffle(seed=config.seed).select(range(config.max_train_samples))
 
-    def tokenize(batch):
-        return tokenizer(batch["text"], truncation=True, max_length=config.max_length)
+    def encode_rows(batch):
+        return tokenize(tokenizer, batch["text"], truncation=True, max_length=config.max_length)
 
-    train_tok = train.map(tokenize, batched=True, remove_columns=["text"])
-    val_tok = dataset.validation.map(tokenize, batched=True, remove_columns=["text"])
+    train_tok = train.map(encode_rows, batched=True, remove_columns=["text"])
+    val_tok = dataset.validation.map(encode_rows, batched=True, remove_columns=["text"])
 
     start_batch = 32 if config.batch_size == "auto" else config.batch_size
-    eval_steps = config.eval_steps or _eval_every(len(train_tok), start_batch)
+    eval_steps = config.eval_steps or eval_every(len(train_tok), start_batch)
     scheduler_type = "reduce_lr_on_plateau" if config.scheduler == "plateau" else config.scheduler
     scheduler_kwargs = {"mode": "max", "factor": 0.5, "patience": 1} if config.scheduler == "plateau" else {}
 
@@ -178,7 +184,9 @@ def fine_tune(
     ]
     budget = TimeBudgetCallback(config.max_train_minutes) if config.max_train_minutes else None
     target = TargetCallback(target_accuracy) if target_accuracy is not None else None
-    callbacks += [c for c in (budget, target) if c is not None]
+    fit = (FitToTimeCallback(config.max_train_minutes, TIME_FIT)
+           if config.max_train_minutes and config.max_steps <= 0 else None)
+    callbacks += [c for c in (budget, target, fit) if c is not None]
     extra = {"teacher": teacher, "distill": distill or DistillConfig()} if teacher is not None else {}
     trainer = (DistillationTrainer if teacher is not None else Trainer)(
         **extra,
@@ -192,8 +200,9 @@ def fine_tune(
         callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # our rich callback reports progress instead
-    sized = _auto_batch_size(trainer, config, output_dir, resume, len(train_tok))
-    found = _auto_learning_rate(trainer, config, output_dir, resume)
+    sized = auto_batch_size(trainer, config, output_dir, resume, len(train_tok))
+    fit_schedule_to_time(trainer, config, sized, len(train_tok))
+    found = auto_learning_rate(trainer, config, output_dir, resume)
     if resume and last is None and had_checkpoints:
         LOG.warning("--resume: no checkpoint in %s, starting from the beginning", args.output_dir)
     started = time.monotonic()
@@ -207,7 +216,7 @@ def fine_tune(
     best = output_dir / "best"
     trainer.save_model(str(best))  # every process calls it; only the main one writes
     stopped_by = (f"target accuracy {target_accuracy:.4f} reached" if target and target.hit
-                  else _stop_reason(trainer, config, budget))
+                  else _stop_reason(trainer, config, budget, fit))
     steps_run = output.global_step - (int(Path(last).name.split("-")[1]) if last else 0)
     rate = steps_run * trainer._train_batch_size / max(train_seconds, 1e-9)
     result = TrainResult(best, metrics, output.global_step, train_seconds, stopped_by,
@@ -219,42 +228,6 @@ def fine_tune(
         write_json_atomic(best / TRAIN_RECORD, {"config": config.model_dump(mode="json"),
                                                 "processes": world_size(), **result.to_json()})
     return result
-
-def _eval_every(rows: int, batch_size: int) -> int:
-    """Every epoch, at most 500 steps apart."""
-    return min(max(1, math.ceil(rows / batch_size)), 500)
-
-
-def _auto_batch_size(trainer, config: TrainConfig, output_dir: Path, resume: bool, rows: int):
-    """With `batch_size = "auto"`: the measured choice (the saved one on resume), set on the
-    trainer before the LR range test, so the LR found is the LR for this size."""
-    if config.batch_size != "auto":
-        return None
-    sized = from_main((batch_size.load(output_dir) if resume else None)
-                      or batch_size.find_batch_size(trainer))
-    if is_main_process():
-        batch_size.save(sized, output_dir)
-    trainer.args.per_device_train_batch_size = sized.chosen
-    trainer._train_batch_size = trainer.args.train_batch_size  # x devices of this process
-    if config.eval_steps is None:
-        trainer.args.eval_steps = trainer.args.save_steps = _eval_every(rows, sized.chosen)
-    rates = ", ".join(f"{size}: {rate:g}" for size, rate in sized.examples_per_second.items())
-    console.log(f"batch size {sized.chosen} (examples/s by size: {rates}; {sized.seconds:.0f} s)")
-    return sized
-
-
-def _auto_learning_rate(trainer, config: TrainConfig, output_dir: Path, resume: bool):
-    """With `learning_rate = "auto"`: the range test's choice (the saved one on resume)."""
-    if config.learning_rate != "auto":
-        return None
-    found = from_main((lr_find.load(output_dir) if resume else None) or lr_find.find_lr(trainer))
-    if is_main_process():
-        lr_find.save(found, output_dir)
-    trainer.args.learning_rate = found.suggestion
-    console.log(f"learning rate {found.suggestion:.2g} (LR range test, {found.steps} steps, "
-                f"{found.seconds:.0f} s)")
-    return found
-
 
 def finished_training(output_dir: str | Path, config: TrainConfig) -> TrainResult | None:
     """The result of an earlier run in `output_dir` that finished with the same settings.
@@ -275,12 +248,16 @@ def finished_training(output_dir: str | Path, config: TrainConfig) -> TrainResul
                        record.get("examples_per_second", 0.0), record.get("batch_size"))
 
 
-def _stop_reason(trainer, config: TrainConfig, budget) -> str:
+def _stop_reason(trainer, config: TrainConfig, budget, fit) -> str:
     if budget is not None and budget.hit:
         return f"time budget ({config.max_train_minutes} min)"
     state = trainer.state
     if config.max_steps > 0 and state.global_step >= config.max_steps:
         return f"max steps ({config.max_steps})"
+    if fit is not None and fit.replanned and state.global_step >= state.max_steps:
+        planned, steps = fit.replanned
+        return (f"the steps that fit its {config.max_train_minutes:g} min ({steps}"
+                + (f", re-planned from {planned} at the pace measured" if steps < planned else "") + ")")
     if state.max_steps and state.global_step < state.max_steps:
         return f"early stopping (patience {config.early_stopping_patience})"
     return f"epochs ({config.epochs})"

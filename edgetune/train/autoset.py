@@ -1,0 +1,66 @@
+"""The loop's automatic settings, made on the built Trainer before it trains: the batch size
+(measured), the schedule that fits a time budget, and the learning rate (range test). Each
+choice is saved and reused on resume, so a resumed run trains on the same settings."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from edgetune.console import console
+from edgetune.train import batch_size, lr_find
+from edgetune.train.distributed import from_main, is_main_process, world_size
+from edgetune.train.settings import TrainConfig
+
+TIME_FIT = 0.8  # of a time budget planned for steps: the rest for evaluations, saves, drift
+
+
+def eval_every(rows: int, batch_size: int) -> int:
+    """Every epoch, at most 500 steps apart."""
+    return min(max(1, math.ceil(rows / batch_size)), 500)
+
+
+def auto_batch_size(trainer, config: TrainConfig, output_dir: Path, resume: bool, rows: int):
+    """With `batch_size = "auto"`: the measured choice (the saved one on resume), set on the
+    trainer before the LR range test, so the LR found is the LR for this size."""
+    if config.batch_size != "auto":
+        return None
+    sized = from_main((batch_size.load(output_dir) if resume else None)
+                      or batch_size.find_batch_size(trainer))
+    if is_main_process():
+        batch_size.save(sized, output_dir)
+    trainer.args.per_device_train_batch_size = sized.chosen
+    trainer._train_batch_size = trainer.args.train_batch_size  # x devices of this process
+    if config.eval_steps is None:
+        trainer.args.eval_steps = trainer.args.save_steps = eval_every(rows, sized.chosen)
+    rates = ", ".join(f"{size}: {rate:g}" for size, rate in sized.examples_per_second.items())
+    console.log(f"batch size {sized.chosen} (examples/s by size: {rates}; {sized.seconds:.0f} s)")
+    return sized
+
+
+def fit_schedule_to_time(trainer, config: TrainConfig, sized, rows: int) -> None:
+    """With a time budget and a measured throughput: plan the steps that fit in it, so the
+    learning rate decays to its end inside the budget instead of being cut off at a high
+    value. The same numbers on resume (the measurement is saved), so the same schedule."""
+    if not (config.max_train_minutes and sized and config.max_steps <= 0):
+        return
+    rate = sized.examples_per_second.get(sized.chosen) or 0.0
+    planned = math.ceil(config.epochs * math.ceil(rows / (sized.chosen * world_size())))
+    fits = int(TIME_FIT * config.max_train_minutes * 60.0 * rate / sized.chosen)
+    if 0 < fits < planned:
+        trainer.args.max_steps = fits
+        console.log(f"schedule: {fits} steps fit in {config.max_train_minutes:g} min at "
+                    f"{rate:g} examples/s (of {planned} for {config.epochs:g} epochs)")
+
+
+def auto_learning_rate(trainer, config: TrainConfig, output_dir: Path, resume: bool):
+    """With `learning_rate = "auto"`: the range test's choice (the saved one on resume)."""
+    if config.learning_rate != "auto":
+        return None
+    found = from_main((lr_find.load(output_dir) if resume else None) or lr_find.find_lr(trainer))
+    if is_main_process():
+        lr_find.save(found, output_dir)
+    trainer.args.learning_rate = found.suggestion
+    console.log(f"learning rate {found.suggestion:.2g} (LR range test, {found.steps} steps, "
+                f"{found.seconds:.0f} s)")
+    return found

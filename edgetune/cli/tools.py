@@ -61,15 +61,18 @@ def export(checkpoint, out_dir, quantize, opset, atol, data, profile_name, input
 @click.option("--importance", type=click.Choice(["taylor", "magnitude"]), default="taylor", show_default=True,
               help="taylor: |gradient x weight| on a few batches; magnitude: |weight|.")
 @click.option("--distill/--no-distill", default=True, show_default=True, help="Recover with distillation from the unpruned model.")
+@click.option("--distillation", type=click.Choice(["layerwise", "logits"]), default="layerwise", show_default=True,
+              help="layerwise: logits KL + hidden states of the kept teacher layers; logits: KL only.")
 @click.option("--epochs", type=float, default=1.0, show_default=True)
 @click.option("--max-train-minutes", type=float, default=None)
 @click.option("--max-train-samples", type=int, default=None)
-@click.option("--learning-rate", "--lr", type=float, default=1e-4, show_default=True)
+@click.option("--learning-rate", "--lr", default="auto", show_default=True,
+              help="A number, or auto: an LR range test on the pruned student picks it.")
 @click.option("--text-column", default=None)
 @click.option("--label-column", default=None)
 @profile_option()
 @click.option("--overwrite", is_flag=True)
-def prune(checkpoint, data, out_dir, layers, heads, ffn, passes, importance, distill, epochs,
+def prune(checkpoint, data, out_dir, layers, heads, ffn, passes, importance, distill, distillation, epochs,
           max_train_minutes, max_train_samples, learning_rate, text_column, label_column,
           profile_name, overwrite) -> None:
     """Structurally prune a fine-tuned CHECKPOINT, recover it by distillation, export a bundle.
@@ -87,7 +90,7 @@ def prune(checkpoint, data, out_dir, layers, heads, ffn, passes, importance, dis
     config = validated(
         PruneJobConfig, "prune", checkpoint=checkpoint, data=data, out=out_dir, layers=layers,
         heads=heads, ffn=ffn, passes=list(passes), importance=importance, distill=distill,
-        train=train, profile=profile_name, text_column=text_column, label_column=label_column,
+        distillation=distillation, train=train, profile=profile_name, text_column=text_column, label_column=label_column,
         overwrite=overwrite)
     bundle = edgetune.prune(config)
     p = bundle.manifest.pruning
@@ -203,12 +206,13 @@ def bench_table(results, ratios: list[dict], title: str):
 @click.command()
 @click.argument("bundle", type=click.Path())
 @click.option("--text", "texts", multiple=True, help="A text to classify (repeatable); prints JSON lines.")
+@click.option("--text-pair", "text_pairs", multiple=True, help="For a sentence-pair bundle: the second text of each --text, in order.")
 @click.option("--input", "input_file", default=None, help="A .csv/.tsv/.jsonl file of texts (streamed).")
-@click.option("--text-column", default=None, help="Text column of --input (default: detected by name).")
+@click.option("--text-column", default=None, help="Text column of --input, or a,b for a pair bundle (default: detected by name).")
 @click.option("--out", "out_file", default=None, help="Predictions file, .csv or .jsonl (default: INPUT.predictions.jsonl).")
 @click.option("--batch-size", type=int, default=None, help="Texts per run (default: the bundle's profile batch).")
 @click.option("--threads", type=int, default=0, show_default=True, help="ONNX Runtime threads (0: all cores).")
-def predict(bundle, texts, input_file, text_column, out_file, batch_size, threads) -> None:
+def predict(bundle, texts, text_pairs, input_file, text_column, out_file, batch_size, threads) -> None:
     """Classify texts with a BUNDLE (ONNX Runtime and tokenizers only: no torch).
 
     Accuracy is printed when the input file has a label column.
@@ -222,10 +226,11 @@ def predict(bundle, texts, input_file, text_column, out_file, batch_size, thread
     from edgetune.config import PredictConfig, validated
 
     result = edgetune.predict(validated(
-        PredictConfig, "predict", bundle=bundle, texts=list(texts), input=input_file,
+        PredictConfig, "predict", bundle=bundle, texts=list(texts), text_pairs=list(text_pairs), input=input_file,
         text_column=text_column, out=out_file, batch_size=batch_size, threads=threads))
-    for text, prediction in zip(texts, result.predictions):
-        click.echo(json.dumps({"text": text, **prediction}))
+    for index, prediction in enumerate(result.predictions):
+        pair = {"text_pair": text_pairs[index]} if text_pairs else {}
+        click.echo(json.dumps({"text": texts[index], **pair, **prediction}))
     if result.out is not None:
         accuracy = f"; accuracy {result.accuracy:.4f}" if result.accuracy is not None else ""
         click.echo(f"predictions: {result.out} ({result.rows} rows{accuracy})")

@@ -6,11 +6,13 @@ criterion is a new class here, not a new branch in the surgery. Higher score = k
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from edgetune.compress.families import blocks, family_of, get
 from edgetune.errors import InputError
 
 
@@ -45,8 +47,9 @@ class TaylorImportance(Importance):
             raise ValueError("taylor importance needs batches with labels")
         model.zero_grad()
         model.train(False)
+        accepted = inspect.signature(model.forward).parameters  # DistilBERT takes no token_type_ids
         for batch in batches:
-            model(**batch).loss.backward()
+            model(**{k: v for k, v in batch.items() if k in accepted}).loss.backward()
 
     def score(self, p: torch.Tensor) -> torch.Tensor:
         grad = p.grad if p.grad is not None else torch.zeros_like(p)
@@ -64,30 +67,20 @@ def importance_named(name: str | Importance) -> Importance:
     return CRITERIA[name]()
 
 
-def encoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The list of transformer blocks of a BERT-like encoder (`base_model.encoder.layer`)."""
-    encoder = getattr(model.base_model, "encoder", None)
-    layers = getattr(encoder, "layer", None)
-    if not isinstance(layers, nn.ModuleList) or not hasattr(layers[0], "attention"):
-        raise InputError(f"pruning supports BERT-like encoders; {model.config.model_type} is not one")
-    return layers
-
-
 def compute_scores(model: nn.Module, batches: list[dict[str, torch.Tensor]] | None = None,
                    importance: str | Importance = "taylor") -> Scores:
     """Importance of each layer, head and FFN neuron (higher = keep)."""
     criterion = importance_named(importance)
-    layers = encoder_layers(model)
+    family = family_of(model, "pruning")
     criterion.prepare(model, batches)
     head_scores, ffn_scores, layer_scores = [], [], []
-    for layer in layers:
-        attn = layer.attention
-        qkv = [attn.self.query, attn.self.key, attn.self.value]
+    for layer in blocks(model, family):
+        qkv = [get(layer, path) for path in (family.query, family.key, family.value)]
         per_row = sum(criterion.score(lin.weight).sum(dim=1) for lin in qkv)  # [H*d]
-        per_col = criterion.score(attn.output.dense.weight).sum(dim=0)  # [H*d]
-        n_heads, size = attn.self.num_attention_heads, attn.self.attention_head_size
+        per_col = criterion.score(get(layer, family.attention_out).weight).sum(dim=0)  # [H*d]
+        n_heads, size = get(layer, family.heads), get(layer, family.head_size)
         head_scores.append((per_row + per_col).view(n_heads, size).sum(dim=1))
-        inter, output = layer.intermediate.dense, layer.output.dense
+        inter, output = get(layer, family.ffn_in), get(layer, family.ffn_out)
         ffn_scores.append(criterion.score(inter.weight).sum(dim=1)
                           + criterion.score(output.weight).sum(dim=0))
         layer_scores.append(sum(criterion.score(p).sum() for p in layer.parameters()))

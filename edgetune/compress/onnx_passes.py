@@ -28,9 +28,21 @@ from edgetune.compress.cpu import choose_dynamic_int8
 from edgetune.compress.passes import OnnxPass, PassConfig, PassContext
 from edgetune.errors import InputError
 
-# ORT's transformer optimizer knows these encoder types; other encoders use the BERT fusions.
-ORT_MODEL_TYPES = {"bert": "bert", "roberta": "bert", "distilbert": "bert", "xlm-roberta": "bert",
-                   "electra": "bert", "deberta": "bert", "vit": "vit", "swin": "swin"}
+
+def ort_model_type(model_type: str | None) -> str:
+    """The fusion recipe of ORT's transformer optimizer for a transformers `model_type`, from
+    Optimum's table (the one its ORTOptimizer uses). A family missing there is refused rather
+    than given BERT's fusions; a graph with no model type (any ONNX file) gets the BERT
+    recipe, which fuses nothing that is not a BERT-shaped subgraph."""
+    if model_type is None:
+        return "bert"
+    from optimum.onnxruntime.utils import ORTConfigManager
+
+    try:
+        return ORTConfigManager.get_model_ort_type(model_type)
+    except KeyError:
+        raise InputError(f"ort-fusion: the {model_type} family has no ONNX Runtime fusion recipe; "
+                         "use --modes without fusion (fp32, static-int8-minmax)") from None
 
 
 def check_onnx(path: str | Path) -> None:
@@ -97,7 +109,7 @@ class OrtFusion(OnnxPass):
         from onnxruntime.transformers.fusion_options import FusionOptions
         from onnxruntime.transformers.optimizer import optimize_model
 
-        ort_type = ORT_MODEL_TYPES.get(ctx.model_type, "bert")
+        ort_type = ort_model_type(ctx.model_type)
         with _in_temp_dir():
             optimized = optimize_model(str(source), model_type=ort_type, num_heads=0, hidden_size=0,
                                        optimization_options=FusionOptions(ort_type), opt_level=0)

@@ -48,7 +48,7 @@ class PassContext:
     """What a pass may need besides the model: its type, calibration batches, CPU flags,
     and (torch passes) an importance criterion with the batches it scores on."""
 
-    model_type: str = "bert"
+    model_type: str | None = None  # transformers' model_type; None: an ONNX file without one
     calibration: list[dict[str, np.ndarray]] = field(default_factory=list)
     flags: set[str] | None = None
     importance: Any = None  # compress.importance.Importance, for torch passes

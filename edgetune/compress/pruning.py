@@ -7,6 +7,7 @@ surgery keeps the model a plain transformers model: dropped layers shrink
 `config.num_hidden_layers`, heads go through transformers' `prune_heads` (recorded in
 `config.pruned_heads`), and FFN neurons are removed uniformly per layer so that
 `config.intermediate_size` still describes every layer; the result saves, reloads and exports.
+The parts are found through the model's family (`compress/families.py`).
 `PruneConfig` (`L3-H0.5-F0.5`) is the short name for a chain of these passes.
 """
 
@@ -19,7 +20,8 @@ from pydantic import Field
 from torch import nn
 from transformers.pytorch_utils import prune_linear_layer
 
-from edgetune.compress.importance import Scores, compute_scores, encoder_layers
+from edgetune.compress.families import blocks, family_of, get, put, set_blocks
+from edgetune.compress.importance import Scores, compute_scores
 from edgetune.compress.passes import PassConfig, PassContext, Step, TorchPass, get_pass
 from edgetune.errors import InputError
 
@@ -42,13 +44,13 @@ class LayerDrop(TorchPass):
     description = "remove whole encoder layers"
 
     def run(self, model, config: LayerDropConfig, ctx: PassContext) -> dict:
-        layers = encoder_layers(model)
+        family = family_of(model, self.name)
+        layers = blocks(model, family)
         if config.keep >= len(layers):
             return {"kept_layers": list(range(len(layers)))}
         scores = _scores(model, ctx)
         keep = sorted(torch.topk(scores.layers, config.keep).indices.tolist())
-        model.base_model.encoder.layer = nn.ModuleList([layers[i] for i in keep])
-        model.config.num_hidden_layers = len(keep)
+        set_blocks(model, family, nn.ModuleList([layers[i] for i in keep]))
         ctx.scores = Scores(scores.layers[keep], [scores.heads[i] for i in keep], scores.ffn[keep])
         return {"kept_layers": keep}
 
@@ -63,10 +65,11 @@ class HeadPrune(TorchPass):
     description = "remove the least important attention heads of every layer"
 
     def run(self, model, config: FractionConfig, ctx: PassContext) -> dict:
+        family = family_of(model, self.name)
         scores = _scores(model, ctx)
         to_prune: dict[int, list[int]] = {}
-        for i, layer in enumerate(encoder_layers(model)):
-            n_heads = layer.attention.self.num_attention_heads
+        for i, layer in enumerate(blocks(model, family)):
+            n_heads = get(layer, family.heads)
             remove = min(n_heads - 1, round(config.fraction * n_heads))
             if remove:
                 to_prune[i] = torch.topk(scores.heads[i], remove, largest=False).indices.tolist()
@@ -83,17 +86,18 @@ class FfnPrune(TorchPass):
     description = "remove the least important FFN neurons, the same number in every layer"
 
     def run(self, model, config: FractionConfig, ctx: PassContext) -> dict:
+        family = family_of(model, self.name)
         scores = _scores(model, ctx)
-        layers = encoder_layers(model)
-        width = layers[0].intermediate.dense.out_features
+        layers = blocks(model, family)
+        width = get(layers[0], family.ffn_in).out_features
         keep_n = max(1, round(width * (1.0 - config.fraction)))
         kept = []
         for i, layer in enumerate(layers):
             index = torch.topk(scores.ffn[i], keep_n).indices.sort().values
-            layer.intermediate.dense = prune_linear_layer(layer.intermediate.dense, index, dim=0)
-            layer.output.dense = prune_linear_layer(layer.output.dense, index, dim=1)
+            put(layer, family.ffn_in, prune_linear_layer(get(layer, family.ffn_in), index, dim=0))
+            put(layer, family.ffn_out, prune_linear_layer(get(layer, family.ffn_out), index, dim=1))
             kept.append(index)
-        model.config.intermediate_size = keep_n
+        setattr(model.config, family.ffn_size_key, keep_n)
         ctx.scores = Scores(scores.layers, scores.heads,
                             torch.stack([scores.ffn[i][k] for i, k in enumerate(kept)]))
         return {"intermediate_size": keep_n}

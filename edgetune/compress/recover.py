@@ -16,6 +16,7 @@ import torch
 from edgetune.compress.importance import Importance, importance_named
 from edgetune.compress.passes import PassContext, Step
 from edgetune.compress.pruning import PruneConfig, count_parameters, run_torch_steps
+from edgetune.data.encoding import tokenize
 from edgetune.data.text import TextDataset
 from edgetune.train.distill import DistillConfig
 from edgetune.train.loop import TrainConfig, TrainResult, fine_tune
@@ -50,7 +51,7 @@ def scoring_batches(tokenizer, dataset: TextDataset, max_length: int, batches: i
     out = []
     for start in range(0, len(sample), batch_size):
         chunk = sample[start:start + batch_size]
-        enc = tokenizer(list(chunk["text"]), padding=True, truncation=True, max_length=max_length,
+        enc = tokenize(tokenizer, chunk["text"], padding=True, truncation=True, max_length=max_length,
                         return_tensors="pt")
         enc["labels"] = torch.tensor(list(chunk["label"]))
         out.append(dict(enc))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pydantic import Field
 from torch import nn
 
-from edgetune.compress.importance import encoder_layers
+from edgetune.compress.families import blocks, family_of
 from edgetune.compress.passes import PassConfig, PassContext, TorchPass
 
 
@@ -27,7 +27,7 @@ class MagnitudeSparsity(TorchPass):
 
     def run(self, model: nn.Module, config: SparsityConfig, ctx: PassContext) -> dict:
         zeroed = total = 0
-        for layer in encoder_layers(model):
+        for layer in blocks(model, family_of(model, self.name)):
             for module in layer.modules():
                 if isinstance(module, nn.Linear):
                     w = module.weight.data

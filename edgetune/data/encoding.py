@@ -1,4 +1,7 @@
-"""Turn texts into the numpy batches an ONNX session takes (numpy, no torch tensors)."""
+"""Turn texts into the numpy batches an ONNX session takes (numpy, no torch tensors).
+
+A text is a string, or for sentence-pair tasks a [first, second] pair: `tokenize` sends pairs
+to the tokenizer as two lists, so they get the model's separator and segment ids."""
 
 from __future__ import annotations
 
@@ -8,32 +11,40 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 
+def tokenize(tokenizer: PreTrainedTokenizerBase, texts: Sequence, **kwargs):
+    """`tokenizer(texts, **kwargs)`, with pairs given as (firsts, seconds)."""
+    texts = list(texts)
+    if texts and not isinstance(texts[0], str):
+        return tokenizer([t[0] for t in texts], [t[1] for t in texts], **kwargs)
+    return tokenizer(texts, **kwargs)
+
+
 def eval_batches(
-    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int, batch_size: int = 32
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence, max_length: int, batch_size: int = 32
 ) -> list[dict[str, np.ndarray]]:
     """Batches padded to their longest member, truncated at `max_length` (as in training)."""
     batches = []
     for start in range(0, len(texts), batch_size):
         chunk = list(texts[start : start + batch_size])
-        enc = tokenizer(chunk, padding=True, truncation=True, max_length=max_length,
+        enc = tokenize(tokenizer, chunk, padding=True, truncation=True, max_length=max_length,
                         return_tensors="np")
         batches.append({k: v.astype(np.int64) for k, v in enc.items()})
     return batches
 
 
 def latency_feed(
-    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], batch_size: int, sequence_length: int
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence, batch_size: int, sequence_length: int
 ) -> dict[str, np.ndarray]:
     """One batch at exactly the profile's batch size and sequence length, from real texts."""
     texts = list(texts) or ["hello world"]
     chunk = [texts[i % len(texts)] for i in range(batch_size)]
-    enc = tokenizer(chunk, padding="max_length", truncation=True, max_length=sequence_length,
+    enc = tokenize(tokenizer, chunk, padding="max_length", truncation=True, max_length=sequence_length,
                     return_tensors="np")
     return {k: v.astype(np.int64) for k, v in enc.items()}
 
 
 def calibration_batches(
-    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int, samples: int,
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence, max_length: int, samples: int,
     seed: int, batch_size: int = 8,
 ) -> list[dict[str, np.ndarray]]:
     """A seeded sample of texts in small batches, all padded to `max_length`: ORT's histogram
@@ -42,7 +53,7 @@ def calibration_batches(
     picked = [texts[i] for i in rng.permutation(len(texts))[:samples]]
     batches = []
     for start in range(0, len(picked), batch_size):
-        enc = tokenizer(picked[start : start + batch_size], padding="max_length", truncation=True,
+        enc = tokenize(tokenizer, picked[start : start + batch_size], padding="max_length", truncation=True,
                         max_length=max_length, return_tensors="np")
         batches.append({k: v.astype(np.int64) for k, v in enc.items()})
     return batches

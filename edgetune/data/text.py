@@ -1,7 +1,8 @@
 """Load a text-classification dataset from a file, a folder or the hub, as train/validation.
 
 Whatever the source, the result has two `datasets.Dataset` splits with the columns `text`
-(str) and `label` (int id), and the label names in id order. String labels map to ids in
+(str, or for a sentence pair a [first, second] list) and `label` (int id), and the label names
+in id order. String labels map to ids in
 sorted order; integer labels keep their numeric order.
 """
 
@@ -13,7 +14,12 @@ from pathlib import Path
 
 import datasets
 
-from edgetune.data.columns import LABEL_COLUMN_NAMES, TEXT_COLUMN_NAMES
+from edgetune.data.columns import (
+    LABEL_COLUMN_NAMES,
+    TEXT_COLUMN_NAMES,
+    detect_pair,
+    split_text_columns,
+)
 from edgetune.data.filecheck import check_text_file
 from edgetune.errors import InputError
 from edgetune.hub import check_hub_id
@@ -38,6 +44,11 @@ class TextDataset:
     def num_labels(self) -> int:
         return len(self.label_names)
 
+    @property
+    def is_pair(self) -> bool:
+        """Sentence-pair data: each `text` is [first, second]."""
+        return not isinstance(self.train.features["text"], datasets.Value)
+
 
 def load_text_dataset(
     source: str | Path,
@@ -54,10 +65,11 @@ def load_text_dataset(
     `drop_unseen_labels` leaves those rows out (counted too)."""
     raw_splits = _load_raw_splits(Path(source), str(source))
     first = next(iter(raw_splits.values()))
-    text_col = text_column or _detect_text_column(first, str(source))
-    label_col = label_column or _detect_label_column(first, text_col, str(source))
+    text_cols = (split_text_columns(text_column) or detect_pair(first.column_names)
+                 or [_detect_text_column(first, str(source))])
+    label_col = label_column or _detect_label_column(first, text_cols, str(source))
     for split_name, split in raw_splits.items():
-        for col in (text_col, label_col):
+        for col in (*text_cols, label_col):
             if col not in split.column_names:
                 raise InputError(
                     f"{source}: no column '{col}' in the {split_name} split "
@@ -66,7 +78,7 @@ def load_text_dataset(
                 )
     splits, dropped = {}, {}
     for name, split in raw_splits.items():
-        splits[name] = _normalise(split, text_col, label_col)
+        splits[name] = _normalise(split, text_cols, label_col)
         if len(split) - len(splits[name]):
             dropped[f"empty text or label ({name})"] = len(split) - len(splits[name])
     if "validation" in splits:
@@ -204,8 +216,8 @@ def _detect_text_column(ds: datasets.Dataset, source: str) -> str:
     return max(string_cols, key=lambda c: sum(len(v) for v in sample[c]))
 
 
-def _detect_label_column(ds: datasets.Dataset, text_col: str, source: str) -> str:
-    columns = [c for c in ds.column_names if c != text_col]
+def _detect_label_column(ds: datasets.Dataset, text_cols: list[str], source: str) -> str:
+    columns = [c for c in ds.column_names if c not in text_cols]
     for name in columns:
         if name.lower() in LABEL_COLUMN_NAMES:
             return name
@@ -217,22 +229,28 @@ def _detect_label_column(ds: datasets.Dataset, text_col: str, source: str) -> st
     )
 
 
-def _normalise(ds: datasets.Dataset, text_col: str, label_col: str) -> datasets.Dataset:
-    ds = ds.select_columns([text_col, label_col])
-    if text_col != "text":
-        ds = ds.rename_column(text_col, "text")
-    if label_col != "label":
-        ds = ds.rename_column(label_col, "label")
-    feature = ds.features["label"]
+def _normalise(ds: datasets.Dataset, text_cols: list[str], label_col: str) -> datasets.Dataset:
+    """Columns `text` (a string, or [first, second] for a pair) and `label` (a string); rows
+    with an empty text or label left out."""
+    ds = ds.select_columns([*text_cols, label_col])
+    feature = ds.features[label_col]
     if isinstance(feature, datasets.ClassLabel):  # hub datasets: keep their names
         names = feature.names
-        ds = ds.cast_column("label", datasets.Value("int64"))
-        ds = ds.map(lambda row: {"label": names[row["label"]]})
-    ds = ds.filter(lambda row: row["text"] is not None and row["label"] is not None
-                   and str(row["text"]).strip() != "" and str(row["label"]).strip() != "")
-    return ds.map(lambda row: {"text": str(row["text"]), "label": _label_str(row["label"])},
-                  features=datasets.Features({"text": datasets.Value("string"),
-                                              "label": datasets.Value("string")}))
+        ds = ds.cast_column(label_col, datasets.Value("int64"))
+        ds = ds.map(lambda row: {label_col: names[row[label_col]] if row[label_col] >= 0 else None})
+
+    def filled(value: object) -> bool:
+        return value is not None and str(value).strip() != ""
+
+    ds = ds.filter(lambda row: all(filled(row[c]) for c in (*text_cols, label_col)))
+    pair = len(text_cols) == 2
+    text_feature = datasets.Sequence(datasets.Value("string")) if pair else datasets.Value("string")
+    features = datasets.Features({"text": text_feature, "label": datasets.Value("string")})
+    if len(ds) == 0:  # map() on no rows drops every column; the class check reports it
+        return datasets.Dataset.from_dict({"text": [], "label": []}, features=features)
+    return ds.map(lambda row: {"text": [str(row[c]) for c in text_cols] if pair else str(row[text_cols[0]]),
+                               "label": _label_str(row[label_col])},
+                  remove_columns=ds.column_names, features=features)
 
 
 def _label_str(value: object) -> str:

@@ -27,7 +27,7 @@ class Manifest(BaseModel):
 
     format: str = FORMAT
     edgetune_version: str = __version__
-    task: Literal["text-classification"] = "text-classification"
+    task: Literal["text-classification", "text-pair-classification"] = "text-classification"
     labels: list[str] = Field(min_length=1)
     max_length: int = Field(ge=1)
     precision: Literal["fp32", "fp16", "int8", "int4"]

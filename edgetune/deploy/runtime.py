@@ -16,7 +16,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from edgetune.data.columns import LABEL_COLUMN_NAMES, TEXT_COLUMN_NAMES
+from edgetune.data.columns import (
+    LABEL_COLUMN_NAMES,
+    TEXT_COLUMN_NAMES,
+    detect_pair,
+    split_text_columns,
+)
 from edgetune.deploy.bundle import Bundle, load_bundle
 from edgetune.errors import InputError
 
@@ -42,6 +47,7 @@ class Predictor:
                                             providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.labels = self.bundle.label_names
+        self.pairs = self.bundle.manifest.task == "text-pair-classification"
 
     def _pad_token(self) -> str:
         config = self.bundle.path / "tokenizer_config.json"
@@ -52,15 +58,16 @@ class Predictor:
         found = self.tokenizer.token_to_id(self._pad_token())
         return 0 if found is None else found
 
-    def logits(self, texts: list[str]) -> np.ndarray:
-        encoded = self.tokenizer.encode_batch(texts)
+    def logits(self, texts: list) -> np.ndarray:
+        """Logits for texts, or for [first, second] pairs (encoded as pairs, with segment ids)."""
+        encoded = self.tokenizer.encode_batch([t if isinstance(t, str) else tuple(t) for t in texts])
         arrays = {"input_ids": [e.ids for e in encoded], "attention_mask": [e.attention_mask for e in encoded],
                   "token_type_ids": [e.type_ids for e in encoded]}
         feed = {name: np.asarray(arrays[name], dtype=np.int64) for name in self.inputs}
         return self.session.run(None, feed)[0].astype(np.float32)
 
-    def predict(self, texts: list[str]) -> list[dict]:
-        """[{"label": best, "scores": {label: probability}}] for each text."""
+    def predict(self, texts: list) -> list[dict]:
+        """[{"label": best, "scores": {label: probability}}] for each text (or pair)."""
         logits = self.logits(list(texts))
         shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
         probabilities = shifted / shifted.sum(axis=1, keepdims=True)
@@ -69,9 +76,10 @@ class Predictor:
                 for p in probabilities]
 
 
-def read_rows(path: Path, text_column: str | None) -> tuple[Iterator[dict], str, str | None]:
-    """Stream rows of a CSV/TSV/JSONL file; the text column (given or known by name) and the
-    label column if there is one."""
+def read_rows(path: Path, text_column: str | None, pairs: bool = False
+              ) -> tuple[Iterator[dict], list[str], str | None]:
+    """Stream rows of a CSV/TSV/JSONL file; the text column(s) (given, `a,b` for a pair, or
+    known by name) and the label column if there is one."""
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".tsv", ".jsonl"):
         raise InputError(f"{path}: use a .csv, .tsv or .jsonl file of texts")
@@ -98,9 +106,19 @@ def read_rows(path: Path, text_column: str | None) -> tuple[Iterator[dict], str,
         def rows() -> Iterator[dict]:
             with path.open(newline="") as handle:
                 yield from csv.DictReader(handle, delimiter=delimiter)
-    text = text_column or next((c for c in columns if c.lower() in TEXT_COLUMN_NAMES), None)
-    if text is None or text not in columns:
-        raise InputError(f"{path}: no text column '{text_column or 'text'}' (columns: "
+    named = split_text_columns(text_column)
+    if pairs:
+        texts = named or detect_pair(columns)
+        if texts is None or len(texts) != 2:
+            raise InputError(f"{path}: the model classifies sentence pairs and no pair of text "
+                             f"columns was found (columns: {', '.join(columns)}); set --text-column a,b")
+    elif named and len(named) == 2:
+        raise InputError(f"--text-column {text_column}: the model classifies single texts; name one column")
+    else:
+        texts = named or [next((c for c in columns if c.lower() in TEXT_COLUMN_NAMES), "text")]
+    missing = [c for c in texts if c not in columns]
+    if missing:
+        raise InputError(f"{path}: no text column '{missing[0]}' (columns: "
                          f"{', '.join(columns)}); set --text-column")
-    label = next((c for c in columns if c.lower() in LABEL_COLUMN_NAMES and c != text), None)
-    return rows(), text, label
+    label = next((c for c in columns if c.lower() in LABEL_COLUMN_NAMES and c not in texts), None)
+    return rows(), texts, label

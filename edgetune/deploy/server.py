@@ -1,6 +1,7 @@
 """The HTTP server for a bundle: FastAPI on uvicorn, micro-batched, with Prometheus metrics.
 
-`POST /v1/predict` takes a JSON list of texts (or `{"texts": [...]}`) and answers
+`POST /v1/predict` takes a JSON list of texts (or `{"texts": [...]}`; for a sentence-pair
+model each item is `["first", "second"]`) and answers
 `{"predictions": [{"label", "scores"}, ...]}`; `GET /healthz`; `GET /metrics` (Prometheus text).
 Every bad request is a 4xx with `{"error": "..."}` saying what was wrong; the body is parsed
 here, not by a schema, so a malformed body, a wrong type, an empty list, too many or too long
@@ -73,8 +74,20 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def parse_texts(body: bytes, limits: Limits) -> list[str]:
-    """The texts of a request body, or a BadRequest that says what is wrong with it."""
+def _texts_of(item: object, index: int, pairs: bool) -> list[str]:
+    """The string(s) of one item: a text, or for a sentence-pair model [first, second]."""
+    if not pairs:
+        if not isinstance(item, str):
+            raise BadRequest(422, f"text {index} is a {type(item).__name__}, not a string")
+        return [item]
+    if not (isinstance(item, list) and len(item) == 2 and all(isinstance(t, str) for t in item)):
+        raise BadRequest(422, f"item {index} is not a pair: this model classifies sentence pairs; "
+                              'send ["first text", "second text"] for each')
+    return item
+
+
+def parse_texts(body: bytes, limits: Limits, pairs: bool = False) -> list:
+    """The texts (or pairs) of a request body, or a BadRequest that says what is wrong with it."""
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -90,19 +103,19 @@ def parse_texts(body: bytes, limits: Limits) -> list[str]:
         raise BadRequest(422, "the list of texts is empty")
     if len(data) > limits.max_texts:
         raise BadRequest(413, f"{len(data)} texts is over the limit of {limits.max_texts} per request")
-    for index, text in enumerate(data):
-        if not isinstance(text, str):
-            raise BadRequest(422, f"text {index} is a {type(text).__name__}, not a string")
-        if len(text) > limits.max_text_chars:
-            raise BadRequest(413, f"text {index} has {len(text)} characters; the limit is "
-                                  f"{limits.max_text_chars}")
+    for index, item in enumerate(data):
+        for text in _texts_of(item, index, pairs):
+            if len(text) > limits.max_text_chars:
+                raise BadRequest(413, f"text {index} has {len(text)} characters; the limit is "
+                                      f"{limits.max_text_chars}")
     return data
 
 
-def create_app(predict: Callable[[list[str]], list[dict]], info: dict, max_batch: int,
+def create_app(predict: Callable[[list], list[dict]], info: dict, max_batch: int,
                max_wait_s: float, limits: Limits | None = None,
-               on_ready: Callable[[], None] = lambda: None) -> FastAPI:
-    """An app around `predict` (a batch of texts -> one result per text)."""
+               on_ready: Callable[[], None] = lambda: None, pairs: bool = False) -> FastAPI:
+    """An app around `predict` (a batch of texts, or of [first, second] pairs with `pairs`,
+    -> one result per item)."""
     limits = limits or Limits()
     metrics = Metrics()
     batcher = MicroBatcher(predict, max_batch, max_wait_s, on_batch=metrics.batch_size.observe)
@@ -134,7 +147,7 @@ def create_app(predict: Callable[[list[str]], list[dict]], info: dict, max_batch
     async def predict_route(request: Request) -> JSONResponse:
         started = time.perf_counter()
         try:
-            texts = parse_texts(await _read_body(request, limits.max_body_bytes), limits)
+            texts = parse_texts(await _read_body(request, limits.max_body_bytes), limits, pairs)
         except BadRequest as exc:
             return answer(exc.status, {"error": str(exc)}, started)
         try:

@@ -40,12 +40,12 @@ def load_tokenizer(folder: str | Path):
         raise InputError(f"no tokenizer in {folder}; pass --tokenizer DIR") from None
 
 
-def model_type_of(folder: Path | None) -> str:
-    """The `model_type` in a folder's config.json (BERT where unknown)."""
+def model_type_of(folder: Path | None) -> str | None:
+    """The `model_type` in a folder's config.json (None for an ONNX file without one)."""
     config = folder / "config.json" if folder else None
     if config is None or not config.is_file():
-        return "bert"
-    return json.loads(config.read_text()).get("model_type", "bert")
+        return None
+    return json.loads(config.read_text()).get("model_type")
 
 
 def pick_split(dataset: TextDataset, split: str):

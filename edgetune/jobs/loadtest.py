@@ -16,11 +16,13 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from itertools import pairwise
 from pathlib import Path
 from urllib.parse import urlparse
 
 from edgetune.config import LoadtestConfig
 from edgetune.console import console
+from edgetune.data.columns import split_text_columns
 from edgetune.deploy import READY_LINE as READY
 from edgetune.deploy import SAMPLE_TEXTS
 from edgetune.deploy.loadtest import LoadTestResult, run_load_test
@@ -75,16 +77,31 @@ def local_server(bundle: str, extra_args: list[str], wait_s: float = 120.0) -> I
                     process.wait()
 
 
-def _texts(config: LoadtestConfig) -> list[str]:
+def _texts(config: LoadtestConfig, pairs: bool) -> list:
+    """The texts to send: --texts' column(s), or built-in sentences (paired for a pair model)."""
     if not config.texts:
-        return SAMPLE_TEXTS
+        return [list(p) for p in pairwise(SAMPLE_TEXTS)] if pairs else SAMPLE_TEXTS
     from edgetune.deploy.runtime import read_rows
 
-    rows, column, _ = read_rows(Path(config.texts), config.text_column)
-    texts = [str(r.get(column) or "") for _, r in zip(range(10_000), rows)]
-    if not any(texts):
-        raise InputError(f"{config.texts}: no texts in column '{column}'")
-    return [t for t in texts if t]
+    rows, columns, _ = read_rows(Path(config.texts), config.text_column, pairs)
+    texts = [[str(r.get(c) or "") for c in columns] for _, r in zip(range(10_000), rows)]
+    texts = [t if len(t) == 2 else t[0] for t in texts if all(t)]
+    if not texts:
+        raise InputError(f"{config.texts}: no texts in column(s) {', '.join(columns)}")
+    return texts
+
+
+def _filled(item: str | list[str]) -> bool:
+    return all(text.strip() for text in ([item] if isinstance(item, str) else item))
+
+
+def _is_pair_target(config: LoadtestConfig, bundle: str | None) -> bool:
+    """A sentence-pair bundle, or (for a URL) --text-column naming two columns."""
+    if bundle is not None:
+        from edgetune.deploy.bundle import load_bundle
+
+        return load_bundle(bundle).manifest.task == "text-pair-classification"
+    return len(split_text_columns(config.text_column) or []) == 2
 
 
 def _budget(config: LoadtestConfig, bundle: str | None) -> tuple[float, str]:
@@ -103,14 +120,14 @@ def _budget(config: LoadtestConfig, bundle: str | None) -> tuple[float, str]:
     return profile.latency_budget_ms, f"the bundle's profile {profile.name}"
 
 
-def load_test_bundle(bundle: Path, out: Path, texts: list[str]) -> dict:
+def load_test_bundle(bundle: Path, out: Path, texts: list) -> dict:
     """`tune --loadtest`: the chosen bundle's capacity, also written into its manifest."""
     from edgetune.deploy.bundle import MANIFEST_NAME, load_bundle
 
     step_seconds = float(os.environ.get("EDGETUNE_LOADTEST_STEP_SECONDS", "4"))
     result = loadtest(LoadtestConfig(target=str(bundle), out=str(out), step_seconds=step_seconds,
                                      max_seconds=30 * step_seconds),
-                      texts=[t for t in texts if t.strip()] or None)
+                      texts=[t for t in texts if _filled(t)] or None)
     summary = {"capacity_rps": result.capacity_rps, "budget_ms": result.budget_ms,
                "single_stream_p90_ms": result.single_stream.p90_ms,
                "saturated_rps": result.saturated.throughput_rps, "stopped": result.stopped,
@@ -120,7 +137,7 @@ def load_test_bundle(bundle: Path, out: Path, texts: list[str]) -> dict:
     return summary
 
 
-def loadtest(config: LoadtestConfig, texts: list[str] | None = None) -> LoadTestResult:
+def loadtest(config: LoadtestConfig, texts: list | None = None) -> LoadTestResult:
     target = config.target
     is_url = target.startswith(("http://", "https://"))
     if is_url and not is_loopback(target):
@@ -129,7 +146,7 @@ def loadtest(config: LoadtestConfig, texts: list[str] | None = None) -> LoadTest
     if not is_url and not Path(target).is_dir():
         raise InputError(f"{target}: neither a bundle folder nor an http:// URL")
     budget_ms, budget_from = _budget(config, None if is_url else target)
-    texts = texts or _texts(config)
+    texts = texts or _texts(config, _is_pair_target(config, None if is_url else target))
     out = Path(config.out or "loadtest")
     out.mkdir(parents=True, exist_ok=True)
     server = nullcontext(target) if is_url else local_server(target, config.server_args)

@@ -31,14 +31,27 @@ def _line_count(path: Path) -> int:
     return max(1, lines - (path.suffix.lower() != ".jsonl"))
 
 
+def _given_texts(config: PredictConfig, pairs: bool) -> list:
+    """--text, or for a sentence-pair bundle --text with --text-pair, one for one."""
+    if not pairs:
+        if config.text_pairs:
+            raise InputError("--text-pair: this bundle classifies single texts; leave it out")
+        return config.texts
+    if len(config.text_pairs) != len(config.texts):
+        raise InputError(f"this bundle classifies sentence pairs: give one --text-pair per --text "
+                         f"({len(config.texts)} --text, {len(config.text_pairs)} --text-pair)")
+    return [[a, b] for a, b in zip(config.texts, config.text_pairs)]
+
+
 def predict(config: PredictConfig) -> PredictResult:
     predictor = Predictor(config.bundle, config.threads)
     batch = config.batch_size or predictor.bundle.manifest.profile.batch_size
     if config.texts:
-        return PredictResult(predictor.predict(config.texts), len(config.texts), None, None)
+        return PredictResult(predictor.predict(_given_texts(config, predictor.pairs)),
+                             len(config.texts), None, None)
     if config.input is None:
         raise InputError("give --text (repeatable) or --input FILE")
-    rows, text_column, label_column = read_rows(Path(config.input), config.text_column)
+    rows, text_columns, label_column = read_rows(Path(config.input), config.text_column, predictor.pairs)
     out = Path(config.out) if config.out else Path(config.input).with_suffix(".predictions.jsonl")
     if out.suffix not in (".csv", ".jsonl"):
         raise InputError(f"--out {out}: use a .csv or .jsonl file")
@@ -50,23 +63,25 @@ def predict(config: PredictConfig) -> PredictResult:
     try:
         with os.fdopen(fd, "w", newline="") as handle, progress:
             writer = csv.writer(handle) if out.suffix == ".csv" else None
+            names = ["text", "text_pair"][:len(text_columns)]
             if writer:
-                writer.writerow(["text", "label", *(f"score_{n}" for n in predictor.labels)])
+                writer.writerow([*names, "label", *(f"score_{n}" for n in predictor.labels)])
             pending: list[dict] = []
             for row in itertools.chain(rows, [None]):  # None: flush the last batch
                 if row is not None:
                     pending.append(row)
                 if pending and (row is None or len(pending) == batch):
-                    texts = [str(r.get(text_column) or "") for r in pending]
-                    for source, text, result in zip(pending, texts, predictor.predict(texts)):
+                    items = [[str(r.get(c) or "") for c in text_columns] for r in pending]
+                    texts = [item if predictor.pairs else item[0] for item in items]
+                    for source, item, result in zip(pending, items, predictor.predict(texts)):
                         count += 1
                         if label_column and source.get(label_column) not in (None, ""):
                             labelled += 1
                             right += str(source[label_column]) == result["label"]
                         if writer:
-                            writer.writerow([text, result["label"], *result["scores"].values()])
+                            writer.writerow([*item, result["label"], *result["scores"].values()])
                         else:
-                            handle.write(json.dumps({"text": text, **result}) + "\n")
+                            handle.write(json.dumps({**dict(zip(names, item)), **result}) + "\n")
                     progress.update(task, completed=count)
                     pending = []
         os.chmod(tmp, 0o644)

@@ -52,5 +52,6 @@ def prune(config: PruneJobConfig) -> Bundle:
         manifest = candidate_manifest(
             names, train.max_length, "fp32", profile, {}, source=str(checkpoint), pruning=pruning,
             metrics={"pytorch_accuracy": trained.metrics["accuracy"]}, train=trained.to_json(),
-            export_check=check.to_json())
+            export_check=check.to_json(),
+            task="text-pair-classification" if dataset.is_pair else "text-classification")
         return write_bundle(config.out, fp32, trained.checkpoint, manifest, config.overwrite)

@@ -61,10 +61,10 @@ def app_settings(config: ServeConfig) -> dict:
     max_wait_ms = profile.serve_max_wait_ms if config.max_wait_ms is None else config.max_wait_ms
     info = {"bundle": str(bundle.path), "labels": predictor.labels, "candidate": bundle.manifest.candidate,
             "profile": profile.name, "max_batch": max_batch, "batching": batching,
-            "max_wait_ms": max_wait_ms}
+            "max_wait_ms": max_wait_ms, "task": bundle.manifest.task}
     limits = server_stack().Limits(config.max_texts, config.max_text_chars, config.max_body_bytes)
     return {"predict": predictor.predict, "info": info, "max_batch": max_batch,
-                "max_wait_s": max_wait_ms / 1000, "limits": limits}
+                "max_wait_s": max_wait_ms / 1000, "limits": limits, "pairs": predictor.pairs}
 
 
 def serve(config: ServeConfig) -> None:

@@ -127,6 +127,7 @@ class BenchConfig(_Config):
     models: list[str] = Field(min_length=1, description="several: timed side by side, ratios to the first")
     profile: str = "cpu-edge"
     data: str | None = None
+    labels: str | None = Field(None, description=".npy labels for --data arrays")
     split: Literal["validation", "train", "all"] = "validation"
     text_column: str | None = None
     label_column: str | None = None

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime
 import pytest
 from click.testing import CliRunner
@@ -127,3 +128,36 @@ def test_a_given_shape_sizes_the_inputs_that_share_its_dimension_names(tuned_run
     assert feed["input_ids"].max() < vocab  # ids inside the embedding table, fused or not
     with pytest.raises(Exception, match="3 dimensions given, the input has 4"):
         synthetic_feed(conv_onnx, profile, parse_shapes(["pixel_values=3x224x224"]))
+
+
+def test_arrays_as_data_give_accuracy_and_calibrate_static_int8(conv_onnx, tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((12, 3, 32, 32))  # float64: cast to the graph's float32
+    session = onnxruntime.InferenceSession(str(conv_onnx), providers=["CPUExecutionProvider"])
+    own = session.run(None, {"pixel_values": images.astype(np.float32)})[0].argmax(-1)
+    np.savez(tmp_path / "rows.npz", pixel_values=images, labels=own)
+    np.save(tmp_path / "wrong.npy", (own + 1) % 4)
+    right = run("bench", conv_onnx, "--data", tmp_path / "rows.npz", "--json", *FAST)
+    assert right.exit_code == 0, right.output
+    accuracy = json.loads(right.output)["accuracy"]
+    assert accuracy["accuracy"] == 1.0 and accuracy["examples"] == 12
+    relabelled = run("bench", conv_onnx, "--data", tmp_path / "rows.npz", "--labels", tmp_path / "wrong.npy",
+                     "--json", *FAST)
+    assert relabelled.exit_code == 0 and json.loads(relabelled.output)["accuracy"]["accuracy"] == 0.0
+
+    out = tmp_path / "q"
+    done = run("quantize", conv_onnx, "--mode", "static-int8-minmax", "--calibration-data",
+               tmp_path / "rows.npz", "--calibration-samples", "8", "--out", out)
+    assert done.exit_code == 0, done.output
+    assert "QuantizeLinear" in {n.op_type for n in onnx.load(str(out / "static-int8-minmax" / "model.onnx")).graph.node}
+
+    np.savez(tmp_path / "named.npz", images=images)
+    for args, message in [
+        (("--data", tmp_path / "named.npz"), "has no array 'pixel_values' (it holds: images)"),
+        (("--data", tmp_path / "rows.npz", "--labels", tmp_path / "missing.npy"), "does not exist"),
+    ]:
+        failed = run("bench", conv_onnx, *args, *FAST)
+        assert failed.exit_code == 2 and message in failed.output, failed.output
+    np.save(tmp_path / "short.npy", own[:5])
+    short = run("bench", conv_onnx, "--data", tmp_path / "rows.npz", "--labels", tmp_path / "short.npy", *FAST)
+    assert short.exit_code == 2 and "5 labels for 12 rows" in short.output

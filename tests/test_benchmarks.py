@@ -41,3 +41,14 @@ def test_repeat_drift_prints_intervals_per_block(tuned_run, tiny_profile):
     assert len(blocks) == 1 and len(blocks[0]) == 2
     for p50, (low, high) in blocks[0]:
         assert low <= p50 <= high
+
+
+def test_recovery_ablation_runs_its_four_variants(tuned_run, tiny_data_csv, tiny_profile, tmp_path):
+    out, _ = tuned_run
+    rows = load("recovery_ablation").main([
+        str(out / "work" / "best"), "--data", str(tiny_data_csv), "--layers", "1", "--ffn", "0.5",
+        "--minutes", "1", "--max-train-samples", "64", "--profile", str(tiny_profile),
+        "--out", str(tmp_path / "ablation")])
+    assert [(r["distillation"], r["found"]) for r in rows] == [
+        ("logits", False), ("logits", True), ("layerwise", False), ("layerwise", True)]
+    assert rows[0]["learning_rate"] == 5e-5 and all(0 <= r["accuracy"] <= 1 and r["steps"] > 0 for r in rows)

@@ -103,7 +103,8 @@ def prune(checkpoint, data, out_dir, layers, heads, ffn, passes, importance, dis
 @click.argument("model", type=click.Path())
 @click.option("--mode", "modes", required=True, help="Comma-separated modes, e.g. dynamic-int8,static-int8-minmax.")
 @click.option("--out", "out_dir", required=True, help="Folder; each mode is written to OUT/<mode>/.")
-@click.option("--calibration-data", default=None, help="Data whose training texts calibrate static INT8.")
+@click.option("--calibration-data", default=None, help="Data whose training texts calibrate static INT8; "
+              "for a model without text inputs, a .npz of arrays named after its inputs (or a .npy).")
 @click.option("--calibration-samples", type=int, default=128, show_default=True)
 @click.option("--tokenizer", "tokenizer_dir", default=None, help="Tokenizer folder for a bare .onnx file.")
 @click.option("--max-length", type=int, default=128, show_default=True, help="Calibration length for a bare .onnx file.")
@@ -133,7 +134,10 @@ def quantize(model, modes, out_dir, calibration_data, calibration_samples, token
 @click.command()
 @click.argument("models", nargs=-1, required=True, type=click.Path())
 @profile_option()
-@click.option("--data", default=None, help="Data to measure accuracy on (its validation split by default).")
+@click.option("--data", default=None, help="Data to measure accuracy on (its validation split by default); for a "
+              "model without text inputs, a .npz of arrays named after its inputs (or a .npy for one input).")
+@click.option("--labels", default=None, help="A .npy of class indices, one per row of --data arrays "
+              "(or a `labels` array inside the .npz).")
 @click.option("--split", type=click.Choice(["validation", "train", "all"]), default="validation", show_default=True)
 @click.option("--text-column", default=None)
 @click.option("--label-column", default=None)
@@ -145,7 +149,7 @@ def quantize(model, modes, out_dir, calibration_data, calibration_samples, token
 @click.option("--repeat", type=int, default=1, show_default=True, help="Measure everything N times, back to back.")
 @click.option("--seed", type=int, default=42, show_default=True, help="Seed of the held-out split (as in tune).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def bench(models, profile_name, data, split, text_column, label_column, tokenizer_dir, shapes,
+def bench(models, profile_name, data, labels, split, text_column, label_column, tokenizer_dir, shapes,
           min_runs, min_seconds, rounds, repeat, seed, as_json) -> None:
     """Latency (p50/p90/p99 with 95 % intervals, throughput, peak RSS, size) and accuracy of
     MODEL.onnx files or BUNDLEs. Several models are timed side by side in interleaved rounds,
@@ -157,12 +161,13 @@ def bench(models, profile_name, data, split, text_column, label_column, tokenize
       edgetune bench runs/sst2/best --profile cpu-edge --data data/sst2 --json
       edgetune bench runs/x/candidates/fp32 runs/x/candidates/dynamic-int8
       edgetune bench resnet.onnx --shape pixel_values=1x3x224x224
+      edgetune bench resnet.onnx --data images.npz --labels labels.npy
     """
     import edgetune
     from edgetune.config import BenchConfig, validated
 
     report = edgetune.bench(validated(
-        BenchConfig, "bench", models=list(models), profile=profile_name, data=data, split=split,
+        BenchConfig, "bench", models=list(models), profile=profile_name, data=data, labels=labels, split=split,
         text_column=text_column, label_column=label_column, tokenizer=tokenizer_dir,
         shapes=list(shapes), min_runs=min_runs, min_seconds=min_seconds, rounds=rounds, repeat=repeat, seed=seed))
     if as_json:

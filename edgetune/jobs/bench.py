@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetune.config import BenchConfig
+from edgetune.data.arrays import is_array_data, load_array_data
 from edgetune.data.text import align_labels, load_text_dataset
 from edgetune.deploy.bundle import Bundle, load_bundle
 from edgetune.errors import InputError
@@ -16,7 +17,12 @@ from edgetune.jobs.common import check_is_onnx, load_tokenizer, pick_split
 from edgetune.measure.bench import BenchResult, EvalSet, Subject, bench_models
 from edgetune.measure.latency import LatencySettings
 from edgetune.measure.stats import ratio_interval
-from edgetune.measure.synthetic import graph_inputs, parse_shapes, synthetic_feed
+from edgetune.measure.synthetic import (
+    graph_input_dtypes,
+    graph_inputs,
+    parse_shapes,
+    synthetic_feed,
+)
 from edgetune.profiles import Profile, load_profile
 
 TEXT_INPUTS = {"input_ids", "attention_mask", "token_type_ids"}
@@ -47,8 +53,10 @@ def _open(model: str, config: BenchConfig, profile: Profile) -> tuple[Subject, B
     check_is_onnx(model_path)
     max_length = bundle.max_length if bundle else profile.sequence_length
     inputs = graph_inputs(model_path)
-    text = set(inputs) <= TEXT_INPUTS
-    if text:
+    if is_array_data(config.data):  # the data's own rows are what it is timed on
+        arrays = load_array_data(config.data, graph_input_dtypes(model_path), config.labels)
+        return Subject(model, model_path, None, arrays.feed(profile.batch_size)), bundle, max_length
+    if set(inputs) <= TEXT_INPUTS:
         try:
             tokenizer = load_tokenizer(config.tokenizer or (bundle.path if bundle else path.parent))
             return Subject(model, model_path, tokenizer), bundle, max_length
@@ -56,13 +64,21 @@ def _open(model: str, config: BenchConfig, profile: Profile) -> tuple[Subject, B
             if bundle or config.tokenizer or config.data:
                 raise  # a tokenizer was expected: say it is missing
     if config.data is not None:
-        raise InputError(f"{model}: accuracy on --data needs a text model; this graph takes "
-                         f"{', '.join(inputs)} (bench it without --data)")
+        raise InputError(f"{model}: this graph takes {', '.join(inputs)}, not text; give --data as "
+                         ".npz arrays named after its inputs (with labels), or bench it without --data")
     if config.tokenizer is not None:
         raise InputError(f"{model}: --tokenizer is for text models; this graph takes "
                          f"{', '.join(inputs)} (inputs are made from the graph: see --shape)")
     feed = synthetic_feed(model_path, profile, parse_shapes(config.shapes))
     return Subject(model, model_path, None, feed), bundle, max_length
+
+
+def _array_evaluation(subject: Subject, config: BenchConfig, profile: Profile) -> EvalSet | None:
+    """Accuracy on the arrays' rows, given labels; without them the arrays only feed timing."""
+    arrays = load_array_data(config.data, graph_input_dtypes(subject.model_path), config.labels)
+    if arrays.labels is None:
+        return None
+    return EvalSet(None, [], arrays.labels, profile.sequence_length, arrays.batches(profile.batch_size))
 
 
 def bench(config: BenchConfig) -> BenchReport:
@@ -73,7 +89,11 @@ def bench(config: BenchConfig) -> BenchReport:
         raise InputError("the same model is given twice; use --repeat to measure one model again")
     first_subject, first_bundle, max_length = opened[0]
     evaluation = None
-    if config.data is not None:
+    if config.labels is not None and not is_array_data(config.data):
+        raise InputError("--labels goes with --data X.npz/.npy (arrays); text data has its label column")
+    if is_array_data(config.data):
+        evaluation = _array_evaluation(first_subject, config, profile)
+    elif config.data is not None:
         dataset = load_text_dataset(config.data, config.text_column, config.label_column,
                                     config.validation_fraction, config.seed)
         if first_bundle:  # the data's label ids, renumbered to the model's order by name

@@ -9,12 +9,14 @@ from pathlib import Path
 from edgetune.compress.modes import build_variants, resolve_modes
 from edgetune.compress.passes import PassContext
 from edgetune.config import QuantizeConfig
+from edgetune.data.arrays import is_array_data, load_array_data
 from edgetune.data.encoding import calibration_batches
 from edgetune.data.text import load_text_dataset
 from edgetune.deploy.bundle import MANIFEST_NAME, Bundle, load_bundle, write_bundle
 from edgetune.errors import InputError
 from edgetune.fsutil import build_dir_atomic, check_output_dir
 from edgetune.jobs.common import check_is_onnx, load_tokenizer, model_type_of
+from edgetune.measure.synthetic import graph_input_dtypes
 
 
 def quantize(config: QuantizeConfig) -> dict[str, Path]:
@@ -32,10 +34,11 @@ def quantize(config: QuantizeConfig) -> dict[str, Path]:
     if any(m.needs_calibration for m in modes):
         if config.calibration_data is None:
             raise InputError("static INT8 modes need --calibration-data")
-        tokenizer = load_tokenizer(config.tokenizer or (bundle.path if bundle else source.parent))
-        length = bundle.max_length if bundle else config.max_length
-        texts = list(load_text_dataset(config.calibration_data).train["text"])
-        ctx.calibration = calibration_batches(tokenizer, texts, length, config.calibration_samples, 0)
+        if is_array_data(config.calibration_data):
+            arrays = load_array_data(config.calibration_data, graph_input_dtypes(source))
+            ctx.calibration = arrays.batches(1, config.calibration_samples)
+        else:
+            ctx.calibration = _text_calibration(config, bundle, source)
     written: dict[str, Path] = {}
     with tempfile.TemporaryDirectory(prefix="edgetune-quantize-") as tmp:
         built = build_variants(source, tmp, modes, ctx)
@@ -52,3 +55,10 @@ def quantize(config: QuantizeConfig) -> dict[str, Path]:
                                  config.overwrite)
                 written[mode.name] = target
     return written
+
+
+def _text_calibration(config: QuantizeConfig, bundle: Bundle | None, source: Path) -> list[dict]:
+    tokenizer = load_tokenizer(config.tokenizer or (bundle.path if bundle else source.parent))
+    length = bundle.max_length if bundle else config.max_length
+    texts = list(load_text_dataset(config.calibration_data).train["text"])
+    return calibration_batches(tokenizer, texts, length, config.calibration_samples, 0)

@@ -70,12 +70,14 @@ def model_size_mb(model_path: str | Path) -> float:
 
 @dataclass
 class EvalSet:
-    """What accuracy is measured on: labelled texts and the tokenisation used in training."""
+    """What accuracy is measured on: labelled texts and the tokenisation used in training, or
+    (a model that takes no text) labelled batches of arrays."""
 
     tokenizer: object
     texts: list[str]
     labels: np.ndarray
     max_length: int
+    batches: list[dict[str, np.ndarray]] | None = None
 
 
 @dataclass
@@ -106,7 +108,9 @@ class BenchResult:
 
 def evaluate(subject: Subject, profile: Profile, evaluation: EvalSet) -> AccuracyResult:
     session = create_session(subject.model_path, profile)
-    batches = eval_batches(subject.tokenizer, evaluation.texts, evaluation.max_length)
+    batches = evaluation.batches
+    if batches is None:
+        batches = eval_batches(subject.tokenizer, evaluation.texts, evaluation.max_length)
     return measure_accuracy(session, batches, evaluation.labels)
 
 

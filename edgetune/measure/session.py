@@ -50,13 +50,19 @@ def create_session(model_path: str | Path, profile: Profile) -> ort.InferenceSes
     return session
 
 
+ORT_DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32,
+              "tensor(float16)": np.float16, "tensor(double)": np.float64, "tensor(bool)": np.bool_,
+              "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}
+
+
 def feed_for(session: ort.InferenceSession, encoded: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Keep only the inputs the graph declares (e.g. drop token_type_ids for DistilBERT)."""
-    names = [i.name for i in session.get_inputs()]
-    missing = [n for n in names if n not in encoded]
+    """Keep only the inputs the graph declares (e.g. drop token_type_ids for DistilBERT), each
+    in the dtype it declares."""
+    declared = {i.name: ORT_DTYPES.get(i.type, np.int64) for i in session.get_inputs()}
+    missing = [n for n in declared if n not in encoded]
     if missing:
         raise InputError(f"the model needs inputs {missing} that the tokenizer does not produce")
-    return {n: np.ascontiguousarray(encoded[n], dtype=np.int64) for n in names}
+    return {n: np.ascontiguousarray(encoded[n], dtype=dtype) for n, dtype in declared.items()}
 
 
 def make_runner(session: ort.InferenceSession, feed: dict[str, np.ndarray], io_binding: bool):

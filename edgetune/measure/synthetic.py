@@ -34,6 +34,13 @@ def graph_inputs(model_path: str | Path) -> list[str]:
     return [i.name for i in _fed_inputs(onnx.load(str(model_path), load_external_data=False).graph)]
 
 
+def graph_input_dtypes(model_path: str | Path) -> dict[str, np.dtype]:
+    """Each fed input's declared NumPy dtype."""
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    return {i.name: np.dtype(helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type))
+            for i in _fed_inputs(graph)}
+
+
 def parse_shapes(values: list[str]) -> dict[str, list[int]]:
     """`["pixel_values=1x3x224x224"]` -> {"pixel_values": [1, 3, 224, 224]}."""
     shapes = {}

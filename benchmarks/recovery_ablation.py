@@ -24,7 +24,7 @@ def onnx_accuracy(bundle: Path, data: str) -> tuple[float, int]:
     rows = dataset.validation
     texts = [tuple(t) if dataset.is_pair else t for t in rows["text"]]
     predicted = [p["label"] for i in range(0, len(texts), 32) for p in predictor.predict(texts[i:i + 32])]
-    correct = sum(p == t for p, t in zip(predicted, rows["label"]))
+    correct = sum(p == dataset.label_names[t] for p, t in zip(predicted, rows["label"]))
     return correct / len(texts), len(texts)
 
 
@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print(f"| {distillation} | {used} | {train['steps']} | {accuracy:.4f} [{interval.low:.3f}, {interval.high:.3f}] |",
                   flush=True)
             rows.append({"distillation": distillation, "learning_rate": train["learning_rate"],
-                         "found": lr == "auto", "steps": train["steps"], "accuracy": accuracy})
+                         "found": lr == "auto", "steps": train["steps"], "accuracy": accuracy,
+                         "pytorch_accuracy": bundle.manifest.metrics["pytorch_accuracy"]})
     return rows
 
 

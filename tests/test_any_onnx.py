@@ -5,6 +5,7 @@ in one line, a graph they would leave unchanged."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -161,3 +162,27 @@ def test_arrays_as_data_give_accuracy_and_calibrate_static_int8(conv_onnx, tmp_p
     np.save(tmp_path / "short.npy", own[:5])
     short = run("bench", conv_onnx, "--data", tmp_path / "rows.npz", "--labels", tmp_path / "short.npy", *FAST)
     assert short.exit_code == 2 and "5 labels for 12 rows" in short.output
+
+
+def test_arrays_that_do_not_fit_the_graph_get_one_line(conv_onnx, tmp_path):
+    from edgetune.data.arrays import load_array_data
+    from edgetune.errors import InputError
+    from edgetune.measure.synthetic import graph_input_specs
+
+    specs = graph_input_specs(conv_onnx)
+    cases = {
+        "rank.npy": (np.zeros((4, 3, 32)), "has shape 4x3x32; the model takes Nx3xNxN"),
+        "ints.npy": (np.zeros((4, 3, 8, 8), dtype=np.complex64), "holds complex64, the model takes float32"),
+        "strings.npy": (np.full((4, 3, 8, 8), "a"), "holds <U1"),
+    }
+    for name, (array, message) in cases.items():
+        np.save(tmp_path / name, array)
+        with pytest.raises(InputError, match=re.escape(message)):
+            load_array_data(tmp_path / name, specs)
+    (tmp_path / "torn.npz").write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(InputError, match="could not be read as NumPy arrays"):
+        load_array_data(tmp_path / "torn.npz", specs)
+    fixed = {"pixel_values": (np.dtype(np.float32), [2, 3, None, None])}
+    np.save(tmp_path / "five.npy", np.zeros((5, 3, 8, 8), dtype=np.float32))
+    data = load_array_data(tmp_path / "five.npy", fixed)
+    assert [len(b["pixel_values"]) for b in data.batches(8)] == [2, 2] and len(data.feed(8)["pixel_values"]) == 2

@@ -51,4 +51,6 @@ def test_recovery_ablation_runs_its_four_variants(tuned_run, tiny_data_csv, tiny
         "--out", str(tmp_path / "ablation")])
     assert [(r["distillation"], r["found"]) for r in rows] == [
         ("logits", False), ("logits", True), ("layerwise", False), ("layerwise", True)]
-    assert rows[0]["learning_rate"] == 5e-5 and all(0 <= r["accuracy"] <= 1 and r["steps"] > 0 for r in rows)
+    assert rows[0]["learning_rate"] == 5e-5 and all(r["steps"] > 0 for r in rows)
+    for row in rows:  # the ONNX model on the same validation rows as the PyTorch one
+        assert abs(row["accuracy"] - row["pytorch_accuracy"]) <= 0.05

@@ -116,3 +116,10 @@ def test_the_server_takes_pairs_for_a_pair_model():
     with pytest.raises(BadRequest) as long:
         parse_texts(json.dumps([["a", "x" * 50]]).encode(), Limits(max_text_chars=10), pairs=True)
     assert long.value.status == 413
+
+
+def test_a_pair_checkpoint_exports_as_a_pair_bundle(pair_run, tmp_path):
+    out = tmp_path / "exported"
+    done = CliRunner().invoke(cli, ["export", str(pair_run / "work" / "best"), "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    assert json.loads((out / "edgetune.json").read_text())["task"] == "text-pair-classification"

@@ -45,6 +45,14 @@ def ort_model_type(model_type: str | None) -> str:
                          "use --modes without fusion (fp32, static-int8-minmax)") from None
 
 
+def has_fusion_recipe(model_type: str | None) -> bool:
+    try:
+        ort_model_type(model_type)
+    except InputError:
+        return False
+    return True
+
+
 def check_onnx(path: str | Path) -> None:
     try:
         onnx.checker.check_model(str(path))
@@ -168,7 +176,9 @@ class StaticInt8(OnnxPass):
         if not ctx.calibration:
             raise InputError(f"static-int8-{config.method} needs calibration data (--calibration-data)")
         choice = choose_dynamic_int8(ctx.flags)
-        names = [i.name for i in onnx.load(str(source), load_external_data=False).graph.input]
+        graph = onnx.load(str(source), load_external_data=False).graph
+        weights = {init.name for init in graph.initializer}  # older files list weights as inputs
+        names = [i.name for i in graph.input if i.name not in weights]
         methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                    "percentile": CalibrationMethod.Percentile}
         with _in_temp_dir() as tmp:

@@ -18,7 +18,7 @@ from edgetune.measure.bench import BenchResult, EvalSet, Subject, bench_models
 from edgetune.measure.latency import LatencySettings
 from edgetune.measure.stats import ratio_interval
 from edgetune.measure.synthetic import (
-    graph_input_dtypes,
+    graph_input_specs,
     graph_inputs,
     parse_shapes,
     synthetic_feed,
@@ -54,7 +54,7 @@ def _open(model: str, config: BenchConfig, profile: Profile) -> tuple[Subject, B
     max_length = bundle.max_length if bundle else profile.sequence_length
     inputs = graph_inputs(model_path)
     if is_array_data(config.data):  # the data's own rows are what it is timed on
-        arrays = load_array_data(config.data, graph_input_dtypes(model_path), config.labels)
+        arrays = load_array_data(config.data, graph_input_specs(model_path), config.labels)
         return Subject(model, model_path, None, arrays.feed(profile.batch_size)), bundle, max_length
     if set(inputs) <= TEXT_INPUTS:
         try:
@@ -75,7 +75,7 @@ def _open(model: str, config: BenchConfig, profile: Profile) -> tuple[Subject, B
 
 def _array_evaluation(subject: Subject, config: BenchConfig, profile: Profile) -> EvalSet | None:
     """Accuracy on the arrays' rows, given labels; without them the arrays only feed timing."""
-    arrays = load_array_data(config.data, graph_input_dtypes(subject.model_path), config.labels)
+    arrays = load_array_data(config.data, graph_input_specs(subject.model_path), config.labels)
     if arrays.labels is None:
         return None
     return EvalSet(None, [], arrays.labels, profile.sequence_length, arrays.batches(profile.batch_size))

@@ -58,6 +58,12 @@ def pick_split(dataset: TextDataset, split: str):
     return getattr(dataset, split)
 
 
+def task_of(texts: list) -> str:
+    """The bundle's task, from the texts it was checked on (a pair is a [first, second] list)."""
+    pair = bool(texts) and isinstance(texts[0], (list, tuple))
+    return "text-pair-classification" if pair else "text-classification"
+
+
 def validation_texts(checkpoint: Path, data: str | None) -> list[str]:
     """Texts to check an export on: the data's, the sample `tune` saved, or built-in ones."""
     if data is not None:

@@ -16,7 +16,7 @@ from edgetune.deploy.manifest import candidate_manifest
 from edgetune.errors import InputError
 from edgetune.exporter.onnx import ExportCheck, export_validated, load_checkpoint
 from edgetune.fsutil import build_dir_atomic, check_output_dir
-from edgetune.jobs.common import onnx_opset, validation_texts
+from edgetune.jobs.common import onnx_opset, task_of, validation_texts
 from edgetune.profiles import load_profile
 
 
@@ -77,5 +77,5 @@ def export(config: ExportConfig) -> Bundle | ModuleExport:
         path, settings = build_variants(fp32, Path(tmp) / "variants", [mode], ctx)[mode.name]
         manifest = candidate_manifest(labels, max_length, mode.precision, profile, settings,
                                       export_check=check.to_json(), source=str(checkpoint),
-                                      opset=onnx_opset(fp32))
+                                      opset=onnx_opset(fp32), task=task_of(texts))
         return write_bundle(config.out, path, checkpoint, manifest, config.overwrite)

@@ -8,6 +8,7 @@ tool sends traffic nowhere else. Writes `loadtest.json` and `loadtest.png` under
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import signal
 import subprocess
@@ -96,12 +97,27 @@ def _filled(item: str | list[str]) -> bool:
 
 
 def _is_pair_target(config: LoadtestConfig, bundle: str | None) -> bool:
-    """A sentence-pair bundle, or (for a URL) --text-column naming two columns."""
+    """A sentence-pair bundle, or (for a URL) --text-column naming two columns, or a server
+    whose /healthz says its task is pairs."""
     if bundle is not None:
         from edgetune.deploy.bundle import load_bundle
 
         return load_bundle(bundle).manifest.task == "text-pair-classification"
-    return len(split_text_columns(config.text_column) or []) == 2
+    if len(split_text_columns(config.text_column) or []) == 2:
+        return True
+    return _served_task(config.target) == "text-pair-classification"
+
+
+def _served_task(url: str) -> str | None:
+    """The `task` an edgetune server reports on /healthz (None if it says none or is down:
+    the load test itself then reports the server's state)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/healthz", timeout=5) as reply:
+            return json.loads(reply.read()).get("task")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _budget(config: LoadtestConfig, bundle: str | None) -> tuple[float, str]:

@@ -51,6 +51,9 @@ def predict(config: PredictConfig) -> PredictResult:
                              len(config.texts), None, None)
     if config.input is None:
         raise InputError("give --text (repeatable) or --input FILE")
+    if config.text_pairs:
+        raise InputError("--text-pair goes with --text; a file's pairs come from its columns "
+                         "(--text-column a,b)")
     rows, text_columns, label_column = read_rows(Path(config.input), config.text_column, predictor.pairs)
     out = Path(config.out) if config.out else Path(config.input).with_suffix(".predictions.jsonl")
     if out.suffix not in (".csv", ".jsonl"):

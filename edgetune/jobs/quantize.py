@@ -16,7 +16,7 @@ from edgetune.deploy.bundle import MANIFEST_NAME, Bundle, load_bundle, write_bun
 from edgetune.errors import InputError
 from edgetune.fsutil import build_dir_atomic, check_output_dir
 from edgetune.jobs.common import check_is_onnx, load_tokenizer, model_type_of
-from edgetune.measure.synthetic import graph_input_dtypes
+from edgetune.measure.synthetic import graph_input_specs
 
 
 def quantize(config: QuantizeConfig) -> dict[str, Path]:
@@ -35,7 +35,7 @@ def quantize(config: QuantizeConfig) -> dict[str, Path]:
         if config.calibration_data is None:
             raise InputError("static INT8 modes need --calibration-data")
         if is_array_data(config.calibration_data):
-            arrays = load_array_data(config.calibration_data, graph_input_dtypes(source))
+            arrays = load_array_data(config.calibration_data, graph_input_specs(source))
             ctx.calibration = arrays.batches(1, config.calibration_samples)
         else:
             ctx.calibration = _text_calibration(config, bundle, source)

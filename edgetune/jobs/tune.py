@@ -107,7 +107,7 @@ def _tune(config: TuneConfig, profile: Profile, modes: list[Mode], out: Path,
     t0 = time.monotonic()
     if not (config.resume and finished_training(out / "work", cfg)):
         check_model_source(config.model)
-        check_trainable(config.model)
+        modes = _modes_for_family(config, modes, check_trainable(config.model))
     dataset = load_text_dataset(config.data, config.text_column, config.label_column,
                                 config.validation_fraction, cfg.seed, config.drop_unseen_labels)
     console.log(f"data: {len(dataset.train)} train / {len(dataset.validation)} validation, "
@@ -235,6 +235,25 @@ def _relative_budget(builder: CandidateBuilder, candidates: list[Candidate], eva
 
 
 SEARCH_TRAIN_MINUTES = 20.0  # fine-tuning's cap with --prune-search: the whole run ~ an hour
+
+
+def _modes_for_family(config: TuneConfig, modes: list[Mode], model_type: str) -> list[Mode]:
+    """Before training: a family the asked-for steps cannot handle is refused now, and the
+    default menu leaves out the graph-fusion modes for a family ONNX Runtime has no recipe for."""
+    from edgetune.compress.families import FAMILIES
+    from edgetune.compress.onnx_passes import has_fusion_recipe, ort_model_type
+
+    if config.search.enabled and model_type not in FAMILIES:
+        raise InputError(f"prune search: the {model_type} family is not supported for structured "
+                         f"pruning (supported: {', '.join(sorted(FAMILIES))})")
+    fused = [m for m in modes if any(s.pass_name == "ort-fusion" for s in m.steps)]
+    if not fused or has_fusion_recipe(model_type):
+        return modes
+    if config.modes:
+        ort_model_type(model_type)  # asked for by name: the one-line refusal
+    console.log(f"modes: {', '.join(m.name for m in fused)} left out: ONNX Runtime has no fusion "
+                f"recipe for the {model_type} family")
+    return [m for m in modes if m not in fused]
 
 
 def train_settings(config: TuneConfig, profile: Profile):

@@ -146,7 +146,8 @@ def _interval(rounds: list[np.ndarray], q: float) -> list[float]:
 
 def _summary(system: System, profile: Profile, stats: dict, budget_ms: float | None) -> LatencyResult:
     pooled = np.concatenate(system.rounds)
-    batch, seq = next(iter(system.feed.values())).shape[:2]
+    shape = next(iter(system.feed.values())).shape
+    batch, seq = (shape[0] if shape else 1), (shape[1] if len(shape) > 1 else 1)
     p50 = float(np.percentile(pooled, 50))
     result = LatencyResult(
         p50_ms=p50, p90_ms=float(np.percentile(pooled, 90)), p99_ms=float(np.percentile(pooled, 99)),

@@ -58,11 +58,11 @@ ORT_DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(floa
 def feed_for(session: ort.InferenceSession, encoded: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Keep only the inputs the graph declares (e.g. drop token_type_ids for DistilBERT), each
     in the dtype it declares."""
-    declared = {i.name: ORT_DTYPES.get(i.type, np.int64) for i in session.get_inputs()}
+    declared = {i.name: ORT_DTYPES.get(i.type) for i in session.get_inputs()}
     missing = [n for n in declared if n not in encoded]
     if missing:
         raise InputError(f"the model needs inputs {missing} that the tokenizer does not produce")
-    return {n: np.ascontiguousarray(encoded[n], dtype=dtype) for n, dtype in declared.items()}
+    return {n: np.ascontiguousarray(encoded[n], dtype=dtype) for n, dtype in declared.items()}  # None: as given
 
 
 def make_runner(session: ort.InferenceSession, feed: dict[str, np.ndarray], io_binding: bool):

@@ -34,10 +34,12 @@ def graph_inputs(model_path: str | Path) -> list[str]:
     return [i.name for i in _fed_inputs(onnx.load(str(model_path), load_external_data=False).graph)]
 
 
-def graph_input_dtypes(model_path: str | Path) -> dict[str, np.dtype]:
-    """Each fed input's declared NumPy dtype."""
+def graph_input_specs(model_path: str | Path) -> dict[str, tuple[np.dtype, list[int | None]]]:
+    """Each fed input's declared NumPy dtype and dimensions (None where symbolic)."""
     graph = onnx.load(str(model_path), load_external_data=False).graph
-    return {i.name: np.dtype(helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type))
+    return {i.name: (np.dtype(helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type)),
+                     [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+                      for d in i.type.tensor_type.shape.dim])
             for i in _fed_inputs(graph)}
 
 

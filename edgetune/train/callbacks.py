@@ -7,6 +7,8 @@ from functools import partial
 
 from transformers import TrainerCallback
 
+from edgetune.train.distributed import from_main
+
 
 class TimeBudgetCallback(TrainerCallback):
     """Stops training past a deadline, after one last evaluation and save."""
@@ -73,8 +75,8 @@ class FitToTimeCallback(TrainerCallback):
             return control
         pace = (time.monotonic() - self.started) / done
         left = self.fit * self.minutes * 60.0 - (time.monotonic() - self.started)
-        total = state.global_step + max(1, int(left / pace))
-        if total < state.max_steps and _stretch(lr_scheduler, state.max_steps, total):
+        total = from_main(state.global_step + max(1, int(left / pace)))  # one end for all processes
+        if total < state.max_steps and _stretch(lr_scheduler, state.max_steps, total, state.global_step):
             self.replanned = (state.max_steps, total)
             state.max_steps = total
         else:
@@ -82,9 +84,10 @@ class FitToTimeCallback(TrainerCallback):
         return control
 
 
-def _stretch(scheduler, old_total: int, new_total: int) -> bool:
+def _stretch(scheduler, old_total: int, new_total: int, done: int = 0) -> bool:
     """Point a transformers warm-up/decay schedule (a LambdaLR over a partial that takes
-    `num_training_steps`) at a new total, its warm-up scaled alike; False if it is not one."""
+    `num_training_steps`) at a new total, its warm-up scaled alike (what is left of a warm-up
+    under way is scaled, not what is done, so the rate does not jump); False if it is not one."""
     lambdas = getattr(scheduler, "lr_lambdas", None)
     if not lambdas or not all(isinstance(f, partial) and "num_training_steps" in f.keywords
                               for f in lambdas):
@@ -93,6 +96,8 @@ def _stretch(scheduler, old_total: int, new_total: int) -> bool:
     for index, f in enumerate(lambdas):
         keywords = {**f.keywords, "num_training_steps": new_total}
         if "num_warmup_steps" in keywords:
-            keywords["num_warmup_steps"] = max(0, round(keywords["num_warmup_steps"] * scale))
+            warmup = keywords["num_warmup_steps"]
+            keywords["num_warmup_steps"] = (done + round((warmup - done) * scale) if done < warmup
+                                            else max(0, round(warmup * scale)))
         lambdas[index] = partial(f.func, *f.args, **keywords)
     return True

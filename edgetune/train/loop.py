@@ -254,7 +254,9 @@ def _stop_reason(trainer, config: TrainConfig, budget, fit) -> str:
     state = trainer.state
     if config.max_steps > 0 and state.global_step >= config.max_steps:
         return f"max steps ({config.max_steps})"
-    if fit is not None and fit.replanned and state.global_step >= state.max_steps:
+    planned_by_time = trainer.args.max_steps > 0 or (fit is not None and fit.replanned
+                                                      and fit.replanned[1] < fit.replanned[0])
+    if fit is not None and fit.replanned and planned_by_time and state.global_step >= state.max_steps:
         planned, steps = fit.replanned
         return (f"the steps that fit its {config.max_train_minutes:g} min ({steps}"
                 + (f", re-planned from {planned} at the pace measured" if steps < planned else "") + ")")

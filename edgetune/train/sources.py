@@ -37,8 +37,9 @@ def check_model_source(model_source: str) -> None:
     check_hub_id(model_source, "model", "model")
 
 
-def check_trainable(model_source: str) -> None:
-    """The architecture has a sequence-classification head in transformers (no remote code)."""
+def check_trainable(model_source: str) -> str:
+    """The architecture has a sequence-classification head in transformers (no remote code);
+    returns its `model_type`."""
     from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
 
@@ -50,6 +51,7 @@ def check_trainable(model_source: str) -> None:
     if type(config) not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
         raise InputError(f"model '{model_source}' is a {config.model_type} model, which has no "
                          "sequence-classification head in transformers; edgetune tunes text classifiers")
+    return config.model_type
 
 
 def _safetensors_whole(path: Path) -> bool:

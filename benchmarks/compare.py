@@ -207,7 +207,8 @@ def main(argv: list[str] | None = None) -> dict:
     from transformers import AutoTokenizer
 
     from edgetune.data.encoding import eval_batches, latency_feed
-    from edgetune.data.text import align_labels, load_text_dataset
+    from edgetune.data.labels import align_labels
+    from edgetune.data.text import load_text_dataset
     from edgetune.deploy.bundle import load_bundle
     from edgetune.measure.metrics import classification_metrics
     from edgetune.profiles import load_profile

@@ -16,7 +16,8 @@ from pathlib import Path
 
 
 def onnx_accuracy(bundle: Path, data: str) -> tuple[float, int]:
-    from edgetune.data.text import align_labels, load_text_dataset
+    from edgetune.data.labels import align_labels
+    from edgetune.data.text import load_text_dataset
     from edgetune.deploy.runtime import Predictor
 
     predictor = Predictor(bundle, threads=2)

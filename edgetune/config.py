@@ -57,6 +57,7 @@ class TuneConfig(_Config):
                                           "fraction of the run's own unpruned dynamic INT8 p90")
     out: str = "runs/edgetune"
     text_column: str | None = None
+    image_column: str | None = Field(None, description="image models: the column of image paths")
     label_column: str | None = None
     validation_fraction: float = Field(0.1, gt=0, lt=1)
     train: TrainConfig = Field(default_factory=TrainConfig)

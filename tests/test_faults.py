@@ -70,6 +70,9 @@ def bad(tmp_path_factory, tiny_model_dir, tiny_data_csv, tiny_profile) -> dict[s
     (f["vit"] / "config.json").write_text(json.dumps({"model_type": "vit", "hidden_size": 32,
                                                       "num_hidden_layers": 1, "num_attention_heads": 2,
                                                       "intermediate_size": 64}))
+    f["sam"] = d / "sam"  # a segmentation model: neither a sequence- nor an image-classification head
+    shutil.copytree(tiny_model_dir, f["sam"])
+    (f["sam"] / "config.json").write_text(json.dumps({"model_type": "sam"}))
     f["file_model"] = d / "model.bin"
     f["file_model"].write_bytes(b"x")
     for name, body in {"bad_toml": "name = = 1", "zero_batch": 'name="z"\nlatency_budget_ms=5\nbatch_size=0\n',
@@ -150,7 +153,8 @@ CASES = [
     ("model-empty-folder", T(*TUNE, "--model", "{empty_dir}"), USAGE, "holds no model"),
     ("model-no-tokenizer", T(*TUNE, "--model", "{no_tok}"), USAGE, "holds no tokenizer"),
     ("model-bad-config", T(*TUNE, "--model", "{bad_config}"), USAGE, "config.json cannot be read"),
-    ("model-no-classifier-head", T(*TUNE, "--model", "{vit}"), USAGE, "no sequence-classification head"),
+    ("model-no-classifier-head", T(*TUNE, "--model", "{sam}"), USAGE, "no sequence-classification head"),
+    ("image-model-no-processor", T(*TUNE, "--model", "{vit}"), USAGE, "holds no image processor"),
     ("model-is-a-file", T(*TUNE, "--model", "{file_model}"), USAGE, "is a file"),
     # profile
     ("profile-unknown", T(*TUNE, "--profile", "nope"), USAGE, "unknown profile 'nope'"),

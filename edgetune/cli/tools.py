@@ -188,7 +188,7 @@ def bench_table(results, ratios: list[dict], title: str):
     from rich.table import Table
 
     table = Table(title=title)
-    for name in ("model", "batch x seq", "p50 ms [95% CI]", "p90 ms [95% CI]", "p99 ms",
+    for name in ("model", "input shape", "p50 ms [95% CI]", "p90 ms [95% CI]", "p99 ms",
                  "items/s", "traffic p50 / p90 ms", "peak RSS MB", "size MB", "accuracy [95% CI]",
                  "macro-F1", "p50 vs first [95% CI]"):
         table.add_column(name, justify="left" if name == "model" else "right")
@@ -199,7 +199,7 @@ def bench_table(results, ratios: list[dict], title: str):
         traffic = (f"{lat.traffic_p50_ms:.2f} / {lat.traffic_p90_ms:.2f}"
                    if lat.traffic_p50_ms is not None else "-")
         table.add_row(
-            r.model, f"{lat.batch_size} x {lat.sequence_length}", _ci(lat.p50_ms, lat.p50_ci),
+            r.model, lat.shape_label, _ci(lat.p50_ms, lat.p50_ci),
             _ci(lat.p90_ms, lat.p90_ci), f"{lat.p99_ms:.2f}", f"{lat.throughput_items_per_s:.1f}",
             traffic, f"{lat.peak_rss_mb:.0f}", f"{r.size_mb:.1f}",
             f"{acc.accuracy:.4f} [{acc.ci[0]:.3f}, {acc.ci[1]:.3f}] n={acc.examples}" if acc else "-",

@@ -19,12 +19,13 @@ FLAG = "flag"
 # (recipe key, flag names, type or LIST/FLAG, help)
 TUNE_FLAGS: list[tuple[str, tuple[str, ...], object, str]] = [
     ("model", ("--model",), str, "Pretrained model: local folder or hub id. Default: the packaged all-MiniLM-L6-v2."),
-    ("data", ("--data",), str, "CSV/TSV/JSON/JSONL/parquet file, folder of split files or <label>/*.txt, or hub id. Default: BBC News."),
+    ("data", ("--data",), str, "CSV/TSV/JSON/JSONL/parquet file, folder of split files or <label>/*.txt, or hub id; for an image model, a folder of <label>/*.jpg|png (or train/ and validation/ folders of them), a CSV of path,label, or a hub dataset with an image column. Default: BBC News."),
     ("profile", ("--profile",), str, "Deployment profile: a shipped name (see `edgetune profiles list`) or a .toml path."),
     ("latency_budget_ms", ("--latency-budget-ms",), float, "Override the profile's p90 latency budget."),
     ("relative_budget", ("--relative-budget",), float, "Budget = this fraction of the run's own unpruned dynamic INT8 p90 (e.g. 0.5 for half), measured before the search."),
     ("out", ("--out",), str, "Run folder (bundle in OUT/best)."),
     ("text_column", ("--text-column",), str, "Text column (default: detected)."),
+    ("image_column", ("--image-column",), str, "Image models: the column of image paths in a CSV, or the image column of a hub dataset (default: detected)."),
     ("label_column", ("--label-column",), str, "Label column (default: detected)."),
     ("train.epochs", ("--epochs",), float, "Training epochs."),
     ("train.max_steps", ("--max-steps",), int, "Stop after N steps (-1: no limit)."),

@@ -1,4 +1,4 @@
-"""Where each encoder family keeps the parts structured pruning cuts.
+"""Where each encoder family (text and ViT-like image encoders) keeps the parts structured pruning cuts.
 
 The pruning passes and the importance scores reach layers, attention projections and FFN
 layers only through a `Family`, so a new encoder family is one entry here (and a tiny-model
@@ -36,7 +36,14 @@ _BERT = Family("encoder.layer", "attention.self.query", "attention.self.key", "a
                "attention.output.dense", "intermediate.dense", "output.dense",
                "attention.self.num_attention_heads", "attention.self.attention_head_size")
 
+# ViT and DeiT blocks: the same attribute paths (patch embeddings instead of token embeddings).
+_VIT = Family("encoder.layer", "attention.attention.query", "attention.attention.key",
+              "attention.attention.value", "attention.output.dense", "intermediate.dense",
+              "output.dense", "attention.attention.num_attention_heads",
+              "attention.attention.attention_head_size")
+
 FAMILIES: dict[str, Family] = {
+    "vit": _VIT, "deit": _VIT,
     "bert": _BERT, "roberta": _BERT, "xlm-roberta": _BERT, "electra": _BERT, "camembert": _BERT,
     "distilbert": Family("transformer.layer", "attention.q_lin", "attention.k_lin", "attention.v_lin",
                          "attention.out_lin", "ffn.lin1", "ffn.lin2", "attention.n_heads",

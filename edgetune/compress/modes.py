@@ -65,6 +65,14 @@ MODES: dict[str, Mode] = {m.name: m for m in (
 )}
 
 
+def unfused(mode: Mode, model_type: str) -> Mode:
+    """`mode` without its graph-fusion step, for a family ONNX Runtime has no fusion recipe for
+    (the rest of the chain, e.g. dynamic INT8, applies to any graph)."""
+    steps = tuple(s for s in mode.steps if s.pass_name != "ort-fusion")
+    return Mode(mode.name, steps, f"{mode.description} (unfused: no ORT fusion recipe for "
+                f"{model_type})", mode.default_on)
+
+
 def resolve_modes(names: list[str] | None) -> list[Mode] | None:
     """Mode names (as typed by a user) -> presets; `none` is the export's word for fp32."""
     if names is None:

@@ -33,6 +33,7 @@ PASSES: dict[str, str] = {
     "layer-drop": "edgetune.compress.pruning:LayerDrop",
     "head-prune": "edgetune.compress.pruning:HeadPrune",
     "ffn-prune": "edgetune.compress.pruning:FfnPrune",
+    "channel-prune": "edgetune.compress.channels:ChannelPrune",
     "magnitude-sparsity": "edgetune.compress.sparsity:MagnitudeSparsity",
 }
 

@@ -33,6 +33,8 @@ class PrunedModel:
     @property
     def name(self) -> str:
         extra = [s["pass"] for s in self.steps if s["pass"] not in STRUCTURED]
+        if extra and self.config.is_dense:  # e.g. channel-prune alone
+            return "+".join(extra)
         return "+".join([self.config.name, *extra]) if extra else self.config.name
 
     def to_json(self) -> dict:
@@ -46,11 +48,18 @@ STRUCTURED = ("layer-drop", "head-prune", "ffn-prune")
 
 def scoring_batches(tokenizer, dataset: TextDataset, max_length: int, batches: int = 8,
                     batch_size: int = 16, seed: int = 0) -> list[dict[str, torch.Tensor]]:
-    """A few seeded training batches with labels, for gradient x weight importance."""
+    """A few seeded training batches with labels, for gradient x weight importance (`tokenizer`:
+    the image processor, for images)."""
     sample = dataset.train.shuffle(seed=seed).select(range(min(len(dataset.train), batches * batch_size)))
     out = []
     for start in range(0, len(sample), batch_size):
         chunk = sample[start:start + batch_size]
+        if getattr(dataset, "kind", "text") == "image":
+            from edgetune.data.pixels import pixel_values
+
+            out.append({"pixel_values": torch.from_numpy(pixel_values(tokenizer, chunk["image"])),
+                        "labels": torch.tensor(list(chunk["label"]))})
+            continue
         enc = tokenize(tokenizer, chunk["text"], padding=True, truncation=True, max_length=max_length,
                         return_tensors="pt")
         enc["labels"] = torch.tensor(list(chunk["label"]))
@@ -70,6 +79,14 @@ def make_student(teacher: torch.nn.Module, config: PruneConfig, batches=None,
     return PrunedModel(student, config, before, count_parameters(student), done)
 
 
+def distillation_kind(model: torch.nn.Module, asked: str) -> str:
+    """`asked`, except logits-only for a model with no encoder family (a CNN: its hidden states
+    are feature maps per stage, with no layer map to follow)."""
+    from edgetune.compress.families import FAMILIES
+
+    return asked if model.config.model_type in FAMILIES else "logits"
+
+
 def distill_student(pruned: PrunedModel, tokenizer, teacher, dataset: TextDataset,
                     work_dir: str | Path, train_config: TrainConfig,
                     distill: DistillConfig | None = None, use_teacher: bool = True,
@@ -79,6 +96,7 @@ def distill_student(pruned: PrunedModel, tokenizer, teacher, dataset: TextDatase
     `kind` layerwise, each student layer matched to the teacher layer it was kept from, or
     logits only)."""
     kept = next((s["chose"]["kept_layers"] for s in pruned.steps if s["pass"] == "layer-drop"), None)
+    kind = distillation_kind(pruned.model, kind)
     distill = distill or DistillConfig.named(kind, layer_map=kept)
     return fine_tune("pruned-student", dataset, work_dir, train_config, resume=resume,
                      model=pruned.model, tokenizer=tokenizer,

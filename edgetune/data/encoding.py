@@ -51,6 +51,8 @@ def calibration_batches(
     calibrators (Entropy, Percentile) need one shape, and small batches bound the memory."""
     rng = np.random.default_rng(seed)
     picked = [texts[i] for i in rng.permutation(len(texts))[:samples]]
+    picked = [picked[i % len(picked)] for i in range(-(-len(picked) // batch_size) * batch_size)]
+    # full batches only (repeating the first texts): histogram calibrators need one shape
     batches = []
     for start in range(0, len(picked), batch_size):
         enc = tokenize(tokenizer, picked[start : start + batch_size], padding="max_length", truncation=True,

@@ -21,6 +21,7 @@ from edgetune.data.columns import (
     split_text_columns,
 )
 from edgetune.data.filecheck import check_text_file
+from edgetune.data.labels import labelled_splits
 from edgetune.errors import InputError
 from edgetune.hub import check_hub_id
 
@@ -39,6 +40,7 @@ class TextDataset:
     label_names: list[str]
     source: str
     dropped: dict[str, int] = field(default_factory=dict)  # rows left out, by reason
+    kind = "text"
 
     @property
     def num_labels(self) -> int:
@@ -81,39 +83,9 @@ def load_text_dataset(
         splits[name] = _normalise(split, text_cols, label_col)
         if len(split) - len(splits[name]):
             dropped[f"empty text or label ({name})"] = len(split) - len(splits[name])
-    if "validation" in splits:
-        splits["validation"], unseen = _unseen_labels(splits, str(source), drop_unseen_labels)
-        if unseen:
-            dropped["validation label not in train"] = unseen
-    label_names = _label_names([splits["train"]], str(source))
-    to_id = {name: i for i, name in enumerate(label_names)}
-    encoded = {
-        name: split.map(lambda row: {"label": to_id[row["label"]]}).cast_column(
-            "label", datasets.ClassLabel(names=label_names)
-        )
-        for name, split in splits.items()
-    }
-    if "validation" not in encoded:
-        if len(encoded["train"]) < 2 * len(label_names):
-            raise InputError(f"{source}: too few rows ({len(encoded['train'])}) to hold out a validation split")
-        held = encoded["train"].train_test_split(
-            test_size=validation_fraction, seed=seed, stratify_by_column="label"
-        )
-        encoded = {"train": held["train"], "validation": held["test"]}
-    return TextDataset(encoded["train"], encoded["validation"], label_names, str(source), dropped)
-
-
-def _unseen_labels(splits: dict[str, datasets.Dataset], source: str,
-                   drop: bool) -> tuple[datasets.Dataset, int]:
-    seen = set(splits["train"].unique("label"))
-    unseen = sorted(set(splits["validation"].unique("label")) - seen)
-    if not unseen:
-        return splits["validation"], 0
-    if not drop:
-        raise InputError(f"{source}: validation labels {unseen} never occur in the training rows, "
-                         "so no model can learn them; fix the data or pass --drop-unseen-labels")
-    kept = splits["validation"].filter(lambda row: row["label"] in seen)
-    return kept, len(splits["validation"]) - len(kept)
+    train, validation, label_names = labelled_splits(splits, dropped, str(source),
+                                                     validation_fraction, seed, drop_unseen_labels)
+    return TextDataset(train, validation, label_names, str(source), dropped)
 
 
 def _load_raw_splits(path: Path, source: str) -> dict[str, datasets.Dataset]:
@@ -257,38 +229,3 @@ def _label_str(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return str(value)
-
-
-def _label_names(splits: list[datasets.Dataset], source: str) -> list[str]:
-    names = sorted({v for s in splits for v in s.unique("label")})
-    if len(names) < 2:
-        raise InputError(
-            f"{source}: the label column has only one class ({names[0] if names else 'none'}); "
-            "classification needs at least two"
-        )
-    if all(n.lstrip("-").isdigit() for n in names):
-        names.sort(key=int)
-    return names
-
-
-def label_names_from_bundle(id2label: dict) -> list[str]:
-    """Label names in id order from a HF config's `id2label`."""
-    return [str(id2label[k]) for k in sorted(id2label, key=int)]
-
-
-def align_labels(dataset: TextDataset, label_names: list[str]) -> TextDataset:
-    """Re-number a dataset's labels to a model's label order (by name)."""
-    if dataset.label_names == label_names:
-        return dataset
-    unknown = sorted(set(dataset.label_names) - set(label_names))
-    if unknown:
-        raise InputError(f"{dataset.source}: labels {unknown} are not among the model's {label_names}")
-    lookup = [label_names.index(name) for name in dataset.label_names]
-    feature = datasets.ClassLabel(names=label_names)
-
-    def remap(split: datasets.Dataset) -> datasets.Dataset:
-        split = split.cast_column("label", datasets.Value("int64"))
-        return split.map(lambda row: {"label": lookup[row["label"]]}).cast_column("label", feature)
-
-    return TextDataset(remap(dataset.train), remap(dataset.validation), label_names, dataset.source,
-                       dataset.dropped)

@@ -11,40 +11,12 @@ like any other.
 
 from __future__ import annotations
 
-import importlib
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from edgetune.errors import InputError, ValidationError
 from edgetune.exporter.onnx import DEFAULT_ATOL, DEFAULT_OPSET, ExportCheck
-
-
-def is_factory(spec: str) -> bool:
-    """`pkg.module:factory`, not a path."""
-    module, sep, attr = spec.partition(":")
-    return bool(sep and module and attr.isidentifier() and not Path(spec).exists())
-
-
-def load_factory(spec: str):
-    import torch
-
-    module_name, _, attr = spec.partition(":")
-    if "" not in sys.path:
-        sys.path.insert(0, "")  # the current folder, as `python -m` and uvicorn do
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise InputError(f"{spec}: cannot import '{module_name}' ({exc}); run from the folder "
-                         "that holds it or install it") from None
-    factory = getattr(module, attr, None)
-    if factory is None:
-        raise InputError(f"{spec}: '{module_name}' has no '{attr}'")
-    model = factory() if callable(factory) and not isinstance(factory, torch.nn.Module) else factory
-    if not isinstance(model, torch.nn.Module):
-        raise InputError(f"{spec}: returned a {type(model).__name__}, not a torch.nn.Module")
-    return model.eval()
 
 
 def export_module(model, shapes: dict[str, list[int]], target: Path, opset: int | None = None,

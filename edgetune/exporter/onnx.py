@@ -36,33 +36,57 @@ class ExportCheck:
         return asdict(self)
 
 
+def is_image_classifier(model) -> bool:
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING
+
+    return type(model.config) in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING
+
+
 def load_checkpoint(checkpoint: str | Path):
-    """A fine-tuned sequence-classification checkpoint and its tokenizer (no remote code)."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    """A fine-tuned classification checkpoint and its preprocessor: the tokenizer, or for an
+    image model its image processor (no remote code)."""
+    from transformers import (
+        AutoImageProcessor,
+        AutoModelForImageClassification,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
 
     # Absolute before anything changes the working directory (the exporter does), or a
     # relative folder would later be read as a hub id.
+    from edgetune.train.plain import is_plain_checkpoint, load_plain_checkpoint
+    from edgetune.train.sources import is_image_model
+
     path = Path(checkpoint).expanduser().resolve()
     if not path.exists():
         raise InputError(f"checkpoint '{checkpoint}' does not exist")
+    if is_plain_checkpoint(path):
+        return load_plain_checkpoint(path)
     if not (path / "config.json").is_file():
         raise InputError(f"checkpoint '{checkpoint}' holds no model (no config.json)")
+    images = is_image_model(str(path))
+    model_class = AutoModelForImageClassification if images else AutoModelForSequenceClassification
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=False)
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        model = model_class.from_pretrained(path, trust_remote_code=False)
+        tokenizer = (AutoImageProcessor if images else AutoTokenizer).from_pretrained(
+            path, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         raise InputError(f"checkpoint '{checkpoint}' could not be loaded: {str(exc).splitlines()[0]}") from None
     return model.eval(), tokenizer
 
 
 def export_onnx(model, tokenizer, target: str | Path, opset: int = DEFAULT_OPSET) -> Path:
-    """Export `model` for text classification to the single file `target`."""
+    """Export `model` for text (or image) classification to the single file `target`."""
     from optimum.exporters.onnx import onnx_export_from_model
 
+    from edgetune.train.plain import PlainImageClassifier, export_plain
+
     target = Path(target).resolve()  # before the chdir below
+    if isinstance(model, PlainImageClassifier):  # not a transformers model: torch.onnx.export
+        return export_plain(model, target, opset)
     with tempfile.TemporaryDirectory(prefix="edgetune-export-") as tmp, contextlib.chdir(tmp):
         onnx_export_from_model(
-            model, Path(tmp) / "onnx", opset=opset, task="text-classification",
+            model, Path(tmp) / "onnx", opset=opset, task="image-classification" if is_image_classifier(model) else "text-classification",
             do_validation=False, preprocessors=[tokenizer], device="cpu",
         )
         exported = Path(tmp) / "onnx" / "model.onnx"
@@ -87,13 +111,17 @@ def pytorch_logits(model, batches: list[dict[str, np.ndarray]]) -> np.ndarray:
 def validate_onnx(
     onnx_path: str | Path, model, tokenizer, texts: Sequence[str], max_length: int,
     atol: float = DEFAULT_ATOL, max_examples: int = 128,
+    batches: list[dict[str, np.ndarray]] | None = None,
 ) -> ExportCheck:
-    """Compare ONNX Runtime and PyTorch logits on real texts; raise ValidationError past atol."""
+    """Compare ONNX Runtime and PyTorch logits on real texts (or the given input `batches`,
+    e.g. images); raise ValidationError past atol."""
     import onnxruntime as ort
 
-
-    texts = list(texts)[:max_examples]
-    batches = eval_batches(tokenizer, texts, max_length, batch_size=32)
+    if batches is None:
+        batches = eval_batches(tokenizer, list(texts)[:max_examples], max_length, batch_size=32)
+    else:
+        batches = _first_rows(batches, max_examples)
+    count = sum(len(next(iter(b.values()))) for b in batches)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     ort_out = predict_logits(session, batches)
     torch_out = pytorch_logits(model, batches)
@@ -102,14 +130,27 @@ def validate_onnx(
     if not np.isfinite(diff) or diff > atol:
         raise ValidationError(
             f"ONNX output 'logits' differs from PyTorch by up to {diff:.3g} (atol {atol:g}) on "
-            f"{len(texts)} validation examples; raise --atol or try another --opset",
+            f"{count} validation examples; raise --atol or try another --opset",
             max_abs_diff=diff, atol=atol,
         )
-    return ExportCheck(diff, atol, len(texts), agree)
+    return ExportCheck(diff, atol, count, agree)
+
+
+def _first_rows(batches: list[dict[str, np.ndarray]], rows: int) -> list[dict[str, np.ndarray]]:
+    kept, left = [], rows
+    for batch in batches:
+        if left <= 0:
+            break
+        kept.append({k: v[:left] for k, v in batch.items()})
+        left -= len(next(iter(batch.values())))
+    return kept
 
 
 def export_validated(model, tokenizer, target: str | Path, texts: Sequence[str], max_length: int,
-                     opset: int | None = None, atol: float | None = None) -> tuple[Path, ExportCheck]:
-    """Export, then check against PyTorch: the pair every edgetune path runs."""
+                     opset: int | None = None, atol: float | None = None,
+                     batches: list[dict[str, np.ndarray]] | None = None) -> tuple[Path, ExportCheck]:
+    """Export, then check against PyTorch (on `texts`, or input `batches`): the pair every
+    edgetune path runs."""
     path = export_onnx(model, tokenizer, target, opset or DEFAULT_OPSET)
-    return path, validate_onnx(path, model, tokenizer, texts, max_length, atol or DEFAULT_ATOL)
+    return path, validate_onnx(path, model, tokenizer, texts, max_length, atol or DEFAULT_ATOL,
+                               batches=batches)

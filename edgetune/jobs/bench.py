@@ -3,6 +3,7 @@ data if given; with several models, each one's p50/p90 ratio to the first, with 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,10 +11,11 @@ import numpy as np
 
 from edgetune.config import BenchConfig
 from edgetune.data.arrays import is_array_data, load_array_data
-from edgetune.data.text import align_labels, load_text_dataset
+from edgetune.data.labels import align_labels
+from edgetune.data.text import load_text_dataset
 from edgetune.deploy.bundle import Bundle, load_bundle
 from edgetune.errors import InputError
-from edgetune.jobs.common import check_is_onnx, load_tokenizer, pick_split
+from edgetune.jobs.common import check_is_onnx, load_image_processor, load_tokenizer, pick_split
 from edgetune.measure.bench import BenchResult, EvalSet, Subject, bench_models
 from edgetune.measure.latency import LatencySettings
 from edgetune.measure.stats import ratio_interval
@@ -53,6 +55,8 @@ def _open(model: str, config: BenchConfig, profile: Profile) -> tuple[Subject, B
     check_is_onnx(model_path)
     max_length = bundle.max_length if bundle else profile.sequence_length
     inputs = graph_inputs(model_path)
+    if bundle and bundle.manifest.task == "image-classification" and not is_array_data(config.data):
+        return _image_subject(model, model_path, bundle, config, profile), bundle, max_length
     if is_array_data(config.data):  # the data's own rows are what it is timed on
         arrays = load_array_data(config.data, graph_input_specs(model_path), config.labels)
         return Subject(model, model_path, None, arrays.feed(profile.batch_size)), bundle, max_length
@@ -71,6 +75,43 @@ def _open(model: str, config: BenchConfig, profile: Profile) -> tuple[Subject, B
                          f"{', '.join(inputs)} (inputs are made from the graph: see --shape)")
     feed = synthetic_feed(model_path, profile, parse_shapes(config.shapes))
     return Subject(model, model_path, None, feed), bundle, max_length
+
+
+def _image_subject(model: str, model_path: Path, bundle: Bundle, config: BenchConfig,
+                   profile: Profile) -> Subject:
+    """An image bundle, timed on one batch of the data's images (or a grey image) as its own
+    image processor makes them."""
+    from PIL import Image
+
+    from edgetune.data.pixels import fixed_batch
+
+    processor = load_image_processor(bundle.path)
+    images = ([Image.new("RGB", (bundle.max_length, bundle.max_length), (128, 128, 128))]
+              if config.data is None else _image_split(config, bundle)["image"][:8])
+    return Subject(model, model_path, None, fixed_batch(processor, images, profile.batch_size,
+                                                        _channels(bundle)))
+
+
+def _channels(bundle: Bundle) -> int:
+    config = next((bundle.path / n for n in ("config.json", "edgetune_module.json")
+                   if (bundle.path / n).is_file()), None)
+    return int(json.loads(config.read_text()).get("num_channels", 3)) if config else 3
+
+
+def _image_split(config: BenchConfig, bundle: Bundle):
+    from edgetune.data.images import load_image_dataset
+
+    dataset = load_image_dataset(config.data, None, config.label_column,
+                                 config.validation_fraction, config.seed)
+    return pick_split(align_labels(dataset, bundle.label_names), config.split)
+
+
+def _image_evaluation(bundle: Bundle, config: BenchConfig) -> EvalSet:
+    from edgetune.data.pixels import pixel_batches
+
+    split = _image_split(config, bundle)
+    batches = pixel_batches(load_image_processor(bundle.path), split["image"], _channels(bundle))
+    return EvalSet(None, [], np.asarray(split["label"]), bundle.max_length, batches)
 
 
 def _array_evaluation(subject: Subject, config: BenchConfig, profile: Profile) -> EvalSet | None:
@@ -93,6 +134,8 @@ def bench(config: BenchConfig) -> BenchReport:
         raise InputError("--labels goes with --data X.npz/.npy (arrays); text data has its label column")
     if is_array_data(config.data):
         evaluation = _array_evaluation(first_subject, config, profile)
+    elif config.data is not None and first_bundle and first_bundle.manifest.task == "image-classification":
+        evaluation = _image_evaluation(first_bundle, config)
     elif config.data is not None:
         dataset = load_text_dataset(config.data, config.text_column, config.label_column,
                                     config.validation_fraction, config.seed)

@@ -40,6 +40,15 @@ def load_tokenizer(folder: str | Path):
         raise InputError(f"no tokenizer in {folder}; pass --tokenizer DIR") from None
 
 
+def load_image_processor(folder: str | Path):
+    from transformers import AutoImageProcessor
+
+    try:
+        return AutoImageProcessor.from_pretrained(str(folder), trust_remote_code=False)
+    except (OSError, ValueError, TypeError):
+        raise InputError(f"no image processor in {folder} (preprocessor_config.json)") from None
+
+
 def model_type_of(folder: Path | None) -> str | None:
     """The `model_type` in a folder's config.json (None for an ONNX file without one)."""
     config = folder / "config.json" if folder else None

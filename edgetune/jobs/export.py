@@ -30,7 +30,8 @@ class ModuleExport:
 
 def export_plain_module(config: ExportConfig) -> ModuleExport:
     """`pkg.module:factory` -> OUT/model.onnx + edgetune_export.json, checked against PyTorch."""
-    from edgetune.exporter.module import export_module, load_factory
+    from edgetune.exporter.module import export_module
+    from edgetune.factory import load_factory
     from edgetune.measure.synthetic import parse_shapes
 
     if config.quantize != "none":
@@ -56,7 +57,7 @@ def export_plain_module(config: ExportConfig) -> ModuleExport:
 
 def export(config: ExportConfig) -> Bundle | ModuleExport:
     """Export, check against PyTorch, apply the `quantize` mode (any mode; `none` = fp32)."""
-    from edgetune.exporter.module import is_factory
+    from edgetune.factory import is_factory
 
     if is_factory(config.checkpoint):
         return export_plain_module(config)

@@ -5,16 +5,23 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from edgetune.compress.channels import is_channel_pruned, trained_in_memory
 from edgetune.compress.passes import PassContext, Step, get_pass
 from edgetune.compress.pruning import PruneConfig, run_torch_steps
-from edgetune.compress.recover import distill_student, make_student, scoring_batches
+from edgetune.compress.recover import (
+    distill_student,
+    distillation_kind,
+    make_student,
+    scoring_batches,
+)
 from edgetune.config import PruneJobConfig
 from edgetune.console import console
-from edgetune.data.text import align_labels, load_text_dataset
+from edgetune.data.labels import align_labels
 from edgetune.deploy.bundle import Bundle, write_bundle
 from edgetune.deploy.manifest import candidate_manifest
 from edgetune.exporter.onnx import export_validated, load_checkpoint
 from edgetune.fsutil import check_output_dir
+from edgetune.jobs.inputs import RunInputs
 from edgetune.profiles import load_profile
 
 
@@ -33,8 +40,9 @@ def prune(config: PruneJobConfig) -> Bundle:
     teacher, tokenizer = load_checkpoint(checkpoint)
     names = [str(teacher.config.id2label[i]) for i in range(teacher.config.num_labels)]
     train = config.train.for_length(profile.sequence_length)
-    dataset = align_labels(load_text_dataset(config.data, config.text_column, config.label_column,
-                                             0.1, train.seed), names)
+    inputs = RunInputs.load(config, train.seed, model=str(checkpoint))
+    dataset = align_labels(inputs.dataset, names)
+    inputs.dataset = dataset
     batches = scoring_batches(tokenizer, dataset, train.max_length, seed=train.seed)
     pruned = make_student(teacher, structured, batches, config.importance, before)
     console.log(f"pruned {pruned.name}: {pruned.params_after / 1e6:.1f}M of "
@@ -42,16 +50,20 @@ def prune(config: PruneJobConfig) -> Bundle:
     with tempfile.TemporaryDirectory(prefix="edgetune-prune-") as tmp:
         trained = distill_student(pruned, tokenizer, teacher, dataset, Path(tmp) / "train", train,
                                   use_teacher=config.distill, kind=config.distillation)
-        student, _ = load_checkpoint(trained.checkpoint)
+        # A channel-pruned CNN no longer matches its config.json: the trained model in memory
+        # (the best checkpoint's weights, loaded back by the Trainer) is what is exported.
+        student = trained_in_memory(pruned.model) if is_channel_pruned(pruned.model) else \
+            load_checkpoint(trained.checkpoint)[0]
         pruned.steps += run_torch_steps(student, after, PassContext())
+        channels = getattr(student.config, "num_channels", 3)
         fp32, check = export_validated(student, tokenizer, Path(tmp) / "model.onnx",
-                                       list(dataset.validation["text"]), train.max_length,
-                                       atol=config.atol)
+                                       inputs.validation_texts(), train.max_length,
+                                       atol=config.atol, batches=inputs.check_batches(tokenizer, channels))
         pruning = {**pruned.to_json(), "importance": config.importance, "distilled": config.distill,
-                   "distillation": config.distillation if config.distill else None}
+                   "distillation": distillation_kind(teacher, config.distillation) if config.distill else None}
         manifest = candidate_manifest(
             names, train.max_length, "fp32", profile, {}, source=str(checkpoint), pruning=pruning,
             metrics={"pytorch_accuracy": trained.metrics["accuracy"]}, train=trained.to_json(),
             export_check=check.to_json(),
-            task="text-pair-classification" if dataset.is_pair else "text-classification")
+            task=inputs.task)
         return write_bundle(config.out, fp32, trained.checkpoint, manifest, config.overwrite)

@@ -14,15 +14,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from edgetune._version import __version__
-from edgetune.compress.modes import Mode, default_modes, resolve_modes
+from edgetune.compress.modes import Mode, default_modes, resolve_modes, unfused
 from edgetune.compress.passes import PassContext
 from edgetune.config import RECIPE_NAME, TuneConfig, write_recipe
 from edgetune.console import console
-from edgetune.data.encoding import calibration_batches
-from edgetune.data.text import load_text_dataset
 from edgetune.defaults import default_data, default_model
 from edgetune.deploy.bundle import write_bundle
 from edgetune.deploy.manifest import candidate_manifest
@@ -31,6 +27,7 @@ from edgetune.errors import EdgetuneError, InputError, NoCandidate
 from edgetune.exporter.onnx import load_checkpoint
 from edgetune.fsutil import check_output_dir, run_lock
 from edgetune.jobs.common import VALIDATION_SAMPLE
+from edgetune.jobs.inputs import RunInputs, image_settings
 from edgetune.measure.bench import EvalSet
 from edgetune.measure.latency import LatencySettings
 from edgetune.measure.session import check_providers
@@ -40,7 +37,7 @@ from edgetune.search.notes import note_slower_than_fp32
 from edgetune.search.record import Candidate
 from edgetune.search.select import Selection, choose
 from edgetune.train.distributed import is_main_process
-from edgetune.train.sources import check_model_source, check_trainable
+from edgetune.train.sources import check_model_source, check_trainable, is_image_model
 
 
 @dataclass
@@ -106,10 +103,11 @@ def _tune(config: TuneConfig, profile: Profile, modes: list[Mode], out: Path,
     stages: dict[str, float] = {}
     t0 = time.monotonic()
     if not (config.resume and finished_training(out / "work", cfg)):
-        check_model_source(config.model)
-        modes = _modes_for_family(config, modes, check_trainable(config.model))
-    dataset = load_text_dataset(config.data, config.text_column, config.label_column,
-                                config.validation_fraction, cfg.seed, config.drop_unseen_labels)
+        images = is_image_model(config.model)
+        check_model_source(config.model, images)
+        modes = _modes_for_family(config, modes, check_trainable(config.model, images))
+    inputs = RunInputs.load(config, cfg.seed)
+    dataset = inputs.dataset
     console.log(f"data: {len(dataset.train)} train / {len(dataset.validation)} validation, "
                 f"{dataset.num_labels} labels {dataset.label_names[:8]}")
     for reason, count in dataset.dropped.items():
@@ -126,20 +124,25 @@ def _tune(config: TuneConfig, profile: Profile, modes: list[Mode], out: Path,
     stages["fine_tune"] = time.monotonic() - t0
     if (work / "lr_find.png").is_file():  # the range test's curve, beside the report
         shutil.copy2(work / "lr_find.png", out / "lr_find.png")
-    val_texts = list(dataset.validation["text"])
-    (trained.checkpoint / VALIDATION_SAMPLE).write_text(json.dumps(val_texts[:128]))
+    val_texts = inputs.validation_texts()
+    if inputs.kind == "text":  # what `export` checks on and `serve` times batches with
+        (trained.checkpoint / VALIDATION_SAMPLE).write_text(json.dumps(val_texts[:128]))
     console.log(f"fine-tuned: PyTorch validation accuracy {trained.metrics['accuracy']:.4f} "
                 f"({trained.steps} steps, stopped by {trained.stopped_by})")
 
     t0 = time.monotonic()
     torch_model, tokenizer = load_checkpoint(trained.checkpoint)
+    channels, max_length = 3, cfg.max_length
+    if inputs.kind == "image":  # the processor at the profile's size; max_length = the image side
+        tokenizer, channels, max_length = image_settings(torch_model, tokenizer, profile)
     ctx = PassContext(model_type=torch_model.config.model_type)
     if any(m.needs_calibration for m in modes):
-        ctx.calibration = calibration_batches(tokenizer, list(dataset.train["text"]), cfg.max_length,
-                                              config.calibration_samples, cfg.seed)
+        ctx.calibration = inputs.calibration(tokenizer, cfg.max_length, config.calibration_samples,
+                                             cfg.seed, channels)
     settings = settings or LatencySettings(rounds=config.latency_rounds, max_rounds=config.max_rounds)
-    builder = CandidateBuilder(profile, tokenizer, ctx, settings, config.opset, config.atol)
-    evaluation = EvalSet(tokenizer, val_texts, np.asarray(dataset.validation["label"]), cfg.max_length)
+    builder = CandidateBuilder(profile, tokenizer, ctx, settings, config.opset, config.atol,
+                               inputs.latency_feed(tokenizer, profile, channels))
+    evaluation = inputs.evaluation(tokenizer, max_length, channels)
     candidates, check = builder.from_model(torch_model, work / "onnx", modes, evaluation,
                                            checkpoint=str(trained.checkpoint))
     del torch_model
@@ -182,12 +185,12 @@ def _tune(config: TuneConfig, profile: Profile, modes: list[Mode], out: Path,
         context["search"] = search_log.to_json()
         context["min_accuracy"] = min_accuracy
 
-    task = "text-pair-classification" if dataset.is_pair else "text-classification"
+    task = inputs.task
 
     def manifest(c: Candidate):
         metrics = {"accuracy": c.accuracy.to_json(), "latency": c.latency.to_json(),
                    "size_mb": c.size_mb, "pytorch_accuracy": trained.metrics["accuracy"]}
-        return candidate_manifest(dataset.label_names, cfg.max_length, c.precision, profile,
+        return candidate_manifest(dataset.label_names, max_length, c.precision, profile,
                                   c.settings, source=config.model, candidate=c.name,
                                   metrics=metrics, export_check=check.to_json(), task=task)
 
@@ -203,7 +206,7 @@ def _tune(config: TuneConfig, profile: Profile, modes: list[Mode], out: Path,
         context["best_bundle"] = str(best)
     elif (out / "best").exists():
         shutil.rmtree(out / "best")  # a stale winner from an earlier run would mislead
-    if config.loadtest and best is not None:
+    if config.loadtest and best is not None and inputs.kind == "text":
         from edgetune.jobs.loadtest import load_test_bundle
 
         t0 = time.monotonic()
@@ -251,9 +254,13 @@ def _modes_for_family(config: TuneConfig, modes: list[Mode], model_type: str) ->
         return modes
     if config.modes:
         ort_model_type(model_type)  # asked for by name: the one-line refusal
-    console.log(f"modes: {', '.join(m.name for m in fused)} left out: ONNX Runtime has no fusion "
-                f"recipe for the {model_type} family")
-    return [m for m in modes if m not in fused]
+    kept = [unfused(m, model_type) if m in fused else m for m in modes]
+    kept = [m for m in kept if m.steps or m.name == "fp32"]  # optimized-fp32 unfused is fp32
+    console.log(f"modes: ONNX Runtime has no fusion recipe for the {model_type} family: "
+                f"{', '.join(m.name for m in fused)} built without graph fusion"
+                + (" (optimized-fp32 left out: it would be fp32)" if any(m.name == "optimized-fp32"
+                                                                        for m in fused) else ""))
+    return kept
 
 
 def train_settings(config: TuneConfig, profile: Profile):
@@ -274,7 +281,5 @@ def _train_only(config: TuneConfig, profile: Profile) -> None:
     work = Path(config.out) / "work"
     if config.resume and finished_training(work, cfg):
         return
-    dataset = load_text_dataset(config.data, config.text_column, config.label_column,
-                                config.validation_fraction, cfg.seed, config.drop_unseen_labels)
-    fine_tune(config.model, dataset, work, cfg, resume=config.resume)
+    fine_tune(config.model, RunInputs.load(config, cfg.seed).dataset, work, cfg, resume=config.resume)
 

@@ -70,9 +70,17 @@ class LatencyResult:
     traffic_p90_ci: list[float] = field(default_factory=list)
     verdict: str = ""  # met | missed | marginal (empty without a budget)
     verdict_note: str = ""
+    input_shape: list[int] = field(default_factory=list)  # the first input's fixed shape
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    @property
+    def shape_label(self) -> str:
+        """`batch x seq` for text; the whole shape (1x3x224x224) for images and other inputs."""
+        if len(self.input_shape) > 2:
+            return "x".join(str(d) for d in self.input_shape)
+        return f"{self.batch_size} x {self.sequence_length}"
 
 
 @dataclass
@@ -155,7 +163,8 @@ def _summary(system: System, profile: Profile, stats: dict, budget_ms: float | N
         throughput_items_per_s=float(batch * 1000.0 / p50), peak_rss_mb=float(stats["peak_rss_mb"]),
         providers=stats["providers"], threads=profile.threads, gpu_memory_mb=stats["gpu_memory_mb"],
         p50_ci=_interval(system.rounds, 50), p90_ci=_interval(system.rounds, 90),
-        p99_ci=_interval(system.rounds, 99), rounds=len(system.rounds))
+        p99_ci=_interval(system.rounds, 99), rounds=len(system.rounds),
+        input_shape=[int(d) for d in shape])
     result.round_times = system.rounds  # not a field: kept for ratios, not written to JSON
     if system.traffic_rounds:
         traffic = np.concatenate(system.traffic_rounds)

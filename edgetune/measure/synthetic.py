@@ -107,6 +107,10 @@ def _shape(value: onnx.ValueInfoProto, profile: Profile, given: dict[str, list[i
             shape.append(profile.batch_size)
         elif any(word in dim.dim_param.lower() for word in SEQUENCE_WORDS):
             shape.append(profile.sequence_length)
+        elif "channel" in dim.dim_param.lower() and profile.channels:
+            shape.append(profile.channels)
+        elif dim.dim_param.lower() in ("height", "width") and profile.image_size:
+            shape.append(profile.image_size)
         else:
             raise InputError(f"input '{value.name}' has an unknown dimension "
                              f"'{dim.dim_param or index}'; give its shape: --shape "

@@ -30,14 +30,19 @@ class CandidateBuilder:
     settings: LatencySettings | None = None
     opset: int | None = None
     atol: float | None = None
+    feed: dict | None = None  # a model that takes no text (images): the fixed batch it is timed on
 
-    def export(self, model, target: Path, check_texts: list[str] | None,
-               max_length: int) -> tuple[Path, ExportCheck | None]:
-        """Export to ONNX; checked against PyTorch on `check_texts` (None: a latency probe)."""
-        if check_texts is None:
+    def export(self, model, target: Path, check_texts: list[str] | None, max_length: int,
+               batches: list[dict] | None = None) -> tuple[Path, ExportCheck | None]:
+        """Export to ONNX; checked against PyTorch on `check_texts` or input `batches` (both
+        None: a latency probe). `tokenizer` is the preprocessor (an image processor too)."""
+        if check_texts is None and batches is None:
             return export_onnx(model.eval(), self.tokenizer, target), None
-        return export_validated(model, self.tokenizer, target, check_texts, max_length,
-                                self.opset, self.atol)
+        return export_validated(model, self.tokenizer, target, check_texts or [], max_length,
+                                self.opset, self.atol, batches)
+
+    def subject(self, name: str, path: Path) -> Subject:
+        return Subject(name, path, None if self.feed is not None else self.tokenizer, self.feed)
 
     def build(self, fp32: Path, modes: list[Mode], out_dir: Path, evaluation: EvalSet | None,
               prefix: str = "", checkpoint: str = "", extra: dict | None = None) -> list[Candidate]:
@@ -47,7 +52,7 @@ class CandidateBuilder:
         candidates = []
         for mode in modes:
             path, settings = built[mode.name]
-            subject = Subject(mode.name, path, self.tokenizer)
+            subject = self.subject(mode.name, path)
             accuracy = evaluate(subject, self.profile, evaluation) if evaluation else None
             candidates.append(Candidate(
                 name=prefix + mode.name, precision=mode.precision, model_path=str(path),
@@ -61,12 +66,13 @@ class CandidateBuilder:
         """Export a PyTorch model (checked on the evaluation texts), then `build`."""
         texts = evaluation.texts if evaluation else None
         max_length = evaluation.max_length if evaluation else self.profile.sequence_length
-        fp32, check = self.export(model, out_dir / "model.fp32.onnx", texts, max_length)
+        fp32, check = self.export(model, out_dir / "model.fp32.onnx", texts, max_length,
+                                  evaluation.batches if evaluation else None)
         return self.build(fp32, modes, out_dir, evaluation, prefix, checkpoint, extra), check
 
     def measure(self, candidates: list[Candidate], evaluation: EvalSet | None) -> list[Candidate]:
         """Latency of all `candidates` in the same interleaved rounds, then their verdicts."""
-        subjects = [Subject(c.name, Path(c.model_path), self.tokenizer) for c in candidates]
+        subjects = [self.subject(c.name, Path(c.model_path)) for c in candidates]
         texts = evaluation.texts if evaluation else None
         max_length = evaluation.max_length if evaluation else self.profile.sequence_length
         latency = measure_latencies(subjects, self.profile, texts, max_length, self.settings,

@@ -63,10 +63,12 @@ class DistillationTrainer(Trainer):
 
         d = self.distill
         hidden, attention = d.hidden_weight > 0, d.attention_weight > 0
-        outputs = model(**inputs, output_hidden_states=hidden, output_attentions=attention)
+        # Only the outputs asked for: CNN image models take no `output_attentions` at all.
+        asked = {k: True for k, on in (("output_hidden_states", hidden), ("output_attentions", attention)) if on}
+        outputs = model(**inputs, **asked)
         with torch.no_grad():
             self.teacher.to(outputs.logits.device)
-            taught = self.teacher(**inputs, output_hidden_states=hidden, output_attentions=attention)
+            taught = self.teacher(**inputs, **asked)
         t = d.temperature
         kd = F.kl_div(F.log_softmax(outputs.logits / t, dim=-1), F.softmax(taught.logits / t, dim=-1),
                       reduction="batchmean") * t * t

@@ -19,9 +19,7 @@ import numpy as np
 from transformers import Trainer
 
 from edgetune.console import console
-from edgetune.data.encoding import tokenize
 from edgetune.data.text import TextDataset
-from edgetune.errors import InputError
 from edgetune.fsutil import write_json_atomic
 from edgetune.measure.metrics import classification_metrics
 from edgetune.train.autoset import (
@@ -34,10 +32,12 @@ from edgetune.train.autoset import (
 from edgetune.train.callbacks import FitToTimeCallback, TargetCallback, TimeBudgetCallback
 from edgetune.train.distill import DistillationTrainer, DistillConfig
 from edgetune.train.distributed import world_size
+from edgetune.train.plain import PlainImageClassifier, save_record
 from edgetune.train.precision import fp32_logits, training_precision
 from edgetune.train.progress import RichProgressCallback
 from edgetune.train.settings import TrainConfig
 from edgetune.train.sources import check_model_source, last_good_checkpoint
+from edgetune.train.tasks import loader_for, task_for
 
 LOG = logging.getLogger(__name__)
 TRAIN_RECORD = "edgetune_train.json"
@@ -65,26 +65,11 @@ class TrainResult:
                 "batch_size": self.batch_size}
 
 
-def load_model_for_classification(model_source: str, label_names: list[str]):
-    """Pretrained weights + a new classification head sized for `label_names`."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    check_model_source(model_source)
-    id2label = dict(enumerate(label_names))
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(model_source, trust_remote_code=False)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            model_source,
-            num_labels=len(label_names),
-            id2label=id2label,
-            label2id={name: i for i, name in id2label.items()},
-            ignore_mismatched_sizes=True,
-            trust_remote_code=False,
-        )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise InputError(f"model '{model_source}' could not be loaded: {first}") from None
-    return model, tokenizer
+def load_model_for_classification(model_source: str, label_names: list[str], dataset=None):
+    """Pretrained weights + a new classification head sized for `label_names` (an image model
+    and its image processor when `dataset` holds images)."""
+    check_model_source(model_source, images=getattr(dataset, "kind", "text") == "image")
+    return loader_for(dataset)(model_source, label_names)
 
 
 def fine_tune(
@@ -106,12 +91,7 @@ def fine_tune(
     evaluation reaches it (the search gives the minutes saved to the next student).
     """
     import torch
-    from transformers import (
-        DataCollatorWithPadding,
-        EarlyStoppingCallback,
-        TrainingArguments,
-        set_seed,
-    )
+    from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
     from transformers.trainer_callback import PrinterCallback
 
     if config.max_length is None:
@@ -120,17 +100,15 @@ def fine_tune(
     set_seed(config.seed)
     output_dir = Path(output_dir)
     if model is None:
-        model, tokenizer = load_model_for_classification(model_source, dataset.label_names)
+        model, tokenizer = load_model_for_classification(model_source, dataset.label_names, dataset)
+    task = task_for(dataset, tokenizer, config.max_length, config.group_by_length,
+                    getattr(model.config, "num_channels", 3), config.seed)
 
     train = dataset.train
     if config.max_train_samples and len(train) > config.max_train_samples:
         train = train.shuffle(seed=config.seed).select(range(config.max_train_samples))
 
-    def encode_rows(batch):
-        return tokenize(tokenizer, batch["text"], truncation=True, max_length=config.max_length)
-
-    train_tok = train.map(encode_rows, batched=True, remove_columns=["text"])
-    val_tok = dataset.validation.map(encode_rows, batched=True, remove_columns=["text"])
+    train_tok, val_tok = task.encode(train, training=True), task.encode(dataset.validation, training=False)
 
     start_batch = 32 if config.batch_size == "auto" else config.batch_size
     eval_steps = config.eval_steps or eval_every(len(train_tok), start_batch)
@@ -170,7 +148,8 @@ def fine_tune(
         use_cpu=not torch.cuda.is_available(),
         fp16=False,
         bf16=use_bf16,
-        group_by_length=config.group_by_length,
+        group_by_length=task.group_by_length,
+        remove_unused_columns=task.kind == "text",  # images are processed on access
         save_safetensors=True,
     )
 
@@ -195,7 +174,7 @@ def fine_tune(
         train_dataset=train_tok,
         eval_dataset=val_tok,
         processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=task.collator(),
         compute_metrics=compute_metrics,
         callbacks=callbacks,
     )
@@ -210,7 +189,7 @@ def fine_tune(
     train_seconds = time.monotonic() - started
 
     # The reported metrics in fp32, as the exported model computes, whatever training used.
-    metrics = classification_metrics(fp32_logits(trainer.model, tokenizer, dataset, config.max_length),
+    metrics = classification_metrics(fp32_logits(trainer.model, task.batches(dataset.validation)),
                                      np.asarray(dataset.validation["label"]))
 
     best = output_dir / "best"
@@ -224,6 +203,8 @@ def fine_tune(
                          precision_reason, rate, sized.to_json() if sized else None)
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(best))
+        if isinstance(model, PlainImageClassifier):  # what rebuilds it: factory + labels
+            save_record(model, best)
         # Written last: its presence marks a finished run for `finished_training`.
         write_json_atomic(best / TRAIN_RECORD, {"config": config.model_dump(mode="json"),
                                                 "processes": world_size(), **result.to_json()})

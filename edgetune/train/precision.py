@@ -25,16 +25,15 @@ def training_precision(asked: str) -> tuple[bool, str]:
     return False, "fp32 (CPU flags have no avx512_bf16/amx_bf16)"
 
 
-def fp32_logits(model, tokenizer, dataset, max_length: int) -> np.ndarray:
-    """The model's validation logits in plain fp32 (no autocast), batch by batch."""
+def fp32_logits(model, batches: list[dict[str, np.ndarray]]) -> np.ndarray:
+    """The model's logits on numpy `batches` in plain fp32 (no autocast), batch by batch."""
     import torch
 
-    from edgetune.data.encoding import eval_batches
-
     model.eval()
+    device = next(model.parameters()).device  # plain nn.Modules have no `.device`
     outputs = []
     with torch.inference_mode():
-        for batch in eval_batches(tokenizer, list(dataset.validation["text"]), max_length, 64):
-            feed = {k: torch.from_numpy(v).to(model.device) for k, v in batch.items()}
+        for batch in batches:
+            feed = {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
             outputs.append(model(**feed).logits.float().cpu().numpy())
     return np.concatenate(outputs, axis=0)

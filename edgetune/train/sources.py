@@ -17,8 +17,14 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "voca
                    "spiece.model", "sentencepiece.bpe.model", "spm.model")
 
 
-def check_model_source(model_source: str) -> None:
-    """A local folder with config, weights' config and tokenizer; or a hub id that resolves."""
+def check_model_source(model_source: str, images: bool = False) -> None:
+    """A local folder with config, weights' config and tokenizer (image processor, for an
+    image model); or a hub id that resolves."""
+    from edgetune.factory import is_factory, resolve_factory
+
+    if is_factory(model_source):  # a plain PyTorch image model: importable is what is checked
+        resolve_factory(model_source)
+        return
     path = Path(model_source).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -27,6 +33,12 @@ def check_model_source(model_source: str) -> None:
         if not (path / "config.json").is_file():
             raise InputError(f"model path '{model_source}' holds no model (no config.json); "
                              "give a Hugging Face model folder or a hub id")
+        if images:
+            if not (path / "preprocessor_config.json").is_file():
+                raise InputError(f"model path '{model_source}' holds no image processor (no "
+                                 "preprocessor_config.json); save it beside the model with "
+                                 "image_processor.save_pretrained(folder)")
+            return
         if not any((path / name).is_file() for name in TOKENIZER_FILES):
             raise InputError(f"model path '{model_source}' holds no tokenizer (none of "
                              f"{', '.join(TOKENIZER_FILES[:3])}, ...); save it beside the model "
@@ -37,21 +49,50 @@ def check_model_source(model_source: str) -> None:
     check_hub_id(model_source, "model", "model")
 
 
-def check_trainable(model_source: str) -> str:
-    """The architecture has a sequence-classification head in transformers (no remote code);
-    returns its `model_type`."""
+def check_trainable(model_source: str, images: bool = False) -> str:
+    """The architecture has a sequence- (or image-) classification head in transformers (no
+    remote code); returns its `model_type`."""
     from transformers import AutoConfig
-    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING,
+        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
+    )
 
+    from edgetune.factory import is_factory
+
+    if is_factory(model_source):
+        return "plain"
     try:
         config = AutoConfig.from_pretrained(model_source, trust_remote_code=False)
     except (OSError, ValueError, KeyError) as exc:
         first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
         raise InputError(f"model '{model_source}': its config.json cannot be read ({first})") from None
-    if type(config) not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
+    heads = MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING if images else MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
+    if type(config) not in heads:
+        kind = "image" if images else "sequence"
         raise InputError(f"model '{model_source}' is a {config.model_type} model, which has no "
-                         "sequence-classification head in transformers; edgetune tunes text classifiers")
+                         f"{kind}-classification head in transformers; edgetune tunes text and "
+                         "image classifiers")
     return config.model_type
+
+
+def is_image_model(model_source: str) -> bool:
+    """An architecture transformers classifies images with (read from config.json alone), a
+    plain PyTorch factory (`pkg.module:factory`, image models only), or a checkpoint of one."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING
+
+    from edgetune.factory import is_factory
+    from edgetune.train.plain import is_plain_checkpoint
+
+    if is_factory(model_source) or is_plain_checkpoint(Path(model_source)):
+        return True
+
+    try:
+        config = AutoConfig.from_pretrained(model_source, trust_remote_code=False)
+    except (OSError, ValueError, KeyError):
+        return False  # check_trainable says what is wrong
+    return type(config) in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING
 
 
 def _safetensors_whole(path: Path) -> bool:

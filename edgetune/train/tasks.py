@@ -1,0 +1,128 @@
+"""What differs between text and image classification inside the one training loop.
+
+The loop (`train/loop.py`) asks a task for its model and preprocessor, the training and
+validation rows as model inputs, the collator, and numpy batches of the validation rows
+(for fp32 metrics and the ONNX check); everything else (budget, LR, batch size, early stop,
+resume, distillation) is shared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import datasets
+import numpy as np
+
+from edgetune.errors import InputError
+
+
+def _pretrained(model_source: str, label_names: list[str], model_class, preprocessor_class):
+    """Pretrained weights + a new classification head sized for `label_names` (no remote code)."""
+    id2label = dict(enumerate(label_names))
+    try:
+        preprocessor = preprocessor_class.from_pretrained(model_source, trust_remote_code=False)
+        model = model_class.from_pretrained(
+            model_source, ignore_mismatched_sizes=True, trust_remote_code=False,
+            num_labels=len(label_names), id2label=id2label,
+            label2id={name: i for i, name in id2label.items()})
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise InputError(f"model '{model_source}' could not be loaded: {first}") from None
+    return model, preprocessor
+
+
+@dataclass
+class TextTask:
+    tokenizer: object
+    max_length: int
+    group_by_length: bool = True
+    kind = "text"
+
+    @staticmethod
+    def load(model_source: str, label_names: list[str]):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        return _pretrained(model_source, label_names, AutoModelForSequenceClassification, AutoTokenizer)
+
+    def encode(self, split: datasets.Dataset, training: bool) -> datasets.Dataset:
+        from edgetune.data.encoding import tokenize
+
+        return split.map(lambda batch: tokenize(self.tokenizer, batch["text"], truncation=True,
+                                                max_length=self.max_length),
+                         batched=True, remove_columns=["text"])
+
+    def collator(self):
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(self.tokenizer)
+
+    def batches(self, split: datasets.Dataset, batch_size: int = 64) -> list[dict[str, np.ndarray]]:
+        from edgetune.data.encoding import eval_batches
+
+        return eval_batches(self.tokenizer, list(split["text"]), self.max_length, batch_size)
+
+
+@dataclass
+class ImageTask:
+    processor: object
+    channels: int = 3
+    seed: int = 42
+    kind = "image"
+    group_by_length = False
+
+    @staticmethod
+    def load(model_source: str, label_names: list[str]):
+        from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+        from edgetune.factory import is_factory
+
+        if is_factory(model_source):  # a plain PyTorch model: a new head, resize + normalise
+            from edgetune.train.plain import build
+
+            return build(model_source, label_names)
+        return _pretrained(model_source, label_names, AutoModelForImageClassification, AutoImageProcessor)
+
+    def encode(self, split: datasets.Dataset, training: bool) -> datasets.Dataset:
+        """Decoded and processed on access (`with_transform`): training rows augmented."""
+        import torch
+
+        from edgetune.data.pixels import augment, pixel_values
+
+        rng = np.random.default_rng(self.seed)
+
+        def transform(batch):
+            images = [augment(i, rng) if training else i for i in batch["image"]]
+            pixels = torch.from_numpy(pixel_values(self.processor, images, self.channels))
+            return {"pixel_values": list(pixels), "labels": list(batch["label"])}
+
+        return split.with_transform(transform)
+
+    def collator(self):
+        import torch
+
+        def collate(rows):
+            return {"pixel_values": torch.stack([r["pixel_values"] for r in rows]),
+                    "labels": torch.tensor([int(r["labels"]) for r in rows])}
+
+        return collate
+
+    def batches(self, split: datasets.Dataset, batch_size: int = 64) -> list[dict[str, np.ndarray]]:
+        from edgetune.data.pixels import pixel_batches
+
+        return pixel_batches(self.processor, split["image"], self.channels, batch_size)
+
+
+def task_for(dataset, preprocessor, max_length: int, group_by_length: bool, channels: int = 3,
+             seed: int = 42):
+    """The task of `dataset` (an `ImageDataset` or a `TextDataset`)."""
+    from edgetune.data.images import ImageDataset
+
+    if isinstance(dataset, ImageDataset):
+        return ImageTask(preprocessor, channels, seed)
+    return TextTask(preprocessor, max_length, group_by_length)
+
+
+def loader_for(dataset):
+    from edgetune.data.images import ImageDataset
+
+    return ImageTask.load if isinstance(dataset, ImageDataset) else TextTask.load

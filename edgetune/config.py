@@ -147,6 +147,7 @@ class PredictConfig(_Config):
     bundle: str
     texts: list[str] = Field(default_factory=list)
     text_pairs: list[str] = Field(default_factory=list, description="second texts, for a pair bundle")
+    images: list[str] = Field(default_factory=list, description="image files, for an image bundle")
     input: str | None = None
     text_column: str | None = None
     out: str | None = None

@@ -229,3 +229,50 @@ def test_plain_factory_that_cannot_be_imported_is_one_line(tmp_path, image_folde
     result = _tune(tmp_path / "run", "no_such_module_here:factory", image_folder, tiny_profile)
     assert result.exit_code == 2 and "cannot import 'no_such_module_here'" in result.output
     assert not (tmp_path / "run" / "work").exists()  # refused before any training
+
+
+def test_quantize_image_bundle_calibrates_on_images(tuned, image_folder, tmp_path):
+    import onnx
+
+    out = tmp_path / "q"
+    result = _run("quantize", tuned["mobilenet_v2"] / "best", "--mode", "static-int8-minmax",
+                  "--calibration-data", image_folder, "--calibration-samples", "16", "--out", out)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "static-int8-minmax" / "edgetune.json").read_text())
+    assert manifest["quantization"]["calibration_samples"] == 16
+    ops = {n.op_type for n in onnx.load(str(out / "static-int8-minmax" / "model.onnx")).graph.node}
+    assert "QuantizeLinear" in ops
+
+
+def test_predict_images_with_an_image_bundle(tuned, image_folder):
+    import onnxruntime as ort
+    from transformers import AutoImageProcessor
+
+    from edgetune.data.pixels import pixel_batches
+
+    best = tuned["convnext"] / "best"
+    files = [image_folder / "bright" / "000.png", image_folder / "dark" / "001.png"]
+    result = _run("predict", best, "--image", files[0], "--image", files[1])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.strip().splitlines()]
+    assert [line["image"] for line in lines] == [str(f) for f in files]
+    from PIL import Image
+
+    session = ort.InferenceSession(str(best / "model.onnx"), providers=["CPUExecutionProvider"])
+    batch = pixel_batches(AutoImageProcessor.from_pretrained(best), [Image.open(f) for f in files])[0]
+    expected = session.run(None, batch)[0].argmax(-1)
+    assert [line["label"] for line in lines] == [LABELS[i] for i in expected]
+    assert all(abs(sum(line["scores"].values()) - 1) < 1e-4 for line in lines)
+    result = _run("predict", best, "--text", "hello")
+    assert result.exit_code == 2 and "classifies images: give --image" in result.output
+
+
+def test_prune_search_on_a_vit(tmp_path, image_folder, tiny_profile):
+    from conftest import SEARCH_ARGS
+
+    vit = write_tiny_image_model(tmp_path / "vit", "vit")
+    result = _tune(tmp_path / "run", vit, image_folder, tiny_profile, *SEARCH_ARGS)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    pruned = [c for c in report["candidates"] if c["settings"].get("pruning")]
+    assert pruned and all(c["accuracy"]["examples"] == 6 for c in pruned)

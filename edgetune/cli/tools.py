@@ -212,13 +212,16 @@ def bench_table(results, ratios: list[dict], title: str):
 @click.argument("bundle", type=click.Path())
 @click.option("--text", "texts", multiple=True, help="A text to classify (repeatable); prints JSON lines.")
 @click.option("--text-pair", "text_pairs", multiple=True, help="For a sentence-pair bundle: the second text of each --text, in order.")
+@click.option("--image", "images", multiple=True, help="For an image bundle: an image file to classify (repeatable).")
 @click.option("--input", "input_file", default=None, help="A .csv/.tsv/.jsonl file of texts (streamed).")
 @click.option("--text-column", default=None, help="Text column of --input, or a,b for a pair bundle (default: detected by name).")
 @click.option("--out", "out_file", default=None, help="Predictions file, .csv or .jsonl (default: INPUT.predictions.jsonl).")
 @click.option("--batch-size", type=int, default=None, help="Texts per run (default: the bundle's profile batch).")
 @click.option("--threads", type=int, default=0, show_default=True, help="ONNX Runtime threads (0: all cores).")
-def predict(bundle, texts, text_pairs, input_file, text_column, out_file, batch_size, threads) -> None:
-    """Classify texts with a BUNDLE (ONNX Runtime and tokenizers only: no torch).
+def predict(bundle, texts, text_pairs, images, input_file, text_column, out_file, batch_size,
+            threads) -> None:
+    """Classify texts with a BUNDLE (ONNX Runtime and tokenizers only: no torch), or images
+    with an image bundle (--image; its image processor prepares them).
 
     Accuracy is printed when the input file has a label column.
 
@@ -226,14 +229,19 @@ def predict(bundle, texts, text_pairs, input_file, text_column, out_file, batch_
     Example:
       edgetune predict runs/sst2/best --text "a gripping, beautiful film"
       edgetune predict runs/sst2/best --input reviews.csv --out predictions.csv
+      edgetune predict runs/photos/best --image cat.jpg --image dog.png
     """
     import edgetune
     from edgetune.config import PredictConfig, validated
 
     result = edgetune.predict(validated(
-        PredictConfig, "predict", bundle=bundle, texts=list(texts), text_pairs=list(text_pairs), input=input_file,
+        PredictConfig, "predict", bundle=bundle, texts=list(texts), text_pairs=list(text_pairs),
+        images=list(images), input=input_file,
         text_column=text_column, out=out_file, batch_size=batch_size, threads=threads))
     for index, prediction in enumerate(result.predictions):
+        if images:
+            click.echo(json.dumps({"image": images[index], **prediction}))
+            continue
         pair = {"text_pair": text_pairs[index]} if text_pairs else {}
         click.echo(json.dumps({"text": texts[index], **pair, **prediction}))
     if result.out is not None:

@@ -88,26 +88,30 @@ def default_modes(device: str, precisions: list[str]) -> list[Mode]:
     return [m for m in MODES.values() if device in m.default_on and m.precision in precisions]
 
 
-def build_variants(fp32: str | Path, out_dir: str | Path, modes: list[Mode],
-                   ctx: PassContext) -> dict[str, tuple[Path, dict]]:
+def build_variants(fp32: str | Path, out_dir: str | Path, modes: list[Mode], ctx: PassContext,
+                   skip_inapplicable: bool = False) -> dict[str, tuple[Path, dict]]:
     """Build each mode from `fp32` into `out_dir/<name>.onnx`; returns paths and settings.
 
     Settings are the steps run (pass + config) and what each chose, keyed by the mode's name.
+    A mode whose quantizer finds nothing to quantize in this graph is refused, or with
+    `skip_inapplicable` (a default menu, not modes asked for by name) left out and logged.
     """
+    from edgetune.compress.onnx_passes import NothingToQuantize
+    from edgetune.console import console
+
     check_onnx(fp32)
     fp32, out_dir = Path(fp32).resolve(), Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     prefixes: dict[tuple[Step, ...], tuple[Path, list[dict]]] = {(): (fp32, [])}
     built: dict[str, tuple[Path, dict]] = {}
     for mode in modes:
-        for i in range(1, len(mode.steps) + 1):
-            if mode.steps[:i] in prefixes:
-                continue
-            source, done = prefixes[mode.steps[:i - 1]]
-            step = mode.steps[i - 1]
-            target = out_dir / f"{mode.name}.step{i}.onnx"
-            chosen = get_pass(step.pass_name).run(source, target, step.config, ctx)
-            prefixes[mode.steps[:i]] = (target, [*done, {**step.to_json(), "chose": chosen}])
+        try:
+            _build_prefixes(mode, prefixes, out_dir, ctx)
+        except NothingToQuantize as exc:
+            if not skip_inapplicable:
+                raise
+            console.log(f"modes: {mode.name} left out ({exc})")
+            continue
         path, record = prefixes[mode.steps]
         final = out_dir / f"{mode.name}.onnx"
         shutil.copy2(path, final)
@@ -115,6 +119,18 @@ def build_variants(fp32: str | Path, out_dir: str | Path, modes: list[Mode],
     for leftover in out_dir.glob("*.step*.onnx"):
         leftover.unlink()
     return built
+
+
+def _build_prefixes(mode: Mode, prefixes: dict, out_dir: Path, ctx: PassContext) -> None:
+    """Run the steps of `mode` not built yet, each from its built prefix."""
+    for i in range(1, len(mode.steps) + 1):
+        if mode.steps[:i] in prefixes:
+            continue
+        source, done = prefixes[mode.steps[:i - 1]]
+        step = mode.steps[i - 1]
+        target = out_dir / f"{mode.name}.step{i}.onnx"
+        chosen = get_pass(step.pass_name).run(source, target, step.config, ctx)
+        prefixes[mode.steps[:i]] = (target, [*done, {**step.to_json(), "chose": chosen}])
 
 
 def settings_of(mode: Mode, record: list[dict]) -> dict:

@@ -60,6 +60,10 @@ def check_onnx(path: str | Path) -> None:
         raise InputError(f"{path}: not a valid ONNX model ({str(exc).splitlines()[0]})") from None
 
 
+class NothingToQuantize(InputError):
+    """A quantization pass found nothing it quantizes in this graph (e.g. int4 on a CNN)."""
+
+
 def refuse_if_unchanged(source: Path, target: Path, pass_name: str, quantizes: str) -> None:
     """A quantizer that found nothing to quantize writes a copy; labelling that copy int8/int4
     would be a lie, so say so instead (and leave nothing behind)."""
@@ -68,7 +72,7 @@ def refuse_if_unchanged(source: Path, target: Path, pass_name: str, quantizes: s
 
     if op_types(source) == op_types(target):
         target.unlink(missing_ok=True)
-        raise InputError(f"{pass_name}: {source.name} has nothing this pass quantizes (it takes "
+        raise NothingToQuantize(f"{pass_name}: {source.name} has nothing this pass quantizes (it takes "
                          f"{quantizes} with constant weights); no model written")
 
 
@@ -153,7 +157,8 @@ class StaticInt8Config(PassConfig):
         "minmax", description="how activation ranges are calibrated")
     percentile: float = Field(99.99, gt=90, le=100, description="for method=percentile")
     per_channel: bool = Field(True, description="one scale per output channel of each weight")
-    op_types: tuple[str, ...] = Field(("MatMul", "Gemm"), description="ops to quantize")
+    op_types: tuple[str, ...] = Field(("MatMul", "Gemm", "Conv"), description="ops to quantize "
+                                      "(Conv: image models; text encoders have none)")
 
 
 class StaticInt8(OnnxPass):

@@ -33,6 +33,9 @@ class Predictor:
         from tokenizers import Tokenizer
 
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        if self.bundle.manifest.task == "image-classification":
+            raise InputError(f"{self.bundle.path}: an image bundle; this takes texts (for images: "
+                             "edgetune predict BUNDLE --image FILE)")
         tokenizer_file = self.bundle.path / "tokenizer.json"
         if not tokenizer_file.is_file():
             raise InputError(f"{self.bundle.path}: no tokenizer.json in the bundle (needed to "
@@ -68,12 +71,51 @@ class Predictor:
 
     def predict(self, texts: list) -> list[dict]:
         """[{"label": best, "scores": {label: probability}}] for each text (or pair)."""
-        logits = self.logits(list(texts))
-        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probabilities = shifted / shifted.sum(axis=1, keepdims=True)
-        return [{"label": self.labels[int(p.argmax())],
-                 "scores": {name: round(float(v), 6) for name, v in zip(self.labels, p)}}
-                for p in probabilities]
+        return label_scores(self.logits(list(texts)), self.labels)
+
+
+def label_scores(logits: np.ndarray, labels: list[str]) -> list[dict]:
+    """Softmax of each row: the best label and a probability per label."""
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities = shifted / shifted.sum(axis=1, keepdims=True)
+    return [{"label": labels[int(p.argmax())],
+             "scores": {name: round(float(v), 6) for name, v in zip(labels, p)}}
+            for p in probabilities]
+
+
+class ImagePredictor:
+    """An image bundle on image files: ONNX Runtime, and the bundle's image processor (from
+    transformers, numpy only) preparing pixels exactly as in training and the export check."""
+
+    def __init__(self, bundle: Bundle, threads: int = 0):
+        from transformers import AutoImageProcessor
+
+        self.bundle, self.labels = bundle, bundle.label_names
+        self.processor = AutoImageProcessor.from_pretrained(str(bundle.path))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(bundle.model_path), options,
+                                            providers=["CPUExecutionProvider"])
+        config = next((bundle.path / n for n in ("config.json", "edgetune_module.json")
+                       if (bundle.path / n).is_file()), None)
+        self.channels = int(json.loads(config.read_text()).get("num_channels", 3)) if config else 3
+
+    def predict(self, paths: list[str | Path]) -> list[dict]:
+        from PIL import Image, UnidentifiedImageError
+
+        from edgetune.data.pixels import pixel_values
+
+        images = []
+        for path in paths:
+            try:
+                with Image.open(path) as image:
+                    images.append(image.copy())
+            except (OSError, UnidentifiedImageError):
+                raise InputError(f"{path}: not a readable image") from None
+        logits = self.session.run(None, {"pixel_values": pixel_values(self.processor, images,
+                                                                      self.channels)})[0]
+        return label_scores(logits.astype(np.float32), self.labels)
 
 
 def read_rows(path: Path, text_column: str | None, pairs: bool = False

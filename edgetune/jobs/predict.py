@@ -12,6 +12,7 @@ from pathlib import Path
 
 from edgetune.config import PredictConfig
 from edgetune.console import make_progress
+from edgetune.deploy.bundle import load_bundle
 from edgetune.deploy.runtime import Predictor, read_rows
 from edgetune.errors import InputError
 
@@ -22,6 +23,20 @@ class PredictResult:
     rows: int
     accuracy: float | None  # when the file has a label column
     out: Path | None
+
+
+def _predict_images(config: PredictConfig, bundle) -> PredictResult:
+    from edgetune.deploy.runtime import ImagePredictor
+
+    if not config.images or config.texts or config.input:
+        raise InputError(f"{config.bundle} classifies images: give --image PATH (repeatable)")
+    missing = [p for p in config.images if not Path(p).is_file()]
+    if missing:
+        raise InputError(f"--image {missing[0]}: no such file")
+    predictor, batch = ImagePredictor(bundle, config.threads), config.batch_size or 32
+    predictions = [p for i in range(0, len(config.images), batch)
+                   for p in predictor.predict(config.images[i:i + batch])]
+    return PredictResult(predictions, len(predictions), None, None)
 
 
 def _line_count(path: Path) -> int:
@@ -44,7 +59,12 @@ def _given_texts(config: PredictConfig, pairs: bool) -> list:
 
 
 def predict(config: PredictConfig) -> PredictResult:
-    predictor = Predictor(config.bundle, config.threads)
+    bundle = load_bundle(config.bundle)
+    if bundle.manifest.task == "image-classification":
+        return _predict_images(config, bundle)
+    if config.images:
+        raise InputError(f"--image: {config.bundle} classifies {bundle.manifest.task.split('-c')[0]}s; give --text")
+    predictor = Predictor(bundle, config.threads)
     batch = config.batch_size or predictor.bundle.manifest.profile.batch_size
     if config.texts:
         return PredictResult(predictor.predict(_given_texts(config, predictor.pairs)),

@@ -37,6 +37,8 @@ def quantize(config: QuantizeConfig) -> dict[str, Path]:
         if is_array_data(config.calibration_data):
             arrays = load_array_data(config.calibration_data, graph_input_specs(source))
             ctx.calibration = arrays.batches(1, config.calibration_samples)
+        elif bundle and bundle.manifest.task == "image-classification":
+            ctx.calibration = _image_calibration(config, bundle)
         else:
             ctx.calibration = _text_calibration(config, bundle, source)
     written: dict[str, Path] = {}
@@ -62,3 +64,14 @@ def _text_calibration(config: QuantizeConfig, bundle: Bundle | None, source: Pat
     length = bundle.max_length if bundle else config.max_length
     texts = list(load_text_dataset(config.calibration_data).train["text"])
     return calibration_batches(tokenizer, texts, length, config.calibration_samples, 0)
+
+
+def _image_calibration(config: QuantizeConfig, bundle: Bundle) -> list[dict]:
+    """Training images of `--calibration-data` (a folder or CSV of images) through the
+    bundle's own image processor."""
+    from edgetune.data.images import load_image_dataset
+    from edgetune.data.pixels import calibration_pixels
+    from edgetune.jobs.common import load_image_processor
+
+    images = load_image_dataset(config.calibration_data).train["image"]
+    return calibration_pixels(load_image_processor(bundle.path), images, config.calibration_samples, 0)

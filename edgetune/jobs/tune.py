@@ -102,10 +102,10 @@ def _tune(config: TuneConfig, profile: Profile, modes: list[Mode], out: Path,
     cfg = train_settings(config, profile)
     stages: dict[str, float] = {}
     t0 = time.monotonic()
+    images = is_image_model(config.model)
     if not (config.resume and finished_training(out / "work", cfg)):
-        images = is_image_model(config.model)
         check_model_source(config.model, images)
-        modes = _modes_for_family(config, modes, check_trainable(config.model, images))
+    modes = _modes_for_family(config, modes, check_trainable(config.model, images))  # resumed too
     inputs = RunInputs.load(config, cfg.seed)
     dataset = inputs.dataset
     console.log(f"data: {len(dataset.train)} train / {len(dataset.validation)} validation, "
@@ -141,7 +141,8 @@ def _tune(config: TuneConfig, profile: Profile, modes: list[Mode], out: Path,
                                              cfg.seed, channels)
     settings = settings or LatencySettings(rounds=config.latency_rounds, max_rounds=config.max_rounds)
     builder = CandidateBuilder(profile, tokenizer, ctx, settings, config.opset, config.atol,
-                               inputs.latency_feed(tokenizer, profile, channels))
+                               inputs.latency_feed(tokenizer, profile, channels),
+                               skip_inapplicable=config.modes is None)
     evaluation = inputs.evaluation(tokenizer, max_length, channels)
     candidates, check = builder.from_model(torch_model, work / "onnx", modes, evaluation,
                                            checkpoint=str(trained.checkpoint))
@@ -164,7 +165,7 @@ def _tune(config: TuneConfig, profile: Profile, modes: list[Mode], out: Path,
             "learning_rate": config.search.recovery_lr or cfg.learning_rate})
         executor = make_executor(config.search.executor, config.search.ray_address, profile.name)
         pruned, search_log = run_search(trained.checkpoint, dataset, builder, work / "search",
-                                        config.search, recovery, reference, executor)
+                                        config.search, recovery, reference, executor, evaluation)
         candidates += pruned
         stages["search"] = time.monotonic() - t0
 

@@ -31,6 +31,7 @@ class CandidateBuilder:
     opset: int | None = None
     atol: float | None = None
     feed: dict | None = None  # a model that takes no text (images): the fixed batch it is timed on
+    skip_inapplicable: bool = False  # a default menu: modes with nothing to quantize left out
 
     def export(self, model, target: Path, check_texts: list[str] | None, max_length: int,
                batches: list[dict] | None = None) -> tuple[Path, ExportCheck | None]:
@@ -48,9 +49,9 @@ class CandidateBuilder:
               prefix: str = "", checkpoint: str = "", extra: dict | None = None) -> list[Candidate]:
         """Every mode built from `fp32`, its accuracy measured on the ONNX model (given
         `evaluation`); latency comes later, from `measure`."""
-        built = build_variants(fp32, out_dir, modes, self.ctx)
+        built = build_variants(fp32, out_dir, modes, self.ctx, self.skip_inapplicable)
         candidates = []
-        for mode in modes:
+        for mode in (m for m in modes if m.name in built):
             path, settings = built[mode.name]
             subject = self.subject(mode.name, path)
             accuracy = evaluate(subject, self.profile, evaluation) if evaluation else None

@@ -10,9 +10,13 @@ from edgetune.compress.cpu import VNNI_FLAGS, cpu_flags, cpu_model
 from edgetune.search.record import Candidate
 
 
-def explain_slowdown(precision: str, flags: set[str], model: str) -> str:
-    """Why a mode of this precision can be slower than fp32 on this CPU (facts first)."""
+def explain_slowdown(precision: str, flags: set[str], model: str, ops: set[str] = frozenset()) -> str:
+    """Why a mode of this precision can be slower than fp32 on this CPU (facts first; `ops`:
+    the candidate graph's op types, when known)."""
     cpu = f"{model}: " if model else ""
+    if precision == "int8" and "ConvInteger" in ops:
+        return ("its convolutions became ConvInteger (dynamic INT8), which ONNX Runtime runs "
+                "without an optimised CPU kernel; static INT8 (QDQ) quantizes convolutions well")
     if precision == "int8":
         vnni = sorted(VNNI_FLAGS & flags)
         if vnni:
@@ -47,4 +51,13 @@ def note_slower_than_fp32(candidates: list[Candidate], flags: set[str] | None = 
             continue  # the intervals overlap: not shown to be slower
         ratio = lat.p90_ms / ref.p90_ms
         c.notes.append(f"slower than fp32 ({ratio:.2f}x p90, intervals apart): "
-                       f"{explain_slowdown(c.precision, flags, model)}")
+                       f"{explain_slowdown(c.precision, flags, model, _op_types(c.model_path))}")
+
+
+def _op_types(model_path: str) -> set[str]:
+    import onnx
+
+    try:
+        return {n.op_type for n in onnx.load(str(model_path), load_external_data=False).graph.node}
+    except Exception:  # noqa: BLE001 - a note is not worth failing a run over
+        return set()

@@ -111,9 +111,10 @@ def train_student(job: Student, task: tuple[PruneConfig, Path, TrainConfig]) -> 
 
 def run_search(teacher_checkpoint: Path, dataset: TextDataset, builder: CandidateBuilder,
                work: Path, search: SearchSettings, recovery: TrainConfig,
-               reference_accuracy: float, executor: LocalExecutor | RayExecutor | None = None
-               ) -> tuple[list[Candidate], SearchLog]:
-    """Pruned candidates measured on the profile (see the module docstring for the order)."""
+               reference_accuracy: float, executor: LocalExecutor | RayExecutor | None = None,
+               evaluation: EvalSet | None = None) -> tuple[list[Candidate], SearchLog]:
+    """Pruned candidates measured on the profile (see the module docstring for the order);
+    `evaluation`: what the dense candidates were measured on (default: the dataset's texts)."""
     log = SearchLog()
     executor = executor or LocalExecutor()
     cache = Cache(work / "cache")
@@ -156,10 +157,10 @@ def run_search(teacher_checkpoint: Path, dataset: TextDataset, builder: Candidat
     params = count_parameters(teacher)
     weight = {cfg.name: max(0.1, 1.0 - kept / params) for cfg, kept in feasible}
     min_accuracy = reference_accuracy - search.max_accuracy_drop / 100.0
-    evaluation = EvalSet(tokenizer, list(dataset.validation["text"]),
-                         np.asarray(dataset.validation["label"]), max_length)
+    evaluation = evaluation or EvalSet(tokenizer, list(dataset.validation["text"]),
+                                       np.asarray(dataset.validation["label"]), max_length)
     job = Student(teacher_ref, dataset, builder, modes, evaluation,
-                  scoring_batches(tokenizer, dataset, max_length), search,
+                  scoring_batches(builder.tokenizer, dataset, max_length), search,
                   min_accuracy + search.stop_margin / 100)
     key_of = {cfg.name: Cache.key("trained", source, cfg.to_json(), modes_key, profile_key,
                                   recovery.model_dump(mode="json"), search.importance, max_length,

@@ -184,6 +184,19 @@ def test_text_model_on_images_and_image_size_refusals(tmp_path, image_folder, ti
     result = _tune(tmp_path / "b", vit, image_folder, profile, "--max-steps", "1")
     assert result.exit_code == 2
     assert "was trained at 32px" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "b" / "work" / "best").exists()  # refused before training
+
+
+def test_profile_image_size_is_what_a_cnn_trains_and_deploys_at(tmp_path, image_folder, tiny_profile):
+    resnet = write_tiny_image_model(tmp_path / "resnet", "resnet")
+    profile = tmp_path / "p24.toml"
+    profile.write_text(tiny_profile.read_text() + "image_size = 24\n")
+    result = _tune(tmp_path / "run", resnet, image_folder, profile, "--modes", "fp32")
+    assert result.exit_code == 0, result.output
+    processor = json.loads((tmp_path / "run" / "work" / "best" / "preprocessor_config.json").read_text())
+    assert processor["size"] == {"shortest_edge": 24}  # trained at the profile's size
+    latency = json.loads((tmp_path / "run" / "report.json").read_text())["candidates"][0]["latency"]
+    assert latency["input_shape"] == [1, 3, 24, 24]
 
 
 PLAIN_MODULE = '''

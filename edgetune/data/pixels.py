@@ -26,8 +26,8 @@ def sized_processor(processor, image_size: int | None):
                       else {"height": image_size, "width": image_size})
     if getattr(processor, "crop_size", None) is not None:
         processor.crop_size = {"height": image_size, "width": image_size}
-    if hasattr(processor, "crop_pct"):
-        processor.crop_pct = None  # resize straight to the asked size: no hidden margin
+    if getattr(processor, "crop_pct", None) is not None:
+        processor.crop_pct = 1.0  # the shortest edge to the asked size, then its centre square
     return processor
 
 

@@ -87,13 +87,25 @@ class RunInputs:
         return fixed_batch(preprocessor, self.dataset.validation["image"][:8], profile.batch_size, channels)
 
 
-def image_settings(model, preprocessor, profile: Profile) -> tuple[object, int, int]:
-    """The processor at the profile's image size, the model's channels, and the size used;
-    sizes a fixed-size family cannot take, and channel counts the model does not take, are
-    refused in one line."""
-    from edgetune.data.pixels import FIXED_SIZE_FAMILIES, sized_processor
+def check_image_profile(model_source: str, profile: Profile) -> None:
+    """Before training: the profile's image size and channels suit the model."""
+    from transformers import AutoConfig
 
-    config = model.config
+    from edgetune.factory import is_factory
+    from edgetune.train.plain import PlainConfig
+
+    if is_factory(model_source):
+        from edgetune.factory import resolve_factory
+
+        config = PlainConfig(model_source, ["?"], int(getattr(resolve_factory(model_source), "image_size", 224)))
+    else:
+        config = AutoConfig.from_pretrained(model_source, trust_remote_code=False)
+    _check_profile(config, profile)
+
+
+def _check_profile(config, profile: Profile) -> int:
+    from edgetune.data.pixels import FIXED_SIZE_FAMILIES
+
     channels = getattr(config, "num_channels", 3)
     if profile.channels is not None and profile.channels != channels:
         raise InputError(f"profile '{profile.name}' asks for {profile.channels} channel(s) but the "
@@ -104,6 +116,14 @@ def image_settings(model, preprocessor, profile: Profile) -> tuple[object, int, 
         raise InputError(f"profile '{profile.name}' asks for {profile.image_size}px images but this "
                          f"{config.model_type} model was trained at {native}px (its position "
                          f"embeddings fix it); set image_size = {native} or leave it out")
+    return channels
+
+
+def image_settings(model, preprocessor, profile: Profile) -> tuple[object, int, int]:
+    """The processor at the profile's image size, the model's channels, and the size used."""
+    from edgetune.data.pixels import sized_processor
+
+    channels, native = _check_profile(model.config, profile), getattr(model.config, "image_size", None)
     processor = sized_processor(preprocessor, profile.image_size)
     size = profile.image_size or _processor_size(processor) or native or 224
     return processor, channels, int(size)

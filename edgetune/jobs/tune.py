@@ -27,7 +27,7 @@ from edgetune.errors import EdgetuneError, InputError, NoCandidate
 from edgetune.exporter.onnx import load_checkpoint
 from edgetune.fsutil import check_output_dir, run_lock
 from edgetune.jobs.common import VALIDATION_SAMPLE
-from edgetune.jobs.inputs import RunInputs, image_settings
+from edgetune.jobs.inputs import RunInputs, check_image_profile, image_settings
 from edgetune.measure.bench import EvalSet
 from edgetune.measure.latency import LatencySettings
 from edgetune.measure.session import check_providers
@@ -106,6 +106,8 @@ def _tune(config: TuneConfig, profile: Profile, modes: list[Mode], out: Path,
     if not (config.resume and finished_training(out / "work", cfg)):
         check_model_source(config.model, images)
     modes = _modes_for_family(config, modes, check_trainable(config.model, images))  # resumed too
+    if images:
+        check_image_profile(config.model, profile)  # before training
     inputs = RunInputs.load(config, cfg.seed)
     dataset = inputs.dataset
     console.log(f"data: {len(dataset.train)} train / {len(dataset.validation)} validation, "
@@ -269,6 +271,8 @@ def train_settings(config: TuneConfig, profile: Profile):
     `--prune-search` and no `--max-train-minutes`, a 20-minute cap, so that fine-tuning, the
     30-minute search and the rest fit in about an hour (the schedule is fitted to the cap)."""
     cfg = config.train.for_length(profile.sequence_length)
+    if profile.image_size and cfg.image_size is None:
+        cfg = cfg.model_copy(update={"image_size": profile.image_size})
     if config.search.enabled and cfg.max_train_minutes is None:
         cfg = cfg.model_copy(update={"max_train_minutes": SEARCH_TRAIN_MINUTES})
     return cfg

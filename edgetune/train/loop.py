@@ -102,7 +102,7 @@ def fine_tune(
     if model is None:
         model, tokenizer = load_model_for_classification(model_source, dataset.label_names, dataset)
     task = task_for(dataset, tokenizer, config.max_length, config.group_by_length,
-                    getattr(model.config, "num_channels", 3), config.seed)
+                    getattr(model.config, "num_channels", 3), config.seed, config.image_size)
 
     train = dataset.train
     if config.max_train_samples and len(train) > config.max_train_samples:

@@ -37,6 +37,8 @@ class TrainConfig(BaseModel):
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: bf16 autocast where the device computes bf16 natively")
     group_by_length: bool = Field(True, description="batches of similar length: less padding")
+    image_size: int | None = Field(None, ge=8, description="image models: the side images are "
+                                   "resized to (None: the image processor's own; tune sets the profile's)")
 
     @field_validator("batch_size", mode="before")
     @classmethod

@@ -113,12 +113,13 @@ class ImageTask:
 
 
 def task_for(dataset, preprocessor, max_length: int, group_by_length: bool, channels: int = 3,
-             seed: int = 42):
-    """The task of `dataset` (an `ImageDataset` or a `TextDataset`)."""
+             seed: int = 42, image_size: int | None = None):
+    """The task of `dataset` (an `ImageDataset` or a `TextDataset`); images at `image_size`."""
     from edgetune.data.images import ImageDataset
+    from edgetune.data.pixels import sized_processor
 
     if isinstance(dataset, ImageDataset):
-        return ImageTask(preprocessor, channels, seed)
+        return ImageTask(sized_processor(preprocessor, image_size), channels, seed)
     return TextTask(preprocessor, max_length, group_by_length)
 
 

@@ -36,6 +36,13 @@ class Bundle:
     def max_length(self) -> int:
         return self.manifest.max_length
 
+    @property
+    def channels(self) -> int:
+        """An image bundle's input channels (its config.json, or a plain module's record)."""
+        config = next((self.path / n for n in ("config.json", "edgetune_module.json")
+                       if (self.path / n).is_file()), None)
+        return int(json.loads(config.read_text()).get("num_channels", 3)) if config else 3
+
 
 def write_bundle(out_dir: str | Path, onnx_model: str | Path, tokenizer_dir: str | Path,
                  manifest: Manifest, overwrite: bool = False) -> Bundle:

@@ -97,9 +97,7 @@ class ImagePredictor:
         options.log_severity_level = 3
         self.session = ort.InferenceSession(str(bundle.model_path), options,
                                             providers=["CPUExecutionProvider"])
-        config = next((bundle.path / n for n in ("config.json", "edgetune_module.json")
-                       if (bundle.path / n).is_file()), None)
-        self.channels = int(json.loads(config.read_text()).get("num_channels", 3)) if config else 3
+        self.channels = bundle.channels
 
     def predict(self, paths: list[str | Path]) -> list[dict]:
         from PIL import Image, UnidentifiedImageError

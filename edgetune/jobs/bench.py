@@ -3,7 +3,6 @@ data if given; with several models, each one's p50/p90 ratio to the first, with 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,13 +88,7 @@ def _image_subject(model: str, model_path: Path, bundle: Bundle, config: BenchCo
     images = ([Image.new("RGB", (bundle.max_length, bundle.max_length), (128, 128, 128))]
               if config.data is None else _image_split(config, bundle)["image"][:8])
     return Subject(model, model_path, None, fixed_batch(processor, images, profile.batch_size,
-                                                        _channels(bundle)))
-
-
-def _channels(bundle: Bundle) -> int:
-    config = next((bundle.path / n for n in ("config.json", "edgetune_module.json")
-                   if (bundle.path / n).is_file()), None)
-    return int(json.loads(config.read_text()).get("num_channels", 3)) if config else 3
+                                                        bundle.channels))
 
 
 def _image_split(config: BenchConfig, bundle: Bundle):
@@ -110,7 +103,7 @@ def _image_evaluation(bundle: Bundle, config: BenchConfig) -> EvalSet:
     from edgetune.data.pixels import pixel_batches
 
     split = _image_split(config, bundle)
-    batches = pixel_batches(load_image_processor(bundle.path), split["image"], _channels(bundle))
+    batches = pixel_batches(load_image_processor(bundle.path), split["image"], bundle.channels)
     return EvalSet(None, [], np.asarray(split["label"]), bundle.max_length, batches)
 
 

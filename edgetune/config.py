@@ -138,7 +138,8 @@ class BenchConfig(_Config):
     min_runs: int = Field(50, ge=1)
     min_seconds: float = Field(3.0, ge=0)
     rounds: int = Field(10, ge=2)
-    repeat: int = Field(1, ge=1, description="measure the whole set this many times, back to back")
+    repeat: int = Field(1, ge=1, description="time every model this many times, as that many "
+                        "processes in the same interleaved rounds (an A/A check)")
     seed: int = 42
     validation_fraction: float = Field(0.1, gt=0, lt=1)
 

@@ -302,8 +302,13 @@ def test_bench_two_models_side_by_side_with_a_ratio(tuned_run, tiny_profile):
     low_high = report["ratios"][0]["p50_ratio"]
     assert low_high[1] <= low_high[0] <= low_high[2] and len(report["repeats"]) == 2
     assert all(r["rounds"] == 4 for rep in report["repeats"] for r in rep)
-    table = run("bench", a, b, "--profile", tiny_profile, "--min-runs", "5", "--min-seconds", "0.1")
+    # --repeat: copies of each file in the same rounds, each copy's ratio to its first copy
+    assert [(r["model"], r["repeat"]) for r in report["repeat_ratios"]] == [(str(a), 2), (str(b), 2)]
+    assert all(r["p50_ratio"][1] <= r["p50_ratio"][0] <= r["p50_ratio"][2] for r in report["repeat_ratios"])
+    table = run("bench", a, b, "--profile", tiny_profile, "--min-runs", "5", "--min-seconds", "0.1",
+                "--repeat", "2")
     assert table.exit_code == 0 and "1 (reference)" in table.output and "x [" in table.output
+    assert "A/A check" in table.output
 
 
 def test_bench_the_same_model_twice_is_refused(tuned_run, tiny_profile):

@@ -10,7 +10,7 @@ from conftest import SEARCH_ARGS as ARGS
 from edgetune.cli import cli
 from edgetune.compress.pruning import PruneConfig
 from edgetune.search.cache import Cache
-from edgetune.search.pruning import default_prune_configs
+from edgetune.search.pruning import default_prune_configs, recovery_share
 
 
 def run(*args):
@@ -61,6 +61,15 @@ def test_default_grid_and_parse():
     assert PruneConfig(layers=4) in grid and PruneConfig(layers=3, ffn=0.5) in grid
     assert all(c.layers is None or c.layers < 6 for c in grid)
     assert PruneConfig.parse("L3-H0.25-F0.5") == PruneConfig(layers=3, heads=0.25, ffn=0.5)
+
+
+def test_recovery_minutes_are_shared_only_with_configs_that_would_still_be_trained():
+    first, other, deeper = PruneConfig.parse("L3-F0.5"), PruneConfig.parse("L2"), PruneConfig.parse("L2-F0.5")
+    weight = {"L3-F0.5": 0.3, "L2": 0.3, "L2-F0.5": 0.4}
+    # L2-F0.5 prunes at least as much as L3-F0.5: skipped if it fails, so not a rival for time
+    assert recovery_share(first, [other, deeper], weight, 6) == 0.5
+    assert recovery_share(other, [deeper], weight, 6) == 1.0
+    assert recovery_share(deeper, [], weight, 6) == 1.0
 
 
 def test_cache_round_trip(tmp_path):

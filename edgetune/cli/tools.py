@@ -146,7 +146,9 @@ def quantize(model, modes, out_dir, calibration_data, calibration_samples, token
 @click.option("--min-runs", type=int, default=50, show_default=True, help="Runs per model, over all rounds.")
 @click.option("--min-seconds", type=float, default=3.0, show_default=True, help="Seconds per model, over all rounds.")
 @click.option("--rounds", type=int, default=10, show_default=True, help="Interleaved rounds (order rotates).")
-@click.option("--repeat", type=int, default=1, show_default=True, help="Measure everything N times, back to back.")
+@click.option("--repeat", type=int, default=1, show_default=True,
+              help="Time every model N times, as N processes in the same interleaved rounds (an A/A "
+                   "check: each copy's p50 ratio to the first, with its interval, should hold 1).")
 @click.option("--seed", type=int, default=42, show_default=True, help="Seed of the held-out split (as in tune).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def bench(models, profile_name, data, labels, split, text_column, label_column, tokenizer_dir, shapes,
@@ -175,9 +177,9 @@ def bench(models, profile_name, data, labels, split, text_column, label_column, 
         click.echo(json.dumps(report.results[0].to_json() if single else report.to_json(), indent=2))
         return
     console = stdout_console()
-    for i, results in enumerate(report.repeats):
-        title = f"on {results[0].profile}" + (f" (repeat {i + 1} of {repeat})" if repeat > 1 else "")
-        console.print(bench_table(results, report.ratios if i == len(report.repeats) - 1 else [], title))
+    console.print(bench_table(report.results, report.ratios, f"on {report.results[0].profile}"))
+    if repeat > 1:
+        console.print(repeat_table(report))
 
 
 def _ci(value: float, ci: list[float]) -> str:
@@ -205,6 +207,21 @@ def bench_table(results, ratios: list[dict], title: str):
             f"{acc.accuracy:.4f} [{acc.ci[0]:.3f}, {acc.ci[1]:.3f}] n={acc.examples}" if acc else "-",
             f"{acc.macro_f1:.4f}" if acc else "-",
             "{:.2f}x [{:.2f}, {:.2f}]".format(*ratio["p50_ratio"]) if ratio else "1 (reference)")
+    return table
+
+
+def repeat_table(report):
+    from rich.table import Table
+
+    table = Table(title=f"the same files timed {len(report.repeats)} times side by side (A/A check)")
+    for name in ("model", "copy", "p50 ms [95% CI]", "p90 ms [95% CI]", "p50 vs copy 1 [95% CI]"):
+        table.add_column(name, justify="left" if name == "model" else "right")
+    ratio = {(r["model"], r["repeat"]): r["p50_ratio"] for r in report.repeat_ratios}
+    for k, row in enumerate(report.repeats, start=1):
+        for r in row:
+            lat = r.latency
+            table.add_row(r.model, str(k), _ci(lat.p50_ms, lat.p50_ci), _ci(lat.p90_ms, lat.p90_ci),
+                          "{:.3f}x [{:.3f}, {:.3f}]".format(*ratio[r.model, k]) if k > 1 else "1 (reference)")
     return table
 
 

@@ -15,7 +15,7 @@ from edgetune.data.text import load_text_dataset
 from edgetune.deploy.bundle import Bundle, load_bundle
 from edgetune.errors import InputError
 from edgetune.jobs.common import check_is_onnx, load_image_processor, load_tokenizer, pick_split
-from edgetune.measure.bench import BenchResult, EvalSet, Subject, bench_models
+from edgetune.measure.bench import BenchResult, EvalSet, Subject, bench_copies
 from edgetune.measure.latency import LatencySettings
 from edgetune.measure.stats import ratio_interval
 from edgetune.measure.synthetic import (
@@ -31,13 +31,15 @@ TEXT_INPUTS = {"input_ids", "attention_mask", "token_type_ids"}
 
 @dataclass
 class BenchReport:
-    results: list[BenchResult]  # one per model, from the last repeat
+    results: list[BenchResult]  # one per model, its first copy
     ratios: list[dict] = field(default_factory=list)  # model i vs the first (i >= 1)
-    repeats: list[list[BenchResult]] = field(default_factory=list)
+    repeats: list[list[BenchResult]] = field(default_factory=list)  # per copy (--repeat)
+    repeat_ratios: list[dict] = field(default_factory=list)  # copy k of a model vs its first
 
     def to_json(self) -> dict:
         return {"results": [r.to_json() for r in self.results], "ratios": self.ratios,
-                "repeats": [[r.latency.to_json() for r in rep] for rep in self.repeats]}
+                "repeats": [[r.latency.to_json() for r in rep] for rep in self.repeats],
+                "repeat_ratios": self.repeat_ratios}
 
 
 def _open(model: str, config: BenchConfig, profile: Profile) -> tuple[Subject, Bundle | None, int]:
@@ -139,11 +141,8 @@ def bench(config: BenchConfig) -> BenchReport:
                              np.asarray(split["label"]), max_length)
     settings = LatencySettings(min_runs=config.min_runs, min_seconds=config.min_seconds,
                                rounds=config.rounds)
-    repeats = []
-    for _ in range(config.repeat):
-        measured = bench_models(subjects, profile, evaluation, settings)
-        repeats.append([measured[s.name] for s in subjects])
-    results = repeats[-1]
+    repeats = bench_copies(subjects, profile, evaluation, settings, config.repeat)
+    results = repeats[0]
     for result, (_, bundle, _) in zip(results, opened):
         result.manifest_metrics = bundle.manifest.metrics if bundle else None
     base = results[0].latency.round_times
@@ -151,4 +150,8 @@ def bench(config: BenchConfig) -> BenchReport:
                "p50_ratio": ratio_interval(base, r.latency.round_times, 50).to_json(),
                "p90_ratio": ratio_interval(base, r.latency.round_times, 90).to_json()}
               for r in results[1:]]
-    return BenchReport(results, ratios, repeats)
+    same_file = [{"model": r.model, "repeat": k + 1, "vs_repeat": 1,
+                  "p50_ratio": ratio_interval(first.latency.round_times, r.latency.round_times,
+                                              50).to_json()}
+                 for k, row in enumerate(repeats[1:], start=1) for first, r in zip(results, row)]
+    return BenchReport(results, ratios, repeats, same_file)

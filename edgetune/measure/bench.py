@@ -4,7 +4,7 @@ models can be compared on the same rows), size on disk, and latency measured sid
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -149,13 +149,24 @@ def measure_latencies(subjects: list[Subject], profile: Profile, texts: list[str
 def bench_models(subjects: list[Subject], profile: Profile, evaluation: EvalSet | None,
                  settings: LatencySettings | None = None) -> dict[str, BenchResult]:
     """Accuracy of each (given `evaluation`), then latency of all side by side."""
+    return {r.model: r for r in bench_copies(subjects, profile, evaluation, settings)[0]}
+
+
+def bench_copies(subjects: list[Subject], profile: Profile, evaluation: EvalSet | None,
+                 settings: LatencySettings | None = None, copies: int = 1) -> list[list[BenchResult]]:
+    """Like `bench_models`, with every subject timed `copies` times, each copy in a worker
+    process of its own, all in the same interleaved rounds: an A/A check of the measurement
+    (copies of one file see the same drift, so they should agree within their intervals).
+    One list per copy, in `subjects` order; accuracy is measured once per subject."""
     texts = evaluation.texts if evaluation else None
     max_length = evaluation.max_length if evaluation else profile.sequence_length
     accuracy = {s.name: evaluate(s, profile, evaluation) if evaluation else None for s in subjects}
-    latency = measure_latencies(subjects, profile, texts, max_length, settings,
-                                profile.latency_budget_ms)
-    return {s.name: BenchResult(s.name, profile.name, latency[s.name],
-                                model_size_mb(s.model_path), accuracy[s.name]) for s in subjects}
+    named = [[replace(s, name=s.name if copies == 1 else f"{s.name} #{k + 1}") for s in subjects]
+             for k in range(copies)]
+    latency = measure_latencies([c for row in named for c in row], profile, texts, max_length,
+                                settings, profile.latency_budget_ms)
+    return [[BenchResult(s.name, profile.name, latency[c.name], model_size_mb(s.model_path),
+                         accuracy[s.name]) for s, c in zip(subjects, row)] for row in named]
 
 
 def bench_onnx(model_path: str | Path, tokenizer, profile: Profile, evaluation: EvalSet | None,

@@ -48,6 +48,14 @@ def default_prune_configs(num_layers: int) -> list[PruneConfig]:
     return configs
 
 
+def recovery_share(cfg: PruneConfig, later: list[PruneConfig], weight: dict[str, float],
+                   num_layers: int) -> float:
+    """`cfg`'s share of the minutes left, by weight, against the later configurations that are
+    still trained if it breaks the bound (those pruning at least as much would be skipped)."""
+    rivals = [c for c in later if not c.prunes_at_least(cfg, num_layers)]
+    return weight[cfg.name] / (weight[cfg.name] + sum(weight[c.name] for c in rivals))
+
+
 @dataclass
 class SearchLog:
     lines: list[str] = field(default_factory=list)
@@ -153,7 +161,9 @@ def run_search(teacher_checkpoint: Path, dataset: TextDataset, builder: Candidat
 
     # 2-3. train the feasible ones, least pruned first
     feasible.sort(key=lambda item: -item[1])
-    # Recovery minutes follow how much was pruned: share = pruned fraction (at least 0.1).
+    # Recovery minutes follow how much was pruned: share = pruned fraction (at least 0.1), shared
+    # with the configurations that would be skipped if this one fails; the minutes a student
+    # does not use (it stops once it reaches the bound plus a margin) go to the next.
     params = count_parameters(teacher)
     weight = {cfg.name: max(0.1, 1.0 - kept / params) for cfg, kept in feasible}
     min_accuracy = reference_accuracy - search.max_accuracy_drop / 100.0
@@ -171,7 +181,7 @@ def run_search(teacher_checkpoint: Path, dataset: TextDataset, builder: Candidat
         if minutes_left < 0.5:
             log.say(f"search budget spent: {cfg.name} and later configurations not trained")
             return None
-        share = weight[cfg.name] / sum(weight[c.name] for c, _ in feasible[index:])
+        share = recovery_share(cfg, [c for c, _ in feasible[index + 1:]], weight, num_layers)
         budget = min(recovery.max_train_minutes or minutes_left, minutes_left * share)
         log.say(f"{cfg.name}: recovery budget {budget:.1f} min ({100 * share:.0f} % of the "
                 f"{minutes_left:.1f} left); stops early at accuracy {job.target_accuracy:.4f}")

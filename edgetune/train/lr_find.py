@@ -2,15 +2,19 @@
 
 Exponentially increasing learning rates over a short run (100 steps by default) on the real
 training batches and the real loss (distillation included, through the trainer's own
-`compute_loss`); the smoothed loss is read back and the learning rate at its steepest descent
-is taken (as fastai's and Lightning's `lr_find` do), capped at a tenth of where the loss was
-lowest. The weights are put back afterwards, so the run itself starts from where it was.
+`compute_loss`), drawn in a shuffled order; the smoothed loss is read back and a tenth of the
+learning rate where it was lowest is taken (fastai's "minimum" rule). The steepest descent,
+tried first, was picked by noise on the nearly flat curves distillation gives (SST-2 students
+got 1e-7, or the cautious 2.8e-5 where their loss kept falling up to 3e-3). The weights are put
+back afterwards, so the run itself starts from where it was.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,33 +33,23 @@ class LrFindResult:
     suggestion: float
     steps: int
     seconds: float
-    method: str = ("steepest descent of the smoothed loss over a decade of LRs, within 1/100..1/10 "
-                   "of the lowest-loss LR")
+    method: str = "a tenth of the LR of the lowest smoothed loss (first 10 % of the sweep left out)"
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
-def suggest(learning_rates: list[float], losses: list[float]) -> float:
-    """Steepest descent of loss vs log(lr) before the lowest loss, the slope measured across a
-    decade of learning rates (a point-to-point slope picks noise on a flat curve, as a
-    distillation loss often is); kept within [1/100, 1/10] of the lowest-loss LR."""
+def suggest(learning_rates: list[float], losses: list[float], skip: float = 0.1) -> float:
+    """A tenth of the LR where the smoothed loss is lowest (fastai's "minimum" rule), the first
+    `skip` of the sweep left out (the moving average has seen only a few batches there)."""
     lrs, loss = np.asarray(learning_rates), np.asarray(losses)
-    lowest = int(np.argmin(loss))
-    cap = lrs[lowest] / 10.0
-    decades = math.log10(lrs[-1] / lrs[0]) if len(lrs) > 1 and lrs[0] > 0 else 0.0
-    window = max(1, round((len(lrs) - 1) / decades)) if decades > 0 else 1
-    if lowest < window:
-        return float(max(cap, lrs[0]))
-    log_lrs = np.log(lrs)
-    slopes = [(loss[i + window] - loss[i]) / (log_lrs[i + window] - log_lrs[i])
-              for i in range(lowest - window + 1)]
-    steepest = int(np.argmin(slopes)) + window // 2
-    return float(np.clip(lrs[steepest], cap / 10.0, cap))
+    first = min(int(len(lrs) * skip), len(lrs) - 1)
+    lowest = first + int(np.argmin(loss[first:]))
+    return float(max(lrs[lowest] / 10.0, lrs[0]))
 
 
 def find_lr(trainer, steps: int = 100, start: float = 1e-7, end: float = 1.0,
-            beta: float = 0.98, diverge: float = 4.0) -> LrFindResult:
+            beta: float = 0.98, diverge: float = 4.0, seed: int = 0) -> LrFindResult:
     """Run the range test with `trainer`'s model, batches and loss; restore the weights."""
     import torch
 
@@ -64,7 +58,10 @@ def find_lr(trainer, steps: int = 100, start: float = 1e-7, end: float = 1.0,
     optimizer = torch.optim.AdamW(model.parameters(), lr=start,
                                   weight_decay=trainer.args.weight_decay)
     loader = trainer.get_train_dataloader()
-    batches = iter(loader)
+    # The run's own batches (grouped by length: cheap), in a shuffled order: a length-grouped
+    # loader yields long batches first, and that trend in the loss would pass for the LR's.
+    pool = list(itertools.islice(loader, steps))
+    random.Random(seed).shuffle(pool)
     factor = (end / start) ** (1.0 / max(1, steps - 1))
     lrs, smoothed, average, best = [], [], 0.0, math.inf
     started = time.monotonic()
@@ -73,11 +70,7 @@ def find_lr(trainer, steps: int = 100, start: float = 1e-7, end: float = 1.0,
         lr = start * factor**step
         for group in optimizer.param_groups:
             group["lr"] = lr
-        try:
-            batch = next(batches)
-        except StopIteration:
-            batches = iter(loader)
-            batch = next(batches)
+        batch = pool[step % len(pool)]
         loss = trainer.compute_loss(model, trainer._prepare_inputs(batch))
         optimizer.zero_grad()
         loss.backward()

@@ -32,7 +32,8 @@ class SearchSettings(_Config):
     enabled: bool = False
     prune_configs: list[str] | None = Field(None, description="e.g. [L4, L3-F0.5]; default: a grid")
     modes: list[str] = Field(default_factory=lambda: ["optimized-fp32", "dynamic-int8"])
-    budget_minutes: float = Field(30.0, gt=0)
+    budget_minutes: float | None = Field(None, gt=0, description="probes + recovery; default: "
+                                         "the rest of an hour-long run (at least 10)")
     max_accuracy_drop: float = Field(1.0, ge=0, description="points vs the fine-tuned fp32 ONNX model")
     recovery_minutes: float | None = Field(None, gt=0)
     recovery_lr: float | None = Field(None, gt=0)

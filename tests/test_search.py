@@ -70,6 +70,7 @@ def test_recovery_minutes_are_shared_only_with_configs_that_would_still_be_train
     assert recovery_share(first, [other, deeper], weight, 6) == 0.5
     assert recovery_share(other, [deeper], weight, 6) == 1.0
     assert recovery_share(deeper, [], weight, 6) == 1.0
+    assert recovery_share(first, [other, deeper], weight, 6, skip_rule=False) == 0.3  # parallel tasks
 
 
 def test_cache_round_trip(tmp_path):
@@ -79,3 +80,48 @@ def test_cache_round_trip(tmp_path):
     assert cache.get(key) is None
     cache.put(key, {"x": 1})
     assert cache.get(key) == {"x": 1}
+
+
+def test_a_relative_budget_probe_is_judged_against_the_reference_timed_in_its_rounds(tiny_model_dir, tmp_path):
+    """Drift since the budget was set must not decide feasibility: the unpruned reference is
+    timed with the probe, and the budget is the fraction of its p90 there."""
+    from dataclasses import replace
+
+    from transformers import AutoModelForSequenceClassification
+
+    from edgetune.compress.modes import resolve_modes
+    from edgetune.measure.bench import AccuracyResult
+    from edgetune.measure.latency import LatencyResult
+    from edgetune.profiles import Profile
+    from edgetune.search.pruning import probe_latency
+    from edgetune.search.record import Candidate
+
+    def candidate(name):
+        return Candidate(name, "fp32", f"{name}.onnx", AccuracyResult(0.9, 0.9, 10), None, 1.0)
+
+    p90 = {"optimized-fp32": 4.0, "dynamic-int8": 6.0, "unpruned reference": 10.0}
+
+    class Builder:  # times in ms as if measured in one set of rounds
+        profile = Profile(name="t", latency_budget_ms=100.0)  # set earlier, on a faster minute
+
+        def from_model(self, model, folder, modes, evaluation):
+            return [candidate(m.name) for m in modes], None
+
+        def measure(self, candidates, evaluation):
+            for c in candidates:
+                v = p90[c.name]
+                c.latency = LatencyResult(v, v, v, v, 50, 1, 16, 1e3 / v, 1.0, ["CPU"], 1,
+                                          p90_ci=[0.95 * v, 1.05 * v], verdict="met")
+
+    teacher = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir)
+    modes = resolve_modes(["optimized-fp32", "dynamic-int8"])
+    reference = replace(candidate("dynamic-int8"), model_path="ref.onnx")
+    record = probe_latency(teacher, Builder(), modes, tmp_path, (reference, 0.5), PruneConfig(layers=1))
+    assert record["budget_ms"] == 5.0
+    assert record["verdict"] == {"optimized-fp32": "met", "dynamic-int8": "missed"}
+
+
+def test_the_search_takes_the_rest_of_an_hour_by_default():
+    from edgetune.search.pruning import default_budget_minutes
+
+    assert default_budget_minutes(20.0) == 37.0 and default_budget_minutes(55.0) == 10.0

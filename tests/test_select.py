@@ -55,3 +55,21 @@ def test_candidate_json_round_trip():
 def test_choose_needs_candidates():
     with pytest.raises(ValueError):
         choose([], PROFILE)
+
+
+def test_a_relative_budget_is_taken_again_from_the_final_rounds():
+    """`--relative-budget`: the budget is re-derived from the dense dynamic INT8 p90 measured in
+    the same final rounds as every other candidate, and the verdicts follow it."""
+    from types import SimpleNamespace
+
+    from edgetune.search.budget import relative_budget
+
+    dense, int8, pruned = cand("fp32", 0.9, 10), cand("dynamic-int8", 0.9, 6), cand("L3+dynamic-int8", 0.89, 2.8)
+    pruned.settings = {"pruning": {"name": "L3"}}
+    for c, ci in ((dense, [9.5, 10.5]), (int8, [5.8, 6.2]), (pruned, [2.7, 2.9])):
+        c.latency.p90_ci = ci
+    builder = SimpleNamespace(profile=PROFILE)  # its budget (10 ms) came from an earlier measurement
+    profile, base = relative_budget(builder, [dense, int8, pruned], None, 0.5)
+    assert profile.latency_budget_ms == 3.0 and builder.profile is profile and base is int8
+    assert [c.latency.verdict for c in (dense, int8, pruned)] == ["missed", "missed", "met"]
+    assert pruned.meets_latency and not int8.meets_latency and "vs budget 3 ms" in pruned.latency.verdict_note

@@ -28,10 +28,10 @@ from edgetune.exporter.onnx import load_checkpoint
 from edgetune.fsutil import check_output_dir, run_lock
 from edgetune.jobs.common import VALIDATION_SAMPLE
 from edgetune.jobs.inputs import RunInputs, check_image_profile, image_settings
-from edgetune.measure.bench import EvalSet
 from edgetune.measure.latency import LatencySettings
 from edgetune.measure.session import check_providers
 from edgetune.profiles import Profile, available_profiles, load_profile
+from edgetune.search.budget import relative_budget
 from edgetune.search.candidates import CandidateBuilder
 from edgetune.search.notes import note_slower_than_fp32
 from edgetune.search.record import Candidate
@@ -101,7 +101,7 @@ def _tune(config: TuneConfig, profile: Profile, modes: list[Mode], out: Path,
 
     cfg = train_settings(config, profile)
     stages: dict[str, float] = {}
-    t0 = time.monotonic()
+    started = t0 = time.monotonic()
     images = is_image_model(config.model)
     if not (config.resume and finished_training(out / "work", cfg)):
         check_model_source(config.model, images)
@@ -151,12 +151,14 @@ def _tune(config: TuneConfig, profile: Profile, modes: list[Mode], out: Path,
     del torch_model
     stages["compress_and_accuracy"] = time.monotonic() - t0
 
+    relative = None
     if config.relative_budget is not None:
-        profile = _relative_budget(builder, candidates, evaluation, config.relative_budget)
+        profile, base = relative_budget(builder, candidates, evaluation, config.relative_budget)
+        relative = (base, config.relative_budget)
     min_accuracy = search_log = None
     if config.search.enabled:
         from edgetune.search.executor import make_executor
-        from edgetune.search.pruning import run_search
+        from edgetune.search.pruning import default_budget_minutes, run_search
 
         t0 = time.monotonic()
         fp32 = next((c for c in candidates if c.name == "fp32"), None)
@@ -166,13 +168,17 @@ def _tune(config: TuneConfig, profile: Profile, modes: list[Mode], out: Path,
             "max_train_minutes": config.search.recovery_minutes,
             "learning_rate": config.search.recovery_lr or cfg.learning_rate})
         executor = make_executor(config.search.executor, config.search.ray_address, profile.name)
+        search = config.search.model_copy(update={"budget_minutes": config.search.budget_minutes
+                                                  or default_budget_minutes((t0 - started) / 60)})
         pruned, search_log = run_search(trained.checkpoint, dataset, builder, work / "search",
-                                        config.search, recovery, reference, executor, evaluation)
+                                        search, recovery, reference, executor, evaluation, relative)
         candidates += pruned
         stages["search"] = time.monotonic() - t0
 
     t0 = time.monotonic()
     builder.measure(candidates, evaluation)  # all of them side by side, the search's too
+    if config.relative_budget is not None:  # the budget follows the same rounds as the rest
+        profile, _ = relative_budget(builder, candidates, None, config.relative_budget)
     stages["latency"] = time.monotonic() - t0
     note_slower_than_fp32(candidates)
     selection = choose(candidates, profile, min_accuracy, config.objective)
@@ -226,20 +232,6 @@ def _tune(config: TuneConfig, profile: Profile, modes: list[Mode], out: Path,
     return result
 
 
-def _relative_budget(builder: CandidateBuilder, candidates: list[Candidate], evaluation: EvalSet,
-                     fraction: float) -> Profile:
-    """The budget as a fraction of this run's unpruned dynamic INT8 p90 (else the fastest
-    dense candidate's), measured now, before the search needs it."""
-    builder.measure(candidates, evaluation)
-    base = next((c for c in candidates if c.name == "dynamic-int8"), None) or \
-        min(candidates, key=lambda c: c.latency.p90_ms)
-    budget = round(fraction * base.latency.p90_ms, 3)
-    console.log(f"latency budget {budget:g} ms: {fraction:g} x the p90 of {base.name} "
-                f"({base.latency.p90_ms:.2f} ms)")
-    builder.profile = builder.profile.model_copy(update={"latency_budget_ms": budget})
-    return builder.profile
-
-
 SEARCH_TRAIN_MINUTES = 20.0  # fine-tuning's cap with --prune-search: the whole run ~ an hour
 
 
@@ -269,7 +261,7 @@ def _modes_for_family(config: TuneConfig, modes: list[Mode], model_type: str) ->
 def train_settings(config: TuneConfig, profile: Profile):
     """The fine-tuning settings: the profile's sequence length where unset, and with
     `--prune-search` and no `--max-train-minutes`, a 20-minute cap, so that fine-tuning, the
-    30-minute search and the rest fit in about an hour (the schedule is fitted to the cap)."""
+    search (the rest of the hour) and the bundles fit in about an hour (the schedule is fitted to the cap)."""
     cfg = config.train.for_length(profile.sequence_length)
     if profile.image_size and cfg.image_size is None:
         cfg = cfg.model_copy(update={"image_size": profile.image_size})

@@ -172,12 +172,17 @@ def _summary(system: System, profile: Profile, stats: dict, budget_ms: float | N
         result.traffic_p90_ms = float(np.percentile(traffic, 90))
         result.traffic_p90_ci = _interval(system.traffic_rounds, 90)
     if budget_ms is not None:
-        p90, ci, on_traffic = budget_p90(result, profile)
-        result.verdict = latency_verdict(p90, ci, budget_ms)
-        result.verdict_note = (f"{result.verdict}: p90 {p90:.2f} ms [{ci[0]:.2f}, {ci[1]:.2f}] vs budget "
-                               f"{budget_ms:g} ms after {result.rounds} rounds"
-                               + (" (traffic shapes)" if on_traffic else ""))
+        judge(result, profile, budget_ms)
     return result
+
+
+def judge(result: LatencyResult, profile: Profile, budget_ms: float) -> None:
+    """Set `result`'s verdict on `budget_ms` and the note that says how it was reached."""
+    p90, ci, on_traffic = budget_p90(result, profile)
+    result.verdict = latency_verdict(p90, ci, budget_ms)
+    result.verdict_note = (f"{result.verdict}: p90 {p90:.2f} ms [{ci[0]:.2f}, {ci[1]:.2f}] vs budget "
+                           f"{budget_ms:g} ms after {result.rounds} rounds"
+                           + (" (traffic shapes)" if on_traffic else ""))
 
 
 def _round(workers: dict[str, _Worker], systems: list[System], r: int, feed: str,

@@ -16,7 +16,7 @@ students' latency is measured at the end of the run, side by side with every oth
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -30,11 +30,20 @@ from edgetune.console import console
 from edgetune.data.text import TextDataset
 from edgetune.exporter.onnx import load_checkpoint
 from edgetune.measure.bench import EvalSet
+from edgetune.measure.latency import judge
 from edgetune.search.cache import Cache, file_digest
 from edgetune.search.candidates import CandidateBuilder
 from edgetune.search.executor import LocalExecutor, RayExecutor
 from edgetune.search.record import Candidate
 from edgetune.train.settings import TrainConfig
+
+RUN_MINUTES = 60.0  # with no --search-budget-minutes: the search takes the rest of an hour-long run
+FINAL_MINUTES = 3.0  # kept for the final side-by-side measurement and the bundles
+
+
+def default_budget_minutes(elapsed_minutes: float) -> float:
+    """The search's minutes when none are given: what is left of the hour (at least 10)."""
+    return max(10.0, RUN_MINUTES - FINAL_MINUTES - elapsed_minutes)
 
 
 def default_prune_configs(num_layers: int) -> list[PruneConfig]:
@@ -49,10 +58,11 @@ def default_prune_configs(num_layers: int) -> list[PruneConfig]:
 
 
 def recovery_share(cfg: PruneConfig, later: list[PruneConfig], weight: dict[str, float],
-                   num_layers: int) -> float:
+                   num_layers: int, skip_rule: bool = True) -> float:
     """`cfg`'s share of the minutes left, by weight, against the later configurations that are
-    still trained if it breaks the bound (those pruning at least as much would be skipped)."""
-    rivals = [c for c in later if not c.prunes_at_least(cfg, num_layers)]
+    still trained if it breaks the bound (those pruning at least as much would be skipped;
+    without `skip_rule`, as in parallel tasks, all of them)."""
+    rivals = [c for c in later if not (skip_rule and c.prunes_at_least(cfg, num_layers))]
     return weight[cfg.name] / (weight[cfg.name] + sum(weight[c.name] for c in rivals))
 
 
@@ -90,14 +100,23 @@ def _teacher(teacher: object):
 
 
 def probe_latency(teacher: object, builder: CandidateBuilder, modes: list, work: Path,
-                  cfg: PruneConfig) -> dict:
-    """An untrained pruned copy of `cfg`, built in every mode, its latency on the profile."""
+                  relative: tuple[Candidate, float] | None, cfg: PruneConfig) -> dict:
+    """An untrained pruned copy of `cfg`, built in every mode, its latency on the profile.
+    With a relative budget (`relative`: the unpruned reference and the fraction), the reference
+    is timed in the same rounds and the budget is that fraction of its p90 there, so drift
+    since the budget was set does not decide feasibility."""
     pruned = make_student(_teacher(teacher), cfg, importance="magnitude")
     probes, _ = builder.from_model(pruned.model, work / "probes" / cfg.name, modes, None)
-    builder.measure(probes, None)
+    reference = [replace(relative[0], name="unpruned reference")] if relative else []
+    builder.measure([*probes, *reference], None)
+    if relative:
+        budget = relative[1] * reference[0].latency.p90_ms
+        for probe in probes:
+            judge(probe.latency, builder.profile, budget)
     return {"p90_ms": {m.name: c.latency.p90_ms for m, c in zip(modes, probes)},
             "verdict": {m.name: c.latency.verdict for m, c in zip(modes, probes)},
-            "params": pruned.params_after}
+            "params": pruned.params_after,
+            **({"budget_ms": round(budget, 3)} if relative else {})}
 
 
 def train_student(job: Student, task: tuple[PruneConfig, Path, TrainConfig]) -> dict:
@@ -120,9 +139,11 @@ def train_student(job: Student, task: tuple[PruneConfig, Path, TrainConfig]) -> 
 def run_search(teacher_checkpoint: Path, dataset: TextDataset, builder: CandidateBuilder,
                work: Path, search: SearchSettings, recovery: TrainConfig,
                reference_accuracy: float, executor: LocalExecutor | RayExecutor | None = None,
-               evaluation: EvalSet | None = None) -> tuple[list[Candidate], SearchLog]:
+               evaluation: EvalSet | None = None,
+               relative: tuple[Candidate, float] | None = None) -> tuple[list[Candidate], SearchLog]:
     """Pruned candidates measured on the profile (see the module docstring for the order);
-    `evaluation`: what the dense candidates were measured on (default: the dataset's texts)."""
+    `evaluation`: what the dense candidates were measured on (default: the dataset's texts);
+    `relative`: a budget that is a fraction of this unpruned candidate's p90 (see probe_latency)."""
     log = SearchLog()
     executor = executor or LocalExecutor()
     cache = Cache(work / "cache")
@@ -140,11 +161,12 @@ def run_search(teacher_checkpoint: Path, dataset: TextDataset, builder: Candidat
     max_length = recovery.max_length
 
     # 1. latency probes on untrained pruned copies (on Ray: on nodes of the profile)
-    probe_key = {cfg.name: Cache.key("probe", source, cfg.to_json(), modes_key, profile_key)
-                 for cfg in configs}
+    relative_key = [relative[0].model_path, relative[1]] if relative else None
+    probe_key = {cfg.name: Cache.key("probe", source, cfg.to_json(), modes_key, profile_key,
+                                     relative_key) for cfg in configs}
     todo = [cfg for cfg in configs if cache.get(probe_key[cfg.name]) is None]
     log.from_cache += len(configs) - len(todo)
-    for cfg, record in executor.map(partial(probe_latency, teacher_ref, builder, modes, work),
+    for cfg, record in executor.map(partial(probe_latency, teacher_ref, builder, modes, work, relative),
                                     todo, "measure"):
         cache.put(probe_key[cfg.name], record)
     feasible: list[tuple[PruneConfig, int]] = []
@@ -154,10 +176,11 @@ def run_search(teacher_checkpoint: Path, dataset: TextDataset, builder: Candidat
         best_mode, best_p90 = min(record["p90_ms"].items(), key=lambda kv: kv[1])
         if any(v != "missed" for v in record["verdict"].values()):  # met or marginal
             feasible.append((cfg, record["params"]))
-            log.say(f"probe {cfg.name}: p90 {best_p90:.2f} ms ({best_mode}) - feasible")
+            log.say(f"probe {cfg.name}: p90 {best_p90:.2f} ms ({best_mode}) - feasible"
+                    + (f" (budget {record['budget_ms']:g} ms in its rounds)" if relative else ""))
         else:
             log.say(f"probe {cfg.name}: p90 {best_p90:.2f} ms ({best_mode}) > budget "
-                    f"{profile.latency_budget_ms:g} ms - not trained")
+                    f"{record.get('budget_ms', profile.latency_budget_ms):g} ms - not trained")
 
     # 2-3. train the feasible ones, least pruned first
     feasible.sort(key=lambda item: -item[1])
@@ -181,7 +204,8 @@ def run_search(teacher_checkpoint: Path, dataset: TextDataset, builder: Candidat
         if minutes_left < 0.5:
             log.say(f"search budget spent: {cfg.name} and later configurations not trained")
             return None
-        share = recovery_share(cfg, [c for c, _ in feasible[index + 1:]], weight, num_layers)
+        share = recovery_share(cfg, [c for c, _ in feasible[index + 1:]], weight, num_layers,
+                               skip_rule=not executor.remote)
         budget = min(recovery.max_train_minutes or minutes_left, minutes_left * share)
         log.say(f"{cfg.name}: recovery budget {budget:.1f} min ({100 * share:.0f} % of the "
                 f"{minutes_left:.1f} left); stops early at accuracy {job.target_accuracy:.4f}")

@@ -58,10 +58,13 @@ def find_lr(trainer, steps: int = 100, start: float = 1e-7, end: float = 1.0,
     optimizer = torch.optim.AdamW(model.parameters(), lr=start,
                                   weight_decay=trainer.args.weight_decay)
     loader = trainer.get_train_dataloader()
-    # The run's own batches (grouped by length: cheap), in a shuffled order: a length-grouped
-    # loader yields long batches first, and that trend in the loss would pass for the LR's.
-    pool = list(itertools.islice(loader, steps))
-    random.Random(seed).shuffle(pool)
+    if trainer.args.group_by_length:
+        # the run's own batches (grouped by length: cheap) in a shuffled order: such a loader
+        # yields long batches first, and that trend in the loss would pass for the LR's
+        # (text batches: small to hold)
+        loader = list(itertools.islice(loader, steps))
+        random.Random(seed).shuffle(loader)
+    batches = iter(loader)
     factor = (end / start) ** (1.0 / max(1, steps - 1))
     lrs, smoothed, average, best = [], [], 0.0, math.inf
     started = time.monotonic()
@@ -70,7 +73,11 @@ def find_lr(trainer, steps: int = 100, start: float = 1e-7, end: float = 1.0,
         lr = start * factor**step
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batch = pool[step % len(pool)]
+        try:
+            batch = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            batch = next(batches)
         loss = trainer.compute_loss(model, trainer._prepare_inputs(batch))
         optimizer.zero_grad()
         loss.backward()

@@ -152,7 +152,7 @@ def _tune(config: TuneConfig, profile: Profile, modes: list[Mode], out: Path,
     stages["compress_and_accuracy"] = time.monotonic() - t0
 
     relative = None
-    if config.relative_budget is not None:
+    if config.relative_budget is not None and config.search.enabled:  # the search needs it now
         profile, base = relative_budget(builder, candidates, evaluation, config.relative_budget)
         relative = (base, config.relative_budget)
     min_accuracy = search_log = None

@@ -110,7 +110,7 @@ def probe_latency(teacher: object, builder: CandidateBuilder, modes: list, work:
     reference = [replace(relative[0], name="unpruned reference")] if relative else []
     builder.measure([*probes, *reference], None)
     if relative:
-        budget = relative[1] * reference[0].latency.p90_ms
+        budget = round(relative[1] * reference[0].latency.p90_ms, 3)  # as search/budget.py
         for probe in probes:
             judge(probe.latency, builder.profile, budget)
     return {"p90_ms": {m.name: c.latency.p90_ms for m, c in zip(modes, probes)},
@@ -156,14 +156,18 @@ def run_search(teacher_checkpoint: Path, dataset: TextDataset, builder: Candidat
     modes_key = [m.to_json() for m in modes]
     source = file_digest(teacher_checkpoint / "model.safetensors")
     profile = builder.profile
-    profile_key = profile.model_dump()
-    deadline = time.monotonic() + search.budget_minutes * 60.0
+    # students do not depend on the budget; probes do, unless it is relative (then the fraction)
+    trained_profile_key = profile.model_dump(exclude={"latency_budget_ms"})
+    profile_key = trained_profile_key if relative else profile.model_dump()
+    minutes = search.budget_minutes or default_budget_minutes(0.0)
+    log.say(f"search budget {minutes:.1f} min")
+    deadline = time.monotonic() + minutes * 60.0
     max_length = recovery.max_length
 
     # 1. latency probes on untrained pruned copies (on Ray: on nodes of the profile)
-    relative_key = [relative[0].model_path, relative[1]] if relative else None
+    relative_key = [file_digest(Path(relative[0].model_path)), relative[1]] if relative else []
     probe_key = {cfg.name: Cache.key("probe", source, cfg.to_json(), modes_key, profile_key,
-                                     relative_key) for cfg in configs}
+                                     *relative_key) for cfg in configs}
     todo = [cfg for cfg in configs if cache.get(probe_key[cfg.name]) is None]
     log.from_cache += len(configs) - len(todo)
     for cfg, record in executor.map(partial(probe_latency, teacher_ref, builder, modes, work, relative),
@@ -195,7 +199,7 @@ def run_search(teacher_checkpoint: Path, dataset: TextDataset, builder: Candidat
     job = Student(teacher_ref, dataset, builder, modes, evaluation,
                   scoring_batches(builder.tokenizer, dataset, max_length), search,
                   min_accuracy + search.stop_margin / 100)
-    key_of = {cfg.name: Cache.key("trained", source, cfg.to_json(), modes_key, profile_key,
+    key_of = {cfg.name: Cache.key("trained", source, cfg.to_json(), modes_key, trained_profile_key,
                                   recovery.model_dump(mode="json"), search.importance, max_length,
                                   search.distillation) for cfg, _ in feasible}
 

@@ -117,6 +117,12 @@ def _array_evaluation(subject: Subject, config: BenchConfig, profile: Profile) -
     return EvalSet(None, [], arrays.labels, profile.sequence_length, arrays.batches(profile.batch_size))
 
 
+def _ratios(a: BenchResult, b: BenchResult, quantiles: tuple[int, ...]) -> dict:
+    """B's percentiles over A's, from the rounds they shared, each with its interval."""
+    return {f"p{q}_ratio": ratio_interval(a.latency.round_times, b.latency.round_times, q).to_json()
+            for q in quantiles}
+
+
 def bench(config: BenchConfig) -> BenchReport:
     profile = load_profile(config.profile)
     opened = [_open(m, config, profile) for m in config.models]
@@ -145,13 +151,8 @@ def bench(config: BenchConfig) -> BenchReport:
     results = repeats[0]
     for result, (_, bundle, _) in zip(results, opened):
         result.manifest_metrics = bundle.manifest.metrics if bundle else None
-    base = results[0].latency.round_times
-    ratios = [{"model": r.model, "vs": results[0].model,
-               "p50_ratio": ratio_interval(base, r.latency.round_times, 50).to_json(),
-               "p90_ratio": ratio_interval(base, r.latency.round_times, 90).to_json()}
+    ratios = [{"model": r.model, "vs": results[0].model, **_ratios(results[0], r, (50, 90))}
               for r in results[1:]]
-    same_file = [{"model": r.model, "repeat": k + 1, "vs_repeat": 1,
-                  "p50_ratio": ratio_interval(first.latency.round_times, r.latency.round_times,
-                                              50).to_json()}
+    same_file = [{"model": r.model, "repeat": k + 1, "vs_repeat": 1, **_ratios(first, r, (50,))}
                  for k, row in enumerate(repeats[1:], start=1) for first, r in zip(results, row)]
     return BenchReport(results, ratios, repeats, same_file)

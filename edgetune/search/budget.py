@@ -12,6 +12,11 @@ from edgetune.search.record import Candidate
 from edgetune.search.select import check_budget
 
 
+def fraction_of(p90_ms: float, fraction: float) -> float:
+    """The budget in ms that `fraction` of a reference p90 gives (rounded as reports show it)."""
+    return round(fraction * p90_ms, 3)
+
+
 def relative_budget(builder: CandidateBuilder, candidates: list[Candidate],
                     evaluation: EvalSet | None, fraction: float) -> tuple[Profile, Candidate]:
     """The budget as a fraction of this run's unpruned dynamic INT8 p90 (else the fastest dense
@@ -22,7 +27,7 @@ def relative_budget(builder: CandidateBuilder, candidates: list[Candidate],
     dense = [c for c in candidates if not c.settings.get("pruning")]
     base = next((c for c in dense if c.name == "dynamic-int8"), None) or \
         min(dense, key=lambda c: c.latency.p90_ms)
-    budget = round(fraction * base.latency.p90_ms, 3)
+    budget = fraction_of(base.latency.p90_ms, fraction)
     console.log(f"latency budget {budget:g} ms: {fraction:g} x the p90 of {base.name} "
                 f"({base.latency.p90_ms:.2f} ms{'' if evaluation else ', final rounds'})")
     builder.profile = builder.profile.model_copy(update={"latency_budget_ms": budget})

@@ -31,6 +31,7 @@ from edgetune.data.text import TextDataset
 from edgetune.exporter.onnx import load_checkpoint
 from edgetune.measure.bench import EvalSet
 from edgetune.measure.latency import judge
+from edgetune.search.budget import fraction_of
 from edgetune.search.cache import Cache, file_digest
 from edgetune.search.candidates import CandidateBuilder
 from edgetune.search.executor import LocalExecutor, RayExecutor
@@ -110,7 +111,7 @@ def probe_latency(teacher: object, builder: CandidateBuilder, modes: list, work:
     reference = [replace(relative[0], name="unpruned reference")] if relative else []
     builder.measure([*probes, *reference], None)
     if relative:
-        budget = round(relative[1] * reference[0].latency.p90_ms, 3)  # as search/budget.py
+        budget = fraction_of(reference[0].latency.p90_ms, relative[1])
         for probe in probes:
             judge(probe.latency, builder.profile, budget)
     return {"p90_ms": {m.name: c.latency.p90_ms for m, c in zip(modes, probes)},

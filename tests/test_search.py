@@ -125,3 +125,20 @@ def test_the_search_takes_the_rest_of_an_hour_by_default():
     from edgetune.search.pruning import default_budget_minutes
 
     assert default_budget_minutes(20.0) == 37.0 and default_budget_minutes(55.0) == 10.0
+
+
+def test_grid_has_narrow_deep_points_and_no_duplicates():
+    names = [c.name for c in default_prune_configs(6)]
+    assert "L4-F0.75" in names and "L4-H0.5-F0.5" in names and len(names) == len(set(names))
+    tiny = [c.name for c in default_prune_configs(2)]  # one kept count: the mixes coincide
+    assert len(tiny) == len(set(tiny)) and "L1-H0.5-F0.5" in tiny
+
+
+def test_training_order_puts_met_probes_then_deeper_students_first():
+    from edgetune.search.pruning import training_order
+
+    parse = PruneConfig.parse
+    probed = [(parse("L4-F0.5"), 16_000_000, False), (parse("L3-F0.5"), 15_640_000, True),
+              (parse("L4-F0.75"), 15_620_000, True), (parse("L2"), 15_630_000, True)]
+    order = [cfg.name for cfg, _ in training_order(probed, 6)]
+    assert order == ["L4-F0.75", "L3-F0.5", "L2", "L4-F0.5"]

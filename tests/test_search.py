@@ -71,6 +71,10 @@ def test_recovery_minutes_are_shared_only_with_configs_that_would_still_be_train
     assert recovery_share(other, [deeper], weight, 6) == 1.0
     assert recovery_share(deeper, [], weight, 6) == 1.0
     assert recovery_share(first, [other, deeper], weight, 6, skip_rule=False) == 0.3  # parallel tasks
+    many = [PruneConfig.parse(n) for n in ("L2", "L3", "L4", "L5")]
+    weight |= {"L3": 0.3, "L4": 0.3, "L5": 0.3}
+    assert recovery_share(first, many, weight, 6) == 0.5  # trained in turn: at least half
+    assert abs(recovery_share(first, many, weight, 6, skip_rule=False) - 0.2) < 1e-9
 
 
 def test_cache_round_trip(tmp_path):

@@ -71,13 +71,20 @@ def training_order(feasible: list[tuple[PruneConfig, int, bool]], num_layers: in
     return [(cfg, params) for cfg, params, _ in ordered]
 
 
+FIRST_IN_LINE_SHARE = 0.5  # the least share of the minutes left a student trained in turn gets
+
+
 def recovery_share(cfg: PruneConfig, later: list[PruneConfig], weight: dict[str, float],
                    num_layers: int, skip_rule: bool = True) -> float:
     """`cfg`'s share of the minutes left, by weight, against the later configurations that are
     still trained if it breaks the bound (those pruning at least as much would be skipped;
-    without `skip_rule`, as in parallel tasks, all of them)."""
+    without `skip_rule`, as in parallel tasks, all of them). Trained in turn, a student gets at
+    least half: it is the most promising left (`training_order`), and a split among many rivals
+    gave each SST-2 student 5 minutes, too few for any to recover (benchmarks/RESULTS.md); what
+    it does not use (it stops at the target) goes to the next."""
     rivals = [c for c in later if not (skip_rule and c.prunes_at_least(cfg, num_layers))]
-    return weight[cfg.name] / (weight[cfg.name] + sum(weight[c.name] for c in rivals))
+    share = weight[cfg.name] / (weight[cfg.name] + sum(weight[c.name] for c in rivals))
+    return max(share, FIRST_IN_LINE_SHARE) if skip_rule else share
 
 
 @dataclass

@@ -54,10 +54,11 @@ def default_prune_configs(num_layers: int) -> list[PruneConfig]:
     configs = [PruneConfig(layers=k) for k in keep]
     configs += [PruneConfig(heads=0.5), PruneConfig(ffn=0.5)]
     configs += [PruneConfig(layers=k, ffn=0.5) for k in keep]
-    # the deepest kept count, made narrower: between L4-F0.5 and L3-F0.5 in latency on a
-    # 6-layer encoder, and as accurate as L4-F0.5 on SST-2 (benchmarks/RESULTS.md)
-    configs += [PruneConfig(layers=keep[0], ffn=0.75), PruneConfig(layers=keep[0], heads=0.5, ffn=0.5)] if keep else []
-    configs += [PruneConfig(layers=keep[-1], heads=0.5, ffn=0.5)] if keep else []
+    # the deepest kept count made narrower (between L4-F0.5 and L3-F0.5 in latency on a 6-layer
+    # encoder, at least as accurate as L4-F0.5 on SST-2: benchmarks/RESULTS.md), the shallowest
+    # made narrower still; with one kept count (a 2-layer model) the two mixes coincide
+    configs += [PruneConfig(layers=keep[0], ffn=0.75), PruneConfig(layers=keep[0], heads=0.5, ffn=0.5),
+                PruneConfig(layers=keep[-1], heads=0.5, ffn=0.5)] if keep else []
     return list({c.name: c for c in configs}.values())
 
 
@@ -210,9 +211,9 @@ def run_search(teacher_checkpoint: Path, dataset: TextDataset, builder: Candidat
     # 2-3. train the feasible ones, most promising first
     feasible = training_order(probed, num_layers)
     log.say("training order: " + ", ".join(cfg.name for cfg, _ in feasible))
-    # Recovery minutes follow how much was pruned: share = pruned fraction (at least 0.1), shared
-    # with the configurations that would be skipped if this one fails; the minutes a student
-    # does not use (it stops once it reaches the bound plus a margin) go to the next.
+    # Recovery minutes follow how much was pruned: weight = pruned fraction (at least 0.1), split
+    # as `recovery_share` says; the minutes a student does not use (it stops once it reaches
+    # the bound plus a margin) go to the next.
     params = count_parameters(teacher)
     weight = {cfg.name: max(0.1, 1.0 - kept / params) for cfg, kept in feasible}
     min_accuracy = reference_accuracy - search.max_accuracy_drop / 100.0

@@ -193,3 +193,27 @@ def test_a_flat_noisy_curve_does_not_pick_its_first_wiggle():
     losses[1] = 1.30  # a wiggle right at the start, lower than the dip
     lowest = lrs[10 + int(np.argmin(losses[10:]))]
     assert 1e-4 < lowest < 4e-4 and suggest(lrs, losses) == pytest.approx(lowest / 10)
+
+
+def test_a_curve_that_never_falls_gets_the_trainers_default_not_its_noise():
+    """An SST-2 L2 student's loss stayed within 0.1 % of its start over the whole sweep; the
+    minimum rule read noise (1.9e-7) and the student stayed at chance (benchmarks/RESULTS.md)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from edgetune.train.lr_find import NO_DESCENT, find_lr
+
+    rng = np.random.default_rng(1)
+    lrs = list(np.logspace(-7, 0, 100))
+    flat = [1.37 + 0.002 * rng.standard_normal() + (3 * lr if lr > 5e-3 else 0) for lr in lrs]
+    assert suggest(lrs, flat) is None
+
+    model = torch.nn.Linear(2, 2)
+    trainer = SimpleNamespace(
+        model=model, args=SimpleNamespace(weight_decay=0.0, group_by_length=False, learning_rate=5e-5),
+        get_train_dataloader=lambda: [{"x": torch.ones(1, 2)}] * 4,
+        _prepare_inputs=lambda batch: batch,
+        compute_loss=lambda m, batch: m(batch["x"]).sum() * 0 + 1.37)  # no LR moves this loss
+    found = find_lr(trainer, steps=30)
+    assert found.suggestion == 5e-5 and found.method.startswith(NO_DESCENT)

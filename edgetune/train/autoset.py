@@ -61,6 +61,7 @@ def auto_learning_rate(trainer, config: TrainConfig, output_dir: Path, resume: b
     if is_main_process():
         lr_find.save(found, output_dir)
     trainer.args.learning_rate = found.suggestion
+    how = "" if found.method == lr_find.LrFindResult.method else f"; {found.method}"
     console.log(f"learning rate {found.suggestion:.2g} (LR range test, {found.steps} steps, "
-                f"{found.seconds:.0f} s)")
+                f"{found.seconds:.0f} s{how})")
     return found

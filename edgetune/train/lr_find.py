@@ -5,8 +5,9 @@ training batches and the real loss (distillation included, through the trainer's
 `compute_loss`), drawn in a shuffled order; the smoothed loss is read back and a tenth of the
 learning rate where it was lowest is taken (fastai's "minimum" rule). The steepest descent,
 tried first, was picked by noise on the nearly flat curves distillation gives (SST-2 students
-got 1e-7, or the cautious 2.8e-5 where their loss kept falling up to 3e-3). The weights are put
-back afterwards, so the run itself starts from where it was.
+got 1e-7, or the cautious 2.8e-5 where their loss kept falling up to 3e-3). A curve that never
+falls has no minimum to read: then the Trainer's default LR, and the record says so. The
+weights are put back afterwards, so the run itself starts from where it was.
 """
 
 from __future__ import annotations
@@ -39,12 +40,21 @@ class LrFindResult:
         return asdict(self)
 
 
-def suggest(learning_rates: list[float], losses: list[float], skip: float = 0.1) -> float:
+MIN_DESCENT = 0.01  # below this relative fall of the loss the curve has no minimum to read
+NO_DESCENT = "no descent in the sweep (lowest smoothed loss within 1 % of its start): the Trainer's default"
+
+
+def suggest(learning_rates: list[float], losses: list[float], skip: float = 0.1) -> float | None:
     """A tenth of the LR where the smoothed loss is lowest (fastai's "minimum" rule), the first
-    `skip` of the sweep left out (the moving average has seen only a few batches there)."""
+    `skip` of the sweep left out (the moving average has seen only a few batches there). None
+    where the loss never falls by `MIN_DESCENT`: the lowest point of a flat curve is noise (an
+    SST-2 L2 student's flat curve gave 1.9e-7, and it learnt nothing: benchmarks/RESULTS.md);
+    healthy curves there fell by 3-13 %."""
     lrs, loss = np.asarray(learning_rates), np.asarray(losses)
     first = min(int(len(lrs) * skip), len(lrs) - 1)
     lowest = first + int(np.argmin(loss[first:]))
+    if loss[lowest] > (1.0 - MIN_DESCENT) * loss[first]:
+        return None
     return float(max(lrs[lowest] / 10.0, lrs[0]))
 
 
@@ -96,8 +106,12 @@ def find_lr(trainer, steps: int = 100, start: float = 1e-7, end: float = 1.0,
     optimizer.zero_grad(set_to_none=True)
     del optimizer
     model.zero_grad(set_to_none=True)
-    return LrFindResult(lrs, smoothed, suggest(lrs, smoothed) if lrs else start, len(lrs),
-                        time.monotonic() - started)
+    suggestion = suggest(lrs, smoothed) if lrs else None
+    result = LrFindResult(lrs, smoothed, suggestion or trainer.args.learning_rate, len(lrs),
+                          time.monotonic() - started)
+    if suggestion is None:
+        result.method = f"{NO_DESCENT} {trainer.args.learning_rate:g}"
+    return result
 
 
 def save(result: LrFindResult, folder: Path) -> None:

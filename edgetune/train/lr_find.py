@@ -41,7 +41,8 @@ class LrFindResult:
 
 
 MIN_DESCENT = 0.01  # below this relative fall of the loss the curve has no minimum to read
-NO_DESCENT = "no descent in the sweep (lowest smoothed loss within 1 % of its start): the Trainer's default"
+NO_DESCENT = (f"no descent in the sweep (lowest smoothed loss within {MIN_DESCENT:.0%} of its start): "
+              "the Trainer's default")
 
 
 def suggest(learning_rates: list[float], losses: list[float], skip: float = 0.1) -> float | None:

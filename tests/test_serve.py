@@ -36,6 +36,7 @@ def metric(text: str, name: str) -> float:
 
 # --- the micro-batcher, on its own ---------------------------------------------------------
 
+
 def test_concurrent_submissions_share_batches_and_an_oversized_request_waits_its_turn():
     seen: list[int] = []
 
@@ -46,8 +47,9 @@ def test_concurrent_submissions_share_batches_and_an_oversized_request_waits_its
     async def scenario():
         batcher = MicroBatcher(run, max_batch=4, max_wait_s=0.05)
         await batcher.start()
-        answers = await asyncio.gather(*(batcher.submit([f"t{i}"]) for i in range(5)),
-                                       batcher.submit(["a", "b", "c"]))
+        answers = await asyncio.gather(
+            *(batcher.submit([f"t{i}"]) for i in range(5)), batcher.submit(["a", "b", "c"])
+        )
         await batcher.stop()
         return answers
 
@@ -67,8 +69,9 @@ def test_a_failing_model_fails_every_request_of_its_batch_and_the_batcher_goes_o
     async def scenario():
         batcher = MicroBatcher(run, max_batch=8, max_wait_s=0.02)
         await batcher.start()
-        failed = await asyncio.gather(batcher.submit(["a"]), batcher.submit(["b"]),
-                                      return_exceptions=True)
+        failed = await asyncio.gather(
+            batcher.submit(["a"]), batcher.submit(["b"]), return_exceptions=True
+        )
         after = await batcher.submit(["c"])
         await batcher.stop()
         return failed, after
@@ -115,31 +118,46 @@ def client(tuned_run):
     from edgetune.jobs.serve import app_settings, server_stack
 
     out, _ = tuned_run
-    settings = app_settings(ServeConfig(bundle=str(out / "best"), max_texts=4, max_text_chars=100,
-                                        max_body_bytes=1024, max_wait_ms=1))
+    settings = app_settings(
+        ServeConfig(
+            bundle=str(out / "best"),
+            max_texts=4,
+            max_text_chars=100,
+            max_body_bytes=1024,
+            max_wait_ms=1,
+        )
+    )
     with TestClient(server_stack().create_app(**settings)) as test_client:
         yield test_client
 
 
 @pytest.mark.parametrize(("body", "status", "message"), BAD_REQUESTS)
-def test_a_bad_request_gets_a_4xx_json_error_and_the_server_keeps_serving(client, body, status, message):
-    response = client.post("/v1/predict", content=body, headers={"content-type": "application/json"})
+def test_a_bad_request_gets_a_4xx_json_error_and_the_server_keeps_serving(
+    client, body, status, message
+):
+    response = client.post(
+        "/v1/predict", content=body, headers={"content-type": "application/json"}
+    )
     assert response.status_code == status and message in response.json()["error"], response.text
     good = client.post("/v1/predict", json={"texts": ["good great film"]})
     assert good.status_code == 200 and good.json()["predictions"][0]["label"] == "positive"
 
 
 def test_wrong_paths_and_methods_answer_in_the_same_error_shape(client):
-    assert client.get("/v1/predict").json()["error"].startswith("GET /v1/predict: Method Not Allowed")
+    assert (
+        client.get("/v1/predict").json()["error"].startswith("GET /v1/predict: Method Not Allowed")
+    )
     assert client.get("/nothing").status_code == 404
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["labels"] == ["negative", "positive"]
+    assert health["bundle"] == "best" and "/" not in json.dumps(health)  # no filesystem path
     text = client.get("/metrics").text
     assert metric(text, "edgetune_request_errors_total") >= 1
     assert "edgetune_request_latency_seconds_bucket" in text
 
 
 # --- the real server in its own process ---------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def server(tuned_run):
@@ -152,8 +170,12 @@ def server(tuned_run):
 
 def test_concurrent_requests_are_batched_together(server):
     results: list[int] = []
-    threads = [threading.Thread(target=lambda: results.append(
-        post(server + "/v1/predict", b'["good great film"]')[0])) for _ in range(8)]
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(post(server + "/v1/predict", b'["good great film"]')[0])
+        )
+        for _ in range(8)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -166,9 +188,25 @@ def test_concurrent_requests_are_batched_together(server):
 
 def test_loadtest_against_a_running_server_reports_a_capacity_within_its_bound(server, tmp_path):
     started = time.monotonic()
-    result = CliRunner().invoke(cli, ["loadtest", server, "--budget-ms", "2000", "--rates", "4,8",
-                                      "--step-seconds", "1", "--concurrency", "2",
-                                      "--max-seconds", "30", "--out", str(tmp_path)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "loadtest",
+            server,
+            "--budget-ms",
+            "2000",
+            "--rates",
+            "4,8",
+            "--step-seconds",
+            "1",
+            "--concurrency",
+            "2",
+            "--max-seconds",
+            "30",
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert time.monotonic() - started < 40
     report = json.loads((tmp_path / "loadtest.json").read_text())
@@ -185,12 +223,28 @@ def test_loadtest_sends_traffic_to_loopback_only(tmp_path):
 def test_shutdown_finishes_the_requests_in_flight(tuned_run):
     out, _ = tuned_run
     process = subprocess.Popen(
-        [sys.executable, "-m", "edgetune", "serve", str(out / "best"), "--port", "0",
-         "--max-wait-ms", "1500", "--max-batch", "64"], stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "edgetune",
+            "serve",
+            str(out / "best"),
+            "--port",
+            "0",
+            "--max-wait-ms",
+            "1500",
+            "--max-batch",
+            "64",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = process.stdout.readline().split()[4]
         answer: list = []
-        sender = threading.Thread(target=lambda: answer.append(post(url + "/v1/predict", b'["fine"]')))
+        sender = threading.Thread(
+            target=lambda: answer.append(post(url + "/v1/predict", b'["fine"]'))
+        )
         sender.start()
         time.sleep(0.5)  # the request now waits in the batcher for 1 s more
         process.send_signal(signal.SIGTERM)
@@ -203,6 +257,7 @@ def test_shutdown_finishes_the_requests_in_flight(tuned_run):
 
 # --- the bundle is an Optimum model too --------------------------------------------------------
 
+
 def test_optimum_and_a_transformers_pipeline_load_a_bundle(tuned_run):
     from optimum.onnxruntime import ORTModelForSequenceClassification
     from transformers import AutoTokenizer, pipeline
@@ -212,7 +267,9 @@ def test_optimum_and_a_transformers_pipeline_load_a_bundle(tuned_run):
     out, _ = tuned_run
     bundle = out / "best"
     model = ORTModelForSequenceClassification.from_pretrained(bundle)
-    classify = pipeline("text-classification", model=model, tokenizer=AutoTokenizer.from_pretrained(bundle))
+    classify = pipeline(
+        "text-classification", model=model, tokenizer=AutoTokenizer.from_pretrained(bundle)
+    )
     texts = ["good great film", "awful bad plot", "a film"]
     ours = [p["label"] for p in Predictor(bundle).predict(texts)]
     assert [p["label"] for p in classify(texts)] == ours
@@ -224,20 +281,41 @@ def test_serving_without_the_serve_extra_says_what_to_install(tuned_run, monkeyp
     import edgetune.deploy
 
     monkeypatch.delitem(sys.modules, "edgetune.deploy.server", raising=False)
-    monkeypatch.delattr(edgetune.deploy, "server", raising=False)  # else `from edgetune.deploy import server` finds it
+    monkeypatch.delattr(
+        edgetune.deploy, "server", raising=False
+    )  # else `from edgetune.deploy import server` finds it
     result = CliRunner().invoke(cli, ["serve", str(out / "best"), "--port", "0"])
     assert result.exit_code == 2 and "pip install 'edgetune[serve]'" in result.output, result.output
 
 
 def test_tune_with_loadtest_puts_the_capacity_in_the_report_and_the_manifest(
-        tiny_model_dir, tiny_data_csv, tiny_profile, tmp_path, monkeypatch):
+    tiny_model_dir, tiny_data_csv, tiny_profile, tmp_path, monkeypatch
+):
     from conftest import TINY_TRAIN
 
     monkeypatch.setenv("EDGETUNE_LOADTEST_STEP_SECONDS", "0.5")
     out = tmp_path / "run"
-    result = CliRunner().invoke(cli, [str(a) for a in (
-        "tune", "--model", tiny_model_dir, "--data", tiny_data_csv, "--profile", tiny_profile,
-        "--out", out, "--modes", "dynamic-int8", "--loadtest", *TINY_TRAIN)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            str(a)
+            for a in (
+                "tune",
+                "--model",
+                tiny_model_dir,
+                "--data",
+                tiny_data_csv,
+                "--profile",
+                tiny_profile,
+                "--out",
+                out,
+                "--modes",
+                "dynamic-int8",
+                "--loadtest",
+                *TINY_TRAIN,
+            )
+        ],
+    )
     assert result.exit_code == 0, result.output
     serving = json.loads((out / "best" / "edgetune.json").read_text())["serving"]
     assert serving["saturated_rps"] > 0 and (out / "loadtest" / "loadtest.png").is_file()
@@ -246,11 +324,14 @@ def test_tune_with_loadtest_puts_the_capacity_in_the_report_and_the_manifest(
     assert "loadtest" in json.loads((out / "report.json").read_text())["run"]
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["no-such-folder"], "neither a bundle folder nor an http:// URL"),
-    (["http://127.0.0.1:9"], "loadtest of a URL needs --budget-ms or --profile"),
-    (["http://127.0.0.1:9", "--budget-ms", "10", "--rates", "5,fast"], "give rates as numbers"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["no-such-folder"], "neither a bundle folder nor an http:// URL"),
+        (["http://127.0.0.1:9"], "loadtest of a URL needs --budget-ms or --profile"),
+        (["http://127.0.0.1:9", "--budget-ms", "10", "--rates", "5,fast"], "give rates as numbers"),
+    ],
+)
 def test_loadtest_bad_input_is_one_line(args, message):
     result = CliRunner().invoke(cli, ["loadtest", *args])
     assert result.exit_code == 2 and message in result.output, result.output
@@ -264,6 +345,9 @@ def test_serve_on_a_port_in_use_says_so(tuned_run):
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        result = CliRunner().invoke(cli, ["serve", str(out / "best"), "--port", str(port),
-                                          "--max-batch", "1"])
-    assert result.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in result.output, result.output
+        result = CliRunner().invoke(
+            cli, ["serve", str(out / "best"), "--port", str(port), "--max-batch", "1"]
+        )
+    assert result.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in result.output, (
+        result.output
+    )

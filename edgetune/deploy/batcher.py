@@ -6,6 +6,11 @@ first, and runs them together on one worker thread (the event loop never blocks 
 model). A request that would overflow the batch waits for the next one, so a batch exceeds
 `max_batch` only when one request alone is larger. Why: on CPU a batch of 8 short texts costs
 far less than 8 runs of one, so under load the server holds more traffic at the same p99.
+
+The queue is bounded (`max_queue` texts waiting): past it `submit` raises `QueueFull` at once,
+so a burst costs a fast refusal instead of memory and a queue no deadline can be met from.
+A request whose caller gave up (its future cancelled: the client left, or its deadline passed)
+is dropped from its batch before the session runs, and `on_drop` says why.
 """
 
 from __future__ import annotations
@@ -16,16 +21,30 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 
+class QueueFull(Exception):
+    """More texts are waiting than the queue holds: the caller should answer 503."""
+
+
 @dataclass
 class _Waiting:
     texts: list[str]
     future: asyncio.Future
+    deadline: float | None  # loop time after which nobody waits for the answer
 
 
 class MicroBatcher:
-    def __init__(self, run: Callable[[list[str]], list], max_batch: int, max_wait_s: float,
-                 on_batch: Callable[[int], None] = lambda size: None):
-        self.run, self.max_batch, self.max_wait_s, self.on_batch = run, max_batch, max_wait_s, on_batch
+    def __init__(
+        self,
+        run: Callable[[list[str]], list],
+        max_batch: int,
+        max_wait_s: float,
+        on_batch: Callable[[int], None] = lambda size: None,
+        max_queue: int | None = None,
+        on_drop: Callable[[str], None] = lambda reason: None,
+    ):
+        self.run, self.max_batch, self.max_wait_s = run, max_batch, max_wait_s
+        self.on_batch, self.max_queue, self.on_drop = on_batch, max_queue, on_drop
+        self.queued_texts = 0  # submitted, not yet in a running batch
         self._queue: asyncio.Queue[_Waiting] | None = None
         self._held: _Waiting | None = None  # overflowed the last batch: first in the next
         self._task: asyncio.Task | None = None
@@ -49,11 +68,22 @@ class MicroBatcher:
                 waiting.future.set_exception(RuntimeError("the server is shutting down"))
         self._executor.shutdown(wait=True)
 
-    async def submit(self, texts: list[str]) -> list:
+    async def submit(self, texts: list[str], deadline: float | None = None) -> list:
+        """The results for `texts`; `deadline` (loop time) lets the batcher skip them once
+        nobody waits. An empty queue takes any request, so one larger than the bound runs."""
         if self._queue is None:
             raise RuntimeError("the batcher is not started")
+        if (
+            self.max_queue is not None
+            and self.queued_texts
+            and self.queued_texts + len(texts) > self.max_queue
+        ):
+            raise QueueFull(
+                f"{self.queued_texts} texts are waiting; the queue holds {self.max_queue}"
+            )
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Waiting(texts, future))
+        self.queued_texts += len(texts)
+        self._queue.put_nowait(_Waiting(texts, future, deadline))
         return await future
 
     async def _next_batch(self) -> list[_Waiting]:
@@ -81,11 +111,26 @@ class MicroBatcher:
             size += len(waiting.texts)
         return batch
 
+    def _still_wanted(self, batch: list[_Waiting]) -> list[_Waiting]:
+        """The requests someone still waits for; the others are dropped, and counted."""
+        now = asyncio.get_running_loop().time()
+        self.queued_texts -= sum(len(w.texts) for w in batch)
+        kept = []
+        for waiting in batch:
+            expired = waiting.deadline is not None and now >= waiting.deadline
+            if waiting.future.cancelled():
+                self.on_drop("deadline" if expired else "client_left")
+            elif expired:
+                waiting.future.set_exception(TimeoutError("the request's deadline passed"))
+                self.on_drop("deadline")
+            else:
+                kept.append(waiting)
+        return kept
+
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = await self._next_batch()
-            batch = [w for w in batch if not w.future.cancelled()]  # client went away
+            batch = self._still_wanted(await self._next_batch())
             if not batch:
                 continue
             texts = [t for w in batch for t in w.texts]
@@ -102,5 +147,5 @@ class MicroBatcher:
             start = 0
             for w in batch:
                 if not w.future.done():
-                    w.future.set_result(results[start:start + len(w.texts)])
+                    w.future.set_result(results[start : start + len(w.texts)])
                 start += len(w.texts)

@@ -9,6 +9,8 @@ budget when its p99 is at most the budget and no request failed (a server that f
 builds a queue, which latency from scheduled times shows). Capacity at budget is the highest
 rate within budget with every lower rate tried within budget too; after the planned rates, two
 bisection steps narrow the edge. aiohttp is the client: one connection pool, one event loop.
+Every step, the warm-up included, ends by `max_seconds`. Traffic goes to the URL given and
+nowhere else: no redirect is followed (one is an error naming it) and no proxy variable is read.
 """
 
 from __future__ import annotations
@@ -17,10 +19,8 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 
-import numpy as np
-
+from edgetune.deploy.load_steps import LoadTestResult, Step, capacity, edge, make_step
 from edgetune.errors import InputError
 
 OPEN_FRACTIONS = (0.25, 0.5, 0.7, 0.85, 1.0, 1.2)
@@ -28,77 +28,36 @@ REQUEST_TIMEOUT_S = 10.0
 REFINE_STEPS = 2  # after the planned rates, bisect between the best rate within and the next over
 
 
-def capacity(steps: list[Step]) -> float | None:
-    """The highest rate that was within budget *with every lower rate tried*: a rate within
-    budget above one that was over is taken for noise, not capacity (the notes say so)."""
-    best = None
-    for step in sorted((s for s in steps if s.kind == "open"), key=lambda s: s.offered_rps):
-        if not step.within_budget:
-            break
-        best = step.offered_rps
-    return best
-
-
-def _edge(steps: list[Step]) -> tuple[float | None, float | None]:
-    """The capacity so far and the lowest rate above it that was over budget."""
-    low = capacity(steps)
-    above = [s.offered_rps for s in steps if s.kind == "open" and not s.within_budget
-             and (low is None or s.offered_rps > low)]
-    return low, min(above, default=None)
-
-
-@dataclass
-class Step:
-    kind: str  # "warm-up", "closed" or "open"
-    seconds: float
-    sent: int
-    ok: int
-    errors: int
-    throughput_rps: float
-    p50_ms: float | None
-    p90_ms: float | None
-    p99_ms: float | None
-    concurrency: int | None = None
-    offered_rps: float | None = None
-    within_budget: bool | None = None
-
-
-@dataclass
-class LoadTestResult:
-    url: str
-    budget_ms: float
-    steps: list[Step]
-    capacity_rps: float | None  # None: no open-loop step was within budget
-    single_stream: Step
-    saturated: Step
-    stopped: str  # why the rate stopped rising
-    notes: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-
-def _step(kind: str, seconds: float, latencies: list[float], errors: int, **extra) -> Step:
-    ms = np.asarray(latencies) * 1000
-    pct = (lambda q: round(float(np.percentile(ms, q)), 3)) if len(ms) else (lambda q: None)
-    return Step(kind, round(seconds, 3), len(latencies) + errors, len(latencies), errors,
-                round(len(latencies) / seconds, 2) if seconds > 0 else 0.0,
-                pct(50), pct(90), pct(99), **extra)
+class Redirected(InputError):
+    """The server answered with a redirect: following it could send the load elsewhere."""
 
 
 async def _post(session, url: str, text: str) -> bool:
     import aiohttp
 
     try:
-        async with session.post(url, json=[text]) as response:
+        async with session.post(url, json=[text], allow_redirects=False) as response:
             await response.read()
-            return response.status == 200
+            status, location = response.status, response.headers.get("location")
     except (aiohttp.ClientError, TimeoutError, OSError):
         return False
+    if 300 <= status < 400:
+        raise Redirected(
+            f"{url} answered {status} redirecting to {location or '(no Location)'}: "
+            "loadtest follows no redirects; give the server's own loopback URL"
+        )
+    return status == 200
 
 
-async def closed_loop(session, url: str, texts: list[str], concurrency: int, seconds: float,
-                      max_requests: int, kind: str = "closed") -> Step:
+async def closed_loop(
+    session,
+    url: str,
+    texts: list[str],
+    concurrency: int,
+    seconds: float,
+    max_requests: int,
+    kind: str = "closed",
+) -> Step:
     """`concurrency` clients, each sending its next request when the last one is answered."""
     latencies: list[float] = []
     errors = 0
@@ -120,11 +79,18 @@ async def closed_loop(session, url: str, texts: list[str], concurrency: int, sec
             i += concurrency
 
     await asyncio.gather(*(client(k) for k in range(concurrency)))
-    return _step(kind, time.perf_counter() - start, latencies, errors, concurrency=concurrency)
+    return make_step(kind, time.perf_counter() - start, latencies, errors, concurrency=concurrency)
 
 
-async def open_loop(session, url: str, texts: list[str], rate: float, seconds: float,
-                    max_requests: int, seed: int = 0) -> Step:
+async def open_loop(
+    session,
+    url: str,
+    texts: list[str],
+    rate: float,
+    seconds: float,
+    max_requests: int,
+    seed: int = 0,
+) -> Step:
     """Poisson arrivals at `rate` per second, whatever the server's answers are doing."""
     rng = random.Random(seed)
     loop = asyncio.get_running_loop()
@@ -149,17 +115,26 @@ async def open_loop(session, url: str, texts: list[str], rate: float, seconds: f
         tasks.append(asyncio.ensure_future(one(at, texts[i % len(texts)])))
     await asyncio.gather(*tasks)
     # served per second of the arrival window: the same denominator as the offered rate
-    return _step("open", seconds, latencies, errors, offered_rps=round(rate, 2))
+    return make_step("open", seconds, latencies, errors, offered_rps=round(rate, 2))
 
 
-async def _run(url: str, texts: list[str], budget_ms: float, concurrency: int, step_seconds: float,
-               rates: list[float], max_seconds: float, max_requests: int,
-               log: Callable[[str], None]) -> LoadTestResult:
+async def _run(
+    url: str,
+    texts: list[str],
+    budget_ms: float,
+    concurrency: int,
+    step_seconds: float,
+    rates: list[float],
+    max_seconds: float,
+    max_requests: int,
+    log: Callable[[str], None],
+) -> LoadTestResult:
     try:
         import aiohttp
     except ImportError:
-        raise InputError("loadtest needs the 'serve' extra (aiohttp is missing): "
-                         "pip install 'edgetune[serve]'") from None
+        raise InputError(
+            "loadtest needs the 'serve' extra (aiohttp is missing): pip install 'edgetune[serve]'"
+        ) from None
 
     started = time.perf_counter()
     left = [max_requests]
@@ -168,16 +143,33 @@ async def _run(url: str, texts: list[str], budget_ms: float, concurrency: int, s
         left[0] = max(0, left[0] - step.sent)
         return step
 
+    def seconds_left(planned: float) -> float:
+        return max(0.0, min(planned, max_seconds - (time.perf_counter() - started)))
+
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        warm = spend(await closed_loop(session, url, texts, 1, min(2.0, step_seconds), left[0], "warm-up"))
-        single = spend(await closed_loop(session, url, texts, 1, step_seconds, left[0]))
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, trust_env=False
+    ) as session:
+        warm = spend(
+            await closed_loop(
+                session, url, texts, 1, seconds_left(min(2.0, step_seconds)), left[0], "warm-up"
+            )
+        )
+        single = spend(
+            await closed_loop(session, url, texts, 1, seconds_left(step_seconds), left[0])
+        )
         log(f"single stream: {single.throughput_rps:.0f} req/s, p99 {single.p99_ms} ms")
-        saturated = spend(await closed_loop(session, url, texts, concurrency, step_seconds, left[0]))
-        log(f"{concurrency} clients: {saturated.throughput_rps:.0f} req/s, p99 {saturated.p99_ms} ms")
+        saturated = spend(
+            await closed_loop(session, url, texts, concurrency, seconds_left(step_seconds), left[0])
+        )
+        log(
+            f"{concurrency} clients: {saturated.throughput_rps:.0f} req/s, p99 {saturated.p99_ms} ms"
+        )
         plan = rates or [round(f * saturated.throughput_rps, 1) for f in OPEN_FRACTIONS]
         steps, misses, stopped = [warm, single, saturated], 0, "every planned rate was run"
+        if seconds_left(step_seconds) == 0:
+            stopped = f"time bound ({max_seconds:g} s) reached"
 
         async def try_rate(rate: float) -> Step | None:
             nonlocal stopped
@@ -187,12 +179,17 @@ async def _run(url: str, texts: list[str], budget_ms: float, concurrency: int, s
             if left[0] < rate * step_seconds:  # a cut-short step would be judged on a burst
                 stopped = "request bound reached"
                 return None
-            step = spend(await open_loop(session, url, texts, rate, step_seconds, left[0], len(steps)))
-            step.within_budget = (step.errors == 0 and step.p99_ms is not None
-                                  and step.p99_ms <= budget_ms)
+            step = spend(
+                await open_loop(session, url, texts, rate, step_seconds, left[0], len(steps))
+            )
+            step.within_budget = (
+                step.errors == 0 and step.p99_ms is not None and step.p99_ms <= budget_ms
+            )
             steps.append(step)
-            log(f"open loop {rate:.1f} req/s: served {step.throughput_rps:.1f}, p99 {step.p99_ms} ms, "
-                f"{step.errors} errors -> {'within' if step.within_budget else 'over'} budget")
+            log(
+                f"open loop {rate:.1f} req/s: served {step.throughput_rps:.1f}, p99 {step.p99_ms} ms, "
+                f"{step.errors} errors -> {'within' if step.within_budget else 'over'} budget"
+            )
             return step
 
         for rate in (r for r in plan if r > 0):
@@ -203,23 +200,50 @@ async def _run(url: str, texts: list[str], budget_ms: float, concurrency: int, s
                 stopped = "two rates in a row were over budget"
                 break
         for _ in range(0 if rates else REFINE_STEPS):  # halve the gap at the capacity's edge
-            low, high = _edge(steps)
-            if low is None or high is None or (step := await try_rate(round((low + high) / 2, 1))) is None:
+            low, high = edge(steps)
+            if (
+                low is None
+                or high is None
+                or (step := await try_rate(round((low + high) / 2, 1))) is None
+            ):
                 break
     found = capacity(steps)
     result = LoadTestResult(url, budget_ms, steps, found, single, saturated, stopped)
-    above = sorted(s.offered_rps for s in steps if s.kind == "open" and s.within_budget
-                   and (found is None or s.offered_rps > found))
+    above = sorted(
+        s.offered_rps
+        for s in steps
+        if s.kind == "open" and s.within_budget and (found is None or s.offered_rps > found)
+    )
     if above:
-        result.notes.append(f"rates above a rate over budget were within it too ({above} req/s): "
-                            "noise near the edge, so the capacity is the conservative one; "
-                            "longer --step-seconds narrow it")
+        result.notes.append(
+            f"rates above a rate over budget were within it too ({above} req/s): "
+            "noise near the edge, so the capacity is the conservative one; "
+            "longer --step-seconds narrow it"
+        )
     return result
 
 
-def run_load_test(url: str, texts: list[str], budget_ms: float, concurrency: int = 8,
-                  step_seconds: float = 5.0, rates: list[float] | None = None,
-                  max_seconds: float = 180.0, max_requests: int = 200_000,
-                  log: Callable[[str], None] = lambda line: None) -> LoadTestResult:
-    return asyncio.run(_run(url, texts, budget_ms, concurrency, step_seconds, list(rates or []),
-                            max_seconds, max_requests, log))
+def run_load_test(
+    url: str,
+    texts: list[str],
+    budget_ms: float,
+    concurrency: int = 8,
+    step_seconds: float = 5.0,
+    rates: list[float] | None = None,
+    max_seconds: float = 180.0,
+    max_requests: int = 200_000,
+    log: Callable[[str], None] = lambda line: None,
+) -> LoadTestResult:
+    return asyncio.run(
+        _run(
+            url,
+            texts,
+            budget_ms,
+            concurrency,
+            step_seconds,
+            list(rates or []),
+            max_seconds,
+            max_requests,
+            log,
+        )
+    )

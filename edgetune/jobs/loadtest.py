@@ -44,8 +44,18 @@ def is_loopback(url: str) -> bool:
 @contextmanager
 def local_server(bundle: str, extra_args: list[str], wait_s: float = 120.0) -> Iterator[str]:
     """`edgetune serve BUNDLE` on a free loopback port; yields its URL; SIGTERM on the way out."""
-    command = [sys.executable, "-m", "edgetune", "serve", bundle, "--host", "127.0.0.1",
-               "--port", "0", *extra_args]
+    command = [
+        sys.executable,
+        "-m",
+        "edgetune",
+        "serve",
+        bundle,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        *extra_args,
+    ]
     with tempfile.TemporaryFile("w+") as errors:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True)
         found: list[str] = []
@@ -111,13 +121,23 @@ def _is_pair_target(config: LoadtestConfig, bundle: str | None) -> bool:
 def _served_task(url: str) -> str | None:
     """The `task` an edgetune server reports on /healthz (None if it says none or is down:
     the load test itself then reports the server's state)."""
+    try:
+        with _loopback_only_opener().open(url.rstrip("/") + "/healthz", timeout=5) as reply:
+            return json.loads(reply.read()).get("task")
+    except (OSError, ValueError, AttributeError):  # a redirect too: HTTPError is an OSError
+        return None
+
+
+def _loopback_only_opener():
+    """urllib without proxies (environment variables could name one) and without redirects:
+    the loopback check holds for every hop."""
     import urllib.request
 
-    try:
-        with urllib.request.urlopen(url.rstrip("/") + "/healthz", timeout=5) as reply:
-            return json.loads(reply.read()).get("task")
-    except (OSError, ValueError, AttributeError):
-        return None
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None  # urllib then raises HTTPError with the 3xx status
+
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}), NoRedirect())
 
 
 def _budget(config: LoadtestConfig, bundle: str | None) -> tuple[float, str]:
@@ -141,13 +161,24 @@ def load_test_bundle(bundle: Path, out: Path, texts: list) -> dict:
     from edgetune.deploy.bundle import MANIFEST_NAME, load_bundle
 
     step_seconds = float(os.environ.get("EDGETUNE_LOADTEST_STEP_SECONDS", "4"))
-    result = loadtest(LoadtestConfig(target=str(bundle), out=str(out), step_seconds=step_seconds,
-                                     max_seconds=30 * step_seconds),
-                      texts=[t for t in texts if _filled(t)] or None)
-    summary = {"capacity_rps": result.capacity_rps, "budget_ms": result.budget_ms,
-               "single_stream_p90_ms": result.single_stream.p90_ms,
-               "saturated_rps": result.saturated.throughput_rps, "stopped": result.stopped,
-               "notes": result.notes, "details": str(out / "loadtest.json")}
+    result = loadtest(
+        LoadtestConfig(
+            target=str(bundle),
+            out=str(out),
+            step_seconds=step_seconds,
+            max_seconds=30 * step_seconds,
+        ),
+        texts=[t for t in texts if _filled(t)] or None,
+    )
+    summary = {
+        "capacity_rps": result.capacity_rps,
+        "budget_ms": result.budget_ms,
+        "single_stream_p90_ms": result.single_stream.p90_ms,
+        "saturated_rps": result.saturated.throughput_rps,
+        "stopped": result.stopped,
+        "notes": result.notes,
+        "details": str(out / "loadtest.json"),
+    }
     manifest = load_bundle(bundle).manifest.model_copy(update={"serving": summary})
     write_json_atomic(bundle / MANIFEST_NAME, manifest.to_json())
     return summary
@@ -157,8 +188,10 @@ def loadtest(config: LoadtestConfig, texts: list | None = None) -> LoadTestResul
     target = config.target
     is_url = target.startswith(("http://", "https://"))
     if is_url and not is_loopback(target):
-        raise InputError(f"{target}: loadtest sends traffic to loopback addresses only "
-                         "(127.0.0.1, ::1, localhost); run it on the server's machine")
+        raise InputError(
+            f"{target}: loadtest sends traffic to loopback addresses only "
+            "(127.0.0.1, ::1, localhost); run it on the server's machine"
+        )
     if not is_url and not Path(target).is_dir():
         raise InputError(f"{target}: neither a bundle folder nor an http:// URL")
     budget_ms, budget_from = _budget(config, None if is_url else target)
@@ -168,13 +201,25 @@ def loadtest(config: LoadtestConfig, texts: list | None = None) -> LoadTestResul
     server = nullcontext(target) if is_url else local_server(target, config.server_args)
     with server as base:
         url = base.rstrip("/") + "/v1/predict"
-        console.print(f"load test of {url}: p99 budget {budget_ms:g} ms ({budget_from}), "
-                      f"{config.step_seconds:g} s per step, at most {config.max_seconds:g} s")
-        result = run_load_test(url, texts, budget_ms, config.concurrency, config.step_seconds,
-                               config.rates, config.max_seconds, config.max_requests, console.print)
+        console.print(
+            f"load test of {url}: p99 budget {budget_ms:g} ms ({budget_from}), "
+            f"{config.step_seconds:g} s per step, at most {config.max_seconds:g} s"
+        )
+        result = run_load_test(
+            url,
+            texts,
+            budget_ms,
+            config.concurrency,
+            config.step_seconds,
+            config.rates,
+            config.max_seconds,
+            config.max_requests,
+            console.print,
+        )
     if not is_url:
-        result.notes.append(f"the server and this load generator shared this machine's "
-                            f"{os.cpu_count()} cores")
+        result.notes.append(
+            f"the server and this load generator shared this machine's {os.cpu_count()} cores"
+        )
     write_json_atomic(out / "loadtest.json", result.to_json())
     from edgetune.deploy.plot import plot_load
 

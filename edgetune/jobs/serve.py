@@ -5,6 +5,12 @@ known and printed in the ready line (`edgetune serve: ready on http://HOST:PORT`
 model is loaded; connections that arrive earlier wait in the backlog instead of being refused.
 SIGTERM/SIGINT stop taking connections and finish the requests in flight (uvicorn's graceful
 shutdown, up to `graceful_seconds`) before the batcher stops.
+
+Load is shed at each layer (defaults in `ServeConfig`): uvicorn answers 503 past
+`max_connections` open connections or requests; a connection must send its request headers
+within `read_timeout_s` (`deploy/connections.py`) and may idle `keep_alive_s` between requests;
+the app bounds the batcher's queue (503 + Retry-After), the body's arrival (408) and each
+request's time to answer (504).
 """
 
 from __future__ import annotations
@@ -29,8 +35,10 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise InputError(f"cannot listen on {host}:{port} ({exc.strerror}); "
-                         "choose another --port (0: any free one) or --host") from None
+        raise InputError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); "
+            "choose another --port (0: any free one) or --host"
+        ) from None
     sock.listen(2048)
     return sock
 
@@ -43,8 +51,10 @@ def server_stack():
 
         from edgetune.deploy import server
     except ImportError as exc:
-        raise InputError(f"serving needs the 'serve' extra ({exc.name} is missing): "
-                         "pip install 'edgetune[serve]'") from None
+        raise InputError(
+            f"serving needs the 'serve' extra ({exc.name} is missing): "
+            "pip install 'edgetune[serve]'"
+        ) from None
     return server
 
 
@@ -52,26 +62,73 @@ def app_settings(config: ServeConfig) -> dict:
     """`create_app`'s arguments for a bundle: its predictor, batching and limits."""
     bundle = load_bundle(config.bundle)
     profile = bundle.manifest.profile
-    predictor = Predictor(bundle, profile.intra_op_threads if config.threads is None else config.threads)
+    predictor = Predictor(
+        bundle, profile.intra_op_threads if config.threads is None else config.threads
+    )
     max_batch = config.max_batch or profile.serve_max_batch
     batching = "set by " + ("--max-batch" if config.max_batch else "the profile")
     if max_batch is None:
-        choice = choose_max_batch(predictor.logits, sample_texts(bundle.path), limit=config.max_texts)
+        choice = choose_max_batch(
+            predictor.logits, sample_texts(bundle.path), limit=config.max_texts
+        )
         max_batch, batching = choice.max_batch, choice.describe()
     max_wait_ms = profile.serve_max_wait_ms if config.max_wait_ms is None else config.max_wait_ms
-    info = {"bundle": str(bundle.path), "labels": predictor.labels, "candidate": bundle.manifest.candidate,
-            "profile": profile.name, "max_batch": max_batch, "batching": batching,
-            "max_wait_ms": max_wait_ms, "task": bundle.manifest.task}
-    limits = server_stack().Limits(config.max_texts, config.max_text_chars, config.max_body_bytes)
-    return {"predict": predictor.predict, "info": info, "max_batch": max_batch,
-                "max_wait_s": max_wait_ms / 1000, "limits": limits, "pairs": predictor.pairs}
+    info = {
+        "bundle": bundle.path.name,
+        "labels": predictor.labels,
+        "candidate": bundle.manifest.candidate,
+        "profile": profile.name,
+        "max_batch": max_batch,
+        "batching": batching,
+        "max_wait_ms": max_wait_ms,
+        "task": bundle.manifest.task,
+    }
+    limits = server_stack().Limits(
+        config.max_texts,
+        config.max_text_chars,
+        config.max_body_bytes,
+        config.max_queue,
+        config.request_timeout_s,
+        config.read_timeout_s,
+    )
+    return {
+        "predict": predictor.predict,
+        "info": info,
+        "max_batch": max_batch,
+        "max_wait_s": max_wait_ms / 1000,
+        "limits": limits,
+        "pairs": predictor.pairs,
+    }
+
+
+def uvicorn_server(app, config: ServeConfig):
+    """uvicorn for `app` with the connection limits of `config`, counted in the app's metrics."""
+    import uvicorn
+
+    from edgetune.deploy.connections import LimitedServer, read_timed_protocol
+
+    metrics = app.state.metrics
+    protocol = read_timed_protocol(
+        config.read_timeout_s, metrics.timeouts.labels(phase="headers").inc
+    )
+    return LimitedServer(
+        uvicorn.Config(
+            app,
+            http=protocol,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            limit_concurrency=config.max_connections,
+            timeout_keep_alive=config.keep_alive_s,
+            timeout_graceful_shutdown=config.graceful_seconds,
+        ),
+        on_refusal=metrics.rejected.labels(reason="connections").inc,
+    )
 
 
 def serve(config: ServeConfig) -> None:
     """Serve until SIGTERM/SIGINT."""
     stack = server_stack()  # before loading anything: a missing extra is a one-line error
-    import uvicorn
-
     app_args = app_settings(config)
     info = app_args["info"]
     sock = bind(config.host, config.port)
@@ -79,14 +136,20 @@ def serve(config: ServeConfig) -> None:
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
 
     def ready() -> None:
-        print(f"{READY} {url} (batch up to {info['max_batch']}, wait {info['max_wait_ms']} ms; "
-              f"profile {info['profile']})", flush=True)
+        print(
+            f"{READY} {url} (batch up to {info['max_batch']}, wait {info['max_wait_ms']} ms; "
+            f"profile {info['profile']})",
+            flush=True,
+        )
         print(f"edgetune serve: {info['batching']}", flush=True)
+        print(
+            f"edgetune serve: limits: {config.max_connections} connections, {config.max_queue} "
+            f"texts queued, {config.request_timeout_s:g} s per request, "
+            f"{config.read_timeout_s:g} s to send one",
+            flush=True,
+        )
 
-    app = stack.create_app(**app_args, on_ready=ready)
-    server = uvicorn.Server(uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="on",
-        timeout_graceful_shutdown=config.graceful_seconds))
+    server = uvicorn_server(stack.create_app(**app_args, on_ready=ready), config)
     try:
         server.run(sockets=[sock])  # after a graceful stop uvicorn re-raises the signal it caught
     finally:

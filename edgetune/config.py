@@ -92,6 +92,8 @@ class ExportConfig(_Config):
     max_length: int | None = None
     input_shapes: list[str] = Field(default_factory=list, description="NAME=1x3x224x224 per "
                                     "input of a plain PyTorch model (`pkg.module:factory`)")
+    trust_factory: str | None = Field(None, description="the pkg.module:factory a plain module's "
+                                      "checkpoint names: imported only if named here")
     overwrite: bool = False
 
 
@@ -122,6 +124,8 @@ class PruneJobConfig(_Config):
     text_column: str | None = None
     label_column: str | None = None
     atol: float | None = Field(None, gt=0)
+    trust_factory: str | None = Field(None, description="the pkg.module:factory a plain module's "
+                                      "checkpoint names: imported only if named here")
     overwrite: bool = False
 
 

@@ -1,16 +1,24 @@
 """`pkg.module:factory` model specs: a callable (or an `nn.Module`) imported by name.
 
-For users whose model is not a transformers model. The current folder is importable, as
-`uvicorn app:main` does; the factory is called without arguments.
+For users whose model is not a transformers model. A spec the user types is imported with
+the current folder importable, as `uvicorn app:main` does; the factory is called without
+arguments. A spec read from a file (a checkpoint's record) is never imported on the file's
+word: only when the user names the same factory (`trusted_factory`), since importing runs
+whatever code the folder came with.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from edgetune.errors import InputError
+
+TRUST_FLAG = "--trust-factory"
 
 
 def is_factory(spec: str) -> bool:
@@ -19,13 +27,37 @@ def is_factory(spec: str) -> bool:
     return bool(sep and module and attr.isidentifier() and not Path(spec).exists())
 
 
-def resolve_factory(spec: str):
-    """The object `spec` names (not called)."""
-    module_name, _, attr = spec.partition(":")
-    if "" not in sys.path:
-        sys.path.insert(0, "")  # the current folder, as `python -m` and uvicorn do
+def trusted_factory(spec: object, trusted: str | None, where: str) -> str:
+    """`spec`, read from the file `where`, if the user named the same factory; else refused.
+
+    The refusal names the factory and the flag, so the user decides whether to run its code."""
+    if not isinstance(spec, str) or not is_factory(spec):
+        raise InputError(f"{where}: 'factory' is not a pkg.module:factory spec ({spec!r})")
+    if spec != trusted:
+        raise InputError(f"{where} names the factory '{spec}', whose code would run on import; "
+                         f"edgetune imports only a factory you name: pass {TRUST_FLAG} {spec} "
+                         "if you trust it")
+    return spec
+
+
+@contextmanager
+def _current_folder_importable() -> Iterator[None]:
+    """The current folder first on `sys.path` for one import, as `python -m` and uvicorn do,
+    then taken off again, so later imports in this process do not look there."""
+    folder = os.getcwd()
+    sys.path.insert(0, folder)
     try:
-        module = importlib.import_module(module_name)
+        yield
+    finally:
+        sys.path.remove(folder)
+
+
+def resolve_factory(spec: str):
+    """The object `spec` (typed by the user, or trusted by them) names, not called."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        with _current_folder_importable():
+            module = importlib.import_module(module_name)
     except ImportError as exc:
         raise InputError(f"{spec}: cannot import '{module_name}' ({exc}); run from the folder "
                          "that holds it or install it") from None
@@ -39,8 +71,10 @@ def load_factory(spec: str):
     """The `nn.Module` the factory returns, in eval mode."""
     import torch
 
-    factory = resolve_factory(spec)
-    model = factory() if callable(factory) and not isinstance(factory, torch.nn.Module) else factory
+    with _current_folder_importable():  # what the factory imports when called, too
+        factory = resolve_factory(spec)
+        called = callable(factory) and not isinstance(factory, torch.nn.Module)
+        model = factory() if called else factory
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"{spec}: returned a {type(model).__name__}, not a torch.nn.Module")
     return model.eval()

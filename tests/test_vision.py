@@ -11,7 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from vision_fixtures import IMAGE_FAMILIES, LABELS, write_image_folder, write_tiny_image_model
+from vision_fixtures import (
+    IMAGE_FAMILIES,
+    LABELS,
+    PLAIN_MODULE,
+    write_image_folder,
+    write_tiny_image_model,
+)
 
 from edgetune.cli import cli
 from edgetune.errors import InputError
@@ -199,24 +205,6 @@ def test_profile_image_size_is_what_a_cnn_trains_and_deploys_at(tmp_path, image_
     assert latency["input_shape"] == [1, 3, 24, 24]
 
 
-PLAIN_MODULE = '''
-import torch
-from torch import nn
-
-
-def small_cnn():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-                         nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                         nn.Flatten(), nn.Linear(16, 10))
-
-
-small_cnn.image_size = 32
-small_cnn.image_mean = [0.5, 0.5, 0.5]
-small_cnn.image_std = [0.5, 0.5, 0.5]
-'''
-
-
 def test_plain_pytorch_image_model_tunes_reloads_and_prunes(tmp_path, monkeypatch, image_folder,
                                                             tiny_profile):
     from edgetune.exporter.onnx import load_checkpoint
@@ -228,11 +216,12 @@ def test_plain_pytorch_image_model_tunes_reloads_and_prunes(tmp_path, monkeypatc
     best = tmp_path / "run" / "best"
     assert json.loads((best / "edgetune.json").read_text())["task"] == "image-classification"
     assert json.loads((best / "edgetune_module.json").read_text())["labels"] == list(LABELS)
-    model, processor = load_checkpoint(tmp_path / "run" / "work" / "best")  # rebuilt, not unpickled
+    model, processor = load_checkpoint(tmp_path / "run" / "work" / "best",  # rebuilt, not unpickled
+                                       trust_factory="plain_models:small_cnn")
     assert model.body[-1].out_features == 2 and processor.size == {"height": 32, "width": 32}
     result = _run("prune", tmp_path / "run" / "work" / "best", "--pass", "channel-prune:ratio=0.5",
                   "--data", image_folder, "--profile", tiny_profile, "--out", tmp_path / "pruned",
-                  "--epochs", "1", "--lr", "1e-3")
+                  "--epochs", "1", "--lr", "1e-3", "--trust-factory", "plain_models:small_cnn")
     assert result.exit_code == 0, result.output
     pruning = json.loads((tmp_path / "pruned" / "edgetune.json").read_text())["pruning"]
     assert pruning["params_after"] < pruning["params_before"]

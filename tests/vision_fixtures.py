@@ -13,6 +13,24 @@ import numpy as np
 IMAGE_SIZE = 32
 LABELS = ("bright", "dark")
 
+# A plain PyTorch image model (`plain_models:small_cnn` once written as plain_models.py).
+PLAIN_MODULE = '''
+import torch
+from torch import nn
+
+
+def small_cnn():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                         nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(16, 10))
+
+
+small_cnn.image_size = 32
+small_cnn.image_mean = [0.5, 0.5, 0.5]
+small_cnn.image_std = [0.5, 0.5, 0.5]
+'''
+
 
 def write_image_folder(root: Path, per_class: int = 24, seed: int = 0, size: int = 40) -> Path:
     """`root/<label>/NNN.png` RGB images (a size other than the models' on purpose)."""

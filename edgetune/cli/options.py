@@ -10,6 +10,13 @@ def profile_option(default: str = "cpu-edge"):
                         help="Deployment profile: a shipped name (see `edgetune profiles list`) or a .toml path.")
 
 
+def trust_factory_option():
+    return click.option("--trust-factory", "trust_factory", default=None,
+                        metavar="PKG.MODULE:FACTORY",
+                        help="A plain PyTorch module's checkpoint names the factory that rebuilds "
+                        "it; it is imported (its code runs) only if you name the same one here.")
+
+
 def split_list(value: str | None) -> list[str] | None:
     """`a, b,c` -> ["a", "b", "c"]; None stays None."""
     if value is None:

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from edgetune.cli.options import profile_option, split_list, stdout_console
+from edgetune.cli.options import profile_option, split_list, stdout_console, trust_factory_option
 from edgetune.compress.modes import MODES
 
 MODE_LIST = ", ".join(MODES)
@@ -23,7 +23,9 @@ MODE_LIST = ", ".join(MODES)
 @profile_option()
 @click.option("--input-shape", "input_shapes", multiple=True, help="NAME=1x3x224x224 per input of a plain PyTorch model (CHECKPOINT = pkg.module:factory).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle folder.")
-def export(checkpoint, out_dir, quantize, opset, atol, data, profile_name, input_shapes, overwrite) -> None:
+@trust_factory_option()
+def export(checkpoint, out_dir, quantize, opset, atol, data, profile_name, input_shapes, overwrite,
+           trust_factory) -> None:
     """Export a fine-tuned CHECKPOINT to a validated ONNX bundle, or a plain PyTorch model
     (CHECKPOINT = pkg.module:factory, a callable returning an nn.Module, with --input-shape) to
     OUT/model.onnx, checked against PyTorch on random inputs.
@@ -38,7 +40,8 @@ def export(checkpoint, out_dir, quantize, opset, atol, data, profile_name, input
 
     config = validated(ExportConfig, "export", checkpoint=checkpoint, out=out_dir,
                        quantize=quantize, opset=opset, atol=atol, data=data, profile=profile_name,
-                       input_shapes=list(input_shapes), overwrite=overwrite)
+                       input_shapes=list(input_shapes), overwrite=overwrite,
+                       trust_factory=trust_factory)
     bundle = edgetune.export(config)
     if not hasattr(bundle, "manifest"):  # a plain PyTorch model
         click.echo(f"model: {bundle.path}; ONNX vs PyTorch max |diff| {bundle.check.max_abs_diff:.2e} "
@@ -72,9 +75,10 @@ def export(checkpoint, out_dir, quantize, opset, atol, data, profile_name, input
 @click.option("--label-column", default=None)
 @profile_option()
 @click.option("--overwrite", is_flag=True)
+@trust_factory_option()
 def prune(checkpoint, data, out_dir, layers, heads, ffn, passes, importance, distill, distillation, epochs,
           max_train_minutes, max_train_samples, learning_rate, text_column, label_column,
-          profile_name, overwrite) -> None:
+          profile_name, overwrite, trust_factory) -> None:
     """Structurally prune a fine-tuned CHECKPOINT, recover it by distillation, export a bundle.
 
     \b
@@ -91,7 +95,7 @@ def prune(checkpoint, data, out_dir, layers, heads, ffn, passes, importance, dis
         PruneJobConfig, "prune", checkpoint=checkpoint, data=data, out=out_dir, layers=layers,
         heads=heads, ffn=ffn, passes=list(passes), importance=importance, distill=distill,
         distillation=distillation, train=train, profile=profile_name, text_column=text_column, label_column=label_column,
-        overwrite=overwrite)
+        overwrite=overwrite, trust_factory=trust_factory)
     bundle = edgetune.prune(config)
     p = bundle.manifest.pruning
     click.echo(f"bundle: {bundle.path} ({p['name']}: {p['params_after'] / 1e6:.1f}M of "

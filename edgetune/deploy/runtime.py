@@ -91,7 +91,7 @@ class ImagePredictor:
         from transformers import AutoImageProcessor
 
         self.bundle, self.labels = bundle, bundle.label_names
-        self.processor = AutoImageProcessor.from_pretrained(str(bundle.path))
+        self.processor = AutoImageProcessor.from_pretrained(str(bundle.path), trust_remote_code=False)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 3

@@ -42,9 +42,10 @@ def is_image_classifier(model) -> bool:
     return type(model.config) in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING
 
 
-def load_checkpoint(checkpoint: str | Path):
+def load_checkpoint(checkpoint: str | Path, trust_factory: str | None = None):
     """A fine-tuned classification checkpoint and its preprocessor: the tokenizer, or for an
-    image model its image processor (no remote code)."""
+    image model its image processor (no remote code). A plain PyTorch module's checkpoint is
+    rebuilt only if `trust_factory`, the factory the user named, is the one it records."""
     from transformers import (
         AutoImageProcessor,
         AutoModelForImageClassification,
@@ -61,7 +62,7 @@ def load_checkpoint(checkpoint: str | Path):
     if not path.exists():
         raise InputError(f"checkpoint '{checkpoint}' does not exist")
     if is_plain_checkpoint(path):
-        return load_plain_checkpoint(path)
+        return load_plain_checkpoint(path, trust_factory)
     if not (path / "config.json").is_file():
         raise InputError(f"checkpoint '{checkpoint}' holds no model (no config.json)")
     images = is_image_model(str(path))

@@ -65,7 +65,7 @@ def export(config: ExportConfig) -> Bundle | ModuleExport:
     [mode] = resolve_modes([config.quantize])
     check_output_dir(config.out, config.overwrite)
     checkpoint = Path(config.checkpoint).expanduser().resolve()
-    model, tokenizer = load_checkpoint(checkpoint)
+    model, tokenizer = load_checkpoint(checkpoint, config.trust_factory)
     max_length = config.max_length or profile.sequence_length
     texts = validation_texts(checkpoint, config.data)
     labels = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]

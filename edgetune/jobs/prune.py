@@ -37,7 +37,7 @@ def prune(config: PruneJobConfig) -> Bundle:
     after = [s for s in extra if s not in before]
     check_output_dir(config.out, config.overwrite)
     checkpoint = Path(config.checkpoint).expanduser().resolve()
-    teacher, tokenizer = load_checkpoint(checkpoint)
+    teacher, tokenizer = load_checkpoint(checkpoint, config.trust_factory)
     names = [str(teacher.config.id2label[i]) for i in range(teacher.config.num_labels)]
     train = config.train.for_length(profile.sequence_length)
     inputs = RunInputs.load(config, train.seed, model=str(checkpoint))
@@ -53,7 +53,7 @@ def prune(config: PruneJobConfig) -> Bundle:
         # A channel-pruned CNN no longer matches its config.json: the trained model in memory
         # (the best checkpoint's weights, loaded back by the Trainer) is what is exported.
         student = trained_in_memory(pruned.model) if is_channel_pruned(pruned.model) else \
-            load_checkpoint(trained.checkpoint)[0]
+            load_checkpoint(trained.checkpoint, config.trust_factory)[0]
         pruned.steps += run_torch_steps(student, after, PassContext())
         channels = getattr(student.config, "num_channels", 3)
         fp32, check = export_validated(student, tokenizer, Path(tmp) / "model.onnx",

@@ -133,7 +133,7 @@ def _tune(config: TuneConfig, profile: Profile, modes: list[Mode], out: Path,
                 f"({trained.steps} steps, stopped by {trained.stopped_by})")
 
     t0 = time.monotonic()
-    torch_model, tokenizer = load_checkpoint(trained.checkpoint)
+    torch_model, tokenizer = load_checkpoint(trained.checkpoint, trust_factory=config.model)
     channels, max_length = 3, cfg.max_length
     if inputs.kind == "image":  # the processor at the profile's size; max_length = the image side
         tokenizer, channels, max_length = image_settings(torch_model, tokenizer, profile)

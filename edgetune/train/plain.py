@@ -8,7 +8,9 @@ argument, an output with `loss` and `logits`, a small `config`). Preprocessing i
 resize + normalise image processor: the factory may declare `image_size`, `image_mean` and
 `image_std` as attributes (defaults: 224 px, ImageNet statistics). A checkpoint is the
 wrapper's safetensors weights + `edgetune_module.json` (which factory, which labels), rebuilt
-by calling the factory again: no pickled code is ever loaded.
+by calling the factory again: no pickled code is ever loaded, and the factory the record names
+is imported only when the user names it too (`--trust-factory`, or the same `--model`), since
+a folder someone handed over may bring its own module to import.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import json
 from pathlib import Path
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 from transformers.modeling_outputs import ImageClassifierOutput
 
-from edgetune.errors import InputError
+from edgetune.errors import InputError, first_problem
 
 MODULE_RECORD = "edgetune_module.json"
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -90,18 +93,41 @@ def is_plain_checkpoint(folder: Path) -> bool:
     return (Path(folder) / MODULE_RECORD).is_file()
 
 
-def load_plain_checkpoint(folder: Path) -> tuple[PlainImageClassifier, object]:
-    """Rebuilt from the factory, then the trained weights (safetensors) loaded strictly."""
+class ModuleRecord(BaseModel):
+    """`edgetune_module.json` as read back: typed, so a damaged one is one line."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    factory: str
+    labels: list[str] = Field(min_length=1)
+
+
+def read_record(folder: Path) -> ModuleRecord:
+    path = Path(folder) / MODULE_RECORD
+    try:
+        return ModuleRecord.model_validate_json(path.read_bytes())
+    except ValidationError as exc:
+        field, message = first_problem(exc)
+        raise InputError(f"{path}: field '{field}': {message}") from None
+
+
+def load_plain_checkpoint(folder: Path,
+                          trust_factory: str | None = None) -> tuple[PlainImageClassifier, object]:
+    """Rebuilt from the factory, if `trust_factory` (what the user named) is the one the record
+    names; then the trained weights (safetensors) loaded strictly."""
     from safetensors.torch import load_file
     from transformers import AutoImageProcessor
 
-    record = json.loads((Path(folder) / MODULE_RECORD).read_text())
-    model, _ = build(record["factory"], record["labels"])
+    from edgetune.factory import trusted_factory
+
+    record = read_record(folder)
+    spec = trusted_factory(record.factory, trust_factory, f"checkpoint '{folder}'")
+    model, _ = build(spec, record.labels)
     weights = Path(folder) / "model.safetensors"
     if not weights.is_file():
         raise InputError(f"checkpoint '{folder}' has no model.safetensors")
     model.load_state_dict(load_file(str(weights)))
-    processor = AutoImageProcessor.from_pretrained(str(folder))
+    processor = AutoImageProcessor.from_pretrained(str(folder), trust_remote_code=False)
     return model.eval(), processor
 
 

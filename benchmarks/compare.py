@@ -58,7 +58,7 @@ def optimum_recipe(checkpoint: Path, work: Path) -> tuple[Path, str]:
     from optimum.onnxruntime import ORTModelForSequenceClassification, ORTOptimizer, ORTQuantizer
     from optimum.onnxruntime.configuration import AutoOptimizationConfig, AutoQuantizationConfig
 
-    from edgetune.compress.cpu import cpu_flags
+    from edgetune.hardware import cpu_flags
 
     flags = cpu_flags()
     if platform.machine().lower() in ("arm64", "aarch64"):

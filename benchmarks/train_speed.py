@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.one:
         return one_run(args)
 
-    from edgetune.compress.cpu import cpu_flags, cpu_model
+    from edgetune.hardware import cpu_flags, cpu_model
 
     flags = sorted({"avx512_bf16", "amx_bf16", "avx512_vnni", "amx_int8"} & cpu_flags())
     print(f"CPU: {cpu_model()}; flags: {', '.join(flags) or 'none of avx512_bf16/amx'}")

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgetune.errors import InputError, first_problem
 from edgetune.fsutil import write_text_atomic
+from edgetune.search.settings import SearchSettings
 from edgetune.train.settings import TrainConfig
 
 RECIPE_NAME = "recipe.toml"
@@ -24,27 +25,6 @@ RECIPE_NAME = "recipe.toml"
 
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class SearchSettings(_Config):
-    """The pruning search (`tune --prune-search`)."""
-
-    enabled: bool = False
-    prune_configs: list[str] | None = Field(None, description="e.g. [L4, L3-F0.5]; default: a grid")
-    modes: list[str] = Field(default_factory=lambda: ["optimized-fp32", "dynamic-int8"])
-    budget_minutes: float | None = Field(None, gt=0, description="probes + recovery; default: "
-                                         "the rest of an hour-long run (at least 10)")
-    max_accuracy_drop: float = Field(1.0, ge=0, description="points vs the fine-tuned fp32 ONNX model")
-    recovery_minutes: float | None = Field(None, gt=0)
-    recovery_lr: float | None = Field(None, gt=0)
-    importance: Literal["taylor", "magnitude"] = "taylor"
-    distillation: Literal["layerwise", "logits"] = Field(
-        "layerwise", description="layerwise: logits KL + hidden states of the kept teacher layers")
-    stop_margin: float = Field(0.5, ge=0, description="a student stops once it is this many "
-                               "points above the accuracy bound; its minutes go to the next")
-    executor: Literal["local", "ray"] = Field("local", description="ray: probes and students "
-                                              "as Ray tasks (pip install 'edgetune[ray]')")
-    ray_address: str | None = Field(None, description="auto, HOST:PORT, or None: a local Ray instance")
 
 
 class TuneConfig(_Config):
@@ -141,7 +121,9 @@ class BenchConfig(_Config):
     shapes: list[str] = Field(default_factory=list, description="NAME=1x3x224x224 for inputs "
                               "with unknown dimensions (models without a tokenizer)")
     min_runs: int = Field(50, ge=1)
-    min_seconds: float = Field(3.0, ge=0)
+    min_seconds: float | None = Field(
+        None, ge=0, description="timed seconds per model over all rounds (None: the profile's measure_seconds)"
+    )
     rounds: int = Field(10, ge=2)
     repeat: int = Field(1, ge=1, description="time every model this many times, as that many "
                         "processes in the same interleaved rounds (an A/A check)")

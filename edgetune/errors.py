@@ -49,9 +49,6 @@ class NoCandidate(EdgetuneError):
         self.result = result
 
 
-NoCandidateError = NoCandidate  # the earlier name
-
-
 _BRANCH = re.compile(r"(int|float|str|bool|none|literal\[.*\]|function-.*)")
 
 

@@ -34,6 +34,13 @@ class Profile(BaseModel):
     latency_budget_ms: float = Field(gt=0, description="p90 latency budget per batch")
     max_model_size_mb: float | None = Field(default=None, gt=0)
     precisions: list[Precision] = Field(default_factory=lambda: ["fp32", "int8"])
+    measure_seconds: float = Field(
+        3.0,
+        gt=0,
+        le=3600,
+        description="latency: seconds each model is timed over all rounds (more: tighter "
+        "intervals; tests set it low)",
+    )
     budget_on: Literal["fixed", "traffic"] = Field(
         "fixed", description="fixed: batch x sequence_length padded; traffic: the data's own lengths")
     serve_max_batch: int | None = Field(None, ge=1, description="`serve`: texts one session run may "

@@ -71,7 +71,7 @@ def tiny_profile(tmp_path_factory) -> Path:
     path.write_text(
         'name = "tiny"\ndevice = "cpu"\nexecution_providers = ["CPUExecutionProvider"]\n'
         "intra_op_threads = 1\nbatch_size = 1\nsequence_length = 32\nlatency_budget_ms = 1000.0\n"
-        'precisions = ["fp32", "int8"]\n'
+        'precisions = ["fp32", "int8"]\nmeasure_seconds = 0.2\n'
     )
     return path
 

@@ -25,10 +25,12 @@ def test_compare_runs_all_three_rows(tuned_run, tiny_data_csv, tiny_profile, tmp
     names = [r["name"] for r in result["rows"]]
     assert names[0] == "PyTorch eager fp32" and names[1].startswith("Optimum") and names[2].startswith("edgetune")
     for row in result["rows"]:
-        assert 0.0 <= row["accuracy"] <= 1.0 and row["p50_ms"] > 0 and row["runs"] == 4
+        assert row["p50_ms"] > 0 and row["runs"] == 4
+    # one fp32 model on the same rows three ways: the same accuracy, and the tiny model learned
+    accuracies = {round(row["accuracy"], 6) for row in result["rows"]}
+    assert len(accuracies) == 1 and min(accuracies) >= 0.8, result["rows"]
     assert result["rows"][0]["p50_vs_pytorch"][0] == 1.0 and result["rows"][1]["p50_vs_optimum"][0] == 1.0
-    low, high = result["rows"][2]["p50_ci"]
-    assert low <= result["rows"][2]["p50_ms"] <= high
+    assert len(result["rows"][2]["p50_ci"]) == 2
     assert result["harness"]["edgetune_p50_ms"] > 0 and result["harness"]["bare_loop_p50_ms"] > 0
     assert json.loads((tmp_path / "cmp.json").read_text())["header"]["cores"]
     assert "| row | accuracy" in (tmp_path / "cmp.md").read_text()

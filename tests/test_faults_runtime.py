@@ -66,8 +66,9 @@ def test_sigkill_while_writing_candidates_then_resume(tmp_path, tiny_model_dir, 
     deadline = time.monotonic() + 300
     while not (out / "candidates").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before the kill: nothing was killed mid-write"
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    assert proc.wait() == -signal.SIGKILL
     for folder in (out / "best", *(out / "candidates").glob("*")):
         if folder.is_dir() and not folder.name.startswith("."):
             assert (folder / "edgetune.json").is_file()  # whole or absent, never half

@@ -148,7 +148,7 @@ def quantize(model, modes, out_dir, calibration_data, calibration_samples, token
 @click.option("--tokenizer", "tokenizer_dir", default=None, help="Tokenizer folder for a bare .onnx file.")
 @click.option("--shape", "shapes", multiple=True, help="NAME=1x3x224x224: an input's shape, for models without a tokenizer (inputs are made from the graph).")
 @click.option("--min-runs", type=int, default=50, show_default=True, help="Runs per model, over all rounds.")
-@click.option("--min-seconds", type=float, default=3.0, show_default=True, help="Seconds per model, over all rounds.")
+@click.option("--min-seconds", type=float, default=None, help="Seconds per model, over all rounds (default: the profile's measure_seconds, 3 s shipped).")
 @click.option("--rounds", type=int, default=10, show_default=True, help="Interleaved rounds (order rotates).")
 @click.option("--repeat", type=int, default=1, show_default=True,
               help="Time every model N times, as N processes in the same interleaved rounds (an A/A "

@@ -63,11 +63,6 @@ def _label_names(splits: list[datasets.Dataset], source: str) -> list[str]:
     return names
 
 
-def label_names_from_bundle(id2label: dict) -> list[str]:
-    """Label names in id order from a HF config's `id2label`."""
-    return [str(id2label[k]) for k in sorted(id2label, key=int)]
-
-
 def align_labels(dataset, label_names: list[str]):
     """Re-number a dataset's labels to a model's label order (by name)."""
     if dataset.label_names == label_names:

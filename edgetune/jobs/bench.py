@@ -145,8 +145,8 @@ def bench(config: BenchConfig) -> BenchReport:
         split = pick_split(dataset, config.split)
         evaluation = EvalSet(first_subject.tokenizer, list(split["text"]),
                              np.asarray(split["label"]), max_length)
-    settings = LatencySettings(min_runs=config.min_runs, min_seconds=config.min_seconds,
-                               rounds=config.rounds)
+    seconds = profile.measure_seconds if config.min_seconds is None else config.min_seconds
+    settings = LatencySettings(min_runs=config.min_runs, min_seconds=seconds, rounds=config.rounds)
     repeats = bench_copies(subjects, profile, evaluation, settings, config.repeat)
     results = repeats[0]
     for result, (_, bundle, _) in zip(results, opened):

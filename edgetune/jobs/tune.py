@@ -141,7 +141,11 @@ def _tune(config: TuneConfig, profile: Profile, modes: list[Mode], out: Path,
     if any(m.needs_calibration for m in modes):
         ctx.calibration = inputs.calibration(tokenizer, cfg.max_length, config.calibration_samples,
                                              cfg.seed, channels)
-    settings = settings or LatencySettings(rounds=config.latency_rounds, max_rounds=config.max_rounds)
+    settings = settings or LatencySettings(
+        rounds=config.latency_rounds,
+        max_rounds=config.max_rounds,
+        min_seconds=profile.measure_seconds,
+    )
     builder = CandidateBuilder(profile, tokenizer, ctx, settings, config.opset, config.atol,
                                inputs.latency_feed(tokenizer, profile, channels),
                                skip_inapplicable=config.modes is None)

@@ -167,10 +167,3 @@ def bench_copies(subjects: list[Subject], profile: Profile, evaluation: EvalSet 
                                 settings, profile.latency_budget_ms)
     return [[BenchResult(s.name, profile.name, latency[c.name], model_size_mb(s.model_path),
                          accuracy[s.name]) for s, c in zip(subjects, row)] for row in named]
-
-
-def bench_onnx(model_path: str | Path, tokenizer, profile: Profile, evaluation: EvalSet | None,
-               settings: LatencySettings | None = None) -> BenchResult:
-    """One model: latency on the profile (always) and accuracy on `evaluation` (when given)."""
-    subject = Subject(str(model_path), Path(model_path), tokenizer)
-    return bench_models([subject], profile, evaluation, settings)[subject.name]

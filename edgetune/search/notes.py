@@ -6,7 +6,7 @@ machine's CPU features instead of guessing them.
 
 from __future__ import annotations
 
-from edgetune.compress.cpu import VNNI_FLAGS, cpu_flags, cpu_model
+from edgetune.hardware import VNNI_FLAGS, cpu_flags, cpu_model
 from edgetune.search.record import Candidate
 
 

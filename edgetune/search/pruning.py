@@ -25,7 +25,6 @@ import numpy as np
 from edgetune.compress.modes import resolve_modes
 from edgetune.compress.pruning import PruneConfig, count_parameters
 from edgetune.compress.recover import distill_student, make_student, scoring_batches
-from edgetune.config import SearchSettings
 from edgetune.console import console
 from edgetune.data.text import TextDataset
 from edgetune.exporter.onnx import load_checkpoint
@@ -36,6 +35,7 @@ from edgetune.search.cache import Cache, file_digest
 from edgetune.search.candidates import CandidateBuilder
 from edgetune.search.executor import LocalExecutor, RayExecutor
 from edgetune.search.record import Candidate
+from edgetune.search.settings import SearchSettings
 from edgetune.train.settings import TrainConfig
 
 RUN_MINUTES = 60.0  # with no --search-budget-minutes: the search takes the rest of an hour-long run

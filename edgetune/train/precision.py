@@ -10,7 +10,7 @@ def training_precision(asked: str) -> tuple[bool, str]:
     AVX-512 BF16 / AMX), fp32 elsewhere; the reason says which flags were read."""
     import torch
 
-    from edgetune.compress.cpu import cpu_flags
+    from edgetune.hardware import cpu_flags
 
     if asked == "fp32":
         return False, "fp32 (asked)"

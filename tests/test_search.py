@@ -9,7 +9,7 @@ from conftest import SEARCH_ARGS as ARGS
 
 from edgetune.cli import cli
 from edgetune.compress.pruning import PruneConfig
-from edgetune.search.cache import Cache
+from edgetune.search.cache import Cache, ProbeRecord
 from edgetune.search.pruning import default_prune_configs, recovery_share
 
 
@@ -81,9 +81,10 @@ def test_cache_round_trip(tmp_path):
     cache = Cache(tmp_path)
     key = Cache.key("a", {"b": 1})
     assert key == Cache.key("a", {"b": 1}) and key != Cache.key("a", {"b": 2})
-    assert cache.get(key) is None
-    cache.put(key, {"x": 1})
-    assert cache.get(key) == {"x": 1}
+    assert cache.get(key, ProbeRecord) is None
+    record = {"p90_ms": {"fp32": 1.5}, "verdict": {"fp32": "met"}, "params": 10}
+    cache.put(key, record)
+    assert cache.get(key, ProbeRecord) == record
 
 
 def test_a_relative_budget_probe_is_judged_against_the_reference_timed_in_its_rounds(tiny_model_dir, tmp_path):

@@ -31,7 +31,7 @@ from edgetune.exporter.onnx import load_checkpoint
 from edgetune.measure.bench import EvalSet
 from edgetune.measure.latency import judge
 from edgetune.search.budget import fraction_of
-from edgetune.search.cache import Cache, file_digest
+from edgetune.search.cache import Cache, ProbeRecord, TrainedRecord, file_digest
 from edgetune.search.candidates import CandidateBuilder
 from edgetune.search.executor import LocalExecutor, RayExecutor
 from edgetune.search.record import Candidate
@@ -190,14 +190,14 @@ def run_search(teacher_checkpoint: Path, dataset: TextDataset, builder: Candidat
     relative_key = [file_digest(Path(relative[0].model_path)), relative[1]] if relative else []
     probe_key = {cfg.name: Cache.key("probe", source, cfg.to_json(), modes_key, profile_key,
                                      *relative_key) for cfg in configs}
-    todo = [cfg for cfg in configs if cache.get(probe_key[cfg.name]) is None]
+    todo = [cfg for cfg in configs if cache.get(probe_key[cfg.name], ProbeRecord) is None]
     log.from_cache += len(configs) - len(todo)
     for cfg, record in executor.map(partial(probe_latency, teacher_ref, builder, modes, work, relative),
                                     todo, "measure"):
         cache.put(probe_key[cfg.name], record)
     probed: list[tuple[PruneConfig, int, bool]] = []
     for cfg in configs:
-        record = cache.get(probe_key[cfg.name])
+        record = cache.get(probe_key[cfg.name], ProbeRecord)
         log.probes[cfg.name] = record["p90_ms"]
         best_mode, best_p90 = min(record["p90_ms"].items(), key=lambda kv: kv[1])
         if any(v != "missed" for v in record["verdict"].values()):  # met or marginal
@@ -239,7 +239,7 @@ def run_search(teacher_checkpoint: Path, dataset: TextDataset, builder: Candidat
         folder = work / "students" / f"{cfg.name}-{key_of[cfg.name][:8]}"  # resumable
         return cfg, folder, recovery.model_copy(update={"max_train_minutes": budget})
 
-    cached = {name for name, key in key_of.items() if cache.get(key) is not None}
+    cached = {name for name, key in key_of.items() if cache.get(key, TrainedRecord) is not None}
     if executor.remote:  # side by side: budgets planned up front, the skip rule cannot apply
         tasks = []
         for index, (cfg, _) in enumerate(feasible):
@@ -256,7 +256,7 @@ def run_search(teacher_checkpoint: Path, dataset: TextDataset, builder: Candidat
     candidates: list[Candidate] = []
     for index, (cfg, _) in enumerate(feasible):
         worse_than = next((b for b in broke_bound if cfg.prunes_at_least(b, num_layers)), None)
-        record = cache.get(key_of[cfg.name])
+        record = cache.get(key_of[cfg.name], TrainedRecord)
         if worse_than is not None and record is None:
             log.say(f"skip {cfg.name}: prunes at least as much as {worse_than.name}, which broke "
                     "the accuracy bound")

@@ -39,12 +39,15 @@ def test_export_of_a_relative_checkpoint_does_not_hang(tuned_run, tmp_path, monk
 
 def test_a_second_writer_is_refused_and_a_stale_lock_is_reported(tmp_path, tiny_model_dir,
                                                                    tiny_data_csv, tiny_profile):
+    from edgetune.fsutil import run_lock
+
     out = tmp_path / "run"
     out.mkdir()
     lock = out / ".edgetune.lock"
-    lock.write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename, "since": "now"}))
-    result = tune(tiny_model_dir, tiny_data_csv, tiny_profile, out, "--overwrite")
+    with run_lock(out):  # a live run's lock (a second open of the file cannot take it either)
+        result = tune(tiny_model_dir, tiny_data_csv, tiny_profile, out, "--overwrite")
     assert result.exit_code == 2 and "in use by another edgetune run" in result.output
+    assert f"pid {os.getpid()}" in result.output
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     lock.write_text(json.dumps({"pid": dead.pid, "host": os.uname().nodename, "since": "then"}))
@@ -79,15 +82,15 @@ def test_sigkill_while_writing_candidates_then_resume(tmp_path, tiny_model_dir, 
 
 
 def test_a_torn_cache_record_is_redone(tmp_path):
-    from edgetune.search.cache import Cache
+    from edgetune.search.cache import Cache, TrainedRecord
 
     cache = Cache(tmp_path)
     key = Cache.key("trained", "x")
     cache.put(key, {"candidates": []})
     (tmp_path / f"{key}.json").write_text('{"candidates": [')  # killed mid-write, by hand
-    assert cache.get(key) is None and (tmp_path / f"{key}.torn").is_file()
-    cache.put(key, {"candidates": [1]})
-    assert cache.get(key) == {"candidates": [1]}
+    assert cache.get(key, TrainedRecord) is None and (tmp_path / f"{key}.torn").is_file()
+    cache.put(key, {"candidates": []})
+    assert cache.get(key, TrainedRecord) == {"candidates": []}
 
 
 def test_a_damaged_checkpoint_is_set_aside_on_resume(tmp_path, tiny_model_dir, tiny_data_csv, tiny_profile):

@@ -199,3 +199,111 @@ def test_a_stale_or_corrupt_lock_is_one_line_and_taken_on_resume(tmp_path):
         with run_lock(tmp_path, take_stale=True):
             assert json.loads(lock.read_text())["pid"] == os.getpid()
         assert not lock.exists()
+
+
+def test_sniffing_a_data_file_reads_its_head_not_the_whole_file(tmp_path, monkeypatch):
+    """A file past the full check's size is sniffed from its first bytes: memory stays small."""
+    import tracemalloc
+
+    import datasets
+
+    from edgetune.data.text import load_text_dataset
+    from edgetune.errors import InputError
+
+    data = tmp_path / "big.csv"
+    with data.open("wb") as handle:
+        handle.write(b"text,label\nfine,a\nalso fine,b\n")
+        handle.truncate(300 * 1024 * 1024)  # sparse: 300 MiB to read, no disk used
+
+    class Reached(Exception):
+        pass
+
+    def reached(*args, **kwargs):
+        raise Reached  # the sniffing is over once `datasets` is asked to read the file
+
+    monkeypatch.setattr(datasets, "load_dataset", reached)
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError, match="Reached"):  # said as a file `datasets` cannot read
+            load_text_dataset(str(data))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 * 1024 * 1024, f"sniffing allocated {peak / 2**20:.0f} MiB"
+
+
+def test_a_decompression_bomb_image_is_skipped_and_counted(tmp_path, monkeypatch):
+    from PIL import Image
+    from vision_fixtures import write_image_folder
+
+    from edgetune.data.images import load_image_dataset
+
+    folder = write_image_folder(tmp_path / "images", per_class=8, size=16)  # 256 px each
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # PIL's limit, small for the test
+    Image.new("L", (40, 40)).save(folder / "bright" / "warns.png")  # 1,600 px: past the limit
+    Image.new("L", (64, 64)).save(folder / "dark" / "bomb.png")  # 4,096 px: past twice the limit
+    dataset = load_image_dataset(folder)
+    assert (
+        sum(count for reason, count in dataset.dropped.items() if "unreadable image" in reason) == 2
+    )
+    assert len(dataset.train) + len(dataset.validation) == 16
+
+
+def test_a_measurement_worker_does_not_import_from_the_current_folder(tmp_path, monkeypatch):
+    import onnxruntime
+
+    shipped = Path(onnxruntime.__file__).parent / "datasets" / "logreg_iris.onnx"
+    planted = 'from pathlib import Path\nPath(__file__).with_name("IMPORTED").write_text("ran")\n'
+    for name in ("numpy.py", "onnxruntime.py", "edgetune.py"):
+        (tmp_path / name).write_text(planted)
+    monkeypatch.chdir(tmp_path)
+    result = _run(
+        "bench", shipped, "--json", "--rounds", "2", "--min-runs", "4", "--min-seconds", "0.2"
+    )
+    assert not (tmp_path / "IMPORTED").exists()
+    assert result.exit_code == 0, result.output
+
+
+HUB_CHECK = """
+import sys, time
+from click.testing import CliRunner
+from transformers import AutoConfig  # imported before the clock starts
+from edgetune.cli import cli
+import edgetune.jobs.tune, edgetune.train.sources
+started = time.monotonic()
+result = CliRunner().invoke(cli, sys.argv[1:])
+print(round(time.monotonic() - started, 1), result.exit_code)
+print(result.output.strip())
+"""
+
+
+def test_a_model_neither_local_nor_reachable_fails_in_seconds(tmp_path, tiny_data_csv):
+    import socket
+
+    with socket.socket() as closed:  # a loopback port nothing listens on: refused at once
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE"))}
+    env |= {"HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HOME": str(tmp_path / "hf")}
+    args = [
+        "tune",
+        "--model",
+        "models/missing",
+        "--data",
+        str(tiny_data_csv),
+        "--out",
+        str(tmp_path / "run"),
+    ]
+    done = subprocess.run(
+        [sys.executable, "-P", "-c", HUB_CHECK, *args],
+        check=False,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    seconds, code = done.stdout.split("\n")[0].split()
+    assert int(code) == 2, done.stdout + done.stderr
+    assert "'models/missing'" in done.stdout and "cannot be reached" in done.stdout
+    assert float(seconds) < 15, f"{seconds} s to refuse (transformers' hub retries take ~30 s)"

@@ -88,16 +88,24 @@ def _images_in(folder: Path) -> list[Path]:
 
 
 def _readable(paths: list[Path]) -> tuple[list[Path], int]:
+    """The paths PIL opens and verifies; the count of the others. A decompression bomb (more
+    pixels than PIL's `MAX_IMAGE_PIXELS`, from a small file) is one of the others: decoding
+    it on access would take gigabytes."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     good = []
-    for p in paths:
-        try:
-            with Image.open(p) as image:
-                image.verify()
-            good.append(p)
-        except (OSError, UnidentifiedImageError, SyntaxError):
-            pass
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        for p in paths:
+            try:
+                with Image.open(p) as image:
+                    image.verify()
+                good.append(p)
+            except (OSError, UnidentifiedImageError, SyntaxError, Image.DecompressionBombError,
+                    Image.DecompressionBombWarning):
+                pass
     return good, len(paths) - len(good)
 
 

@@ -123,7 +123,8 @@ def _load_file(path: Path) -> datasets.Dataset:
     suffix = path.suffix.lower()
     if suffix not in FILE_BUILDERS:
         raise InputError(f"{path}: unsupported file type; use one of {', '.join(FILE_BUILDERS)}")
-    head = path.read_bytes()[:65536]
+    with path.open("rb") as handle:  # the first 64 KiB say whether it is empty, not the file
+        head = handle.read(65536)
     if not head.strip():
         raise InputError(f"{path}: the file is empty")
     if suffix in (".csv", ".tsv") and len(head.strip().splitlines()) < 2:

@@ -102,8 +102,10 @@ class _Worker:
         feeds = tmp / f"{id(system)}.npz"
         save_feeds(str(feeds), {"fixed": [system.feed], **({"traffic": system.traffic} if system.traffic else {})})
         self.name = system.name
-        self.proc = subprocess.Popen([sys.executable, "-m", "edgetune.measure.worker"], text=True,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        # -P: the current folder is not first on the worker's sys.path (no file there stands
+        # in for a module it imports)
+        command = [sys.executable, "-P", "-m", "edgetune.measure.worker"]
+        self.proc = subprocess.Popen(command, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.request = {"op": "load", "model": str(system.model_path), "profile": profile.model_dump(),
                         "feeds": str(feeds), "io_binding": settings.io_binding,
                         "warmup": settings.warmup_runs}

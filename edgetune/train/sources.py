@@ -87,7 +87,10 @@ def is_image_model(model_source: str) -> bool:
 
     if is_factory(model_source) or is_plain_checkpoint(Path(model_source)):
         return True
-
+    if not Path(model_source).expanduser().exists():
+        # A hub id: found, or one line within the hub check's seconds (transformers would
+        # retry an unreachable hub for half a minute before we could say so).
+        check_model_source(model_source)
     try:
         config = AutoConfig.from_pretrained(model_source, trust_remote_code=False)
     except (OSError, ValueError, KeyError):

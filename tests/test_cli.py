@@ -42,6 +42,9 @@ def test_tune_writes_bundle_and_report(tuned_run):
                      "static-int8-minmax", "static-int8-percentile"]  # int4 not in the profile
     assert report["selection"]["winner"] == manifest["candidate"]
     assert (out / "report.md").read_text().startswith("# edgetune report")
+    stopped = report["run"]["train"]["stopped_by"]  # --epochs 8, --patience 8: one or the other
+    assert stopped == "epochs (8)" or stopped.startswith("early stopping: 8 evaluations")
+    assert f"**Fine-tuning** stopped by {stopped} (" in (out / "report.md").read_text()
     assert not list(out.glob(".*tmp*"))  # no staging left behind
 
 

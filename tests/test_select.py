@@ -73,3 +73,68 @@ def test_a_relative_budget_is_taken_again_from_the_final_rounds():
     assert profile.latency_budget_ms == 3.0 and builder.profile is profile and base is int8
     assert [c.latency.verdict for c in (dense, int8, pruned)] == ["missed", "missed", "met"]
     assert pruned.meets_latency and not int8.meets_latency and "vs budget 3 ms" in pruned.latency.verdict_note
+
+
+def timed(name, right, p90, drift, rng, size=10.0, total=200):
+    """A candidate with per-row results and 10 interleaved rounds of timings (around `p90`,
+    the machine's `drift` shared with the others measured in the same rounds)."""
+    correct = "1" * right + "0" * (total - right)
+    c = cand(name, right / total, p90, size)
+    c.accuracy = AccuracyResult(right / total, right / total, total, [], correct)
+    c.latency.round_times = [d * rng.normal(p90 / 1.2, p90 / 20, 40) for d in drift]
+    return check_budget(c, PROFILE)
+
+
+def tied_pair():
+    import numpy as np
+
+    rng, drift = np.random.default_rng(0), np.linspace(1.0, 1.3, 10)
+    # minmax is the faster on the point estimate by 1 %, inside its own noise; percentile is
+    # 1 point more accurate, not significantly (McNemar on 200 rows)
+    return [timed("static-int8-minmax", 178, 6.0, drift, rng),
+            timed("static-int8-percentile", 180, 6.06, drift, rng),
+            timed("fp32", 181, 9.0, drift, rng, size=40.0)]
+
+
+def test_a_tie_on_latency_goes_to_the_more_accurate():
+    cs = tied_pair()
+    minmax, percentile, fp32 = cs
+    assert minmax.latency.p90_ms < percentile.latency.p90_ms
+    sel = choose(cs, PROFILE)
+    assert sel.winner.name == "static-int8-percentile", sel.reason
+    assert "tied on latency with the fastest, static-int8-minmax" in sel.reason
+    assert "1.0 points more accurate" in sel.reason and "fp32 is 0.5 points" in sel.reason
+    ratio = percentile.stats["latency_vs_fastest"]
+    assert ratio["tied"] and ratio["ratio"][1] <= 1.0 <= ratio["ratio"][2]
+    assert not fp32.stats["latency_vs_fastest"]["tied"]  # 1.5x slower: not a tie
+
+
+def test_the_choice_from_the_report_keeps_the_tie():
+    """`edgetune report` chooses again from report.json, where the rounds are not kept: the
+    ratio recorded with each candidate stands in for them."""
+    cs = tied_pair()
+    choose(cs, PROFILE)
+    again = [Candidate.from_json(c.to_json()) for c in cs]
+    assert not hasattr(again[0].latency, "round_times")
+    sel = choose(again, PROFILE)
+    assert sel.winner.name == "static-int8-percentile" and "tied on latency" in sel.reason
+
+
+def test_a_significantly_faster_candidate_still_wins():
+    import numpy as np
+
+    rng, drift = np.random.default_rng(1), np.linspace(1.0, 1.3, 10)
+    cs = [timed("fast", 175, 3.0, drift, rng), timed("slow", 180, 6.0, drift, rng)]
+    sel = choose(cs, PROFILE)
+    assert sel.winner.name == "fast" and "tied" not in sel.reason
+    assert not cs[1].stats["latency_vs_fastest"]["tied"]
+
+
+def test_a_tie_on_size_goes_to_the_more_accurate():
+    import numpy as np
+
+    rng, drift = np.random.default_rng(2), np.ones(10)
+    cs = [timed("a", 178, 3.0, drift, rng, size=5.0), timed("b", 180, 6.0, drift, rng, size=5.0),
+          timed("c", 181, 2.0, drift, rng, size=20.0)]
+    sel = choose(cs, PROFILE, objective="size")
+    assert sel.winner.name == "b" and "tied on size with a (5.0 MB each)" in sel.reason

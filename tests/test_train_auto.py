@@ -147,9 +147,106 @@ def test_a_time_budget_plans_the_steps_that_fit_in_it():
         return trainer.args.max_steps
 
     assert planned(TrainConfig(max_train_minutes=1.0)) == int(TIME_FIT * 60 * 100 / 32)  # < 939
-    assert planned(TrainConfig(max_train_minutes=60.0)) == -1  # the 3 epochs fit: unchanged
+    # no epochs: the budget is the plan, far past 3 epochs (939 steps); early stopping may end it
+    assert planned(TrainConfig(max_train_minutes=60.0)) == int(TIME_FIT * 3600 * 100 / 32)
+    assert planned(TrainConfig(max_train_minutes=60.0, epochs=3)) == -1  # the 3 given epochs fit
+    assert planned(TrainConfig(max_train_minutes=1.0, epochs=3)) == int(TIME_FIT * 60 * 100 / 32)
     assert planned(TrainConfig()) == -1  # no time budget
     assert planned(TrainConfig(max_train_minutes=1.0, max_steps=7)) == 7  # steps given: kept
+
+
+def test_training_until_no_gain_evaluates_several_times_an_epoch():
+    from edgetune.train.autoset import eval_every
+
+    assert eval_every(1000, 10, TrainConfig(max_train_minutes=5.0)) == 25  # 100 steps an epoch
+    assert eval_every(1000, 10, TrainConfig(max_train_minutes=5.0, epochs=2)) == 100
+    assert eval_every(1000, 10, TrainConfig()) == 100
+    assert eval_every(10**6, 10, TrainConfig(max_train_minutes=5.0)) == 500  # at most 500 apart
+
+
+def test_evaluations_during_training_see_a_fixed_stratified_sample_of_a_large_set():
+    import datasets
+
+    from edgetune.train.loop import EVAL_ROWS, evaluation_rows
+
+    labels = [0] * 2700 + [1] * 300  # 10 % positives
+    rows = datasets.Dataset.from_dict({"text": [f"row {i}" for i in range(3000)], "label": labels})
+    rows = rows.cast_column("label", datasets.ClassLabel(names=["no", "yes"]))
+    sample = evaluation_rows(rows, seed=1)
+    assert len(sample) == EVAL_ROWS and sum(sample["label"]) == EVAL_ROWS // 10
+    assert sample["text"] == evaluation_rows(rows, seed=1)["text"]  # the same rows every time
+    assert len(evaluation_rows(rows.select(range(500)), seed=1)) == 500  # small: all of it
+
+
+@pytest.fixture(scope="module")
+def slow_learner(tmp_path_factory):
+    """A task learnt word by word: each text holds one of 40 cue words of its class, common ones
+    far more often than rare ones, so accuracy keeps rising for epochs as rarer cues are learnt
+    (the tiny BERT with larger initial weights and no dropout starts learning at once)."""
+    import random
+
+    import torch
+    from conftest import FILLER, write_csv
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    from edgetune.data.text import load_text_dataset
+
+    folder = tmp_path_factory.mktemp("slow-learner")
+    cues = {label: [f"{label[:3]}{i}" for i in range(40)] for label in ("positive", "negative")}
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *cues["positive"], *cues["negative"],
+             *FILLER]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(folder)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+                         initializer_range=0.2, hidden_dropout_prob=0.0)).save_pretrained(folder)
+    rng, rows = random.Random(0), []
+    for i in range(800):
+        label = ("positive", "negative")[i % 2]
+        words = rng.choices(FILLER, k=rng.randint(3, 8))
+        words += rng.choices(cues[label], weights=[1 / (rank + 1) for rank in range(40)])
+        rng.shuffle(words)
+        rows.append((" ".join(words), label))
+    return folder, load_text_dataset(write_csv(folder / "cues.csv", rows))
+
+
+def test_a_time_budget_without_epochs_trains_past_three_epochs_while_it_improves(
+        slow_learner, tmp_path):
+    """The old default stopped at 3 epochs with minutes left and accuracy still rising. Now a
+    budget alone trains while evaluations improve: past epoch 3, where its best one is, then
+    early stopping ends it long before the budget (ten minutes)."""
+    model_dir, data = slow_learner
+    config = TrainConfig(max_train_minutes=10.0, batch_size=32, learning_rate=3e-3, max_length=16,
+                         scheduler="plateau", early_stopping_patience=8)
+    result = fine_tune(str(model_dir), data, tmp_path, config)
+    assert result.epochs > 3 and result.stopped_by.startswith("early stopping"), result.to_json()
+    state = json.loads(max((tmp_path / "checkpoints").glob("checkpoint-*/trainer_state.json"),
+                           key=lambda p: int(p.parent.name.split("-")[1])).read_text())
+    evaluations = [(e["epoch"], e["eval_accuracy"]) for e in state["log_history"]
+                   if "eval_accuracy" in e]
+    assert len(evaluations) >= 4 * 3  # 4 an epoch
+    best_epoch = max(evaluations, key=lambda e: (e[1], -e[0]))[0]
+    assert best_epoch > 3, evaluations  # the epochs past 3 paid
+
+
+def test_a_plateau_stops_by_patience_before_the_budget(tiny_model_dir, dataset, tmp_path):
+    """A learning rate too small to move the weights: accuracy stays put at every evaluation,
+    and the run ends after `patience` of them, long before its budget; the report says so."""
+    from test_select import PROFILE, cand
+
+    from edgetune.deploy.report import render_markdown
+    from edgetune.search.select import check_budget, choose
+
+    config = TrainConfig(max_train_minutes=1.0, batch_size=16, learning_rate=1e-12, max_length=32,
+                         early_stopping_patience=2)
+    result = fine_tune(str(tiny_model_dir), dataset, tmp_path, config)
+    assert result.stopped_by.startswith("early stopping: 2 evaluations in a row"), result.stopped_by
+    assert result.epochs < 1.5 and result.train_seconds < 60
+    chosen = [check_budget(cand("fp32", 0.5, 3), PROFILE)]
+    trained = result.to_json()
+    report = render_markdown(chosen, choose(chosen, PROFILE), PROFILE, {"train": trained})
+    assert f"**Fine-tuning** stopped by {result.stopped_by} ({trained['epochs']:g} epochs" in report
 
 
 def test_the_run_is_replanned_from_its_measured_pace(monkeypatch):

@@ -27,15 +27,23 @@ TUNE_FLAGS: list[tuple[str, tuple[str, ...], object, str]] = [
     ("text_column", ("--text-column",), str, "Text column (default: detected)."),
     ("image_column", ("--image-column",), str, "Image models: the column of image paths in a CSV, or the image column of a hub dataset (default: detected)."),
     ("label_column", ("--label-column",), str, "Label column (default: detected)."),
-    ("train.epochs", ("--epochs",), float, "Training epochs."),
+    ("train.epochs", ("--epochs",), float,
+     ("Training epochs (default: 3; with --max-train-minutes alone, until early stopping or "
+      "the budget).")),
     ("train.max_steps", ("--max-steps",), int, "Stop after N steps (-1: no limit)."),
-    ("train.max_train_minutes", ("--max-train-minutes",), float, "Stop training after this many minutes (best checkpoint kept)."),
+    ("train.max_train_minutes", ("--max-train-minutes",), float,
+     ("Training time budget (best checkpoint kept); without --epochs or --max-steps, training "
+      "runs until early stopping (--patience, --min-delta) or the budget, the LR schedule "
+      "planned for the budget.")),
     ("train.learning_rate", ("--learning-rate", "--lr"), str, "Peak learning rate, or auto: an LR range test finds it (about 100 steps)."),
     ("train.batch_size", ("--batch-size",), str, "Training batch size, or auto: the largest that does not lower examples/s, measured in a few steps (a number is lowered automatically if it does not fit)."),
     ("train.scheduler", ("--scheduler",), click.Choice(["linear", "cosine", "plateau"]), "Warm-up then linear/cosine decay, or reduce-on-plateau."),
     ("train.warmup_ratio", ("--warmup-ratio",), float, "Share of steps spent warming up."),
-    ("train.eval_steps", ("--eval-steps",), int, "Evaluate every N steps (default: every epoch, at most 500 steps apart)."),
-    ("train.early_stopping_patience", ("--patience",), int, "Early stopping: evaluations without improvement."),
+    ("train.eval_steps", ("--eval-steps",), int,
+     ("Evaluate every N steps (default: every epoch, 4 times an epoch when training until "
+      "early stopping; at most 500 steps apart).")),
+    ("train.early_stopping_patience", ("--patience",), int,
+     "Early stopping: evaluations in a row without improvement."),
     ("train.early_stopping_min_delta", ("--min-delta",), float, "Early stopping: smallest improvement that counts."),
     ("train.metric", ("--metric",), click.Choice(["accuracy", "macro_f1"]), "Metric for early stopping and the best checkpoint."),
     ("train.max_length", ("--max-length",), int, "Max tokens per text (default: the profile's sequence length)."),

@@ -73,7 +73,7 @@ def render_markdown(candidates: list[Candidate], selection: Selection, profile: 
         f"{profile.latency_budget_ms:g} ms"
         + (f", size <= {profile.max_model_size_mb:g} MB" if profile.max_model_size_mb else "") + ".",
         "",
-        f"**Choice:** {selection.reason}.", "",
+        f"**Choice:** {selection.reason}.", "", *_training_line(context.get("train")),
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "|".join("---" for _ in COLUMNS) + "|",
     ]
@@ -109,10 +109,23 @@ def render_markdown(candidates: list[Candidate], selection: Selection, profile: 
     return "\n".join(lines)
 
 
+def _training_line(train: dict | None) -> list[str]:
+    """Which condition ended fine-tuning (budget, early stopping, epochs, steps or target)."""
+    if not train or "stopped_by" not in train:
+        return []
+    epochs = f"{train['epochs']:g} epochs, " if train.get("epochs") else ""
+    line = (f"**Fine-tuning** stopped by {train['stopped_by']} ({epochs}{train['steps']} steps, "
+            f"{train['train_seconds'] / 60:.1f} min).")
+    return [line, ""]
+
+
 def _method(candidates: list[Candidate], selection: Selection, profile: Profile) -> list[str]:
     """How the numbers and the choice were reached, in words."""
     lat = candidates[0].latency
-    objective = {"latency": "the fastest (p90)", "size": "the smallest",
+    objective = {"latency": "the fastest (p90; those not significantly slower, by the paired "
+                            "p90 ratio over the rounds they shared, are tied with it and the "
+                            "most accurate of the tie is taken)",
+                 "size": "the smallest (equal sizes tied: the most accurate of them)",
                  "accuracy": "the most accurate"}[selection.objective]
     among = ("" if selection.objective == "accuracy" else
              " of those whose accuracy is not significantly below the most accurate one's "

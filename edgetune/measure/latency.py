@@ -173,6 +173,7 @@ def _summary(system: System, profile: Profile, stats: dict, budget_ms: float | N
         result.traffic_p50_ms = float(np.percentile(traffic, 50))
         result.traffic_p90_ms = float(np.percentile(traffic, 90))
         result.traffic_p90_ci = _interval(system.traffic_rounds, 90)
+        result.traffic_round_times = system.traffic_rounds  # as round_times, for ratios
     if budget_ms is not None:
         judge(result, profile, budget_ms)
     return result

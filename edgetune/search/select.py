@@ -3,7 +3,10 @@
 Accuracy is higher-is-better, p90 latency and size lower-is-better. Accuracy differences are
 judged with the exact McNemar test on the same validation rows: by default the choice is the
 fastest candidate whose accuracy is not significantly below the most accurate one's, so two
-texts out of 223 never buy a 3x slower model.
+texts out of 223 never buy a 3x slower model. Latencies are judged alike: candidates whose p90
+is not significantly different from the fastest one's (the paired ratio interval over the
+interleaved rounds they shared holds 1) are tied on latency, and the most accurate of the tie
+wins, as a point estimate of speed inside its own noise is no reason to lose accuracy.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from edgetune.measure.latency import budget_p90
-from edgetune.measure.stats import PairedTest, mcnemar_exact
+from edgetune.measure.stats import Interval, PairedTest, mcnemar_exact, ratio_interval
 from edgetune.profiles import Profile
 from edgetune.search.record import Candidate
 
@@ -85,6 +88,41 @@ def compare_accuracy(candidates: list[Candidate]) -> None:
             c.stats["vs_reference"] = _comparison(c, reference)
 
 
+def _speed(c: Candidate, profile: Profile) -> float:
+    """The latency the budget is checked on (fixed-shape p90, or traffic p90 where the profile
+    says so): the one the objective ranks by."""
+    return budget_p90(c.latency, profile)[0]
+
+
+def _latency_ratio(c: Candidate, fastest: Candidate, profile: Profile,
+                   stored: dict | None) -> Interval | None:
+    """`c`'s budget p90 over `fastest`'s, bootstrapped over the interleaved rounds they shared;
+    from `stored` (the report's record) where the rounds are gone, as in `edgetune report`."""
+    rounds = "traffic_round_times" if budget_p90(c.latency, profile)[2] else "round_times"
+    ours, theirs = getattr(c.latency, rounds, None), getattr(fastest.latency, rounds, None)
+    if ours and theirs:
+        return ratio_interval(theirs, ours, 90)
+    if stored and stored.get("against") == fastest.name:
+        return Interval(*stored["ratio"])
+    return None
+
+
+def _latency_ties(pool: list[Candidate], fastest: Candidate, profile: Profile,
+                  stored: dict[str, dict]) -> list[Candidate]:
+    """`fastest` and the candidates of `pool` not significantly slower (ratio interval holding
+    1); each one's ratio is kept in its stats, so the report shows it and can choose again."""
+    ties = [fastest]
+    for c in pool:
+        ratio = None if c is fastest else _latency_ratio(c, fastest, profile, stored.get(c.name))
+        if ratio is None:
+            continue
+        tied = ratio.low <= 1.0 <= ratio.high
+        c.stats["latency_vs_fastest"] = {"against": fastest.name, "ratio": ratio.to_json(),
+                                         "tied": tied}
+        ties += [c] if tied else []
+    return ties
+
+
 def _not_significantly_worse(c: Candidate, best: Candidate) -> bool:
     if c is best or c.accuracy.accuracy >= best.accuracy.accuracy:
         return True
@@ -96,9 +134,12 @@ def choose(candidates: list[Candidate], profile: Profile, min_accuracy: float | 
            objective: Objective = "latency") -> Selection:
     """Among candidates within the budget (and the accuracy bound): `accuracy` takes the most
     accurate (ties to the faster); `latency` (default) and `size` take the fastest (smallest)
-    of those whose accuracy is not significantly below the most accurate one's."""
+    of those whose accuracy is not significantly below the most accurate one's, and of those
+    tied with it on latency (not significantly different) or size (equal), the most accurate
+    (then the smaller, or the faster)."""
     if not candidates:
         raise ValueError("choose() needs at least one candidate")
+    stored = {c.name: c.stats.get("latency_vs_fastest") for c in candidates}  # from a report
     compare_accuracy(candidates)
     for c in candidates:
         c.within_accuracy_bound = min_accuracy is None or c.accuracy.accuracy >= min_accuracy
@@ -118,11 +159,17 @@ def choose(candidates: list[Candidate], profile: Profile, min_accuracy: float | 
     if objective == "accuracy":
         return Selection(best, _accuracy_reason(best, feasible), fastest, front, objective)
     ties = [c for c in feasible if _not_significantly_worse(c, best)]
-    key = ((lambda c: (c.latency.p90_ms, c.size_mb)) if objective == "latency"
-           else (lambda c: (c.size_mb, c.latency.p90_ms)))
-    winner = min(ties, key=key)
-    return Selection(winner, _cost_reason(winner, best, feasible, ties, objective), fastest,
-                     front, objective)
+    if objective == "latency":
+        cheapest = min(ties, key=lambda c: (_speed(c, profile), c.size_mb))
+        tied = _latency_ties(ties, cheapest, profile, stored)
+        winner = max(tied, key=lambda c: (c.accuracy.accuracy, -c.size_mb, -_speed(c, profile)))
+    else:
+        cheapest = min(ties, key=lambda c: (c.size_mb, _speed(c, profile)))
+        tied = [c for c in ties if c.size_mb == cheapest.size_mb]
+        winner = max(tied, key=lambda c: (c.accuracy.accuracy, -_speed(c, profile)))
+    reason = (_tie_reason(winner, cheapest, best, objective, profile) if winner is not cheapest
+              else _cost_reason(winner, best, feasible, ties, objective, profile))
+    return Selection(winner, reason, fastest, front, objective)
 
 
 def _accuracy_reason(winner: Candidate, feasible: list[Candidate]) -> str:
@@ -143,14 +190,39 @@ def _p(test: PairedTest | None, n: int) -> str:
     return f"on {n} examples, McNemar p = {test.p_value:.2g}" if test else "no per-row results to test"
 
 
+def _tie_reason(winner: Candidate, cheapest: Candidate, best: Candidate, objective: str,
+                profile: Profile) -> str:
+    """Why a candidate tied with the fastest (smallest) one won: its accuracy, or its speed."""
+    gap = 100 * (winner.accuracy.accuracy - cheapest.accuracy.accuracy)
+    if objective == "latency":
+        r = winner.stats["latency_vs_fastest"]["ratio"]
+        tie = (f"tied on latency with the fastest, {cheapest.name} (p90 ratio {r[0]:.2f} "
+               f"[{r[1]:.2f}, {r[2]:.2f}] over the same interleaved rounds: not significant)")
+    else:
+        tie = f"tied on size with {cheapest.name} ({cheapest.size_mb:.1f} MB each)"
+    if gap > 0:
+        better = f"{gap:.1f} points more accurate"
+    elif objective == "latency":
+        better = f"as accurate and smaller ({winner.size_mb:.1f} vs {cheapest.size_mb:.1f} MB)"
+    else:
+        better = (f"as accurate and faster (p90 {_speed(winner, profile):.2f} vs "
+                  f"{_speed(cheapest, profile):.2f} ms)")
+    text = f"{winner.name} is {tie} and {better}: chosen"
+    if winner is not best:
+        n = winner.accuracy.examples
+        text += (f"; {best.name} is {100 * (best.accuracy.accuracy - winner.accuracy.accuracy):.1f}"
+                 f" points more accurate still ({_p(_paired(best, winner), n)}: not significant)")
+    return text
+
+
 def _cost_reason(winner: Candidate, best: Candidate, feasible: list[Candidate],
-                 ties: list[Candidate], objective: str) -> str:
+                 ties: list[Candidate], objective: str, profile: Profile) -> str:
     cheaper = "faster" if objective == "latency" else "smaller"
     if len(feasible) == 1:
         return f"{winner.name} is the only candidate within the budget"
     n = winner.accuracy.examples
     if winner is not best:
-        ratio = (best.latency.p90_ms / winner.latency.p90_ms if objective == "latency"
+        ratio = (_speed(best, profile) / _speed(winner, profile) if objective == "latency"
                  else best.size_mb / winner.size_mb)
         return (f"{best.name} is {100 * (best.accuracy.accuracy - winner.accuracy.accuracy):.1f} "
                 f"points more accurate than {winner.name} ({_p(_paired(best, winner), n)}: not "
@@ -160,7 +232,7 @@ def _cost_reason(winner: Candidate, best: Candidate, feasible: list[Candidate],
     if len(ties) > 1 or not rivals:
         return (f"{winner.name} is the most accurate within the budget and {cheaper} than the "
                 f"{len(ties) - 1} other(s) whose accuracy is not significantly below it")
-    rival = min(rivals, key=lambda c: c.latency.p90_ms if objective == "latency" else c.size_mb)
+    rival = min(rivals, key=lambda c: _speed(c, profile) if objective == "latency" else c.size_mb)
     gap = 100 * (winner.accuracy.accuracy - rival.accuracy.accuracy)
     test = _paired(winner, rival)
     significant = "significant" if test else "the smaller counts as worse"

@@ -2,8 +2,10 @@
 
 The loop people expect: evaluation on held-out data every epoch (or N steps), a learning-rate
 schedule (warm-up then linear/cosine, or reduce-on-plateau), early stopping on a preset
-condition, a budget (epochs, steps, minutes: whichever comes first), batch size found by
-`auto_find_batch_size`, the best checkpoint kept, and `resume` from the last checkpoint.
+condition, a budget (epochs, steps, minutes: whichever comes first; minutes alone train until
+early stopping), batch size found by `auto_find_batch_size`, the best checkpoint kept, and
+`resume` from the last checkpoint. Evaluations during training see at most `EVAL_ROWS`
+validation rows (a fixed stratified sample); the reported metrics are on all of them.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from edgetune.train.tasks import loader_for, task_for
 
 LOG = logging.getLogger(__name__)
 TRAIN_RECORD = "edgetune_train.json"
+EVAL_ROWS = 1000  # validation rows the evaluations during training see (a large set: a sample)
 
 
 @dataclass
@@ -55,6 +58,7 @@ class TrainResult:
     precision: str = "fp32"  # what training computed in, and why
     examples_per_second: float = 0.0  # training throughput (steps x batch / seconds)
     batch_size: dict | None = None  # the measured choice, when the config says auto
+    epochs: float = 0.0  # epochs trained (fractional: where the run stopped)
 
     def to_json(self) -> dict:
         return {"checkpoint": str(self.checkpoint), "metrics": self.metrics, "steps": self.steps,
@@ -62,7 +66,7 @@ class TrainResult:
                 "learning_rate": self.learning_rate, "lr_find": self.lr_find,
                 "precision": self.precision,
                 "examples_per_second": round(self.examples_per_second, 1),
-                "batch_size": self.batch_size}
+                "batch_size": self.batch_size, "epochs": round(self.epochs, 2)}
 
 
 def load_model_for_classification(model_source: str, label_names: list[str], dataset=None):
@@ -108,10 +112,11 @@ def fine_tune(
     if config.max_train_samples and len(train) > config.max_train_samples:
         train = train.shuffle(seed=config.seed).select(range(config.max_train_samples))
 
-    train_tok, val_tok = task.encode(train, training=True), task.encode(dataset.validation, training=False)
+    train_tok = task.encode(train, training=True)
+    val_tok = task.encode(evaluation_rows(dataset.validation, config.seed), training=False)
 
     start_batch = 32 if config.batch_size == "auto" else config.batch_size
-    eval_steps = config.eval_steps or eval_every(len(train_tok), start_batch)
+    eval_steps = config.eval_steps or eval_every(len(train_tok), start_batch, config)
     scheduler_type = "reduce_lr_on_plateau" if config.scheduler == "plateau" else config.scheduler
     scheduler_kwargs = {"mode": "max", "factor": 0.5, "patience": 1} if config.scheduler == "plateau" else {}
 
@@ -121,7 +126,7 @@ def fine_tune(
     last = last_good_checkpoint(output_dir / "checkpoints") if resume else None
     args = TrainingArguments(
         output_dir=str(output_dir / "checkpoints"),
-        num_train_epochs=config.epochs,
+        num_train_epochs=config.planned_epochs,
         max_steps=config.max_steps,
         learning_rate=config.learning_rate if config.learning_rate != "auto" else 5e-5,
         per_device_train_batch_size=start_batch,
@@ -157,10 +162,8 @@ def fine_tune(
         logits, labels = eval_pred
         return classification_metrics(np.asarray(logits), np.asarray(labels))
 
-    callbacks = [
-        EarlyStoppingCallback(config.early_stopping_patience, config.early_stopping_min_delta),
-        RichProgressCallback(),
-    ]
+    early = EarlyStoppingCallback(config.early_stopping_patience, config.early_stopping_min_delta)
+    callbacks = [early, RichProgressCallback()]
     budget = TimeBudgetCallback(config.max_train_minutes) if config.max_train_minutes else None
     target = TargetCallback(target_accuracy) if target_accuracy is not None else None
     fit = (FitToTimeCallback(config.max_train_minutes, TIME_FIT)
@@ -195,12 +198,14 @@ def fine_tune(
     best = output_dir / "best"
     trainer.save_model(str(best))  # every process calls it; only the main one writes
     stopped_by = (f"target accuracy {target_accuracy:.4f} reached" if target and target.hit
-                  else _stop_reason(trainer, config, budget, fit))
+                  else _stop_reason(trainer, config, budget, fit, early))
+    console.log(f"training stopped by {stopped_by} after {trainer.state.epoch or 0:.2f} epochs")
     steps_run = output.global_step - (int(Path(last).name.split("-")[1]) if last else 0)
     rate = steps_run * trainer._train_batch_size / max(train_seconds, 1e-9)
     result = TrainResult(best, metrics, output.global_step, train_seconds, stopped_by,
                          trainer.args.learning_rate, found.to_json() if found else None,
-                         precision_reason, rate, sized.to_json() if sized else None)
+                         precision_reason, rate, sized.to_json() if sized else None,
+                         trainer.state.epoch or 0.0)
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(best))
         if isinstance(model, PlainImageClassifier):  # what rebuilds it: factory + labels
@@ -226,21 +231,37 @@ def finished_training(output_dir: str | Path, config: TrainConfig) -> TrainResul
     return TrainResult(record_path.parent, record["metrics"], record["steps"],
                        record["train_seconds"], record["stopped_by"], record.get("learning_rate"),
                        record.get("lr_find"), record.get("precision", "fp32"),
-                       record.get("examples_per_second", 0.0), record.get("batch_size"))
+                       record.get("examples_per_second", 0.0), record.get("batch_size"),
+                       record.get("epochs", 0.0))
 
 
-def _stop_reason(trainer, config: TrainConfig, budget, fit) -> str:
+def evaluation_rows(validation, seed: int):
+    """What the evaluations during training see: all rows, or a fixed stratified sample of
+    `EVAL_ROWS` (patience needs frequent evaluations, and they stay cheap on a large set)."""
+    if len(validation) <= EVAL_ROWS:
+        return validation
+    try:
+        return validation.train_test_split(test_size=EVAL_ROWS, seed=seed,
+                                           stratify_by_column="label")["test"]
+    except ValueError:  # a label too rare to stratify: a plain seeded sample
+        return validation.shuffle(seed=seed).select(range(EVAL_ROWS))
+
+
+def _stop_reason(trainer, config: TrainConfig, budget, fit, early) -> str:
+    """Which preset condition ended training, in words (the log and the report say it)."""
     if budget is not None and budget.hit:
-        return f"time budget ({config.max_train_minutes} min)"
+        return f"time budget ({config.max_train_minutes:g} min)"
+    if early.early_stopping_patience_counter >= config.early_stopping_patience:
+        return (f"early stopping: {config.early_stopping_patience} evaluations in a row without "
+                f"a gain above {config.early_stopping_min_delta:g} (--patience, --min-delta)")
     state = trainer.state
     if config.max_steps > 0 and state.global_step >= config.max_steps:
         return f"max steps ({config.max_steps})"
-    planned_by_time = trainer.args.max_steps > 0 or (fit is not None and fit.replanned
-                                                      and fit.replanned[1] < fit.replanned[0])
-    if fit is not None and fit.replanned and planned_by_time and state.global_step >= state.max_steps:
-        planned, steps = fit.replanned
-        return (f"the steps that fit its {config.max_train_minutes:g} min ({steps}"
-                + (f", re-planned from {planned} at the pace measured" if steps < planned else "") + ")")
-    if state.max_steps and state.global_step < state.max_steps:
-        return f"early stopping (patience {config.early_stopping_patience})"
-    return f"epochs ({config.epochs})"
+    shortened = fit is not None and fit.replanned and fit.replanned[1] < fit.replanned[0]
+    if fit is not None and state.global_step >= state.max_steps and (
+            trainer.args.max_steps > 0 or shortened):  # the steps planned for the minutes ran
+        planned = fit.replanned[0] if fit.replanned else state.max_steps
+        return (f"time budget: the {state.max_steps} steps that fit in "
+                f"{config.max_train_minutes:g} min" + (f" (re-planned from {planned} at the pace "
+                                                       "measured)" if shortened else ""))
+    return f"epochs ({config.planned_epochs:g})"

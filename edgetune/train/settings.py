@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Scheduler = Literal["linear", "cosine", "plateau"]
+DEFAULT_EPOCHS = 3.0  # when epochs are not given, unless a time budget alone sets the length
 
 
 class TrainConfig(BaseModel):
@@ -15,7 +16,9 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    epochs: float = Field(3.0, gt=0)
+    epochs: float | None = Field(
+        None, gt=0, description="None: 3, or with a time budget (and no max_steps) until early "
+        "stopping or the budget ends")
     max_steps: int = Field(-1, description="stop after N steps (-1: no limit)")
     max_train_minutes: float | None = Field(None, gt=0)
     learning_rate: float | Literal["auto"] = Field(
@@ -27,7 +30,9 @@ class TrainConfig(BaseModel):
     scheduler: Scheduler = "linear"
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
-    eval_steps: int | None = Field(None, ge=1, description="None: every epoch, at most 500 steps apart")
+    eval_steps: int | None = Field(
+        None, ge=1, description="None: every epoch (4 times an epoch when training until early "
+        "stopping), at most 500 steps apart")
     early_stopping_patience: int = Field(3, ge=1)
     early_stopping_min_delta: float = Field(0.0, ge=0)
     metric: Literal["accuracy", "macro_f1"] = "accuracy"
@@ -53,6 +58,15 @@ class TrainConfig(BaseModel):
         if number is None or number < 1:
             raise ValueError(f"'{value}' is not a batch size: give a whole number >= 1 or auto")
         return number
+
+    @property
+    def until_no_gain(self) -> bool:
+        """A time budget and no epochs or steps: train while validation improves, in the budget."""
+        return bool(self.max_train_minutes) and self.epochs is None and self.max_steps <= 0
+
+    @property
+    def planned_epochs(self) -> float:
+        return self.epochs if self.epochs is not None else DEFAULT_EPOCHS
 
     def for_length(self, sequence_length: int) -> TrainConfig:
         """This config with `max_length` set, the profile's `sequence_length` where unset."""

@@ -47,7 +47,7 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
-            os.fchmod(handle.fileno(), 0o666 & ~_umask())
+            make_readable(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -87,6 +87,12 @@ def build_dir_atomic(target: str | Path, build: Callable[[Path], None], overwrit
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def make_readable(fd: int) -> None:
+    """A temp file's mode as a normal file's would be (0666 less the umask, not mkstemp's
+    0600), set on its descriptor: its name could be swapped for a link before a chmod."""
+    os.fchmod(fd, 0o666 & ~_umask())
 
 
 @functools.cache

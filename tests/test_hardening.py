@@ -307,3 +307,23 @@ def test_a_model_neither_local_nor_reachable_fails_in_seconds(tmp_path, tiny_dat
     assert int(code) == 2, done.stdout + done.stderr
     assert "'models/missing'" in done.stdout and "cannot be reached" in done.stdout
     assert float(seconds) < 15, f"{seconds} s to refuse (transformers' hub retries take ~30 s)"
+
+
+def test_a_link_in_a_built_folder_is_not_followed_when_modes_are_set(tmp_path):
+    """Modes are set through descriptors opened without following links: a link to a private
+    file elsewhere does not make that file readable by others."""
+    import stat
+
+    from edgetune.fsutil import build_dir_atomic
+
+    private = tmp_path / "private.key"
+    private.write_text("secret")
+    private.chmod(0o600)
+
+    def build(staging: Path) -> None:
+        (staging / "model.onnx").write_text("model")
+        (staging / "link").symlink_to(private)
+
+    out = build_dir_atomic(tmp_path / "bundle", build, overwrite=False)
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    assert (out / "model.onnx").read_text() == "model" and (out / "link").is_symlink()

@@ -15,6 +15,7 @@ from edgetune.console import make_progress
 from edgetune.deploy.bundle import load_bundle
 from edgetune.deploy.runtime import Predictor, read_rows
 from edgetune.errors import InputError
+from edgetune.fsutil import make_readable
 
 
 @dataclass
@@ -107,7 +108,7 @@ def predict(config: PredictConfig) -> PredictResult:
                             handle.write(json.dumps({**dict(zip(names, item)), **result}) + "\n")
                     progress.update(task, completed=count)
                     pending = []
-        os.chmod(tmp, 0o644)
+            make_readable(handle.fileno())
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -155,12 +155,12 @@ class ServeConfig(_Config):
     max_text_chars: int = Field(10_000, ge=1)
     max_body_bytes: int = Field(1 << 20, ge=1024)
     graceful_seconds: float = Field(30.0, ge=0, description="how long shutdown waits for requests")
-    max_queue: int = Field(256, ge=1, description="texts waiting for the model; past it: 503")
+    max_queue: int = Field(64, ge=1, description="texts waiting for the model; past it: 503")
     request_timeout_s: float = Field(10.0, gt=0, description="arrival to answer; past it: 504")
     read_timeout_s: float = Field(5.0, gt=0, description="request headers, then the body, must "
                                   "arrive within this; past it the connection is closed / 408")
-    max_connections: int = Field(256, ge=1, description="open connections or requests in "
-                                 "progress; past it uvicorn answers 503")
+    max_connections: int = Field(256, ge=1, description="open connections; past it a new one "
+                                 "is answered 503 and closed")
     keep_alive_s: float = Field(5.0, gt=0, description="an idle connection is closed after this")
 
 

@@ -193,17 +193,21 @@ def test_idle_and_trickling_connections_are_closed_and_a_slow_body_gets_408():
         assert metric(url, "edgetune_timeouts_total", phase="body") == 1
 
 
-def test_past_max_connections_uvicorn_answers_503_and_metrics_count_it():
+def test_past_max_connections_a_new_one_gets_503_and_the_admitted_ones_are_still_served():
+    """Not uvicorn's limit_concurrency: it answers 503 to *every* request while the count is at
+    the limit, so clients that reconnect after a 503 starve all of them."""
     with serving(HeldModel(), max_connections=2) as url:
         port = int(url.rsplit(":", 1)[1])
-        with (
-            socket.create_connection(("127.0.0.1", port)),
-            socket.create_connection(("127.0.0.1", port)),
-        ):
+        admitted = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        admitted.request("GET", "/healthz")
+        assert admitted.getresponse().read()
+        with socket.create_connection(("127.0.0.1", port)):  # the second: the cap is full
             time.sleep(0.2)
-            with pytest.raises(urllib.error.HTTPError) as refused:
-                urllib.request.urlopen(url + "/healthz", timeout=10)
-            assert refused.value.code == 503
+            with socket.create_connection(("127.0.0.1", port)) as third:
+                assert closed_by_server(third).startswith(b"HTTP/1.1 503")
+            admitted.request("GET", "/healthz")
+            assert admitted.getresponse().status == 200
+        admitted.close()
         time.sleep(0.2)
         assert metric(url, "edgetune_rejected_total", reason="connections") == 1
 
@@ -317,3 +321,35 @@ def test_loadtest_warm_up_and_closed_steps_end_by_max_seconds(tmp_path):
     report = json.loads((tmp_path / "loadtest.json").read_text())
     assert sum(step["seconds"] for step in report["steps"]) <= 1.5, report["steps"]
     assert report["stopped"] == "time bound (1 s) reached"
+
+
+def test_the_overload_benchmark_reports_every_number(tuned_run):
+    """benchmarks/overload.py on the tiny bundle, briefly (no timing assertions)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "overload.py"
+    spec = importlib.util.spec_from_file_location("overload", path)
+    overload = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(overload)
+    out, _ = tuned_run
+    result = overload.main(
+        [
+            str(out / "best"),
+            "--clients",
+            "8",
+            "--slow",
+            "2",
+            "--idle",
+            "2",
+            "--burst-seconds",
+            "2",
+            "--server-arg=--read-timeout-s=0.5",
+            "--server-arg=--max-batch=8",
+        ]
+    )
+    assert result["concurrency"] == 12 and result["status_counts"]["200"] > 0
+    assert result["served_p99_ms"] > 0 and result["recovery_s"] is not None
+    assert result["slow_sockets_closed"] >= 2 and result["idle_sockets_closed"] >= 2
+    assert result["counters"]['edgetune_timeouts_total{phase="headers"}'] >= 4
+    assert all(value > 0 for value in result["rss_mib"].values())

@@ -60,7 +60,7 @@ def _limit(name: str, help_text: str):
     "Seconds a client has to send its request headers (else the "
     "connection is closed), then its body (else 408).",
 )
-@_limit("max_connections", "Open connections or requests in progress; more: 503.")
+@_limit("max_connections", "Open connections; a new one past it is answered 503 and closed.")
 @_limit("keep_alive_s", "An idle connection is closed after this many seconds.")
 def serve(
     bundle,

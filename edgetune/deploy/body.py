@@ -21,7 +21,7 @@ class Limits:
     max_texts: int = 64
     max_text_chars: int = 10_000
     max_body_bytes: int = 1 << 20
-    max_queue: int = 256  # texts waiting for the model
+    max_queue: int = 64  # texts waiting for the model
     request_timeout_s: float = 10.0  # arrival to answer
     read_timeout_s: float = 5.0  # the whole body
 

@@ -1,34 +1,51 @@
-"""Connection limits for `serve`: uvicorn with a read timer it lacks, its refusals counted.
+"""Connection limits for `serve`: uvicorn's h11 protocol with the two limits it lacks.
 
-uvicorn closes a connection idle *between* requests (`timeout_keep_alive`) and refuses requests
-past `limit_concurrency` with 503, but it has no timer on a connection that opens and sends
-nothing, or sends its request headers a byte at a time: a few thousand such sockets hold file
-descriptors for ever. `ReadTimedH11` (uvicorn's h11 protocol, subclassed) closes a connection
-whose request headers have not all arrived `read_timeout_s` after its first byte could be sent
-(the connection opened, or the last response went out). The timer is set once per request, not
-per byte, so trickling bytes do not keep it alive. The body has its own timer in the app.
+A cap on open connections that keeps serving the ones it admitted. uvicorn's own
+`limit_concurrency` answers 503 to every request while the *count* of open connections is at
+the limit, and clients told 503 reconnect at once, so under a burst of more clients than the
+limit the count never falls and nothing is served (measured: 100 % 503 with 1,000 clients and a
+limit of 256, benchmarks/RESULTS.md). Here a connection past `max_connections` is answered 503
+and closed as it opens, and the admitted ones go on being served at the server's capacity.
+
+A read timer. uvicorn closes a connection idle *between* requests (`timeout_keep_alive`), but
+not one that opens and sends nothing, or sends its headers a byte at a time: such sockets would
+hold a connection slot and a file descriptor for ever. A connection whose request headers have
+not all arrived `read_timeout_s` after it could start sending (it opened, or the last response
+went out) is closed. The timer is set once per request, not per byte, so trickling bytes do not
+keep it alive. The body has its own timer in the app.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
-import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-LIMIT_MESSAGE = "Exceeded concurrency limit."  # what uvicorn logs for each request it refuses
+REFUSAL = (
+    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: 26\r\nConnection: close\r\n\r\ntoo many open connections\n"
+)
 
 
-def read_timed_protocol(read_timeout_s: float, on_timeout: Callable[[], None]) -> type[H11Protocol]:
-    """uvicorn's h11 protocol whose connections must deliver request headers in time."""
+def limited_protocol(
+    max_connections: int,
+    read_timeout_s: float,
+    on_refusal: Callable[[], None],
+    on_timeout: Callable[[], None],
+) -> type[H11Protocol]:
+    """uvicorn's h11 protocol with a connection cap and a read timer (`http=` of its Config)."""
 
-    class ReadTimedH11(H11Protocol):
+    class LimitedH11(H11Protocol):
         _timer = None
         _armed_for: object = None  # the request cycle current when the timer was set
 
         def connection_made(self, transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            if len(self.connections) > max_connections:  # this one included
+                on_refusal()
+                transport.write(REFUSAL)
+                transport.close()
+                return
             self._arm()
 
         def data_received(self, data: bytes) -> None:
@@ -57,35 +74,4 @@ def read_timed_protocol(read_timeout_s: float, on_timeout: Callable[[], None]) -
                 on_timeout()
                 self.transport.close()
 
-    return ReadTimedH11
-
-
-class _CountRefusals(logging.Filter):
-    """Counts uvicorn's concurrency-limit refusals and keeps them out of the log (a burst would
-    write one line per refused request; /metrics has the count)."""
-
-    def __init__(self, on_refusal: Callable[[], None]):
-        super().__init__()
-        self.on_refusal = on_refusal
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.getMessage() == LIMIT_MESSAGE:
-            self.on_refusal()
-            return False
-        return True
-
-
-class LimitedServer(uvicorn.Server):
-    """A uvicorn server whose limit refusals reach `on_refusal` while it runs."""
-
-    def __init__(self, config: uvicorn.Config, on_refusal: Callable[[], None]):
-        super().__init__(config)
-        self._refusals = _CountRefusals(on_refusal)
-
-    def run(self, sockets=None) -> None:
-        logger = logging.getLogger("uvicorn.error")
-        logger.addFilter(self._refusals)
-        try:
-            super().run(sockets=sockets)
-        finally:
-            logger.removeFilter(self._refusals)
+    return LimitedH11

@@ -93,7 +93,7 @@ class Metrics:
         self.rejected = Counter(
             "edgetune_rejected",
             "Requests refused with 503 by reason "
-            "(queue_full: the batcher's queue; connections: uvicorn's limit)",
+            "(queue_full: the batcher's queue; connections: the connection cap)",
             ["reason"],
             registry=self.registry,
         )

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from itertools import pairwise
 from pathlib import Path
@@ -42,10 +42,18 @@ def is_loopback(url: str) -> bool:
 
 
 @contextmanager
-def local_server(bundle: str, extra_args: list[str], wait_s: float = 120.0) -> Iterator[str]:
-    """`edgetune serve BUNDLE` on a free loopback port; yields its URL; SIGTERM on the way out."""
+def local_server(
+    bundle: str,
+    extra_args: list[str],
+    wait_s: float = 120.0,
+    on_process: Callable[[subprocess.Popen], None] = lambda process: None,
+) -> Iterator[str]:
+    """`edgetune serve BUNDLE` on a free loopback port; yields its URL; SIGTERM on the way out.
+    `on_process` gets the server's process (a benchmark reads its memory). `-P`: the current
+    folder is not put on the child's `sys.path`, so no file there can stand in for a module."""
     command = [
         sys.executable,
+        "-P",
         "-m",
         "edgetune",
         "serve",
@@ -58,6 +66,7 @@ def local_server(bundle: str, extra_args: list[str], wait_s: float = 120.0) -> I
     ]
     with tempfile.TemporaryFile("w+") as errors:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True)
+        on_process(process)
         found: list[str] = []
 
         def read_ready() -> None:

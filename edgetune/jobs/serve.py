@@ -6,9 +6,9 @@ model is loaded; connections that arrive earlier wait in the backlog instead of 
 SIGTERM/SIGINT stop taking connections and finish the requests in flight (uvicorn's graceful
 shutdown, up to `graceful_seconds`) before the batcher stops.
 
-Load is shed at each layer (defaults in `ServeConfig`): uvicorn answers 503 past
-`max_connections` open connections or requests; a connection must send its request headers
-within `read_timeout_s` (`deploy/connections.py`) and may idle `keep_alive_s` between requests;
+Load is shed at each layer (defaults in `ServeConfig`; `deploy/connections.py`): a connection
+past `max_connections` open ones is answered 503 and closed; a connection must send its request
+headers within `read_timeout_s` and may idle `keep_alive_s` between requests;
 the app bounds the batcher's queue (503 + Retry-After), the body's arrival (408) and each
 request's time to answer (504).
 """
@@ -105,24 +105,25 @@ def uvicorn_server(app, config: ServeConfig):
     """uvicorn for `app` with the connection limits of `config`, counted in the app's metrics."""
     import uvicorn
 
-    from edgetune.deploy.connections import LimitedServer, read_timed_protocol
+    from edgetune.deploy.connections import limited_protocol
 
     metrics = app.state.metrics
-    protocol = read_timed_protocol(
-        config.read_timeout_s, metrics.timeouts.labels(phase="headers").inc
+    protocol = limited_protocol(
+        config.max_connections,
+        config.read_timeout_s,
+        on_refusal=metrics.rejected.labels(reason="connections").inc,
+        on_timeout=metrics.timeouts.labels(phase="headers").inc,
     )
-    return LimitedServer(
+    return uvicorn.Server(
         uvicorn.Config(
             app,
             http=protocol,
             log_level="warning",
             access_log=False,
             lifespan="on",
-            limit_concurrency=config.max_connections,
             timeout_keep_alive=config.keep_alive_s,
             timeout_graceful_shutdown=config.graceful_seconds,
-        ),
-        on_refusal=metrics.rejected.labels(reason="connections").inc,
+        )
     )
 
 

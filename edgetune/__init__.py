@@ -26,6 +26,8 @@ _EXPORTS = {
     "ServeConfig": "edgetune.config",
     "loadtest": "edgetune.jobs.loadtest",
     "LoadtestConfig": "edgetune.config",
+    "agent": "edgetune.jobs.agent",
+    "AgentConfig": "edgetune.config",
     "load_bundle": "edgetune.deploy.bundle",
     "TuneConfig": "edgetune.config",
     "SearchSettings": "edgetune.config",
@@ -42,7 +44,7 @@ _EXPORTS = {
 }
 __all__ = [  # noqa: RUF022 - grouped as in _EXPORTS
     "__version__", "tune", "export", "quantize", "prune", "bench", "predict", "PredictConfig",
-    "serve", "ServeConfig", "loadtest", "LoadtestConfig", "load_bundle", "TuneConfig",
+    "serve", "ServeConfig", "loadtest", "LoadtestConfig", "agent", "AgentConfig", "load_bundle", "TuneConfig",
     "SearchSettings", "ExportConfig", "QuantizeConfig", "PruneJobConfig", "BenchConfig",
     "TrainConfig", "TuneResult", "NoCandidate", "EdgetuneError", "InputError", "load_profile",
 ]

@@ -54,6 +54,10 @@ class TuneConfig(_Config):
                                      "the training rows never have (default: an error)")
     latency_rounds: int = Field(10, ge=2, description="interleaved rounds per candidate")
     max_rounds: int = Field(30, ge=2, description="cap on rounds for marginal verdicts")
+    target: str | None = Field(None, description="an `edgetune agent` URL: latency measured there")
+    target_token_file: str | None = Field(
+        None, description="the agent's token (default: $EDGETUNE_AGENT_TOKEN; never in a recipe)"
+    )
     loadtest: bool = Field(False, description="load-test the chosen bundle over loopback HTTP; "
                            "capacity at budget in the report and the manifest")
     resume: bool = False
@@ -129,6 +133,25 @@ class BenchConfig(_Config):
                         "processes in the same interleaved rounds (an A/A check)")
     seed: int = 42
     validation_fraction: float = Field(0.1, gt=0, lt=1)
+    target: str | None = Field(None, description="an `edgetune agent` URL: latency measured there")
+    target_token_file: str | None = Field(
+        None, description="the agent's token (default: $EDGETUNE_AGENT_TOKEN)"
+    )
+
+
+class AgentConfig(_Config):
+    """`edgetune agent`: measure what a tuner elsewhere sends, on this machine."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535, description="0: any free port (printed when ready)")
+    store: str = Field("~/.cache/edgetune/agent", description="where uploads are kept by hash")
+    token_file: str | None = Field(
+        None, description="a file holding the token (default: $EDGETUNE_AGENT_TOKEN)"
+    )
+    max_upload_mb: float = Field(1024.0, gt=0, description="the largest model or feeds accepted")
+    busy_wait_s: float = Field(
+        600.0, ge=0, description="how long a caller waits while another is measured, then 503"
+    )
 
 
 class PredictConfig(_Config):

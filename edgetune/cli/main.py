@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from edgetune._version import __version__
+from edgetune.cli.agent import agent
 from edgetune.cli.deploy import loadtest, serve
 from edgetune.cli.tools import bench, export, predict, prune, quantize
 from edgetune.cli.tune import tune
@@ -159,7 +160,7 @@ def passes(as_json: bool) -> None:
         click.echo(f"  {mode.name:24s} {steps or '(the export as is)'}")
 
 
-for command in (tune, export, prune, quantize, bench, predict, serve, loadtest):
+for command in (tune, export, prune, quantize, bench, predict, serve, loadtest, agent):
     cli.add_command(command)
 
 

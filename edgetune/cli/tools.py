@@ -154,9 +154,13 @@ def quantize(model, modes, out_dir, calibration_data, calibration_samples, token
               help="Time every model N times, as N processes in the same interleaved rounds (an A/A "
                    "check: each copy's p50 ratio to the first, with its interval, should hold 1).")
 @click.option("--seed", type=int, default=42, show_default=True, help="Seed of the held-out split (as in tune).")
+@click.option("--target", default=None,
+              help="URL of an `edgetune agent` on the device: latency is measured there.")
+@click.option("--target-token-file", default=None, type=click.Path(dir_okay=False),
+              help="The agent's token (default: $EDGETUNE_AGENT_TOKEN).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def bench(models, profile_name, data, labels, split, text_column, label_column, tokenizer_dir, shapes,
-          min_runs, min_seconds, rounds, repeat, seed, as_json) -> None:
+          min_runs, min_seconds, rounds, repeat, seed, target, target_token_file, as_json) -> None:
     """Latency (p50/p90/p99 with 95 % intervals, throughput, peak RSS, size) and accuracy of
     MODEL.onnx files or BUNDLEs. Several models are timed side by side in interleaved rounds,
     and each one's p50/p90 ratio to the first is printed with its interval. A model without a
@@ -168,6 +172,7 @@ def bench(models, profile_name, data, labels, split, text_column, label_column, 
       edgetune bench runs/x/candidates/fp32 runs/x/candidates/dynamic-int8
       edgetune bench resnet.onnx --shape pixel_values=1x3x224x224
       edgetune bench resnet.onnx --data images.npz --labels labels.npy
+      edgetune bench runs/x/best --target http://device:8765   # on the device's agent
     """
     import edgetune
     from edgetune.config import BenchConfig, validated
@@ -175,13 +180,18 @@ def bench(models, profile_name, data, labels, split, text_column, label_column, 
     report = edgetune.bench(validated(
         BenchConfig, "bench", models=list(models), profile=profile_name, data=data, labels=labels, split=split,
         text_column=text_column, label_column=label_column, tokenizer=tokenizer_dir,
-        shapes=list(shapes), min_runs=min_runs, min_seconds=min_seconds, rounds=rounds, repeat=repeat, seed=seed))
+        shapes=list(shapes), min_runs=min_runs, min_seconds=min_seconds, rounds=rounds, repeat=repeat, seed=seed,
+        target=target, target_token_file=target_token_file))
     if as_json:
         single = len(models) == 1 and repeat == 1
         click.echo(json.dumps(report.results[0].to_json() if single else report.to_json(), indent=2))
         return
     console = stdout_console()
-    console.print(bench_table(report.results, report.ratios, f"on {report.results[0].profile}"))
+    first = report.results[0]
+    where = first.latency.machine if first.latency else {}
+    title = f"on {first.profile}, measured on {where.get('cpu') or '?'} ({where.get('cores')} " \
+            f"cores, {where.get('id')})"
+    console.print(bench_table(report.results, report.ratios, title))
     if repeat > 1:
         console.print(repeat_table(report))
 

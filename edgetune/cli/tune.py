@@ -66,6 +66,10 @@ TUNE_FLAGS: list[tuple[str, tuple[str, ...], object, str]] = [
     ("search.ray_address", ("--ray-address",), str, "Ray cluster to join: auto, HOST:PORT (default: start a local Ray instance)."),
     ("search.max_accuracy_drop", ("--max-accuracy-drop",), float, "Accuracy points a candidate may lose vs the fine-tuned fp32 ONNX model (with --prune-search)."),
     ("objective", ("--objective",), click.Choice(["latency", "accuracy", "size"]), "What the choice minimises among candidates within the budget whose accuracy is not significantly below the best (accuracy: take the most accurate)."),
+    ("target", ("--target",), str,
+     ("URL of an `edgetune agent` on the device: every latency of the run (final rounds, probes, "
+      "the relative budget's reference) is measured there; token from $EDGETUNE_AGENT_TOKEN.")),
+    ("target_token_file", ("--target-token-file",), str, "A file holding the agent's token."),
     ("latency_rounds", ("--rounds",), int, "Interleaved latency rounds (all candidates in each, order rotating)."),
     ("max_rounds", ("--max-rounds",), int, "Cap on rounds for candidates whose p90 interval straddles the budget."),
     ("loadtest", ("--loadtest",), FLAG, "Serve the chosen bundle on 127.0.0.1 and find the requests/s it holds within the budget (`edgetune loadtest`); capacity goes in the report and the manifest."),

@@ -17,6 +17,7 @@ from edgetune.errors import InputError
 from edgetune.jobs.common import check_is_onnx, load_image_processor, load_tokenizer, pick_split
 from edgetune.measure.bench import BenchResult, EvalSet, Subject, bench_copies
 from edgetune.measure.latency import LatencySettings
+from edgetune.measure.remote import Target, read_token
 from edgetune.measure.stats import ratio_interval
 from edgetune.measure.synthetic import (
     graph_input_specs,
@@ -146,7 +147,10 @@ def bench(config: BenchConfig) -> BenchReport:
         evaluation = EvalSet(first_subject.tokenizer, list(split["text"]),
                              np.asarray(split["label"]), max_length)
     seconds = profile.measure_seconds if config.min_seconds is None else config.min_seconds
-    settings = LatencySettings(min_runs=config.min_runs, min_seconds=seconds, rounds=config.rounds)
+    target = Target(config.target, read_token(config.target_token_file)) if config.target else None
+    settings = LatencySettings(
+        min_runs=config.min_runs, min_seconds=seconds, rounds=config.rounds, target=target
+    )
     repeats = bench_copies(subjects, profile, evaluation, settings, config.repeat)
     results = repeats[0]
     for result, (_, bundle, _) in zip(results, opened):

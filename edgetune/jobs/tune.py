@@ -29,6 +29,7 @@ from edgetune.fsutil import check_output_dir, run_lock
 from edgetune.jobs.common import VALIDATION_SAMPLE
 from edgetune.jobs.inputs import RunInputs, check_image_profile, image_settings
 from edgetune.measure.latency import LatencySettings
+from edgetune.measure.remote import Target, read_token
 from edgetune.measure.session import check_providers
 from edgetune.profiles import Profile, available_profiles, load_profile
 from edgetune.search.budget import relative_budget
@@ -145,6 +146,7 @@ def _tune(config: TuneConfig, profile: Profile, modes: list[Mode], out: Path,
         rounds=config.latency_rounds,
         max_rounds=config.max_rounds,
         min_seconds=profile.measure_seconds,
+        target=Target(config.target, read_token(config.target_token_file)) if config.target else None,
     )
     builder = CandidateBuilder(profile, tokenizer, ctx, settings, config.opset, config.atol,
                                inputs.latency_feed(tokenizer, profile, channels),

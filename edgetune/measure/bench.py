@@ -132,7 +132,8 @@ def measure_latencies(subjects: list[Subject], profile: Profile, texts: list[str
     """Every subject timed in the same interleaved rounds, at the profile's fixed shape and
     (given texts) at the texts' own lengths."""
     settings = settings or LatencySettings()
-    check_providers(profile)  # one clear error here, before any worker starts
+    if settings.target is None:
+        check_providers(profile)  # one clear error here, before any worker starts
     systems = []
     for s in subjects:  # each worker keeps the inputs its graph declares
         if s.tokenizer is None:
@@ -143,6 +144,8 @@ def measure_latencies(subjects: list[Subject], profile: Profile, texts: list[str
         traffic = traffic_batches(s.tokenizer, texts or [], profile.batch_size, max_length,
                                   settings.traffic_batches)
         systems.append(System(s.name, s.model_path, fixed, traffic))
+    if settings.target is not None:  # on the device, by its agent
+        return settings.target.measure_interleaved(systems, profile, settings, budget_ms)
     return measure_interleaved(systems, profile, settings, budget_ms)
 
 

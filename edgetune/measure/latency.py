@@ -16,12 +16,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
 from edgetune.errors import InputError
+from edgetune.hardware import fingerprint
 from edgetune.measure.stats import CI_METHOD, percentile_interval
 from edgetune.measure.worker import save_feeds
 from edgetune.profiles import Profile
@@ -38,6 +39,12 @@ class LatencySettings:
     max_rounds: int = 30  # cap for marginal verdicts
     io_binding: bool = False  # always on for CUDA profiles
     traffic_batches: int = 64  # distinct validation batches timed for traffic latency
+    # where: None here, or a `measure.remote.Target` (an `edgetune agent` on the device)
+    target: object | None = field(default=None, compare=False)
+
+    def how_long(self) -> dict:
+        """The settings that say how long to measure (what an agent is sent)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "target"}
 
     def slice_runs(self) -> int:
         return max(1, -(-self.min_runs // self.rounds))
@@ -71,6 +78,7 @@ class LatencyResult:
     verdict: str = ""  # met | missed | marginal (empty without a budget)
     verdict_note: str = ""
     input_shape: list[int] = field(default_factory=list)  # the first input's fixed shape
+    machine: dict = field(default_factory=dict)  # where it was measured (hardware.fingerprint)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -234,6 +242,8 @@ def measure_interleaved(systems: list[System], profile: Profile, settings: Laten
         finally:
             for w in workers.values():
                 w.close()
+    for result in results.values():
+        result.machine = fingerprint()
     return results
 
 

@@ -42,15 +42,24 @@ def machine_header() -> dict:
 
     cpu = "unknown"
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
-    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu,
-            "cores": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
-            "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "onnxruntime": onnxruntime.__version__,
-            "optimum": optimum.version.__version__}
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "optimum": optimum.version.__version__,
+    }
 
 
 def optimum_recipe(checkpoint: Path, work: Path) -> tuple[Path, str]:
@@ -64,7 +73,10 @@ def optimum_recipe(checkpoint: Path, work: Path) -> tuple[Path, str]:
     if platform.machine().lower() in ("arm64", "aarch64"):
         preset, qconfig = "arm64", AutoQuantizationConfig.arm64(is_static=False, per_channel=False)
     elif "avx512_vnni" in flags:
-        preset, qconfig = "avx512_vnni", AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=False)
+        preset, qconfig = (
+            "avx512_vnni",
+            AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=False),
+        )
     else:
         preset, qconfig = "avx2", AutoQuantizationConfig.avx2(is_static=False, per_channel=False)
     cwd = os.getcwd()
@@ -76,14 +88,19 @@ def optimum_recipe(checkpoint: Path, work: Path) -> tuple[Path, str]:
         optimizer.optimize(AutoOptimizationConfig.O2(), work / "optimized")
         note = f"O2 + ORTQuantizer {preset} dynamic, per-tensor"
         try:
-            quantizer = ORTQuantizer.from_pretrained(work / "optimized", file_name="model_optimized.onnx")
+            quantizer = ORTQuantizer.from_pretrained(
+                work / "optimized", file_name="model_optimized.onnx"
+            )
             quantizer.quantize(qconfig, work / "quantized")
         except RuntimeError as exc:
             # Seen on BERT models: ORTQuantizer cannot quantize the O2-fused graph ("Unable to
             # find data type for weight_name") and offers no way to pass DefaultTensorType.
             # What a user then does: quantize the plain export instead.
-            print(f"Optimum recipe: ORTQuantizer failed on the O2 model ({str(exc)[:80]}...); "
-                  "quantizing the unoptimized export instead", file=sys.stderr)
+            print(
+                f"Optimum recipe: ORTQuantizer failed on the O2 model ({str(exc)[:80]}...); "
+                "quantizing the unoptimized export instead",
+                file=sys.stderr,
+            )
             quantizer = ORTQuantizer.from_pretrained(work / "exported", file_name="model.onnx")
             quantizer.quantize(qconfig, work / "quantized")
             note = f"ORTQuantizer {preset} dynamic, per-tensor (on the plain export: fails on O2)"
@@ -104,8 +121,19 @@ class Row:
 
     def start(self, threads: int, feeds: Path) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--worker", self.kind, str(self.path), str(threads), str(feeds)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                __file__,
+                "--worker",
+                self.kind,
+                str(self.path),
+                str(threads),
+                str(feeds),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
 
     def ask(self, request: dict):
         self.proc.stdin.write(json.dumps(request) + "\n")
@@ -143,6 +171,7 @@ def torch_runner(checkpoint: Path, threads: int):
     def run(feed):
         with torch.inference_mode():
             return model(**{k: torch.from_numpy(v) for k, v in feed.items()}).logits.numpy()
+
     return run
 
 
@@ -157,7 +186,11 @@ def timed(run, feed, n: int) -> list[float]:
 
 def worker(kind: str, path: str, threads: str, feeds_path: str) -> None:
     """A row's process: answers {"op": "eval"} with logits and {"op": "run", ...} with times."""
-    run = torch_runner(Path(path), int(threads)) if kind == "torch" else ort_runner(Path(path), int(threads))[0]
+    run = (
+        torch_runner(Path(path), int(threads))
+        if kind == "torch"
+        else ort_runner(Path(path), int(threads))[0]
+    )
     with np.load(feeds_path) as data:
         arrays = {k: data[k] for k in data.files}
     feeds: dict[str, dict] = {}
@@ -192,16 +225,24 @@ def harness_check(path: Path, profile, feed, seconds: float) -> tuple[float, flo
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, help="an `edgetune tune` OUT folder (checkpoint + best bundle)")
-    parser.add_argument("--checkpoint", type=Path, help="fine-tuned checkpoint (default RUN/work/best)")
+    parser.add_argument(
+        "--run", type=Path, help="an `edgetune tune` OUT folder (checkpoint + best bundle)"
+    )
+    parser.add_argument(
+        "--checkpoint", type=Path, help="fine-tuned checkpoint (default RUN/work/best)"
+    )
     parser.add_argument("--bundle", type=Path, help="edgetune bundle (default RUN/best)")
     parser.add_argument("--data", required=True)
     parser.add_argument("--profile", default="cpu-edge")
     parser.add_argument("--rounds", type=int, default=30, help="interleaved rounds")
     parser.add_argument("--runs-per-round", type=int, default=10)
     parser.add_argument("--harness-seconds", type=float, default=5.0)
-    parser.add_argument("--max-examples", type=int, default=None, help="accuracy on the first N only")
-    parser.add_argument("--out", type=Path, default=None, help="write the JSON here (Markdown beside it)")
+    parser.add_argument(
+        "--max-examples", type=int, default=None, help="accuracy on the first N only"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="write the JSON here (Markdown beside it)"
+    )
     args = parser.parse_args(argv)
 
     from transformers import AutoTokenizer
@@ -230,27 +271,51 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="compare-") as tmp:
         optimum_path, optimum_note = optimum_recipe(checkpoint.resolve(), Path(tmp))
         weights = sum(p.stat().st_size for p in checkpoint.glob("*.safetensors")) / 1e6
-        rows = [Row("PyTorch eager fp32", "torch", checkpoint, weights, "checkpoint"),
-                Row("Optimum recipe", "ort", optimum_path, optimum_path.stat().st_size / 1e6, optimum_note),
-                Row(f"edgetune ({bundle.manifest.candidate or bundle.manifest.precision})", "ort",
-                    bundle.model_path, bundle.model_path.stat().st_size / 1e6, "tune's choice")]
+        rows = [
+            Row("PyTorch eager fp32", "torch", checkpoint, weights, "checkpoint"),
+            Row(
+                "Optimum recipe",
+                "ort",
+                optimum_path,
+                optimum_path.stat().st_size / 1e6,
+                optimum_note,
+            ),
+            Row(
+                f"edgetune ({bundle.manifest.candidate or bundle.manifest.precision})",
+                "ort",
+                bundle.model_path,
+                bundle.model_path.stat().st_size / 1e6,
+                "tune's choice",
+            ),
+        ]
         feeds = Path(tmp) / "feeds.npz"
-        np.savez(feeds, **{f"b1/{k}": v for k, v in feed.items()}, **{f"b32/{k}": v for k, v in feed32.items()},
-                 **{f"eval{i}/{k}": v for i, b in enumerate(batches) for k, v in b.items()})
+        np.savez(
+            feeds,
+            **{f"b1/{k}": v for k, v in feed.items()},
+            **{f"b32/{k}": v for k, v in feed32.items()},
+            **{f"eval{i}/{k}": v for i, b in enumerate(batches) for k, v in b.items()},
+        )
         try:
             for row in rows:
                 row.start(threads, feeds)
             for row in rows:
-                m = classification_metrics(np.asarray(row.ask({"op": "eval"})["logits"], np.float32), labels)
+                m = classification_metrics(
+                    np.asarray(row.ask({"op": "eval"})["logits"], np.float32), labels
+                )
                 row.accuracy, row.macro_f1 = m["accuracy"], m["macro_f1"]
                 row.ask({"op": "run", "feed": "b1", "runs": 5})  # warm-up
                 row.ask({"op": "run", "feed": "b32", "runs": 1})
             for r in range(args.rounds):  # interleaved, the order rotating every round
-                for row in rows[r % len(rows):] + rows[:r % len(rows)]:
-                    row.rounds.append(np.asarray(row.ask({"op": "run", "feed": "b1",
-                                                          "runs": args.runs_per_round})["times"]))
+                for row in rows[r % len(rows) :] + rows[: r % len(rows)]:
+                    row.rounds.append(
+                        np.asarray(
+                            row.ask({"op": "run", "feed": "b1", "runs": args.runs_per_round})[
+                                "times"
+                            ]
+                        )
+                    )
             for r in range(max(3, args.rounds // 5)):
-                for row in rows[r % len(rows):] + rows[:r % len(rows)]:
+                for row in rows[r % len(rows) :] + rows[: r % len(rows)]:
                     row.times32 += row.ask({"op": "run", "feed": "b32", "runs": 1})["times"]
         finally:
             for row in rows:
@@ -259,20 +324,38 @@ def main(argv: list[str] | None = None) -> dict:
 
     from edgetune.measure.stats import percentile_interval, ratio_interval
 
-    result = {"header": header, "profile": profile.model_dump(), "examples": len(texts), "rows": [],
-              "ci_method": "cluster bootstrap over rounds, 95 %; ratios paired by round",
-              "harness": {"edgetune_p50_ms": ours_p50, "bare_loop_p50_ms": bare_p50,
-                          "difference": abs(ours_p50 - bare_p50) / bare_p50}}
+    result = {
+        "header": header,
+        "profile": profile.model_dump(),
+        "examples": len(texts),
+        "rows": [],
+        "ci_method": "cluster bootstrap over rounds, 95 %; ratios paired by round",
+        "harness": {
+            "edgetune_p50_ms": ours_p50,
+            "bare_loop_p50_ms": bare_p50,
+            "difference": abs(ours_p50 - bare_p50) / bare_p50,
+        },
+    }
     for r in rows:
         p50, p90, p99 = (percentile_interval(r.rounds, q) for q in (50, 90, 99))
-        result["rows"].append({
-            "name": r.name, "note": r.note, "accuracy": r.accuracy, "macro_f1": r.macro_f1,
-            "size_mb": r.size_mb, "p50_ms": p50.value, "p50_ci": [p50.low, p50.high],
-            "p90_ms": p90.value, "p90_ci": [p90.low, p90.high], "p99_ms": p99.value,
-            "runs": int(sum(len(x) for x in r.rounds)),
-            "throughput_b32_items_per_s": 32 * 1000.0 / float(np.median(r.times32)),
-            "p50_vs_pytorch": ratio_interval(rows[0].rounds, r.rounds).to_json(),
-            "p50_vs_optimum": ratio_interval(rows[1].rounds, r.rounds).to_json()})
+        result["rows"].append(
+            {
+                "name": r.name,
+                "note": r.note,
+                "accuracy": r.accuracy,
+                "macro_f1": r.macro_f1,
+                "size_mb": r.size_mb,
+                "p50_ms": p50.value,
+                "p50_ci": [p50.low, p50.high],
+                "p90_ms": p90.value,
+                "p90_ci": [p90.low, p90.high],
+                "p99_ms": p99.value,
+                "runs": int(sum(len(x) for x in r.rounds)),
+                "throughput_b32_items_per_s": 32 * 1000.0 / float(np.median(r.times32)),
+                "p50_vs_pytorch": ratio_interval(rows[0].rounds, r.rounds).to_json(),
+                "p50_vs_optimum": ratio_interval(rows[1].rounds, r.rounds).to_json(),
+            }
+        )
     text = render(result)
     print(text)
     if args.out:
@@ -283,28 +366,42 @@ def main(argv: list[str] | None = None) -> dict:
 
 def render(result: dict) -> str:
     h, p = result["header"], result["profile"]
-    lines = [(f"Machine: {h['cpu']}, {h['cores']} cores, load average {h['load_average']}; "
-             f"{h['date']}; Python {h['python']}, torch {h['torch']}, transformers "
-             f"{h['transformers']}, onnxruntime {h['onnxruntime']}, optimum {h['optimum']}."),
-             (f"Profile {p['name']}: {p['intra_op_threads'] or h['cores']} threads, batch {p['batch_size']}, "
-             f"sequence {p['sequence_length']}; accuracy on {result['examples']} validation examples."), "",
-             "| row | accuracy | macro-F1 | size MB | p50 ms [95% CI] | p90 ms [95% CI] | p99 ms | items/s @ b32 | p50 / PyTorch [CI] | p50 / Optimum [CI] |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        (
+            f"Machine: {h['cpu']}, {h['cores']} cores, load average {h['load_average']}; "
+            f"{h['date']}; Python {h['python']}, torch {h['torch']}, transformers "
+            f"{h['transformers']}, onnxruntime {h['onnxruntime']}, optimum {h['optimum']}."
+        ),
+        (
+            f"Profile {p['name']}: {p['intra_op_threads'] or h['cores']} threads, batch {p['batch_size']}, "
+            f"sequence {p['sequence_length']}; accuracy on {result['examples']} validation examples."
+        ),
+        "",
+        "| row | accuracy | macro-F1 | size MB | p50 ms [95% CI] | p90 ms [95% CI] | p99 ms | items/s @ b32 | p50 / PyTorch [CI] | p50 / Optimum [CI] |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
 
     def ratio(r: list[float]) -> str:
         return f"{r[0]:.2f} [{r[1]:.2f}, {r[2]:.2f}]"
 
     for r in result["rows"]:
-        lines.append(f"| {r['name']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['size_mb']:.1f} | "
-                     f"{r['p50_ms']:.2f} [{r['p50_ci'][0]:.2f}, {r['p50_ci'][1]:.2f}] | "
-                     f"{r['p90_ms']:.2f} [{r['p90_ci'][0]:.2f}, {r['p90_ci'][1]:.2f}] | {r['p99_ms']:.2f} | "
-                     f"{r['throughput_b32_items_per_s']:.1f} | {ratio(r['p50_vs_pytorch'])} | "
-                     f"{ratio(r['p50_vs_optimum'])} |")
+        lines.append(
+            f"| {r['name']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['size_mb']:.1f} | "
+            f"{r['p50_ms']:.2f} [{r['p50_ci'][0]:.2f}, {r['p50_ci'][1]:.2f}] | "
+            f"{r['p90_ms']:.2f} [{r['p90_ci'][0]:.2f}, {r['p90_ci'][1]:.2f}] | {r['p99_ms']:.2f} | "
+            f"{r['throughput_b32_items_per_s']:.1f} | {ratio(r['p50_vs_pytorch'])} | "
+            f"{ratio(r['p50_vs_optimum'])} |"
+        )
     lines += ["", *[f"- {r['name']}: {r['note']}" for r in result["rows"]]]
     hc = result["harness"]
-    lines += ["", (f"Harness check (same ONNX file, same process): edgetune bench p50 "
-              f"{hc['edgetune_p50_ms']:.3f} ms, bare session.run loop p50 {hc['bare_loop_p50_ms']:.3f} ms, "
-              f"difference {100 * hc['difference']:.1f} %.")]
+    lines += [
+        "",
+        (
+            f"Harness check (same ONNX file, same process): edgetune bench p50 "
+            f"{hc['edgetune_p50_ms']:.3f} ms, bare session.run loop p50 {hc['bare_loop_p50_ms']:.3f} ms, "
+            f"difference {100 * hc['difference']:.1f} %."
+        ),
+    ]
     return "\n".join(lines)
 
 

@@ -24,7 +24,9 @@ def onnx_accuracy(bundle: Path, data: str) -> tuple[float, int]:
     dataset = align_labels(load_text_dataset(data, None, None, 0.1, 42), predictor.labels)
     rows = dataset.validation
     texts = [tuple(t) if dataset.is_pair else t for t in rows["text"]]
-    predicted = [p["label"] for i in range(0, len(texts), 32) for p in predictor.predict(texts[i:i + 32])]
+    predicted = [
+        p["label"] for i in range(0, len(texts), 32) for p in predictor.predict(texts[i : i + 32])
+    ]
     correct = sum(p == dataset.label_names[t] for p, t in zip(predicted, rows["label"]))
     return correct / len(texts), len(texts)
 
@@ -46,24 +48,48 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--out", default="runs/ablation")
     args = parser.parse_args(argv)
     rows = []
-    print("| distillation | learning rate | steps | ONNX accuracy [95 % interval] |\n|---|---|---|---|")
+    print(
+        "| distillation | learning rate | steps | ONNX accuracy [95 % interval] |\n|---|---|---|---|"
+    )
     for distillation in ("logits", "layerwise"):
         for lr in (args.fixed_lr, "auto"):
             out = Path(args.out) / f"{distillation}-{lr}"
-            bundle = edgetune.prune(PruneJobConfig(
-                checkpoint=args.checkpoint, data=args.data, out=str(out), layers=args.layers,
-                ffn=args.ffn, distillation=distillation, overwrite=True, profile=args.profile,
-                train={"epochs": 1.0, "max_train_minutes": args.minutes, "learning_rate": lr,
-                       "max_train_samples": args.max_train_samples}))
+            bundle = edgetune.prune(
+                PruneJobConfig(
+                    checkpoint=args.checkpoint,
+                    data=args.data,
+                    out=str(out),
+                    layers=args.layers,
+                    ffn=args.ffn,
+                    distillation=distillation,
+                    overwrite=True,
+                    profile=args.profile,
+                    train={
+                        "epochs": 1.0,
+                        "max_train_minutes": args.minutes,
+                        "learning_rate": lr,
+                        "max_train_samples": args.max_train_samples,
+                    },
+                )
+            )
             train = bundle.manifest.train
             accuracy, n = onnx_accuracy(out, args.data)
             interval = wilson_interval(round(accuracy * n), n)
             used = f"{train['learning_rate']:.2g}" + (" (found)" if lr == "auto" else " (fixed)")
-            print(f"| {distillation} | {used} | {train['steps']} | {accuracy:.4f} [{interval.low:.3f}, {interval.high:.3f}] |",
-                  flush=True)
-            rows.append({"distillation": distillation, "learning_rate": train["learning_rate"],
-                         "found": lr == "auto", "steps": train["steps"], "accuracy": accuracy,
-                         "pytorch_accuracy": bundle.manifest.metrics["pytorch_accuracy"]})
+            print(
+                f"| {distillation} | {used} | {train['steps']} | {accuracy:.4f} [{interval.low:.3f}, {interval.high:.3f}] |",
+                flush=True,
+            )
+            rows.append(
+                {
+                    "distillation": distillation,
+                    "learning_rate": train["learning_rate"],
+                    "found": lr == "auto",
+                    "steps": train["steps"],
+                    "accuracy": accuracy,
+                    "pytorch_accuracy": bundle.manifest.metrics["pytorch_accuracy"],
+                }
+            )
     return rows
 
 

@@ -27,17 +27,25 @@ def main(argv: list[str] | None = None) -> list[list[tuple[float, list[float]]]]
     args = parser.parse_args(argv)
     profile = load_profile(args.profile)
     tokenizer = AutoTokenizer.from_pretrained(args.bundle)
-    feed = latency_feed(tokenizer, ["a gripping, beautifully shot film"], profile.batch_size,
-                        profile.sequence_length)
+    feed = latency_feed(
+        tokenizer,
+        ["a gripping, beautifully shot film"],
+        profile.batch_size,
+        profile.sequence_length,
+    )
     blocks = []
     for warmup in args.warmups:
         block = []
         for _ in range(args.repeats):
-            result = measure_latency(f"{args.bundle}/model.onnx", profile, feed,
-                                     LatencySettings(warmup_runs=warmup))
+            result = measure_latency(
+                f"{args.bundle}/model.onnx", profile, feed, LatencySettings(warmup_runs=warmup)
+            )
             block.append((result.p50_ms, result.p50_ci))
-        print(f"warm-up {warmup:4d} runs: " + "  ".join(
-            f"{p50:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]" for p50, ci in block), flush=True)
+        print(
+            f"warm-up {warmup:4d} runs: "
+            + "  ".join(f"{p50:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]" for p50, ci in block),
+            flush=True,
+        )
         blocks.append(block)
     return blocks
 

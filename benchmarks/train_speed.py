@@ -17,8 +17,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-SETTINGS = {"fp32, grouped": ("fp32", True), "bf16, grouped": ("bf16", True),
-            "fp32, not grouped": ("fp32", False)}
+SETTINGS = {
+    "fp32, grouped": ("fp32", True),
+    "bf16, grouped": ("bf16", True),
+    "fp32, not grouped": ("fp32", False),
+}
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -40,15 +43,31 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for repeat in range(args.repeats):
         for name in SETTINGS:
-            child = [sys.executable, __file__, "--one", name, "--data", args.data, "--steps",
-                     str(args.steps), "--max-train-samples", str(args.max_train_samples)]
+            child = [
+                sys.executable,
+                __file__,
+                "--one",
+                name,
+                "--data",
+                args.data,
+                "--steps",
+                str(args.steps),
+                "--max-train-samples",
+                str(args.max_train_samples),
+            ]
             child += ["--model", args.model] if args.model else []
             done = subprocess.run(child, capture_output=True, text=True, check=True)
-            row = {**json.loads(done.stdout.strip().splitlines()[-1]), "setting": name,
-                   "repeat": repeat + 1}
+            row = {
+                **json.loads(done.stdout.strip().splitlines()[-1]),
+                "setting": name,
+                "repeat": repeat + 1,
+            }
             rows.append(row)
-            print(f"{name:18s} run {repeat + 1}: {row['examples_per_second']:6.1f} examples/s, "
-                  f"fp32 validation accuracy {row['accuracy']:.4f} ({row['precision']})", flush=True)
+            print(
+                f"{name:18s} run {repeat + 1}: {row['examples_per_second']:6.1f} examples/s, "
+                f"fp32 validation accuracy {row['accuracy']:.4f} ({row['precision']})",
+                flush=True,
+            )
     print("\n| setting | examples/s (each run) | accuracy (each run) |\n|---|---|---|")
     for name in SETTINGS:
         mine = [r for r in rows if r["setting"] == name]
@@ -64,14 +83,25 @@ def one_run(args) -> list[dict]:
     from edgetune.train.loop import TrainConfig, fine_tune
 
     precision, grouped = SETTINGS[args.one]
-    config = TrainConfig(max_steps=args.steps, eval_steps=args.steps, learning_rate=1e-4,
-                         batch_size=32, max_length=128, precision=precision,
-                         group_by_length=grouped, max_train_samples=args.max_train_samples)
+    config = TrainConfig(
+        max_steps=args.steps,
+        eval_steps=args.steps,
+        learning_rate=1e-4,
+        batch_size=32,
+        max_length=128,
+        precision=precision,
+        group_by_length=grouped,
+        max_train_samples=args.max_train_samples,
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        result = fine_tune(args.model or default_model(), load_text_dataset(args.data), Path(tmp),
-                           config)
-    row = {"precision": result.precision, "examples_per_second": result.examples_per_second,
-           "accuracy": result.metrics["accuracy"]}
+        result = fine_tune(
+            args.model or default_model(), load_text_dataset(args.data), Path(tmp), config
+        )
+    row = {
+        "precision": result.precision,
+        "examples_per_second": result.examples_per_second,
+        "accuracy": result.metrics["accuracy"],
+    }
     print(json.dumps(row))
     return [row]
 

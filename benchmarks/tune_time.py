@@ -20,7 +20,7 @@ def main(argv: list[str]) -> int:
 
     from edgetune.cli import cli
 
-    args = argv[argv.index("--") + 1:] if "--" in argv else argv
+    args = argv[argv.index("--") + 1 :] if "--" in argv else argv
     out = Path(args[args.index("--out") + 1]) if "--out" in args else Path("runs/edgetune")
     start = time.perf_counter()
     result = CliRunner().invoke(cli, ["tune", *args])

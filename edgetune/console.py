@@ -12,7 +12,12 @@ console = Console(stderr=True)
 
 def make_progress() -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=console,
-        disable=not sys.stderr.isatty(), transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=console,
+        disable=not sys.stderr.isatty(),
+        transient=False,
     )

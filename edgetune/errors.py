@@ -63,8 +63,11 @@ def first_problem(exc) -> tuple[str, str]:
 
     first = errors[0]
     message = first["msg"].removeprefix("Value error, ")
-    others = [e["ctx"]["expected"] for e in errors[1:]
-              if e["type"] == "literal_error" and field_of(e) == field_of(first)]
+    others = [
+        e["ctx"]["expected"]
+        for e in errors[1:]
+        if e["type"] == "literal_error" and field_of(e) == field_of(first)
+    ]
     if others:
         message += ", or " + " or ".join(others)
     return ".".join(str(part) for part in field_of(first)), message

@@ -34,9 +34,11 @@ def trusted_factory(spec: object, trusted: str | None, where: str) -> str:
     if not isinstance(spec, str) or not is_factory(spec):
         raise InputError(f"{where}: 'factory' is not a pkg.module:factory spec ({spec!r})")
     if spec != trusted:
-        raise InputError(f"{where} names the factory '{spec}', whose code would run on import; "
-                         f"edgetune imports only a factory you name: pass {TRUST_FLAG} {spec} "
-                         "if you trust it")
+        raise InputError(
+            f"{where} names the factory '{spec}', whose code would run on import; "
+            f"edgetune imports only a factory you name: pass {TRUST_FLAG} {spec} "
+            "if you trust it"
+        )
     return spec
 
 
@@ -59,8 +61,10 @@ def resolve_factory(spec: str):
         with _current_folder_importable():
             module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise InputError(f"{spec}: cannot import '{module_name}' ({exc}); run from the folder "
-                         "that holds it or install it") from None
+        raise InputError(
+            f"{spec}: cannot import '{module_name}' ({exc}); run from the folder "
+            "that holds it or install it"
+        ) from None
     factory = getattr(module, attr, None)
     if factory is None:
         raise InputError(f"{spec}: '{module_name}' has no '{attr}'")

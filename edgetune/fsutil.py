@@ -64,7 +64,9 @@ def check_output_dir(path: str | Path, overwrite: bool) -> None:
     if path.exists() and not path.is_dir():
         raise InputError(f"output '{path}' is a file; --out must be a folder (new or empty)")
     if path.exists() and any(p.name != LOCK_NAME for p in path.iterdir()) and not overwrite:
-        raise InputError(f"output '{path}' already exists; choose another --out or pass --overwrite")
+        raise InputError(
+            f"output '{path}' already exists; choose another --out or pass --overwrite"
+        )
 
 
 def build_dir_atomic(target: str | Path, build: Callable[[Path], None], overwrite: bool) -> Path:
@@ -78,7 +80,9 @@ def build_dir_atomic(target: str | Path, build: Callable[[Path], None], overwrit
         _readable(staging)
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.replace(target, old / "previous") if target.is_dir() else os.replace(target, old / "f")
+            os.replace(target, old / "previous") if target.is_dir() else os.replace(
+                target, old / "f"
+            )
             os.replace(staging, target)
             shutil.rmtree(old, ignore_errors=True)
         else:
@@ -147,19 +151,26 @@ def _open_locked(lock: Path, force: bool) -> int:
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
-            raise InputError(f"run folder lock '{lock}' cannot be opened ({exc.strerror}); "
-                             "remove it if it is not a plain file") from None
+            raise InputError(
+                f"run folder lock '{lock}' cannot be opened ({exc.strerror}); "
+                "remove it if it is not a plain file"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             who = _owner(fd)
             os.close(fd)
             if not force:
-                raise InputError(f"run folder '{lock.parent}' is in use by another edgetune run "
-                                 f"({who}); wait for it, choose another --out, or --force-unlock "
-                                 "if it is gone") from None
-            LOG.warning("run folder %s: --force-unlock: replacing the lock of a running "
-                        "process (%s)", lock.parent, who)
+                raise InputError(
+                    f"run folder '{lock.parent}' is in use by another edgetune run "
+                    f"({who}); wait for it, choose another --out, or --force-unlock "
+                    "if it is gone"
+                ) from None
+            LOG.warning(
+                "run folder %s: --force-unlock: replacing the lock of a running process (%s)",
+                lock.parent,
+                who,
+            )
             lock.unlink(missing_ok=True)
             force = False
             continue
@@ -191,19 +202,29 @@ def run_lock(folder: str | Path, force: bool = False, take_stale: bool = False) 
         if os.fstat(fd).st_size:
             who = _owner(fd)
             if not (take_stale or force):
-                raise InputError(f"run folder '{folder}' has a stale lock ({who}, no longer "
-                                 "running); if no run uses the folder, pass --force-unlock")
-            LOG.warning("run folder %s: taking over the stale lock of %s (no longer running)",
-                        folder, who)
-        me = {"pid": os.getpid(), "host": socket.gethostname(),
-              "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+                raise InputError(
+                    f"run folder '{folder}' has a stale lock ({who}, no longer "
+                    "running); if no run uses the folder, pass --force-unlock"
+                )
+            LOG.warning(
+                "run folder %s: taking over the stale lock of %s (no longer running)", folder, who
+            )
+        me = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(me).encode(), 0)
     except BaseException:
         os.close(fd)  # the stale file stays, as found
         raise
-    for leftover in [*folder.glob(".*.tmp-*"), *folder.glob("*/.*.tmp-*"), *folder.glob(".*.old-*"),
-                     *folder.glob("*/.*.old-*")]:
+    for leftover in [
+        *folder.glob(".*.tmp-*"),
+        *folder.glob("*/.*.tmp-*"),
+        *folder.glob(".*.old-*"),
+        *folder.glob("*/.*.old-*"),
+    ]:
         shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink()
     try:
         yield lock

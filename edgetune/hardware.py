@@ -71,6 +71,8 @@ def machine_id(found: dict) -> str:
 
 def describe(found: dict) -> str:
     """One line: `AMD EPYC, 2 cores, 24.0 GB, x86_64 Linux 6.1, onnxruntime 1.32.0 [id]`."""
-    return (f"{found.get('cpu') or 'unknown CPU'}, {found.get('cores')} cores, "
-            f"{found.get('memory_gb')} GB, {found.get('arch')} {found.get('os')}, "
-            f"onnxruntime {found.get('onnxruntime')} [{found.get('id')}]")
+    return (
+        f"{found.get('cpu') or 'unknown CPU'}, {found.get('cores')} cores, "
+        f"{found.get('memory_gb')} GB, {found.get('arch')} {found.get('os')}, "
+        f"onnxruntime {found.get('onnxruntime')} [{found.get('id')}]"
+    )

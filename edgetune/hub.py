@@ -21,8 +21,9 @@ def check_hub_id(repo_id: str, repo_type: str, what: str) -> None:
 
     local = f"no such local folder ({Path.cwd() / repo_id} does not exist)"
     try:
-        cached = try_to_load_from_cache(repo_id, "config.json" if repo_type == "model" else "README.md",
-                                        repo_type=repo_type)
+        cached = try_to_load_from_cache(
+            repo_id, "config.json" if repo_type == "model" else "README.md", repo_type=repo_type
+        )
     except HFValidationError:
         raise InputError(f"{what} '{repo_id}': {local}, and not a valid hub id") from None
     if isinstance(cached, str) or os.environ.get("HF_HUB_OFFLINE") == "1":
@@ -30,9 +31,13 @@ def check_hub_id(repo_id: str, repo_type: str, what: str) -> None:
     try:
         HfApi().repo_info(repo_id, repo_type=repo_type, timeout=TIMEOUT_SECONDS)
     except RepositoryNotFoundError:
-        raise InputError(f"{what} '{repo_id}': {local}, and no such {repo_type} on the "
-                         "Hugging Face hub (or it is private: log in with `hf auth login`)") from None
+        raise InputError(
+            f"{what} '{repo_id}': {local}, and no such {repo_type} on the "
+            "Hugging Face hub (or it is private: log in with `hf auth login`)"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - connection, timeout, proxy, TLS: all "unreachable"
-        raise InputError(f"{what} '{repo_id}': {local}, and the Hugging Face hub cannot be reached "
-                         f"({exc.__class__.__name__}); give a local folder, or check the network "
-                         "(HF_ENDPOINT, proxies)") from None
+        raise InputError(
+            f"{what} '{repo_id}': {local}, and the Hugging Face hub cannot be reached "
+            f"({exc.__class__.__name__}); give a local folder, or check the network "
+            "(HF_ENDPOINT, proxies)"
+        ) from None

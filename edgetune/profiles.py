@@ -42,14 +42,32 @@ class Profile(BaseModel):
         "intervals; tests set it low)",
     )
     budget_on: Literal["fixed", "traffic"] = Field(
-        "fixed", description="fixed: batch x sequence_length padded; traffic: the data's own lengths")
-    serve_max_batch: int | None = Field(None, ge=1, description="`serve`: texts one session run may "
-                                        "batch (None: measured at start, deploy/batch_choice.py)")
-    serve_max_wait_ms: float = Field(2.0, ge=0, description="`serve`: how long a batch waits to fill")
-    image_size: int | None = Field(None, ge=8, le=4096, description="image models: the side in "
-                                   "pixels they take (None: the model's image processor's own)")
-    channels: int | None = Field(None, ge=1, le=4, description="image models: the channels the "
-                                 "deployed model takes (None: the model's own; checked)")
+        "fixed",
+        description="fixed: batch x sequence_length padded; traffic: the data's own lengths",
+    )
+    serve_max_batch: int | None = Field(
+        None,
+        ge=1,
+        description="`serve`: texts one session run may "
+        "batch (None: measured at start, deploy/batch_choice.py)",
+    )
+    serve_max_wait_ms: float = Field(
+        2.0, ge=0, description="`serve`: how long a batch waits to fill"
+    )
+    image_size: int | None = Field(
+        None,
+        ge=8,
+        le=4096,
+        description="image models: the side in "
+        "pixels they take (None: the model's image processor's own)",
+    )
+    channels: int | None = Field(
+        None,
+        ge=1,
+        le=4,
+        description="image models: the channels the "
+        "deployed model takes (None: the model's own; checked)",
+    )
 
     @field_validator("execution_providers")
     @classmethod
@@ -58,7 +76,9 @@ class Profile(BaseModel):
             raise ValueError("at least one execution provider is needed")
         bad = [p for p in providers if not p.endswith("ExecutionProvider")]
         if bad:
-            raise ValueError(f"{bad} are not ONNX Runtime provider names (e.g. CPUExecutionProvider)")
+            raise ValueError(
+                f"{bad} are not ONNX Runtime provider names (e.g. CPUExecutionProvider)"
+            )
         return providers
 
     @property

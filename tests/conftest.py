@@ -15,7 +15,20 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 POSITIVE = ["good", "great", "fine", "lovely", "superb", "happy"]
 NEGATIVE = ["bad", "awful", "poor", "sad", "terrible", "ugly"]
-FILLER = ["the", "a", "movie", "was", "plot", "and", "it", "very", "quite", "story", "actor", "film"]
+FILLER = [
+    "the",
+    "a",
+    "movie",
+    "was",
+    "plot",
+    "and",
+    "it",
+    "very",
+    "quite",
+    "story",
+    "actor",
+    "film",
+]
 
 
 def make_rows(n: int, seed: int = 0) -> list[tuple[str, str]]:
@@ -49,8 +62,14 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
     tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
     tokenizer.save_pretrained(folder)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     import torch
 
     torch.manual_seed(0)
@@ -85,8 +104,24 @@ def tune_tiny(out: Path, model: Path, data: Path, profile: Path, *args: object):
 
     from edgetune.cli import cli
 
-    return CliRunner().invoke(cli, [str(a) for a in (
-        "tune", "--model", model, "--data", data, "--profile", profile, "--out", out, *args)])
+    return CliRunner().invoke(
+        cli,
+        [
+            str(a)
+            for a in (
+                "tune",
+                "--model",
+                model,
+                "--data",
+                data,
+                "--profile",
+                profile,
+                "--out",
+                out,
+                *args,
+            )
+        ],
+    )
 
 
 @pytest.fixture(scope="session")
@@ -98,9 +133,25 @@ def tuned_run(tmp_path_factory, tiny_model_dir, tiny_data_csv, tiny_profile):
     return out, result
 
 
-SEARCH_ARGS = ["--epochs", "6", "--lr", "3e-3", "--batch-size", "16", "--patience", "6",
-               "--modes", "fp32,dynamic-int8", "--prune-search", "--prune-configs",
-               "L1,F0.5,L1-H0.5-F0.5", "--search-budget-minutes", "10", "--max-accuracy-drop", "50"]
+SEARCH_ARGS = [
+    "--epochs",
+    "6",
+    "--lr",
+    "3e-3",
+    "--batch-size",
+    "16",
+    "--patience",
+    "6",
+    "--modes",
+    "fp32,dynamic-int8",
+    "--prune-search",
+    "--prune-configs",
+    "L1,F0.5,L1-H0.5-F0.5",
+    "--search-budget-minutes",
+    "10",
+    "--max-accuracy-drop",
+    "50",
+]
 
 
 @pytest.fixture(scope="session")

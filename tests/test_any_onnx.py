@@ -32,12 +32,24 @@ def conv_onnx(tmp_path_factory) -> Path:
     import torch
 
     model = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, padding=1),
-        torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4)).eval()
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 4),
+    ).eval()
     path = tmp_path_factory.mktemp("conv") / "conv.onnx"
-    torch.onnx.export(model, (torch.randn(1, 3, 32, 32),), str(path), input_names=["pixel_values"],
-                      output_names=["logits"], dynamo=False,
-                      dynamic_axes={"pixel_values": {0: "batch", 2: "height", 3: "width"}})
+    torch.onnx.export(
+        model,
+        (torch.randn(1, 3, 32, 32),),
+        str(path),
+        input_names=["pixel_values"],
+        output_names=["logits"],
+        dynamo=False,
+        dynamic_axes={"pixel_values": {0: "batch", 2: "height", 3: "width"}},
+    )
     return path
 
 
@@ -60,7 +72,9 @@ def test_bench_times_a_conv_net_given_its_shape(conv_onnx):
     assert missing.exit_code == 2 and "--shape pixel_values=" in missing.output
     wrong = run("bench", conv_onnx, "--shape", "images=1x3x32x32", *FAST)
     assert wrong.exit_code == 2 and "does not take (its inputs: pixel_values)" in wrong.output
-    text_only = run("bench", conv_onnx, "--shape", "pixel_values=1x3x32x32", "--tokenizer", conv_onnx.parent)
+    text_only = run(
+        "bench", conv_onnx, "--shape", "pixel_values=1x3x32x32", "--tokenizer", conv_onnx.parent
+    )
     assert text_only.exit_code == 2 and "--tokenizer is for text models" in text_only.output
 
 
@@ -75,14 +89,15 @@ def test_quantize_transforms_a_conv_net_or_refuses_in_one_line(conv_onnx, tmp_pa
     assert done.exit_code == 0, done.output
     quantized = next((tmp_path / "q").rglob("*.onnx"))
     assert {"ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"} & {
-        n.op_type for n in __import__("onnx").load(str(quantized)).graph.node}
+        n.op_type for n in __import__("onnx").load(str(quantized)).graph.node
+    }
     refused = run("quantize", conv_onnx, "--mode", "int4", "--out", tmp_path / "q4")
     assert refused.exit_code == 2, refused.output
     assert "int4: conv.onnx has nothing this pass quantizes (it takes MatMul" in refused.output
     assert not list((tmp_path / "q4").rglob("*.onnx")) if (tmp_path / "q4").exists() else True
 
 
-NET = '''
+NET = """
 import torch
 
 
@@ -93,10 +108,12 @@ def build():
 
 def not_a_model():
     return 42
-'''
+"""
 
 
-def test_a_plain_pytorch_model_exports_checked_and_then_benches_and_quantizes(tmp_path, monkeypatch):
+def test_a_plain_pytorch_model_exports_checked_and_then_benches_and_quantizes(
+    tmp_path, monkeypatch
+):
     (tmp_path / "edgetune_test_net.py").write_text(NET)
     monkeypatch.chdir(tmp_path)
     done = run("export", "edgetune_test_net:build", "--input-shape", "x=1x3x16x16", "--out", "net")
@@ -109,10 +126,14 @@ def test_a_plain_pytorch_model_exports_checked_and_then_benches_and_quantizes(tm
     assert run("quantize", "net/model.onnx", "--mode", "dynamic-int8", "--out", "q").exit_code == 0
     for args, message in [
         (("edgetune_test_net:build", "--out", "a"), "needs its input shapes: --input-shape"),
-        (("edgetune_test_net:not_a_model", "--input-shape", "x=1x3x16x16", "--out", "b"),
-         "returned a int, not a torch.nn.Module"),
-        (("edgetune_no_such_module:build", "--input-shape", "x=1x3x16x16", "--out", "c"),
-         "cannot import 'edgetune_no_such_module'"),
+        (
+            ("edgetune_test_net:not_a_model", "--input-shape", "x=1x3x16x16", "--out", "b"),
+            "returned a int, not a torch.nn.Module",
+        ),
+        (
+            ("edgetune_no_such_module:build", "--input-shape", "x=1x3x16x16", "--out", "c"),
+            "cannot import 'edgetune_no_such_module'",
+        ),
     ]:
         refused = run("export", *args)
         assert refused.exit_code == 2 and message in refused.output, refused.output
@@ -142,15 +163,37 @@ def test_arrays_as_data_give_accuracy_and_calibrate_static_int8(conv_onnx, tmp_p
     assert right.exit_code == 0, right.output
     accuracy = json.loads(right.output)["accuracy"]
     assert accuracy["accuracy"] == 1.0 and accuracy["examples"] == 12
-    relabelled = run("bench", conv_onnx, "--data", tmp_path / "rows.npz", "--labels", tmp_path / "wrong.npy",
-                     "--json", *FAST)
-    assert relabelled.exit_code == 0 and json.loads(relabelled.output)["accuracy"]["accuracy"] == 0.0
+    relabelled = run(
+        "bench",
+        conv_onnx,
+        "--data",
+        tmp_path / "rows.npz",
+        "--labels",
+        tmp_path / "wrong.npy",
+        "--json",
+        *FAST,
+    )
+    assert (
+        relabelled.exit_code == 0 and json.loads(relabelled.output)["accuracy"]["accuracy"] == 0.0
+    )
 
     out = tmp_path / "q"
-    done = run("quantize", conv_onnx, "--mode", "static-int8-minmax", "--calibration-data",
-               tmp_path / "rows.npz", "--calibration-samples", "8", "--out", out)
+    done = run(
+        "quantize",
+        conv_onnx,
+        "--mode",
+        "static-int8-minmax",
+        "--calibration-data",
+        tmp_path / "rows.npz",
+        "--calibration-samples",
+        "8",
+        "--out",
+        out,
+    )
     assert done.exit_code == 0, done.output
-    assert "QuantizeLinear" in {n.op_type for n in onnx.load(str(out / "static-int8-minmax" / "model.onnx")).graph.node}
+    assert "QuantizeLinear" in {
+        n.op_type for n in onnx.load(str(out / "static-int8-minmax" / "model.onnx")).graph.node
+    }
 
     np.savez(tmp_path / "named.npz", images=images)
     for args, message in [
@@ -160,7 +203,15 @@ def test_arrays_as_data_give_accuracy_and_calibrate_static_int8(conv_onnx, tmp_p
         failed = run("bench", conv_onnx, *args, *FAST)
         assert failed.exit_code == 2 and message in failed.output, failed.output
     np.save(tmp_path / "short.npy", own[:5])
-    short = run("bench", conv_onnx, "--data", tmp_path / "rows.npz", "--labels", tmp_path / "short.npy", *FAST)
+    short = run(
+        "bench",
+        conv_onnx,
+        "--data",
+        tmp_path / "rows.npz",
+        "--labels",
+        tmp_path / "short.npy",
+        *FAST,
+    )
     assert short.exit_code == 2 and "5 labels for 12 rows" in short.output
 
 
@@ -172,7 +223,10 @@ def test_arrays_that_do_not_fit_the_graph_get_one_line(conv_onnx, tmp_path):
     specs = graph_input_specs(conv_onnx)
     cases = {
         "rank.npy": (np.zeros((4, 3, 32)), "has shape 4x3x32; the model takes Nx3xNxN"),
-        "ints.npy": (np.zeros((4, 3, 8, 8), dtype=np.complex64), "holds complex64, the model takes float32"),
+        "ints.npy": (
+            np.zeros((4, 3, 8, 8), dtype=np.complex64),
+            "holds complex64, the model takes float32",
+        ),
         "strings.npy": (np.full((4, 3, 8, 8), "a"), "holds <U1"),
     }
     for name, (array, message) in cases.items():
@@ -185,4 +239,6 @@ def test_arrays_that_do_not_fit_the_graph_get_one_line(conv_onnx, tmp_path):
     fixed = {"pixel_values": (np.dtype(np.float32), [2, 3, None, None])}
     np.save(tmp_path / "five.npy", np.zeros((5, 3, 8, 8), dtype=np.float32))
     data = load_array_data(tmp_path / "five.npy", fixed)
-    assert [len(b["pixel_values"]) for b in data.batches(8)] == [2, 2] and len(data.feed(8)["pixel_values"]) == 2
+    assert [len(b["pixel_values"]) for b in data.batches(8)] == [2, 2] and len(
+        data.feed(8)["pixel_values"]
+    ) == 2

@@ -18,11 +18,16 @@ QUICK = {"min_runs": 5, "min_seconds": 0.05}
 
 def tiny_tune_config(model, data, profile, out, **extra) -> edgetune.TuneConfig:
     return edgetune.TuneConfig(
-        model=str(model), data=str(data), profile=str(profile), out=str(out),
+        model=str(model),
+        data=str(data),
+        profile=str(profile),
+        out=str(out),
         modes=["fp32", "dynamic-int8"],
-        train=edgetune.TrainConfig(epochs=8, learning_rate=3e-3, batch_size=16,
-                                   early_stopping_patience=8),
-        **extra)
+        train=edgetune.TrainConfig(
+            epochs=8, learning_rate=3e-3, batch_size=16, early_stopping_patience=8
+        ),
+        **extra,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +53,16 @@ def test_a_recipe_reproduces_the_candidates_and_verdicts(api_run, tmp_path, tiny
     second = json.loads((again / "report.json").read_text())
 
     def verdicts(report):
-        return [(c["name"], c["precision"], c["meets_budget"], c["within_accuracy_bound"],
-                 c["accuracy"]["accuracy"]) for c in report["candidates"]]
+        return [
+            (
+                c["name"],
+                c["precision"],
+                c["meets_budget"],
+                c["within_accuracy_bound"],
+                c["accuracy"]["accuracy"],
+            )
+            for c in report["candidates"]
+        ]
 
     assert verdicts(first) == verdicts(second)
     # The winner is the fastest of the accuracy ties: timing decides it, so it may differ.
@@ -59,8 +72,20 @@ def test_a_recipe_reproduces_the_candidates_and_verdicts(api_run, tmp_path, tiny
 
 def test_flags_override_the_recipe(api_run, tmp_path):
     out = tmp_path / "o"
-    result = CliRunner().invoke(cli, ["tune", "--config", str(api_run.recipe), "--out", str(out),
-                                      "--modes", "fp32", "--max-steps", "2"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "tune",
+            "--config",
+            str(api_run.recipe),
+            "--out",
+            str(out),
+            "--modes",
+            "fp32",
+            "--max-steps",
+            "2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     recipe = tomllib.loads((out / "recipe.toml").read_text())
     assert recipe["modes"] == ["fp32"] and recipe["train"]["max_steps"] == 2
@@ -81,16 +106,21 @@ def test_every_tune_flag_has_a_recipe_key():
     assert flags == {k.replace(".", "__") for k in keys}
 
 
-@pytest.mark.parametrize("body, message", [
-    ('epochs = 3\n', "key 'epochs'"),  # belongs in [train]
-    ('[train]\nepochs = -1\n', "train.epochs"),
-    ('modes = "fp32"\n', "modes"),
-    ('this is = not toml', "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("epochs = 3\n", "key 'epochs'"),  # belongs in [train]
+        ("[train]\nepochs = -1\n", "train.epochs"),
+        ('modes = "fp32"\n', "modes"),
+        ("this is = not toml", "not valid TOML"),
+    ],
+)
 def test_bad_recipes_are_one_line(tmp_path, body, message):
     recipe = tmp_path / "r.toml"
     recipe.write_text(body)
-    result = CliRunner().invoke(cli, ["tune", "--config", str(recipe), "--out", str(tmp_path / "o")])
+    result = CliRunner().invoke(
+        cli, ["tune", "--config", str(recipe), "--out", str(tmp_path / "o")]
+    )
     assert result.exit_code == EXIT_BAD_INPUT and "Traceback" not in result.output
     assert message in result.output.strip().splitlines()[-1]
 
@@ -102,16 +132,27 @@ def test_bad_flag_value_names_the_flag(tmp_path):
 
 def test_quantize_and_bench_through_the_api(api_run, tmp_path, tiny_data_csv, tiny_profile):
     fp32 = api_run.out_dir / "candidates" / "fp32"
-    written = edgetune.quantize(edgetune.QuantizeConfig(
-        model=str(fp32), out=str(tmp_path / "q"), modes=["int4", "static-int8-entropy"],
-        calibration_data=str(tiny_data_csv), calibration_samples=16))
+    written = edgetune.quantize(
+        edgetune.QuantizeConfig(
+            model=str(fp32),
+            out=str(tmp_path / "q"),
+            modes=["int4", "static-int8-entropy"],
+            calibration_data=str(tiny_data_csv),
+            calibration_samples=16,
+        )
+    )
     assert set(written) == {"int4", "static-int8-entropy"}
     manifest = edgetune.load_bundle(written["static-int8-entropy"]).manifest
     assert manifest.precision == "int8" and manifest.steps[0]["pass"] == "static-int8"
     assert manifest.steps[0]["config"]["method"] == "entropy"
-    report = edgetune.bench(edgetune.BenchConfig(
-        models=[str(fp32), str(written["int4"])], profile=str(tiny_profile),
-        data=str(tiny_data_csv), **QUICK))
+    report = edgetune.bench(
+        edgetune.BenchConfig(
+            models=[str(fp32), str(written["int4"])],
+            profile=str(tiny_profile),
+            data=str(tiny_data_csv),
+            **QUICK,
+        )
+    )
     first, int4 = report.results
     assert int4.accuracy.examples == 24 and int4.latency.p50_ms > 0 and int4.latency.rounds == 10
     assert len(int4.accuracy.correct) == 24 and int4.accuracy.ci[0] <= int4.accuracy.accuracy
@@ -122,18 +163,26 @@ def test_quantize_and_bench_through_the_api(api_run, tmp_path, tiny_data_csv, ti
 
 
 def test_prune_through_the_api(api_run, tmp_path, tiny_data_csv, tiny_profile):
-    bundle = edgetune.prune(edgetune.PruneJobConfig(
-        checkpoint=str(api_run.out_dir / "work" / "best"), data=str(tiny_data_csv),
-        out=str(tmp_path / "p"), layers=1, ffn=0.5, profile=str(tiny_profile),
-        train=edgetune.TrainConfig(epochs=1, learning_rate=3e-3)))
+    bundle = edgetune.prune(
+        edgetune.PruneJobConfig(
+            checkpoint=str(api_run.out_dir / "work" / "best"),
+            data=str(tiny_data_csv),
+            out=str(tmp_path / "p"),
+            layers=1,
+            ffn=0.5,
+            profile=str(tiny_profile),
+            train=edgetune.TrainConfig(epochs=1, learning_rate=3e-3),
+        )
+    )
     steps = [s["pass"] for s in bundle.manifest.pruning["steps"]]
     assert steps == ["layer-drop", "ffn-prune"]
     assert bundle.manifest.pruning["params_after"] < bundle.manifest.pruning["params_before"]
 
 
 def test_no_candidate_carries_the_result(tmp_path, tiny_model_dir, tiny_data_csv, tiny_profile):
-    config = tiny_tune_config(tiny_model_dir, tiny_data_csv, tiny_profile, tmp_path / "o",
-                              latency_budget_ms=1e-4)
+    config = tiny_tune_config(
+        tiny_model_dir, tiny_data_csv, tiny_profile, tmp_path / "o", latency_budget_ms=1e-4
+    )
     config.train.max_steps = 2
     with pytest.raises(edgetune.NoCandidate) as info:
         edgetune.tune(config)
@@ -159,7 +208,13 @@ def test_a_newer_bundle_format_asks_for_an_upgrade(api_run, tmp_path):
 
 def test_export_accepts_every_mode_name(api_run, tmp_path, tiny_profile):
     data = write_csv(tmp_path / "d.csv", make_rows(40))
-    bundle = edgetune.export(edgetune.ExportConfig(
-        checkpoint=str(api_run.out_dir / "work" / "best"), out=str(tmp_path / "e"),
-        quantize="static-int8-minmax", profile=str(tiny_profile), data=str(data)))
+    bundle = edgetune.export(
+        edgetune.ExportConfig(
+            checkpoint=str(api_run.out_dir / "work" / "best"),
+            out=str(tmp_path / "e"),
+            quantize="static-int8-minmax",
+            profile=str(tiny_profile),
+            data=str(data),
+        )
+    )
     assert bundle.manifest.precision == "int8" and bundle.manifest.mode == "static-int8-minmax"

@@ -8,14 +8,36 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "edgetune"
 # The layers, lowest first (docs/ARCHITECTURE.md): a module may import its own layer and those
 # below it, never one above. Top-level modules not named here are the base (errors, fsutil, ...).
-LAYERS = ["base", "data", "measure", "train", "exporter", "compress", "search", "deploy", "jobs",
-          "cli"]
-TOP_LEVEL_LAYER = {"edgetune.config": "jobs", "edgetune": "cli", "edgetune.__main__": "cli",
-                   "edgetune.cli": "cli"}
+LAYERS = [
+    "base",
+    "data",
+    "measure",
+    "train",
+    "exporter",
+    "compress",
+    "search",
+    "deploy",
+    "jobs",
+    "cli",
+]
+TOP_LEVEL_LAYER = {
+    "edgetune.config": "jobs",
+    "edgetune": "cli",
+    "edgetune.__main__": "cli",
+    "edgetune.cli": "cli",
+}
 # What a command module may import from edgetune: the API, its configs, and printing helpers.
-CLI_MAY_IMPORT = {"edgetune", "edgetune._version", "edgetune.config", "edgetune.errors",
-                  "edgetune.profiles", "edgetune.defaults", "edgetune.deploy.report",
-                  "edgetune.compress.modes", "edgetune.compress.passes"}
+CLI_MAY_IMPORT = {
+    "edgetune",
+    "edgetune._version",
+    "edgetune.config",
+    "edgetune.errors",
+    "edgetune.profiles",
+    "edgetune.defaults",
+    "edgetune.deploy.report",
+    "edgetune.compress.modes",
+    "edgetune.compress.passes",
+}
 
 
 def module_name(path: Path) -> str:
@@ -32,7 +54,9 @@ def imports_of(path: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("edgetune")}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("edgetune"):
+        elif (
+            isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("edgetune")
+        ):
             for alias in node.names:  # `from edgetune import api` names a module
                 sub = f"{node.module}.{alias.name}"
                 found.add(sub if sub in MODULES else node.module)
@@ -52,7 +76,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (found := visit(nxt)):
                 return found
         stack.pop()
@@ -87,8 +111,12 @@ def layer_of(module: str) -> str:
 def upward_imports(graph: dict[str, set[str]]) -> list[str]:
     """Every import of a higher layer, as `importer -> imported`."""
     rank = {name: i for i, name in enumerate(LAYERS)}
-    return [f"{name} -> {dep}" for name, deps in sorted(graph.items()) for dep in sorted(deps)
-            if rank[layer_of(dep)] > rank[layer_of(name)]]
+    return [
+        f"{name} -> {dep}"
+        for name, deps in sorted(graph.items())
+        for dep in sorted(deps)
+        if rank[layer_of(dep)] > rank[layer_of(name)]
+    ]
 
 
 def test_imports_only_point_down_the_layers():
@@ -96,10 +124,15 @@ def test_imports_only_point_down_the_layers():
 
 
 def test_the_layer_check_catches_an_upward_import():
-    graph = {"edgetune.train.loop": {"edgetune.search.select", "edgetune.data.text"},
-             "edgetune.errors": {"edgetune.config"}, "edgetune.jobs.tune": {"edgetune.train.loop"}}
-    assert upward_imports(graph) == ["edgetune.errors -> edgetune.config",
-                                     "edgetune.train.loop -> edgetune.search.select"]
+    graph = {
+        "edgetune.train.loop": {"edgetune.search.select", "edgetune.data.text"},
+        "edgetune.errors": {"edgetune.config"},
+        "edgetune.jobs.tune": {"edgetune.train.loop"},
+    }
+    assert upward_imports(graph) == [
+        "edgetune.errors -> edgetune.config",
+        "edgetune.train.loop -> edgetune.search.select",
+    ]
 
 
 def test_nothing_imports_the_package_root_but_the_command_line():
@@ -117,8 +150,12 @@ def test_command_modules_only_parse_call_the_api_and_print():
 
 def test_measure_and_onnx_passes_do_not_import_torch():
     """Benching and ONNX quantization run where torch is not installed (and start fast)."""
-    for name in ("edgetune.measure.latency", "edgetune.measure.bench",
-                 "edgetune.compress.onnx_passes", "edgetune.compress.modes"):
+    for name in (
+        "edgetune.measure.latency",
+        "edgetune.measure.bench",
+        "edgetune.compress.onnx_passes",
+        "edgetune.compress.modes",
+    ):
         text = MODULES[name].read_text()
         assert "import torch" not in text and "from torch" not in text, name
 

@@ -42,7 +42,9 @@ def test_session_uses_the_profile_threads_and_provider(onnx_and_feed):
 @pytest.mark.parametrize("io_binding", [False, True])
 def test_latency_with_and_without_io_binding(onnx_and_feed, io_binding):
     path, feed = onnx_and_feed
-    profile = Profile(name="p", latency_budget_ms=10, intra_op_threads=1, batch_size=2, sequence_length=16)
+    profile = Profile(
+        name="p", latency_budget_ms=10, intra_op_threads=1, batch_size=2, sequence_length=16
+    )
     settings = LatencySettings(warmup_runs=2, min_runs=7, min_seconds=0.05, io_binding=io_binding)
     result = measure_latency(path, profile, feed, settings, isolated=False)
     assert result.runs >= 7 and result.batch_size == 2 and result.sequence_length == 16

@@ -19,17 +19,39 @@ def load(name: str):
 def test_compare_runs_all_three_rows(tuned_run, tiny_data_csv, tiny_profile, tmp_path):
     out, _ = tuned_run
     compare = load("compare")
-    result = compare.main(["--run", str(out), "--data", str(tiny_data_csv), "--profile", str(tiny_profile),
-                           "--rounds", "2", "--runs-per-round", "2", "--harness-seconds", "0.2",
-                           "--out", str(tmp_path / "cmp.json")])
+    result = compare.main(
+        [
+            "--run",
+            str(out),
+            "--data",
+            str(tiny_data_csv),
+            "--profile",
+            str(tiny_profile),
+            "--rounds",
+            "2",
+            "--runs-per-round",
+            "2",
+            "--harness-seconds",
+            "0.2",
+            "--out",
+            str(tmp_path / "cmp.json"),
+        ]
+    )
     names = [r["name"] for r in result["rows"]]
-    assert names[0] == "PyTorch eager fp32" and names[1].startswith("Optimum") and names[2].startswith("edgetune")
+    assert (
+        names[0] == "PyTorch eager fp32"
+        and names[1].startswith("Optimum")
+        and names[2].startswith("edgetune")
+    )
     for row in result["rows"]:
         assert row["p50_ms"] > 0 and row["runs"] == 4
     # one fp32 model on the same rows three ways: the same accuracy, and the tiny model learned
     accuracies = {round(row["accuracy"], 6) for row in result["rows"]}
     assert len(accuracies) == 1 and min(accuracies) >= 0.8, result["rows"]
-    assert result["rows"][0]["p50_vs_pytorch"][0] == 1.0 and result["rows"][1]["p50_vs_optimum"][0] == 1.0
+    assert (
+        result["rows"][0]["p50_vs_pytorch"][0] == 1.0
+        and result["rows"][1]["p50_vs_optimum"][0] == 1.0
+    )
     assert len(result["rows"][2]["p50_ci"]) == 2
     assert result["harness"]["edgetune_p50_ms"] > 0 and result["harness"]["bare_loop_p50_ms"] > 0
     assert json.loads((tmp_path / "cmp.json").read_text())["header"]["cores"]
@@ -38,8 +60,9 @@ def test_compare_runs_all_three_rows(tuned_run, tiny_data_csv, tiny_profile, tmp
 
 def test_repeat_drift_prints_intervals_per_block(tuned_run, tiny_profile):
     out, _ = tuned_run
-    blocks = load("repeat_drift").main([str(out / "best"), "--profile", str(tiny_profile),
-                                        "--warmups", "2", "--repeats", "2"])
+    blocks = load("repeat_drift").main(
+        [str(out / "best"), "--profile", str(tiny_profile), "--warmups", "2", "--repeats", "2"]
+    )
     assert len(blocks) == 1 and len(blocks[0]) == 2
     for p50, (low, high) in blocks[0]:
         assert low <= p50 <= high
@@ -47,12 +70,31 @@ def test_repeat_drift_prints_intervals_per_block(tuned_run, tiny_profile):
 
 def test_recovery_ablation_runs_its_four_variants(tuned_run, tiny_data_csv, tiny_profile, tmp_path):
     out, _ = tuned_run
-    rows = load("recovery_ablation").main([
-        str(out / "work" / "best"), "--data", str(tiny_data_csv), "--layers", "1", "--ffn", "0.5",
-        "--minutes", "1", "--max-train-samples", "64", "--profile", str(tiny_profile),
-        "--out", str(tmp_path / "ablation")])
+    rows = load("recovery_ablation").main(
+        [
+            str(out / "work" / "best"),
+            "--data",
+            str(tiny_data_csv),
+            "--layers",
+            "1",
+            "--ffn",
+            "0.5",
+            "--minutes",
+            "1",
+            "--max-train-samples",
+            "64",
+            "--profile",
+            str(tiny_profile),
+            "--out",
+            str(tmp_path / "ablation"),
+        ]
+    )
     assert [(r["distillation"], r["found"]) for r in rows] == [
-        ("logits", False), ("logits", True), ("layerwise", False), ("layerwise", True)]
+        ("logits", False),
+        ("logits", True),
+        ("layerwise", False),
+        ("layerwise", True),
+    ]
     assert rows[0]["learning_rate"] == 5e-5 and all(r["steps"] > 0 for r in rows)
     for row in rows:  # the ONNX model on the same validation rows as the PyTorch one
         assert abs(row["accuracy"] - row["pytorch_accuracy"]) <= 0.05

@@ -38,8 +38,14 @@ def test_tune_writes_bundle_and_report(tuned_run):
     assert manifest["profile"]["name"] == "tiny" and manifest["edgetune_version"]
     report = json.loads((out / "report.json").read_text())
     names = [c["name"] for c in report["candidates"]]
-    assert names == ["fp32", "optimized-fp32", "dynamic-int8", "dynamic-int8-per-tensor",
-                     "static-int8-minmax", "static-int8-percentile"]  # int4 not in the profile
+    assert names == [
+        "fp32",
+        "optimized-fp32",
+        "dynamic-int8",
+        "dynamic-int8-per-tensor",
+        "static-int8-minmax",
+        "static-int8-percentile",
+    ]  # int4 not in the profile
     assert report["selection"]["winner"] == manifest["candidate"]
     assert (out / "report.md").read_text().startswith("# edgetune report")
     stopped = report["run"]["train"]["stopped_by"]  # --epochs 8, --patience 8: one or the other
@@ -58,8 +64,19 @@ def test_onnx_accuracy_equals_pytorch(tuned_run):
 
 def test_bench_on_the_int8_bundle_matches_the_report(tuned_run, tiny_data_csv, tiny_profile):
     out, _ = tuned_run
-    result = run("bench", out / "candidates" / "dynamic-int8", "--profile", tiny_profile,
-                 "--data", tiny_data_csv, "--json", "--min-runs", "20", "--min-seconds", "0.5")
+    result = run(
+        "bench",
+        out / "candidates" / "dynamic-int8",
+        "--profile",
+        tiny_profile,
+        "--data",
+        tiny_data_csv,
+        "--json",
+        "--min-runs",
+        "20",
+        "--min-seconds",
+        "0.5",
+    )
     assert result.exit_code == 0, result.output
     measured = json.loads(result.output)
     report = json.loads((out / "report.json").read_text())
@@ -67,13 +84,23 @@ def test_bench_on_the_int8_bundle_matches_the_report(tuned_run, tiny_data_csv, t
     assert measured["accuracy"]["accuracy"] == int8["accuracy"]["accuracy"]
     assert measured["accuracy"]["examples"] == int8["accuracy"]["examples"]
     assert measured["latency"]["batch_size"] == 1 and measured["latency"]["sequence_length"] == 32
-    assert measured["latency"]["p50_ms"] > 0 and measured["size_mb"] == pytest.approx(int8["size_mb"])
+    assert measured["latency"]["p50_ms"] > 0 and measured["size_mb"] == pytest.approx(
+        int8["size_mb"]
+    )
 
 
 def test_bench_table_on_a_bare_onnx_file(tuned_run, tiny_profile):
     out, _ = tuned_run
-    result = run("bench", out / "best" / "model.onnx", "--profile", tiny_profile,
-                 "--min-runs", "5", "--min-seconds", "0.1")
+    result = run(
+        "bench",
+        out / "best" / "model.onnx",
+        "--profile",
+        tiny_profile,
+        "--min-runs",
+        "5",
+        "--min-seconds",
+        "0.1",
+    )
     assert result.exit_code == 0, result.output
     assert "p50 ms [95% CI]" in result.output and "p90 ms [95% CI]" in result.output
 
@@ -81,8 +108,16 @@ def test_bench_table_on_a_bare_onnx_file(tuned_run, tiny_profile):
 def test_export_command_with_int8(tuned_run, tmp_path, tiny_profile):
     out, _ = tuned_run
     target = tmp_path / "bundle"
-    result = run("export", out / "work" / "best", "--out", target, "--quantize", "dynamic-int8",
-                 "--profile", tiny_profile)
+    result = run(
+        "export",
+        out / "work" / "best",
+        "--out",
+        target,
+        "--quantize",
+        "dynamic-int8",
+        "--profile",
+        tiny_profile,
+    )
     assert result.exit_code == 0, result.output
     manifest = json.loads((target / "edgetune.json").read_text())
     assert manifest["precision"] == "int8" and manifest["quantization"]["per_channel"]
@@ -112,17 +147,38 @@ def test_export_check_fails_naming_the_max_difference(tuned_run, tmp_path):
     onnx.save(model, str(broken))
     torch_model, tokenizer = load_checkpoint(out / "work" / "best")
     texts = [t for t, _ in make_rows(8)]
-    assert validate_onnx(out / "candidates" / "fp32" / "model.onnx", torch_model, tokenizer, texts, 32).max_abs_diff < 1e-4
-    with pytest.raises(ValidationError, match=r"differs from PyTorch by up to [0-9.e+-]+ \(atol 0.0001\)") as info:
+    assert (
+        validate_onnx(
+            out / "candidates" / "fp32" / "model.onnx", torch_model, tokenizer, texts, 32
+        ).max_abs_diff
+        < 1e-4
+    )
+    with pytest.raises(
+        ValidationError, match=r"differs from PyTorch by up to [0-9.e+-]+ \(atol 0.0001\)"
+    ) as info:
         validate_onnx(broken, torch_model, tokenizer, texts, 32)
     assert info.value.max_abs_diff > 1e-4
 
 
-def test_no_candidate_meets_budget_exit_code_and_report(tmp_path, tiny_model_dir, tiny_data_csv,
-                                                        tiny_profile):
+def test_no_candidate_meets_budget_exit_code_and_report(
+    tmp_path, tiny_model_dir, tiny_data_csv, tiny_profile
+):
     out = tmp_path / "out"
-    result = run("tune", "--model", tiny_model_dir, "--data", tiny_data_csv, "--profile",
-                 tiny_profile, "--latency-budget-ms", "0.0001", "--out", out, "--max-steps", "2")
+    result = run(
+        "tune",
+        "--model",
+        tiny_model_dir,
+        "--data",
+        tiny_data_csv,
+        "--profile",
+        tiny_profile,
+        "--latency-budget-ms",
+        "0.0001",
+        "--out",
+        out,
+        "--max-steps",
+        "2",
+    )
     assert result.exit_code == EXIT_NO_CANDIDATE
     line = one_line_error(result)
     assert "no candidate meets the budget" in line and "fastest is" in line
@@ -131,24 +187,32 @@ def test_no_candidate_meets_budget_exit_code_and_report(tmp_path, tiny_model_dir
 
 # --- bad inputs: one clear line, non-zero exit, nothing half-written -------------------------
 
+
 def test_model_path_missing(tmp_path, tiny_data_csv):
-    result = run("tune", "--model", tmp_path / "nope", "--data", tiny_data_csv, "--out", tmp_path / "o")
+    result = run(
+        "tune", "--model", tmp_path / "nope", "--data", tiny_data_csv, "--out", tmp_path / "o"
+    )
     assert result.exit_code == EXIT_BAD_INPUT
     assert "does not exist" in one_line_error(result)
 
 
 def test_model_path_without_model(tmp_path, tiny_data_csv):
     (tmp_path / "empty").mkdir()
-    result = run("tune", "--model", tmp_path / "empty", "--data", tiny_data_csv, "--out", tmp_path / "o")
+    result = run(
+        "tune", "--model", tmp_path / "empty", "--data", tiny_data_csv, "--out", tmp_path / "o"
+    )
     assert result.exit_code == EXIT_BAD_INPUT
     assert "holds no model" in one_line_error(result)
 
 
-@pytest.mark.parametrize("content, message", [
-    ("", "empty"),
-    ("a,b\n1,0\n2,1\n3,0\n", "no text column"),
-    ("text,label\n" + "good film,pos\n" * 10, "only one class"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("", "empty"),
+        ("a,b\n1,0\n2,1\n3,0\n", "no text column"),
+        ("text,label\n" + "good film,pos\n" * 10, "only one class"),
+    ],
+)
 def test_bad_data_files(tmp_path, tiny_model_dir, content, message):
     data = tmp_path / "d.csv"
     data.write_text(content)
@@ -158,16 +222,26 @@ def test_bad_data_files(tmp_path, tiny_model_dir, content, message):
 
 
 def test_no_label_column(tmp_path, tiny_model_dir):
-    data = write_csv(tmp_path / "d.csv", [(t, "x", 1) for t, _ in make_rows(10)],
-                     header=("text", "note", "id"))
+    data = write_csv(
+        tmp_path / "d.csv", [(t, "x", 1) for t, _ in make_rows(10)], header=("text", "note", "id")
+    )
     result = run("tune", "--model", tiny_model_dir, "--data", data, "--out", tmp_path / "o")
     assert result.exit_code == EXIT_BAD_INPUT
     assert "no label column" in one_line_error(result)
 
 
 def test_unknown_profile(tmp_path, tiny_model_dir, tiny_data_csv):
-    result = run("tune", "--model", tiny_model_dir, "--data", tiny_data_csv, "--profile", "nope",
-                 "--out", tmp_path / "o")
+    result = run(
+        "tune",
+        "--model",
+        tiny_model_dir,
+        "--data",
+        tiny_data_csv,
+        "--profile",
+        "nope",
+        "--out",
+        tmp_path / "o",
+    )
     assert result.exit_code == EXIT_BAD_INPUT
     assert "unknown profile 'nope'" in one_line_error(result)
 
@@ -196,7 +270,9 @@ def test_output_exists_is_refused_and_kept(tmp_path, tiny_model_dir, tiny_data_c
     result = run("tune", "--model", tiny_model_dir, "--data", tiny_data_csv, "--out", out)
     assert result.exit_code == EXIT_BAD_INPUT
     assert "already exists" in one_line_error(result) and "--overwrite" in result.output
-    assert (out / "keep.txt").read_text() == "precious" and sorted(out.iterdir()) == [out / "keep.txt"]
+    assert (out / "keep.txt").read_text() == "precious" and sorted(out.iterdir()) == [
+        out / "keep.txt"
+    ]
 
 
 def test_profiles_commands():
@@ -206,8 +282,16 @@ def test_profiles_commands():
 
 
 def test_every_command_has_help_with_an_example():
-    for args in (["tune"], ["export"], ["bench"], ["prune"], ["quantize"], ["predict"], ["profiles", "list"],
-                 ["profiles", "show"]):
+    for args in (
+        ["tune"],
+        ["export"],
+        ["bench"],
+        ["prune"],
+        ["quantize"],
+        ["predict"],
+        ["profiles", "list"],
+        ["profiles", "show"],
+    ):
         result = run(*args, "--help")
         assert result.exit_code == 0 and "Example:" in result.output, args
 
@@ -215,25 +299,63 @@ def test_every_command_has_help_with_an_example():
 def test_prune_command_distils_and_bundles(tuned_run, tmp_path, tiny_data_csv, tiny_profile):
     out, _ = tuned_run
     target = tmp_path / "pruned"
-    result = run("prune", out / "work" / "best", "--data", tiny_data_csv, "--out", target,
-                 "--layers", "1", "--heads", "0.5", "--ffn", "0.5", "--epochs", "4",
-                 "--lr", "3e-3", "--profile", tiny_profile)
+    result = run(
+        "prune",
+        out / "work" / "best",
+        "--data",
+        tiny_data_csv,
+        "--out",
+        target,
+        "--layers",
+        "1",
+        "--heads",
+        "0.5",
+        "--ffn",
+        "0.5",
+        "--epochs",
+        "4",
+        "--lr",
+        "3e-3",
+        "--profile",
+        tiny_profile,
+    )
     assert result.exit_code == 0, result.output
     manifest = json.loads((target / "edgetune.json").read_text())
     assert manifest["pruning"]["name"] == "L1-H0.5-F0.5" and manifest["pruning"]["distilled"]
     assert manifest["pruning"]["params_after"] < manifest["pruning"]["params_before"]
     config = json.loads((target / "config.json").read_text())
     assert config["num_hidden_layers"] == 1 and config["intermediate_size"] == 32
-    bench = run("bench", target, "--profile", tiny_profile, "--data", tiny_data_csv, "--json",
-                "--min-runs", "5", "--min-seconds", "0.1")
+    bench = run(
+        "bench",
+        target,
+        "--profile",
+        tiny_profile,
+        "--data",
+        tiny_data_csv,
+        "--json",
+        "--min-runs",
+        "5",
+        "--min-seconds",
+        "0.1",
+    )
     assert bench.exit_code == 0, bench.output
     assert json.loads(bench.output)["accuracy"]["accuracy"] >= 0.5
 
 
 def test_quantize_command_on_a_bundle(tuned_run, tmp_path, tiny_data_csv):
     out, _ = tuned_run
-    result = run("quantize", out / "candidates" / "fp32", "--mode", "dynamic-int8,static-int8-minmax",
-                 "--calibration-data", tiny_data_csv, "--calibration-samples", "16", "--out", tmp_path / "q")
+    result = run(
+        "quantize",
+        out / "candidates" / "fp32",
+        "--mode",
+        "dynamic-int8,static-int8-minmax",
+        "--calibration-data",
+        tiny_data_csv,
+        "--calibration-samples",
+        "16",
+        "--out",
+        tmp_path / "q",
+    )
     assert result.exit_code == 0, result.output
     for mode in ("dynamic-int8", "static-int8-minmax"):
         manifest = json.loads((tmp_path / "q" / mode / "edgetune.json").read_text())
@@ -243,7 +365,14 @@ def test_quantize_command_on_a_bundle(tuned_run, tmp_path, tiny_data_csv):
 
 def test_quantize_static_needs_calibration_data(tuned_run, tmp_path):
     out, _ = tuned_run
-    result = run("quantize", out / "best" / "model.onnx", "--mode", "static-int8-minmax", "--out", tmp_path / "q")
+    result = run(
+        "quantize",
+        out / "best" / "model.onnx",
+        "--mode",
+        "static-int8-minmax",
+        "--out",
+        tmp_path / "q",
+    )
     assert result.exit_code == EXIT_BAD_INPUT
     assert "--calibration-data" in one_line_error(result)
 
@@ -259,8 +388,9 @@ def test_finished_training_is_reused_only_with_the_same_settings(tuned_run):
     from edgetune.train.loop import TrainConfig, finished_training
 
     out, _ = tuned_run
-    same = TrainConfig(epochs=8, learning_rate=3e-3, batch_size=16, early_stopping_patience=8,
-                       max_length=32)
+    same = TrainConfig(
+        epochs=8, learning_rate=3e-3, batch_size=16, early_stopping_patience=8, max_length=32
+    )
     found = finished_training(out / "work", same)
     assert found is not None and found.checkpoint == out / "work" / "best" and found.steps > 0
     assert finished_training(out / "work", TrainConfig(epochs=2, max_length=32)) is None
@@ -273,14 +403,31 @@ def test_passes_command_lists_options_and_says_what_only_shrinks_size():
     assert "size only: no speed-up" in line
     assert "method = 'minmax'" in result.output and "static-int8-percentile" in result.output
     listed = json.loads(run("passes", "--json").output)
-    assert {p["name"] for p in listed["passes"]} >= {"dynamic-int8", "layer-drop", "magnitude-sparsity"}
+    assert {p["name"] for p in listed["passes"]} >= {
+        "dynamic-int8",
+        "layer-drop",
+        "magnitude-sparsity",
+    }
 
 
 def test_prune_with_an_extra_pass(tuned_run, tmp_path, tiny_data_csv, tiny_profile):
     out, _ = tuned_run
-    result = run("prune", out / "work" / "best", "--data", tiny_data_csv, "--out", tmp_path / "s",
-                 "--layers", "1", "--pass", "magnitude-sparsity:sparsity=0.5", "--epochs", "1",
-                 "--profile", tiny_profile)
+    result = run(
+        "prune",
+        out / "work" / "best",
+        "--data",
+        tiny_data_csv,
+        "--out",
+        tmp_path / "s",
+        "--layers",
+        "1",
+        "--pass",
+        "magnitude-sparsity:sparsity=0.5",
+        "--epochs",
+        "1",
+        "--profile",
+        tiny_profile,
+    )
     assert result.exit_code == 0, result.output
     pruning = json.loads((tmp_path / "s" / "edgetune.json").read_text())["pruning"]
     assert [s["pass"] for s in pruning["steps"]] == ["layer-drop", "magnitude-sparsity"]
@@ -297,8 +444,22 @@ def test_prune_with_an_extra_pass(tuned_run, tmp_path, tiny_data_csv, tiny_profi
 def test_bench_two_models_side_by_side_with_a_ratio(tuned_run, tiny_profile):
     out, _ = tuned_run
     a, b = out / "candidates" / "fp32", out / "candidates" / "dynamic-int8"
-    result = run("bench", a, b, "--profile", tiny_profile, "--min-runs", "10", "--min-seconds", "0.2",
-                 "--rounds", "4", "--repeat", "2", "--json")
+    result = run(
+        "bench",
+        a,
+        b,
+        "--profile",
+        tiny_profile,
+        "--min-runs",
+        "10",
+        "--min-seconds",
+        "0.2",
+        "--rounds",
+        "4",
+        "--repeat",
+        "2",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert [r["model"] for r in report["results"]] == [str(a), str(b)]
@@ -306,10 +467,26 @@ def test_bench_two_models_side_by_side_with_a_ratio(tuned_run, tiny_profile):
     assert low_high[1] <= low_high[0] <= low_high[2] and len(report["repeats"]) == 2
     assert all(r["rounds"] == 4 for rep in report["repeats"] for r in rep)
     # --repeat: copies of each file in the same rounds, each copy's ratio to its first copy
-    assert [(r["model"], r["repeat"]) for r in report["repeat_ratios"]] == [(str(a), 2), (str(b), 2)]
-    assert all(r["p50_ratio"][1] <= r["p50_ratio"][0] <= r["p50_ratio"][2] for r in report["repeat_ratios"])
-    table = run("bench", a, b, "--profile", tiny_profile, "--min-runs", "5", "--min-seconds", "0.1",
-                "--repeat", "2")
+    assert [(r["model"], r["repeat"]) for r in report["repeat_ratios"]] == [
+        (str(a), 2),
+        (str(b), 2),
+    ]
+    assert all(
+        r["p50_ratio"][1] <= r["p50_ratio"][0] <= r["p50_ratio"][2] for r in report["repeat_ratios"]
+    )
+    table = run(
+        "bench",
+        a,
+        b,
+        "--profile",
+        tiny_profile,
+        "--min-runs",
+        "5",
+        "--min-seconds",
+        "0.1",
+        "--repeat",
+        "2",
+    )
     assert table.exit_code == 0 and "1 (reference)" in table.output and "x [" in table.output
     assert "A/A check" in table.output
 

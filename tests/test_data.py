@@ -19,7 +19,9 @@ def test_csv_string_labels_map_to_sorted_ids_and_split_is_stratified(tmp_path):
 
 def test_tsv_with_quotes_and_integer_labels(tmp_path):
     path = tmp_path / "d.tsv"
-    lines = ["sentence\tlabel"] + [f'it \'s "{w}" film\t{i % 2}' for i, w in enumerate("abcdefghij" * 2)]
+    lines = ["sentence\tlabel"] + [
+        f'it \'s "{w}" film\t{i % 2}' for i, w in enumerate("abcdefghij" * 2)
+    ]
     path.write_text("\n".join(lines) + "\n")
     ds = load_text_dataset(path)
     assert ds.label_names == ["0", "1"]
@@ -30,13 +32,16 @@ def test_jsonl_and_parquet_and_column_override(tmp_path):
     rows = make_rows(40)
     jsonl = tmp_path / "d.jsonl"
     jsonl.write_text("\n".join(json.dumps({"review": t, "stars": lab}) for t, lab in rows))
-    ds = load_text_dataset(jsonl)  # 'review' is a known text name; the only other column is the label
+    ds = load_text_dataset(
+        jsonl
+    )  # 'review' is a known text name; the only other column is the label
     assert ds.num_labels == 2
     import datasets
 
     pq = tmp_path / "d.parquet"
-    datasets.Dataset.from_dict({"body": [t for t, _ in rows], "y": [lab for _, lab in rows],
-                                "id": list(range(40))}).to_parquet(str(pq))
+    datasets.Dataset.from_dict(
+        {"body": [t for t, _ in rows], "y": [lab for _, lab in rows], "id": list(range(40))}
+    ).to_parquet(str(pq))
     with pytest.raises(InputError, match="no label column"):
         load_text_dataset(pq)
     assert load_text_dataset(pq, label_column="y").num_labels == 2

@@ -25,8 +25,12 @@ def bad(tmp_path_factory, tiny_model_dir, tiny_data_csv, tiny_profile) -> dict[s
     """Every bad file and folder the table refers to, made once."""
     d = tmp_path_factory.mktemp("bad")
     rows = make_rows(40)
-    f: dict[str, Path] = {"model": tiny_model_dir, "data": tiny_data_csv, "profile": tiny_profile,
-                          "root": d}
+    f: dict[str, Path] = {
+        "model": tiny_model_dir,
+        "data": tiny_data_csv,
+        "profile": tiny_profile,
+        "root": d,
+    }
     f["empty"] = d / "empty.csv"
     f["empty"].write_text("")
     f["header_only"] = d / "header.csv"
@@ -34,8 +38,10 @@ def bad(tmp_path_factory, tiny_model_dir, tiny_data_csv, tiny_profile) -> dict[s
     f["no_text"] = write_csv(d / "no_text.csv", [(i, i % 2) for i in range(20)], header=("a", "b"))
     f["one_class"] = write_csv(d / "one.csv", [(t, "pos") for t, _ in rows])
     f["latin1"] = d / "latin1.csv"
-    f["latin1"].write_bytes("text,label\ngood film,pos\ncaf\xe9 bad,neg\n".encode("latin-1")
-                            + b"".join(f"{t},{lab}\n".encode() for t, lab in rows))
+    f["latin1"].write_bytes(
+        "text,label\ngood film,pos\ncaf\xe9 bad,neg\n".encode("latin-1")
+        + b"".join(f"{t},{lab}\n".encode() for t, lab in rows)
+    )
     f["bad_jsonl"] = d / "bad.jsonl"
     f["bad_jsonl"].write_text('{"text": "good", "label": "p"}\n{"text": "bad", "label": \n')
     f["array_jsonl"] = d / "arr.jsonl"
@@ -43,11 +49,16 @@ def bad(tmp_path_factory, tiny_model_dir, tiny_data_csv, tiny_profile) -> dict[s
     f["bad_json"] = d / "bad.json"
     f["bad_json"].write_text('[{"text": "good", "label": "p"},\n {"text": }]')
     f["ragged_tsv"] = d / "ragged.tsv"
-    f["ragged_tsv"].write_text("text\tlabel\n" + "".join(f"{t}\t{lab}\n" for t, lab in rows[:2])
-                               + "an extra\tfield\there\n" + "".join(f"{t}\t{lab}\n" for t, lab in rows))
+    f["ragged_tsv"].write_text(
+        "text\tlabel\n"
+        + "".join(f"{t}\t{lab}\n" for t, lab in rows[:2])
+        + "an extra\tfield\there\n"
+        + "".join(f"{t}\t{lab}\n" for t, lab in rows)
+    )
     f["first_row_extra"] = d / "first.tsv"
-    f["first_row_extra"].write_text("text\tlabel\nwith\textra\tfield\n"
-                                    + "".join(f"{t}\t{lab}\n" for t, lab in rows))
+    f["first_row_extra"].write_text(
+        "text\tlabel\nwith\textra\tfield\n" + "".join(f"{t}\t{lab}\n" for t, lab in rows)
+    )
     f["xlsx"] = d / "data.xlsx"
     f["xlsx"].write_bytes(b"PK\x03\x04")
     f["empty_dir"] = d / "empty_dir"
@@ -67,18 +78,32 @@ def bad(tmp_path_factory, tiny_model_dir, tiny_data_csv, tiny_profile) -> dict[s
     (f["bad_config"] / "config.json").write_text("{not json")
     f["vit"] = d / "vit"
     shutil.copytree(tiny_model_dir, f["vit"])
-    (f["vit"] / "config.json").write_text(json.dumps({"model_type": "vit", "hidden_size": 32,
-                                                      "num_hidden_layers": 1, "num_attention_heads": 2,
-                                                      "intermediate_size": 64}))
-    f["sam"] = d / "sam"  # a segmentation model: neither a sequence- nor an image-classification head
+    (f["vit"] / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "vit",
+                "hidden_size": 32,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "intermediate_size": 64,
+            }
+        )
+    )
+    f["sam"] = (
+        d / "sam"
+    )  # a segmentation model: neither a sequence- nor an image-classification head
     shutil.copytree(tiny_model_dir, f["sam"])
     (f["sam"] / "config.json").write_text(json.dumps({"model_type": "sam"}))
     f["file_model"] = d / "model.bin"
     f["file_model"].write_bytes(b"x")
-    for name, body in {"bad_toml": "name = = 1", "zero_batch": 'name="z"\nlatency_budget_ms=5\nbatch_size=0\n',
-                       "extra_field": 'name="z"\nlatency_budget_ms=5\nthreads=2\n',
-                       "no_budget": 'name="z"\n', "bad_provider": 'name="z"\nlatency_budget_ms=5\nexecution_providers=["CPU"]\n',
-                       "bad_budget_on": 'name="z"\nlatency_budget_ms=5\nbudget_on="p99"\n'}.items():
+    for name, body in {
+        "bad_toml": "name = = 1",
+        "zero_batch": 'name="z"\nlatency_budget_ms=5\nbatch_size=0\n',
+        "extra_field": 'name="z"\nlatency_budget_ms=5\nthreads=2\n',
+        "no_budget": 'name="z"\n',
+        "bad_provider": 'name="z"\nlatency_budget_ms=5\nexecution_providers=["CPU"]\n',
+        "bad_budget_on": 'name="z"\nlatency_budget_ms=5\nbudget_on="p99"\n',
+    }.items():
         f[name] = d / f"{name}.toml"
         f[name].write_text(body)
     f["recipe_bad_key"] = d / "bad_key.toml"
@@ -104,8 +129,11 @@ def bundles(bad, tuned_run) -> dict[str, Path]:
     d = bad["root"]
     made = {"good": out / "best", "ckpt": out / "work" / "best"}
     manifest = json.loads((out / "best" / "edgetune.json").read_text())
-    for name, content in {"wrong_shape": [1, 2], "newer": {**manifest, "format": "edgetune-bundle/9"},
-                          "bad_labels": {**manifest, "labels": "neg"}}.items():
+    for name, content in {
+        "wrong_shape": [1, 2],
+        "newer": {**manifest, "format": "edgetune-bundle/9"},
+        "bad_labels": {**manifest, "labels": "neg"},
+    }.items():
         shutil.copytree(out / "best", d / name)
         (d / name / "edgetune.json").write_text(json.dumps(content))
         made[name] = d / name
@@ -114,8 +142,10 @@ def bundles(bad, tuned_run) -> dict[str, Path]:
     bare.mkdir()
     shutil.copy(out / "best" / "model.onnx", bare / "model.onnx")
     made["bare_onnx"] = bare / "model.onnx"
-    other = write_csv(d / "other_labels.csv", [(t, "sport" if i % 2 else "tech") for i, (t, _) in
-                                               enumerate(make_rows(40))])
+    other = write_csv(
+        d / "other_labels.csv",
+        [(t, "sport" if i % 2 else "tech") for i, (t, _) in enumerate(make_rows(40))],
+    )
     made["other_labels"] = other
     return made
 
@@ -124,7 +154,17 @@ def T(*args):
     return args
 
 
-TUNE = ("tune", "--model", "{model}", "--data", "{data}", "--profile", "{profile}", "--out", "{out}")
+TUNE = (
+    "tune",
+    "--model",
+    "{model}",
+    "--data",
+    "{data}",
+    "--profile",
+    "{profile}",
+    "--out",
+    "{out}",
+)
 # (case id, command with {placeholders}, expected exit code, text in the last line)
 CASES = [
     # data
@@ -137,23 +177,58 @@ CASES = [
     ("data-unknown-label-column", T(*TUNE, "--label-column", "lbl"), USAGE, "no column 'lbl'"),
     ("data-latin1", T(*TUNE, "--data", "{latin1}"), USAGE, "line 3: not UTF-8 (byte 0xe9)"),
     ("data-bad-jsonl-line", T(*TUNE, "--data", "{bad_jsonl}"), USAGE, "line 2: not valid JSON"),
-    ("data-jsonl-not-objects", T(*TUNE, "--data", "{array_jsonl}"), USAGE, "expected a JSON object"),
+    (
+        "data-jsonl-not-objects",
+        T(*TUNE, "--data", "{array_jsonl}"),
+        USAGE,
+        "expected a JSON object",
+    ),
     ("data-bad-json", T(*TUNE, "--data", "{bad_json}"), USAGE, "line 2: not valid JSON"),
-    ("data-ragged-tsv", T(*TUNE, "--data", "{ragged_tsv}"), USAGE, "line 4: 3 fields where the header has 2"),
-    ("data-first-row-extra-field", T(*TUNE, "--data", "{first_row_extra}"), USAGE, "line 2: 3 fields"),
+    (
+        "data-ragged-tsv",
+        T(*TUNE, "--data", "{ragged_tsv}"),
+        USAGE,
+        "line 4: 3 fields where the header has 2",
+    ),
+    (
+        "data-first-row-extra-field",
+        T(*TUNE, "--data", "{first_row_extra}"),
+        USAGE,
+        "line 2: 3 fields",
+    ),
     ("data-unsupported-type", T(*TUNE, "--data", "{xlsx}"), USAGE, "unsupported file type"),
     ("data-empty-folder", T(*TUNE, "--data", "{empty_dir}"), USAGE, "folder holds neither"),
-    ("data-unseen-validation-label", T(*TUNE, "--data", "{unseen}"), USAGE, "['neutral'] never occur"),
+    (
+        "data-unseen-validation-label",
+        T(*TUNE, "--data", "{unseen}"),
+        USAGE,
+        "['neutral'] never occur",
+    ),
     ("data-too-few-rows", T(*TUNE, "--data", "{few}"), USAGE, "too few rows"),
     ("data-all-texts-empty", T(*TUNE, "--data", "{empty_texts}"), USAGE, "only one class"),
-    ("data-hub-unreachable", T(*TUNE, "--data", "someone/no-such-dataset-xyz"), USAGE, "Hugging Face hub"),
+    (
+        "data-hub-unreachable",
+        T(*TUNE, "--data", "someone/no-such-dataset-xyz"),
+        USAGE,
+        "Hugging Face hub",
+    ),
     # model
     ("model-missing", T(*TUNE, "--model", "{root}/nope"), USAGE, "does not exist"),
-    ("model-relative-missing", T(*TUNE, "--model", "models/missing"), USAGE, "no such local folder"),
+    (
+        "model-relative-missing",
+        T(*TUNE, "--model", "models/missing"),
+        USAGE,
+        "no such local folder",
+    ),
     ("model-empty-folder", T(*TUNE, "--model", "{empty_dir}"), USAGE, "holds no model"),
     ("model-no-tokenizer", T(*TUNE, "--model", "{no_tok}"), USAGE, "holds no tokenizer"),
     ("model-bad-config", T(*TUNE, "--model", "{bad_config}"), USAGE, "config.json cannot be read"),
-    ("model-no-classifier-head", T(*TUNE, "--model", "{sam}"), USAGE, "no sequence-classification head"),
+    (
+        "model-no-classifier-head",
+        T(*TUNE, "--model", "{sam}"),
+        USAGE,
+        "no sequence-classification head",
+    ),
     ("image-model-no-processor", T(*TUNE, "--model", "{vit}"), USAGE, "holds no image processor"),
     ("model-is-a-file", T(*TUNE, "--model", "{file_model}"), USAGE, "is a file"),
     # profile
@@ -164,17 +239,47 @@ CASES = [
     ("profile-no-budget", T(*TUNE, "--profile", "{no_budget}"), USAGE, "latency_budget_ms"),
     ("profile-bad-provider", T(*TUNE, "--profile", "{bad_provider}"), USAGE, "execution_providers"),
     ("profile-bad-budget-on", T(*TUNE, "--profile", "{bad_budget_on}"), USAGE, "budget_on"),
-    ("profile-cuda-without-cuda", T(*TUNE, "--profile", "gpu-server"), USAGE, "CUDAExecutionProvider"),
-    ("profile-negative-budget", T(*TUNE, "--latency-budget-ms", "-5"), USAGE, "--latency-budget-ms"),
+    (
+        "profile-cuda-without-cuda",
+        T(*TUNE, "--profile", "gpu-server"),
+        USAGE,
+        "CUDAExecutionProvider",
+    ),
+    (
+        "profile-negative-budget",
+        T(*TUNE, "--latency-budget-ms", "-5"),
+        USAGE,
+        "--latency-budget-ms",
+    ),
     # tune flags and recipes
     ("flag-zero-epochs", T(*TUNE, "--epochs", "0"), USAGE, "--epochs"),
     ("flag-zero-batch", T(*TUNE, "--batch-size", "0"), USAGE, "--batch-size"),
-    ("flag-word-batch", T(*TUNE, "--batch-size", "big"), USAGE, "--batch-size: 'big' is not a batch size"),
-    ("flag-word-lr", T(*TUNE, "--lr", "fast"), USAGE, "--learning-rate: Input should be a valid number, unable to parse string as a number, or 'auto'"),
+    (
+        "flag-word-batch",
+        T(*TUNE, "--batch-size", "big"),
+        USAGE,
+        "--batch-size: 'big' is not a batch size",
+    ),
+    (
+        "flag-word-lr",
+        T(*TUNE, "--lr", "fast"),
+        USAGE,
+        "--learning-rate: Input should be a valid number, unable to parse string as a number, or 'auto'",
+    ),
     ("flag-unknown-mode", T(*TUNE, "--modes", "fp32,int3"), USAGE, "unknown mode(s) int3"),
     ("flag-unknown-search-mode", T(*TUNE, "--search-modes", "int3"), USAGE, "unknown mode(s) int3"),
-    ("flag-bad-prune-config", T(*TUNE, "--prune-search", "--prune-configs", "X9"), USAGE, "pruning config 'X9'"),
-    ("flag-negative-accuracy-drop", T(*TUNE, "--max-accuracy-drop", "-1"), USAGE, "--max-accuracy-drop"),
+    (
+        "flag-bad-prune-config",
+        T(*TUNE, "--prune-search", "--prune-configs", "X9"),
+        USAGE,
+        "pruning config 'X9'",
+    ),
+    (
+        "flag-negative-accuracy-drop",
+        T(*TUNE, "--max-accuracy-drop", "-1"),
+        USAGE,
+        "--max-accuracy-drop",
+    ),
     ("flag-bad-scheduler", T(*TUNE, "--scheduler", "exp"), USAGE, "Invalid value"),
     ("flag-bad-objective", T(*TUNE, "--objective", "fastest"), USAGE, "Invalid value"),
     ("flag-not-a-number", T(*TUNE, "--epochs", "many"), USAGE, "Invalid value"),
@@ -186,43 +291,178 @@ CASES = [
     ("out-exists", T(*TUNE, "--out", "{exists}"), USAGE, "already exists"),
     ("out-is-a-file", T(*TUNE, "--out", "{a_file}", "--overwrite"), USAGE, "is a file"),
     # export
-    ("export-missing-checkpoint", T("export", "{root}/nope", "--out", "{out}"), USAGE, "does not exist"),
+    (
+        "export-missing-checkpoint",
+        T("export", "{root}/nope", "--out", "{out}"),
+        USAGE,
+        "does not exist",
+    ),
     ("export-no-model", T("export", "{no_ckpt}", "--out", "{out}"), USAGE, "holds no model"),
-    ("export-negative-atol", T("export", "{ckpt}", "--out", "{out}", "--atol", "-1"), USAGE, "atol"),
-    ("export-unknown-mode", T("export", "{ckpt}", "--out", "{out}", "--quantize", "int3"), USAGE, "unknown mode"),
+    (
+        "export-negative-atol",
+        T("export", "{ckpt}", "--out", "{out}", "--atol", "-1"),
+        USAGE,
+        "atol",
+    ),
+    (
+        "export-unknown-mode",
+        T("export", "{ckpt}", "--out", "{out}", "--quantize", "int3"),
+        USAGE,
+        "unknown mode",
+    ),
     ("export-old-opset", T("export", "{ckpt}", "--out", "{out}", "--opset", "5"), USAGE, "opset"),
     ("export-out-exists", T("export", "{ckpt}", "--out", "{exists}"), USAGE, "already exists"),
     # quantize
-    ("quantize-missing", T("quantize", "{root}/nope.onnx", "--mode", "int4", "--out", "{out}"), USAGE, "does not exist"),
-    ("quantize-unknown-mode", T("quantize", "{good}", "--mode", "int3", "--out", "{out}"), USAGE, "unknown mode"),
-    ("quantize-static-without-data", T("quantize", "{good}", "--mode", "static-int8-minmax", "--out", "{out}"), USAGE, "--calibration-data"),
-    ("quantize-not-onnx", T("quantize", "{not_onnx}", "--mode", "int4", "--out", "{out}"), USAGE, "not an ONNX model"),
-    ("quantize-bundle-without-model", T("quantize", "{bundle_no_model}", "--mode", "int4", "--out", "{out}"), USAGE, "has no model.onnx"),
-    ("quantize-zero-samples", T("quantize", "{good}", "--mode", "int4", "--out", "{out}", "--calibration-samples", "0"), USAGE, "calibration_samples"),
+    (
+        "quantize-missing",
+        T("quantize", "{root}/nope.onnx", "--mode", "int4", "--out", "{out}"),
+        USAGE,
+        "does not exist",
+    ),
+    (
+        "quantize-unknown-mode",
+        T("quantize", "{good}", "--mode", "int3", "--out", "{out}"),
+        USAGE,
+        "unknown mode",
+    ),
+    (
+        "quantize-static-without-data",
+        T("quantize", "{good}", "--mode", "static-int8-minmax", "--out", "{out}"),
+        USAGE,
+        "--calibration-data",
+    ),
+    (
+        "quantize-not-onnx",
+        T("quantize", "{not_onnx}", "--mode", "int4", "--out", "{out}"),
+        USAGE,
+        "not an ONNX model",
+    ),
+    (
+        "quantize-bundle-without-model",
+        T("quantize", "{bundle_no_model}", "--mode", "int4", "--out", "{out}"),
+        USAGE,
+        "has no model.onnx",
+    ),
+    (
+        "quantize-zero-samples",
+        T("quantize", "{good}", "--mode", "int4", "--out", "{out}", "--calibration-samples", "0"),
+        USAGE,
+        "calibration_samples",
+    ),
     ("quantize-no-mode", T("quantize", "{good}", "--mode", ",", "--out", "{out}"), USAGE, "modes"),
     # bench
-    ("bench-missing", T("bench", "{root}/nope.onnx", "--profile", "{profile}"), USAGE, "does not exist"),
-    ("bench-not-onnx", T("bench", "{not_onnx}", "--profile", "{profile}"), USAGE, "not an ONNX model"),
-    ("bench-manifest-wrong-shape", T("bench", "{wrong_shape}", "--profile", "{profile}"), USAGE, "expected a JSON object"),
-    ("bench-manifest-newer", T("bench", "{newer}", "--profile", "{profile}"), USAGE, "upgrade edgetune"),
-    ("bench-manifest-bad-labels", T("bench", "{bad_labels}", "--profile", "{profile}"), USAGE, "labels"),
-    ("bench-bundle-without-model", T("bench", "{bundle_no_model}", "--profile", "{profile}"), USAGE, "has no model.onnx"),
-    ("bench-bare-onnx-no-tokenizer", T("bench", "{bare_onnx}", "--profile", "{profile}", "--data", "{data}"), USAGE, "no tokenizer"),
+    (
+        "bench-missing",
+        T("bench", "{root}/nope.onnx", "--profile", "{profile}"),
+        USAGE,
+        "does not exist",
+    ),
+    (
+        "bench-not-onnx",
+        T("bench", "{not_onnx}", "--profile", "{profile}"),
+        USAGE,
+        "not an ONNX model",
+    ),
+    (
+        "bench-manifest-wrong-shape",
+        T("bench", "{wrong_shape}", "--profile", "{profile}"),
+        USAGE,
+        "expected a JSON object",
+    ),
+    (
+        "bench-manifest-newer",
+        T("bench", "{newer}", "--profile", "{profile}"),
+        USAGE,
+        "upgrade edgetune",
+    ),
+    (
+        "bench-manifest-bad-labels",
+        T("bench", "{bad_labels}", "--profile", "{profile}"),
+        USAGE,
+        "labels",
+    ),
+    (
+        "bench-bundle-without-model",
+        T("bench", "{bundle_no_model}", "--profile", "{profile}"),
+        USAGE,
+        "has no model.onnx",
+    ),
+    (
+        "bench-bare-onnx-no-tokenizer",
+        T("bench", "{bare_onnx}", "--profile", "{profile}", "--data", "{data}"),
+        USAGE,
+        "no tokenizer",
+    ),
     ("bench-bad-split", T("bench", "{good}", "--split", "dev"), USAGE, "Invalid value"),
-    ("bench-labels-unknown-to-model", T("bench", "{good}", "--profile", "{profile}", "--data", "{other_labels}"), USAGE, "not among the model's"),
-    ("bench-same-model-twice", T("bench", "{good}", "{good}", "--profile", "{profile}"), USAGE, "--repeat"),
-    ("bench-zero-runs", T("bench", "{good}", "--profile", "{profile}", "--min-runs", "0"), USAGE, "min_runs"),
-    ("bench-cuda-without-cuda", T("bench", "{good}", "--profile", "gpu-server"), USAGE, "CUDAExecutionProvider"),
+    (
+        "bench-labels-unknown-to-model",
+        T("bench", "{good}", "--profile", "{profile}", "--data", "{other_labels}"),
+        USAGE,
+        "not among the model's",
+    ),
+    (
+        "bench-same-model-twice",
+        T("bench", "{good}", "{good}", "--profile", "{profile}"),
+        USAGE,
+        "--repeat",
+    ),
+    (
+        "bench-zero-runs",
+        T("bench", "{good}", "--profile", "{profile}", "--min-runs", "0"),
+        USAGE,
+        "min_runs",
+    ),
+    (
+        "bench-cuda-without-cuda",
+        T("bench", "{good}", "--profile", "gpu-server"),
+        USAGE,
+        "CUDAExecutionProvider",
+    ),
     # predict
-    ("predict-missing-bundle", T("predict", "{root}/nope", "--text", "x"), USAGE, "not an edgetune bundle"),
+    (
+        "predict-missing-bundle",
+        T("predict", "{root}/nope", "--text", "x"),
+        USAGE,
+        "not an edgetune bundle",
+    ),
     ("predict-nothing-to-predict", T("predict", "{good}"), USAGE, "give --text"),
-    ("predict-input-missing", T("predict", "{good}", "--input", "{root}/nope.csv"), USAGE, "no such file"),
-    ("predict-input-type", T("predict", "{good}", "--input", "{xlsx}"), USAGE, "use a .csv, .tsv or .jsonl"),
-    ("predict-bad-out-type", T("predict", "{good}", "--input", "{data}", "--out", "{root}/p.txt"), USAGE, "use a .csv or .jsonl"),
+    (
+        "predict-input-missing",
+        T("predict", "{good}", "--input", "{root}/nope.csv"),
+        USAGE,
+        "no such file",
+    ),
+    (
+        "predict-input-type",
+        T("predict", "{good}", "--input", "{xlsx}"),
+        USAGE,
+        "use a .csv, .tsv or .jsonl",
+    ),
+    (
+        "predict-bad-out-type",
+        T("predict", "{good}", "--input", "{data}", "--out", "{root}/p.txt"),
+        USAGE,
+        "use a .csv or .jsonl",
+    ),
     # prune, report, profiles
-    ("prune-all-heads", T("prune", "{ckpt}", "--data", "{data}", "--out", "{out}", "--heads", "1.0"), USAGE, "heads"),
-    ("prune-zero-layers", T("prune", "{ckpt}", "--data", "{data}", "--out", "{out}", "--layers", "0"), USAGE, "layers"),
-    ("prune-unknown-pass", T("prune", "{ckpt}", "--data", "{data}", "--out", "{out}", "--pass", "nope"), USAGE, "unknown pass"),
+    (
+        "prune-all-heads",
+        T("prune", "{ckpt}", "--data", "{data}", "--out", "{out}", "--heads", "1.0"),
+        USAGE,
+        "heads",
+    ),
+    (
+        "prune-zero-layers",
+        T("prune", "{ckpt}", "--data", "{data}", "--out", "{out}", "--layers", "0"),
+        USAGE,
+        "layers",
+    ),
+    (
+        "prune-unknown-pass",
+        T("prune", "{ckpt}", "--data", "{data}", "--out", "{out}", "--pass", "nope"),
+        USAGE,
+        "unknown pass",
+    ),
     ("report-no-report", T("report", "{empty_dir}"), USAGE, "no report.json"),
     ("profiles-show-unknown", T("profiles", "show", "nope"), USAGE, "unknown profile"),
 ]
@@ -236,8 +476,10 @@ def test_the_table_is_large_enough():
 def test_bad_input(case, command, code, text, bad, bundles, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "2")
     out = tmp_path / "out"
-    args = [str(a).format(out=out, **{k: str(v) for k, v in {**bad, **bundles}.items()})
-            for a in command]
+    args = [
+        str(a).format(out=out, **{k: str(v) for k, v in {**bad, **bundles}.items()})
+        for a in command
+    ]
     if case == "model-relative-missing":
         monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli, args)
@@ -250,6 +492,8 @@ def test_bad_input(case, command, code, text, bad, bundles, tmp_path, monkeypatc
         assert lines[-1].startswith("error: ") and text in lines[-1], output
     if out.exists():  # nothing half-written: no bundle, no report, no staging folder
         leftovers = [p.name for p in out.rglob("*") if p.name not in (".edgetune.lock",)]
-        assert not any(n in ("report.json", "best", "model.onnx") or ".tmp-" in n for n in leftovers), leftovers
+        assert not any(
+            n in ("report.json", "best", "model.onnx") or ".tmp-" in n for n in leftovers
+        ), leftovers
     assert (bad["exists"] / "keep.txt").read_text() == "precious"
     assert bad["a_file"].read_text() == "precious"

@@ -20,25 +20,47 @@ from edgetune.cli import cli
 
 
 def tune(model, data, profile, out, *extra):
-    return CliRunner().invoke(cli, [str(a) for a in ("tune", "--model", model, "--data", data,
-                                                      "--profile", profile, "--out", out,
-                                                      "--modes", "fp32", "--rounds", "2",
-                                                      *extra)])
+    return CliRunner().invoke(
+        cli,
+        [
+            str(a)
+            for a in (
+                "tune",
+                "--model",
+                model,
+                "--data",
+                data,
+                "--profile",
+                profile,
+                "--out",
+                out,
+                "--modes",
+                "fp32",
+                "--rounds",
+                "2",
+                *extra,
+            )
+        ],
+    )
 
 
-def test_export_of_a_relative_checkpoint_does_not_hang(tuned_run, tmp_path, monkeypatch, tiny_profile):
+def test_export_of_a_relative_checkpoint_does_not_hang(
+    tuned_run, tmp_path, monkeypatch, tiny_profile
+):
     out, _ = tuned_run
     monkeypatch.chdir(out / "work")
     (out / "work" / "best" / "edgetune_validation_sample.json").unlink(missing_ok=True)
     started = time.monotonic()
-    result = CliRunner().invoke(cli, ["export", "best", "--out", str(tmp_path / "b"),
-                                      "--profile", str(tiny_profile)])
+    result = CliRunner().invoke(
+        cli, ["export", "best", "--out", str(tmp_path / "b"), "--profile", str(tiny_profile)]
+    )
     assert result.exit_code == 0, result.output
     assert time.monotonic() - started < 60
 
 
-def test_a_second_writer_is_refused_and_a_stale_lock_is_reported(tmp_path, tiny_model_dir,
-                                                                   tiny_data_csv, tiny_profile):
+def test_a_second_writer_is_refused_and_a_stale_lock_is_reported(
+    tmp_path, tiny_model_dir, tiny_data_csv, tiny_profile
+):
     from edgetune.fsutil import run_lock
 
     out = tmp_path / "run"
@@ -52,19 +74,49 @@ def test_a_second_writer_is_refused_and_a_stale_lock_is_reported(tmp_path, tiny_
     dead.wait()
     lock.write_text(json.dumps({"pid": dead.pid, "host": os.uname().nodename, "since": "then"}))
     result = tune(tiny_model_dir, tiny_data_csv, tiny_profile, out, "--overwrite")
-    assert result.exit_code == 2 and "stale lock" in result.output and "--force-unlock" in result.output
+    assert (
+        result.exit_code == 2
+        and "stale lock" in result.output
+        and "--force-unlock" in result.output
+    )
     assert lock.is_file()  # not taken without being asked
-    result = tune(tiny_model_dir, tiny_data_csv, tiny_profile, out, "--overwrite", "--force-unlock",
-                  "--max-steps", "2")
+    result = tune(
+        tiny_model_dir,
+        tiny_data_csv,
+        tiny_profile,
+        out,
+        "--overwrite",
+        "--force-unlock",
+        "--max-steps",
+        "2",
+    )
     assert result.exit_code == 0, result.output
     assert not lock.exists() and (out / "best" / "model.onnx").is_file()
 
 
-def test_sigkill_while_writing_candidates_then_resume(tmp_path, tiny_model_dir, tiny_data_csv, tiny_profile):
+def test_sigkill_while_writing_candidates_then_resume(
+    tmp_path, tiny_model_dir, tiny_data_csv, tiny_profile
+):
     out = tmp_path / "run"
-    args = [sys.executable, "-m", "edgetune.cli.main", "tune", "--model", str(tiny_model_dir),
-            "--data", str(tiny_data_csv), "--profile", str(tiny_profile), "--out", str(out),
-            "--modes", "fp32,dynamic-int8", "--rounds", "2", *TINY_TRAIN]
+    args = [
+        sys.executable,
+        "-m",
+        "edgetune.cli.main",
+        "tune",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(tiny_data_csv),
+        "--profile",
+        str(tiny_profile),
+        "--out",
+        str(out),
+        "--modes",
+        "fp32,dynamic-int8",
+        "--rounds",
+        "2",
+        *TINY_TRAIN,
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while not (out / "candidates").exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -93,20 +145,48 @@ def test_a_torn_cache_record_is_redone(tmp_path):
     assert cache.get(key, TrainedRecord) == {"candidates": []}
 
 
-def test_a_damaged_checkpoint_is_set_aside_on_resume(tmp_path, tiny_model_dir, tiny_data_csv, tiny_profile):
+def test_a_damaged_checkpoint_is_set_aside_on_resume(
+    tmp_path, tiny_model_dir, tiny_data_csv, tiny_profile
+):
     out = tmp_path / "run"
-    result = tune(tiny_model_dir, tiny_data_csv, tiny_profile, out, "--epochs", "3", "--lr", "3e-3",
-                  "--batch-size", "16", "--patience", "8")
+    result = tune(
+        tiny_model_dir,
+        tiny_data_csv,
+        tiny_profile,
+        out,
+        "--epochs",
+        "3",
+        "--lr",
+        "3e-3",
+        "--batch-size",
+        "16",
+        "--patience",
+        "8",
+    )
     assert result.exit_code == 0, result.output
-    checkpoints = sorted((out / "work" / "checkpoints").glob("checkpoint-*"),
-                         key=lambda p: int(p.name.split("-")[1]))
+    checkpoints = sorted(
+        (out / "work" / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])
+    )
     assert len(checkpoints) >= 2
     last = checkpoints[-1]
     weights = last / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a torn write
     (out / "work" / "best" / "edgetune_train.json").unlink()  # training not finished
-    result = tune(tiny_model_dir, tiny_data_csv, tiny_profile, out, "--epochs", "3", "--lr", "3e-3",
-                  "--batch-size", "16", "--patience", "8", "--resume")
+    result = tune(
+        tiny_model_dir,
+        tiny_data_csv,
+        tiny_profile,
+        out,
+        "--epochs",
+        "3",
+        "--lr",
+        "3e-3",
+        "--batch-size",
+        "16",
+        "--patience",
+        "8",
+        "--resume",
+    )
     assert result.exit_code == 0, result.output
     assert list((out / "work" / "checkpoints").glob(f"damaged-{last.name}-*"))
 
@@ -114,14 +194,26 @@ def test_a_damaged_checkpoint_is_set_aside_on_resume(tmp_path, tiny_model_dir, t
 def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(tuned_run, tmp_path, tiny_profile):
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(disk)],
-                             check=False, capture_output=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(disk)],
+        check=False,
+        capture_output=True,
+    )
     if mounted.returncode != 0:
         pytest.skip("cannot mount a small tmpfs here (needs root)")
     try:
         out, _ = tuned_run
-        result = CliRunner().invoke(cli, ["export", str(out / "work" / "best"), "--out",
-                                          str(disk / "bundle"), "--profile", str(tiny_profile)])
+        result = CliRunner().invoke(
+            cli,
+            [
+                "export",
+                str(out / "work" / "best"),
+                "--out",
+                str(disk / "bundle"),
+                "--profile",
+                str(tiny_profile),
+            ],
+        )
         assert result.exit_code == 2, result.output
         assert "No space left on device" in result.output and "Traceback" not in result.output
         assert list(disk.iterdir()) == []
@@ -129,12 +221,21 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(tuned_run, tmp_
         subprocess.run(["umount", str(disk)], check=False)
 
 
-def test_progress_lines_without_a_terminal_and_dropped_rows(tmp_path, tiny_model_dir, tiny_profile,
-                                                            monkeypatch):
+def test_progress_lines_without_a_terminal_and_dropped_rows(
+    tmp_path, tiny_model_dir, tiny_profile, monkeypatch
+):
     monkeypatch.setenv("EDGETUNE_PROGRESS_SECONDS", "0.001")
     data = write_csv(tmp_path / "d.csv", [*make_rows(120), ("", "positive"), ("some text", "")])
-    result = tune(tiny_model_dir, data, tiny_profile, tmp_path / "run", "--max-steps", "6",
-                  "--batch-size", "16")
+    result = tune(
+        tiny_model_dir,
+        data,
+        tiny_profile,
+        tmp_path / "run",
+        "--max-steps",
+        "6",
+        "--batch-size",
+        "16",
+    )
     assert result.exit_code == 0, result.output
     assert "step 3/6 (50 %)" in result.output and "steps/s, ETA" in result.output
     assert "left out 2 row(s): empty text or label (train)" in " ".join(result.output.split())

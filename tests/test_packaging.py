@@ -27,8 +27,13 @@ def exact_pins() -> list[tuple[str, str]]:
 
 
 def available_versions(package: str) -> list[str] | None:
-    result = subprocess.run([sys.executable, "-m", "pip", "index", "versions", package],
-                            capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "index", "versions", package],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     match = re.search(r"Available versions: (.+)", result.stdout)
     return [v.strip() for v in match.group(1).split(",")] if match else None
 
@@ -45,4 +50,6 @@ def test_every_exact_pin_exists_in_the_registry(package, version):
     versions = available_versions(package)
     if versions is None:
         pytest.skip(f"the registry did not answer for {package}")
-    assert version in versions, f"{package}=={version} is not in the registry (it has {versions[:5]}...)"
+    assert version in versions, (
+        f"{package}=={version} is not in the registry (it has {versions[:5]}...)"
+    )

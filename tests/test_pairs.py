@@ -40,7 +40,9 @@ def pair_csv(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pair_run(tmp_path_factory, tiny_model_dir, pair_csv, tiny_profile):
     out = tmp_path_factory.mktemp("pair-run") / "out"
-    result = tune_tiny(out, tiny_model_dir, pair_csv, tiny_profile, *TINY_TRAIN, "--modes", "fp32,dynamic-int8")
+    result = tune_tiny(
+        out, tiny_model_dir, pair_csv, tiny_profile, *TINY_TRAIN, "--modes", "fp32,dynamic-int8"
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -85,16 +87,22 @@ def test_a_pair_model_tunes_bundles_and_predicts(pair_run, tmp_path):
     assert result["label"] in ("same", "different")
 
     runner = CliRunner()
-    given = runner.invoke(cli, ["predict", str(bundle), "--text", "good film", "--text-pair", "bad film"])
+    given = runner.invoke(
+        cli, ["predict", str(bundle), "--text", "good film", "--text-pair", "bad film"]
+    )
     assert given.exit_code == 0, given.output
     line = json.loads(given.output.strip().splitlines()[-1])
     assert line["text"] == "good film" and line["text_pair"] == "bad film"
     unpaired = runner.invoke(cli, ["predict", str(bundle), "--text", "good film"])
     assert unpaired.exit_code == 2 and "one --text-pair per --text" in unpaired.output
 
-    rows = write_csv(tmp_path / "in.csv", make_pairs(20, seed=3), header=("premise", "hypothesis", "label"))
+    rows = write_csv(
+        tmp_path / "in.csv", make_pairs(20, seed=3), header=("premise", "hypothesis", "label")
+    )
     out = tmp_path / "preds.csv"
-    from_file = runner.invoke(cli, ["predict", str(bundle), "--input", str(rows), "--out", str(out)])
+    from_file = runner.invoke(
+        cli, ["predict", str(bundle), "--input", str(rows), "--out", str(out)]
+    )
     assert from_file.exit_code == 0, from_file.output
     assert "20 rows; accuracy" in from_file.output
     assert out.read_text().splitlines()[0].startswith("text,text_pair,label,score_")
@@ -106,7 +114,10 @@ def test_a_pair_model_tunes_bundles_and_predicts(pair_run, tmp_path):
 def test_the_server_takes_pairs_for_a_pair_model():
     from edgetune.deploy.server import BadRequest, Limits, parse_texts
 
-    assert parse_texts(b'[["a", "b"], ["c", "d"]]', Limits(), pairs=True) == [["a", "b"], ["c", "d"]]
+    assert parse_texts(b'[["a", "b"], ["c", "d"]]', Limits(), pairs=True) == [
+        ["a", "b"],
+        ["c", "d"],
+    ]
     for body in (b'["a"]', b'[["a"]]', b'[["a", 1]]'):
         with pytest.raises(BadRequest, match="not a pair") as caught:
             parse_texts(body, Limits(), pairs=True)

@@ -20,7 +20,8 @@ def test_shipped_profiles_load_and_match_the_card():
 def test_top_level_profiles_folder_is_the_packaged_one():
     top = Path(__file__).resolve().parents[1] / "profiles"
     assert sorted(p.name for p in top.glob("*.toml")) == sorted(
-        p.name for p in available_profiles().values())
+        p.name for p in available_profiles().values()
+    )
 
 
 def test_budget_override():
@@ -39,13 +40,19 @@ def test_unknown_profile_names_the_choices():
         load_profile("nope")
 
 
-@pytest.mark.parametrize("body, field", [
-    ('name = "x"\nlatency_budget_ms = 10\nbatch_size = 0\n', "batch_size"),
-    ('name = "x"\nlatency_budget_ms = 10\ndevice = "tpu"\n', "device"),
-    ('name = "x"\n', "latency_budget_ms"),
-    ('name = "x"\nlatency_budget_ms = 10\nthreads = 2\n', "threads"),
-    ('name = "x"\nlatency_budget_ms = 10\nexecution_providers = ["CPU"]\n', "execution_providers"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ('name = "x"\nlatency_budget_ms = 10\nbatch_size = 0\n', "batch_size"),
+        ('name = "x"\nlatency_budget_ms = 10\ndevice = "tpu"\n', "device"),
+        ('name = "x"\n', "latency_budget_ms"),
+        ('name = "x"\nlatency_budget_ms = 10\nthreads = 2\n', "threads"),
+        (
+            'name = "x"\nlatency_budget_ms = 10\nexecution_providers = ["CPU"]\n',
+            "execution_providers",
+        ),
+    ],
+)
 def test_bad_field_names_file_and_field(tmp_path, body, field):
     path = tmp_path / "bad.toml"
     path.write_text(body)

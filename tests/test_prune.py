@@ -25,23 +25,41 @@ def _batches(tokenizer, n=2):
     rows = make_rows(16 * n)
     out = []
     for i in range(n):
-        chunk = rows[i * 16:(i + 1) * 16]
+        chunk = rows[i * 16 : (i + 1) * 16]
         enc = tokenizer([t for t, _ in chunk], padding=True, return_tensors="pt")
         enc["labels"] = torch.tensor([int(lab == "positive") for _, lab in chunk])
         out.append(dict(enc))
     return out
 
 
-@pytest.mark.parametrize("config, check", [
-    (PruneConfig(layers=1), lambda m: m.config.num_hidden_layers == 1 and len(m.bert.encoder.layer) == 1),
-    (PruneConfig(heads=0.5), lambda m: all(l.attention.self.num_attention_heads == 1 for l in m.bert.encoder.layer)),
-    (PruneConfig(ffn=0.5), lambda m: m.config.intermediate_size == 32
-        and all(l.intermediate.dense.out_features == 32 for l in m.bert.encoder.layer)),
-    (PruneConfig(layers=1, heads=0.5, ffn=0.25), lambda m: m.config.num_hidden_layers == 1
-        and m.config.intermediate_size == 48),
-])
+@pytest.mark.parametrize(
+    "config, check",
+    [
+        (
+            PruneConfig(layers=1),
+            lambda m: m.config.num_hidden_layers == 1 and len(m.bert.encoder.layer) == 1,
+        ),
+        (
+            PruneConfig(heads=0.5),
+            lambda m: all(l.attention.self.num_attention_heads == 1 for l in m.bert.encoder.layer),
+        ),
+        (
+            PruneConfig(ffn=0.5),
+            lambda m: (
+                m.config.intermediate_size == 32
+                and all(l.intermediate.dense.out_features == 32 for l in m.bert.encoder.layer)
+            ),
+        ),
+        (
+            PruneConfig(layers=1, heads=0.5, ffn=0.25),
+            lambda m: m.config.num_hidden_layers == 1 and m.config.intermediate_size == 48,
+        ),
+    ],
+)
 @pytest.mark.parametrize("importance", ["taylor", "magnitude"])
-def test_pruning_shrinks_saves_exports_and_validates(model_and_tok, tmp_path, config, check, importance):
+def test_pruning_shrinks_saves_exports_and_validates(
+    model_and_tok, tmp_path, config, check, importance
+):
     model, tokenizer = model_and_tok
     before = count_parameters(model)
     scores = compute_scores(model, _batches(tokenizer), importance)
@@ -101,12 +119,15 @@ def test_magnitude_sparsity_pass_zeroes_weights_but_keeps_shapes(model_and_tok):
     assert get_pass("magnitude-sparsity").speeds_up is False
 
 
-@pytest.mark.parametrize("text, message", [
-    ("magnitude-sparsity:sparsity=1.5", "less than 1"),
-    ("magnitude-sparsity:density=0.5", "density"),
-    ("magnitude-sparsity:0.5", "key=value"),
-    ("no-such-pass", "unknown pass"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("magnitude-sparsity:sparsity=1.5", "less than 1"),
+        ("magnitude-sparsity:density=0.5", "density"),
+        ("magnitude-sparsity:0.5", "key=value"),
+        ("no-such-pass", "unknown pass"),
+    ],
+)
 def test_bad_pass_specs_are_input_errors(text, message):
     from edgetune.compress.passes import Step
 

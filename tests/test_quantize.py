@@ -61,7 +61,9 @@ def test_every_mode_builds_a_model_ort_runs(tiny_onnx, tmp_path):
             assert settings["quantization"]["reduce_range"] is True  # avx2, no VNNI
     ops = {n.op_type for n in __import__("onnx").load(str(built["int4"][0])).graph.node}
     assert "MatMulNBits" in ops
-    qdq = {n.op_type for n in __import__("onnx").load(str(built["static-int8-minmax"][0])).graph.node}
+    qdq = {
+        n.op_type for n in __import__("onnx").load(str(built["static-int8-minmax"][0])).graph.node
+    }
     assert "QuantizeLinear" in qdq and "DequantizeLinear" in qdq
     assert built["static-int8-minmax"][1]["quantization"]["calibration_samples"] == 24
 

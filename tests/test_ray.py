@@ -20,8 +20,13 @@ ray = pytest.importorskip("ray")
 @pytest.fixture(scope="module")
 def ray_cluster(tiny_profile):
     name = load_profile(tiny_profile).name
-    ray.init(num_cpus=2, resources={f"profile:{name}": 1}, include_dashboard=False,
-             log_to_driver=False, object_store_memory=200 * 1024 * 1024)
+    ray.init(
+        num_cpus=2,
+        resources={f"profile:{name}": 1},
+        include_dashboard=False,
+        log_to_driver=False,
+        object_store_memory=200 * 1024 * 1024,
+    )
     yield name
     ray.shutdown()
 
@@ -32,21 +37,26 @@ def tune(out, tiny_model_dir, tiny_data_csv, tiny_profile, *extra):
 
 def summary(run_dir):
     report = json.loads((run_dir / "report.json").read_text())
-    candidates = {c["name"]: (c["latency"]["verdict"], round(c["accuracy"]["accuracy"], 4))
-                  for c in report["candidates"]}
+    candidates = {
+        c["name"]: (c["latency"]["verdict"], round(c["accuracy"]["accuracy"], 4))
+        for c in report["candidates"]
+    }
     cache = sorted(p.name for p in (run_dir / "work" / "search" / "cache").iterdir())
     return candidates, cache, report["run"]["search"]
 
 
-def test_the_search_on_ray_matches_the_local_one(ray_cluster, search_run, tmp_path, tiny_model_dir,
-                                                  tiny_data_csv, tiny_profile):
+def test_the_search_on_ray_matches_the_local_one(
+    ray_cluster, search_run, tmp_path, tiny_model_dir, tiny_data_csv, tiny_profile
+):
     out = tmp_path / "ray"
     result = tune(out, tiny_model_dir, tiny_data_csv, tiny_profile, "--executor", "ray")
     assert result.exit_code == 0, result.output
     on_ray, ray_cache, ray_search = summary(out)
     local, local_cache, _ = summary(search_run)
     assert on_ray == local and ray_cache == local_cache
-    assert ray_search["trained"] == 3 and any("parallel tasks" in line for line in ray_search["lines"])
+    assert ray_search["trained"] == 3 and any(
+        "parallel tasks" in line for line in ray_search["lines"]
+    )
 
     again = tune(out, tiny_model_dir, tiny_data_csv, tiny_profile, "--executor", "ray", "--resume")
     assert again.exit_code == 0, again.output

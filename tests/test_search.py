@@ -27,7 +27,10 @@ def test_search_measures_pruned_candidates_and_plots(search_run):
     search = report["run"]["search"]
     assert search["trained"] == 3 and set(search["probes"]) == {"L1", "F0.5", "L1-H0.5-F0.5"}
     pruned = next(c for c in report["candidates"] if c["name"] == "L1+dynamic-int8")
-    assert pruned["settings"]["pruning"]["params_after"] < pruned["settings"]["pruning"]["params_before"]
+    assert (
+        pruned["settings"]["pruning"]["params_after"]
+        < pruned["settings"]["pruning"]["params_before"]
+    )
     bundle = search_run / "candidates" / "L1+dynamic-int8"
     assert json.loads((bundle / "config.json").read_text())["num_hidden_layers"] == 1
     assert (search_run / "pareto.png").stat().st_size > 1000
@@ -35,9 +38,22 @@ def test_search_measures_pruned_candidates_and_plots(search_run):
     assert "## Pruning search" in (search_run / "report.md").read_text()
 
 
-def test_rerun_with_resume_trains_nothing_new(search_run, tiny_model_dir, tiny_data_csv, tiny_profile):
-    result = run("tune", "--model", tiny_model_dir, "--data", tiny_data_csv, "--profile",
-                 tiny_profile, "--out", search_run, "--resume", *ARGS)
+def test_rerun_with_resume_trains_nothing_new(
+    search_run, tiny_model_dir, tiny_data_csv, tiny_profile
+):
+    result = run(
+        "tune",
+        "--model",
+        tiny_model_dir,
+        "--data",
+        tiny_data_csv,
+        "--profile",
+        tiny_profile,
+        "--out",
+        search_run,
+        "--resume",
+        *ARGS,
+    )
     assert result.exit_code == 0, result.output
     search = json.loads((search_run / "report.json").read_text())["run"]["search"]
     assert search["trained"] == 0 and search["from_cache"] == 6  # 3 probes + 3 trained
@@ -64,13 +80,19 @@ def test_default_grid_and_parse():
 
 
 def test_recovery_minutes_are_shared_only_with_configs_that_would_still_be_trained():
-    first, other, deeper = PruneConfig.parse("L3-F0.5"), PruneConfig.parse("L2"), PruneConfig.parse("L2-F0.5")
+    first, other, deeper = (
+        PruneConfig.parse("L3-F0.5"),
+        PruneConfig.parse("L2"),
+        PruneConfig.parse("L2-F0.5"),
+    )
     weight = {"L3-F0.5": 0.3, "L2": 0.3, "L2-F0.5": 0.4}
     # L2-F0.5 prunes at least as much as L3-F0.5: skipped if it fails, so not a rival for time
     assert recovery_share(first, [other, deeper], weight, 6) == 0.5
     assert recovery_share(other, [deeper], weight, 6) == 1.0
     assert recovery_share(deeper, [], weight, 6) == 1.0
-    assert recovery_share(first, [other, deeper], weight, 6, skip_rule=False) == 0.3  # parallel tasks
+    assert (
+        recovery_share(first, [other, deeper], weight, 6, skip_rule=False) == 0.3
+    )  # parallel tasks
     many = [PruneConfig.parse(n) for n in ("L2", "L3", "L4", "L5")]
     weight |= {"L3": 0.3, "L4": 0.3, "L5": 0.3}
     assert recovery_share(first, many, weight, 6) == 0.5  # trained in turn: at least half
@@ -87,7 +109,9 @@ def test_cache_round_trip(tmp_path):
     assert cache.get(key, ProbeRecord) == record
 
 
-def test_a_relative_budget_probe_is_judged_against_the_reference_timed_in_its_rounds(tiny_model_dir, tmp_path):
+def test_a_relative_budget_probe_is_judged_against_the_reference_timed_in_its_rounds(
+    tiny_model_dir, tmp_path
+):
     """Drift since the budget was set must not decide feasibility: the unpruned reference is
     timed with the probe, and the budget is the fraction of its p90 there."""
     from dataclasses import replace
@@ -115,13 +139,28 @@ def test_a_relative_budget_probe_is_judged_against_the_reference_timed_in_its_ro
         def measure(self, candidates, evaluation):
             for c in candidates:
                 v = p90[c.name]
-                c.latency = LatencyResult(v, v, v, v, 50, 1, 16, 1e3 / v, 1.0, ["CPU"], 1,
-                                          p90_ci=[0.95 * v, 1.05 * v], verdict="met")
+                c.latency = LatencyResult(
+                    v,
+                    v,
+                    v,
+                    v,
+                    50,
+                    1,
+                    16,
+                    1e3 / v,
+                    1.0,
+                    ["CPU"],
+                    1,
+                    p90_ci=[0.95 * v, 1.05 * v],
+                    verdict="met",
+                )
 
     teacher = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir)
     modes = resolve_modes(["optimized-fp32", "dynamic-int8"])
     reference = replace(candidate("dynamic-int8"), model_path="ref.onnx")
-    record = probe_latency(teacher, Builder(), modes, tmp_path, (reference, 0.5), PruneConfig(layers=1))
+    record = probe_latency(
+        teacher, Builder(), modes, tmp_path, (reference, 0.5), PruneConfig(layers=1)
+    )
     assert record["budget_ms"] == 5.0
     assert record["verdict"] == {"optimized-fp32": "met", "dynamic-int8": "missed"}
 
@@ -143,7 +182,11 @@ def test_training_order_puts_met_probes_then_deeper_students_first():
     from edgetune.search.pruning import training_order
 
     parse = PruneConfig.parse
-    probed = [(parse("L4-F0.5"), 16_000_000, False), (parse("L3-F0.5"), 15_640_000, True),
-              (parse("L4-F0.75"), 15_620_000, True), (parse("L2"), 15_630_000, True)]
+    probed = [
+        (parse("L4-F0.5"), 16_000_000, False),
+        (parse("L3-F0.5"), 15_640_000, True),
+        (parse("L4-F0.75"), 15_620_000, True),
+        (parse("L2"), 15_630_000, True),
+    ]
     order = [cfg.name for cfg, _ in training_order(probed, 6)]
     assert order == ["L4-F0.75", "L3-F0.5", "L2", "L4-F0.5"]

@@ -16,14 +16,22 @@ PROFILE = Profile(name="t", latency_budget_ms=10.0, max_model_size_mb=50.0)
 
 
 def test_pareto_front_of_a_known_set():
-    cs = [cand("a", 0.90, 20), cand("b", 0.89, 10), cand("c", 0.85, 12),  # c dominated by b
-          cand("d", 0.80, 5), cand("e", 0.90, 25), cand("f", 0.79, 5)]   # e by a, f by d
+    cs = [
+        cand("a", 0.90, 20),
+        cand("b", 0.89, 10),
+        cand("c", 0.85, 12),  # c dominated by b
+        cand("d", 0.80, 5),
+        cand("e", 0.90, 25),
+        cand("f", 0.79, 5),
+    ]  # e by a, f by d
     assert [c.name for c in pareto_front(cs)] == ["d", "b", "a"]
 
 
 def test_most_accurate_within_budget_wins():
-    cs = [check_budget(c, PROFILE) for c in (cand("big", 0.92, 30), cand("mid", 0.90, 9),
-                                             cand("small", 0.85, 4))]
+    cs = [
+        check_budget(c, PROFILE)
+        for c in (cand("big", 0.92, 30), cand("mid", 0.90, 9), cand("small", 0.85, 4))
+    ]
     sel = choose(cs, PROFILE)
     assert sel.winner.name == "mid" and "most accurate" in sel.reason
     assert sel.fastest.name == "small"
@@ -64,15 +72,25 @@ def test_a_relative_budget_is_taken_again_from_the_final_rounds():
 
     from edgetune.search.budget import relative_budget
 
-    dense, int8, pruned = cand("fp32", 0.9, 10), cand("dynamic-int8", 0.9, 6), cand("L3+dynamic-int8", 0.89, 2.8)
+    dense, int8, pruned = (
+        cand("fp32", 0.9, 10),
+        cand("dynamic-int8", 0.9, 6),
+        cand("L3+dynamic-int8", 0.89, 2.8),
+    )
     pruned.settings = {"pruning": {"name": "L3"}}
     for c, ci in ((dense, [9.5, 10.5]), (int8, [5.8, 6.2]), (pruned, [2.7, 2.9])):
         c.latency.p90_ci = ci
-    builder = SimpleNamespace(profile=PROFILE)  # its budget (10 ms) came from an earlier measurement
+    builder = SimpleNamespace(
+        profile=PROFILE
+    )  # its budget (10 ms) came from an earlier measurement
     profile, base = relative_budget(builder, [dense, int8, pruned], None, 0.5)
     assert profile.latency_budget_ms == 3.0 and builder.profile is profile and base is int8
     assert [c.latency.verdict for c in (dense, int8, pruned)] == ["missed", "missed", "met"]
-    assert pruned.meets_latency and not int8.meets_latency and "vs budget 3 ms" in pruned.latency.verdict_note
+    assert (
+        pruned.meets_latency
+        and not int8.meets_latency
+        and "vs budget 3 ms" in pruned.latency.verdict_note
+    )
 
 
 def timed(name, right, p90, drift, rng, size=10.0, total=200):
@@ -91,9 +109,11 @@ def tied_pair():
     rng, drift = np.random.default_rng(0), np.linspace(1.0, 1.3, 10)
     # minmax is the faster on the point estimate by 1 %, inside its own noise; percentile is
     # 1 point more accurate, not significantly (McNemar on 200 rows)
-    return [timed("static-int8-minmax", 178, 6.0, drift, rng),
-            timed("static-int8-percentile", 180, 6.06, drift, rng),
-            timed("fp32", 181, 9.0, drift, rng, size=40.0)]
+    return [
+        timed("static-int8-minmax", 178, 6.0, drift, rng),
+        timed("static-int8-percentile", 180, 6.06, drift, rng),
+        timed("fp32", 181, 9.0, drift, rng, size=40.0),
+    ]
 
 
 def test_a_tie_on_latency_goes_to_the_more_accurate():
@@ -134,7 +154,10 @@ def test_a_tie_on_size_goes_to_the_more_accurate():
     import numpy as np
 
     rng, drift = np.random.default_rng(2), np.ones(10)
-    cs = [timed("a", 178, 3.0, drift, rng, size=5.0), timed("b", 180, 6.0, drift, rng, size=5.0),
-          timed("c", 181, 2.0, drift, rng, size=20.0)]
+    cs = [
+        timed("a", 178, 3.0, drift, rng, size=5.0),
+        timed("b", 180, 6.0, drift, rng, size=5.0),
+        timed("c", 181, 2.0, drift, rng, size=20.0),
+    ]
     sel = choose(cs, PROFILE, objective="size")
     assert sel.winner.name == "b" and "tied on size with a (5.0 MB each)" in sel.reason

@@ -31,13 +31,36 @@ def sst2_run(tmp_path_factory, minilm):
     if not (SST2 / "train.tsv").is_file():
         pytest.skip(f"{SST2} is absent")
     out = tmp_path_factory.mktemp("sst2") / "run"
-    result = CliRunner().invoke(cli, [
-        "tune", "--model", minilm, "--data", str(SST2), "--profile", "cpu-edge",
-        "--latency-budget-ms", "1000", "--max-train-samples", "4000", "--epochs", "1",
-        "--eval-steps", "60", "--lr", "1e-4", "--out", str(out),
-        # pinned: on auto, the batch finder and the precision follow the machine's speed and
-        # CPU flags, and a batch of 64 halves the steps (CI once got 0.77 after 63 steps)
-        "--batch-size", "32", "--train-precision", "fp32"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "tune",
+            "--model",
+            minilm,
+            "--data",
+            str(SST2),
+            "--profile",
+            "cpu-edge",
+            "--latency-budget-ms",
+            "1000",
+            "--max-train-samples",
+            "4000",
+            "--epochs",
+            "1",
+            "--eval-steps",
+            "60",
+            "--lr",
+            "1e-4",
+            "--out",
+            str(out),
+            # pinned: on auto, the batch finder and the precision follow the machine's speed and
+            # CPU flags, and a batch of 64 halves the steps (CI once got 0.77 after 63 steps)
+            "--batch-size",
+            "32",
+            "--train-precision",
+            "fp32",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -56,9 +79,22 @@ def test_minilm_sst2_onnx_accuracy_equals_pytorch_and_learns(sst2_run):
 
 
 def test_bench_on_the_int8_bundle_reproduces_the_reported_accuracy(sst2_run):
-    result = CliRunner().invoke(cli, [
-        "bench", str(sst2_run / "candidates" / "dynamic-int8"), "--profile", "cpu-edge",
-        "--data", str(SST2), "--json", "--min-runs", "30", "--min-seconds", "1"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "bench",
+            str(sst2_run / "candidates" / "dynamic-int8"),
+            "--profile",
+            "cpu-edge",
+            "--data",
+            str(SST2),
+            "--json",
+            "--min-runs",
+            "30",
+            "--min-seconds",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     measured = json.loads(result.output)
     manifest = json.loads((sst2_run / "candidates" / "dynamic-int8" / "edgetune.json").read_text())

@@ -115,6 +115,11 @@ def test_a_verdict_near_the_line_gets_more_rounds():
     assert far.verdict == "met" and far.rounds == 10  # clear: no extra rounds
     assert near.verdict == "missed" and near.rounds == 20  # resolved by 10 more rounds
     assert "after 20 rounds" in near.verdict_note
-    first = measure_interleaved(systems[:1], PROFILE, LatencySettings(min_runs=50, min_seconds=0, rounds=10, max_rounds=10),
-                                budget, worker=FakeWorker)["near@10.0"]
+    first = measure_interleaved(
+        systems[:1],
+        PROFILE,
+        LatencySettings(min_runs=50, min_seconds=0, rounds=10, max_rounds=10),
+        budget,
+        worker=FakeWorker,
+    )["near@10.0"]
     assert first.verdict == "marginal" and first.rounds == 10

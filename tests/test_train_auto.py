@@ -24,8 +24,10 @@ def dataset(tiny_data_csv):
 def test_suggestion_is_a_tenth_of_the_lowest_loss_lr():
     lrs = list(np.logspace(-7, 0, 100))
     # flat, then falling fastest around 1e-3, lowest near 1e-2, then diverging
-    losses = [1.0 - 0.8 / (1 + np.exp(-4 * (np.log10(lr) + 3))) + (5 * (lr - 1e-2) if lr > 1e-2 else 0)
-              for lr in lrs]
+    losses = [
+        1.0 - 0.8 / (1 + np.exp(-4 * (np.log10(lr) + 3))) + (5 * (lr - 1e-2) if lr > 1e-2 else 0)
+        for lr in lrs
+    ]
     lowest = lrs[int(np.argmin(losses))]
     assert 5e-3 <= lowest <= 2e-2 and suggest(lrs, losses) == pytest.approx(lowest / 10)
 
@@ -34,15 +36,21 @@ def test_fine_tune_finds_its_learning_rate_and_saves_the_curve(tiny_model_dir, d
     config = TrainConfig(max_steps=4, batch_size=16, max_length=32, eval_steps=2)
     result = fine_tune(str(tiny_model_dir), dataset, tmp_path, config)
     found = result.lr_find
-    assert found and min(found["learning_rates"]) <= found["suggestion"] <= max(found["learning_rates"])
+    assert found and min(found["learning_rates"]) <= found["suggestion"] <= max(
+        found["learning_rates"]
+    )
     assert result.learning_rate == found["suggestion"] and found["seconds"] < 60
     assert (tmp_path / "lr_find.png").stat().st_size > 1000
     assert json.loads((tmp_path / "lr_find.json").read_text())["suggestion"] == found["suggestion"]
 
 
 def test_a_given_learning_rate_skips_the_range_test(tiny_model_dir, dataset, tmp_path):
-    result = fine_tune(str(tiny_model_dir), dataset, tmp_path,
-                       TrainConfig(max_steps=2, batch_size=16, max_length=32, learning_rate=1e-3))
+    result = fine_tune(
+        str(tiny_model_dir),
+        dataset,
+        tmp_path,
+        TrainConfig(max_steps=2, batch_size=16, max_length=32, learning_rate=1e-3),
+    )
     assert result.lr_find is None and result.learning_rate == 1e-3
     assert not (tmp_path / "lr_find.json").exists()
 
@@ -53,13 +61,17 @@ def test_layer_map_defaults():
     assert DistillConfig.named("logits").hidden_weight == 0
 
 
-def test_layerwise_distillation_of_a_shallower_narrower_student_resumes(tiny_model_dir, dataset, tmp_path):
+def test_layerwise_distillation_of_a_shallower_narrower_student_resumes(
+    tiny_model_dir, dataset, tmp_path
+):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from edgetune.compress.pruning import PruneConfig
     from edgetune.compress.recover import distill_student, make_student
 
-    teacher = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2).eval()
+    teacher = AutoModelForSequenceClassification.from_pretrained(
+        tiny_model_dir, num_labels=2
+    ).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     pruned = make_student(teacher, PruneConfig(layers=1, ffn=0.5), importance="magnitude")
     assert pruned.model.config.num_hidden_layers == 1
@@ -83,7 +95,9 @@ def test_layer_loss_is_part_of_the_distillation_loss(tiny_model_dir, dataset):
     from edgetune.compress.recover import make_student
     from edgetune.train.distill import DistillationTrainer
 
-    teacher = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2).eval()
+    teacher = AutoModelForSequenceClassification.from_pretrained(
+        tiny_model_dir, num_labels=2
+    ).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     student = make_student(teacher, PruneConfig(layers=1), importance="magnitude").model
     batch = dict(tokenizer(["good film", "bad plot"], padding=True, return_tensors="pt"))
@@ -91,8 +105,12 @@ def test_layer_loss_is_part_of_the_distillation_loss(tiny_model_dir, dataset):
     args = TrainingArguments(output_dir="/tmp/unused", use_cpu=True, report_to="none")
     losses = {}
     for kind in ("logits", "layerwise"):
-        trainer = DistillationTrainer(model=student, args=args, teacher=teacher,
-                                      distill=DistillConfig.named(kind, layer_map=[1]))
+        trainer = DistillationTrainer(
+            model=student,
+            args=args,
+            teacher=teacher,
+            distill=DistillConfig.named(kind, layer_map=[1]),
+        )
         losses[kind] = float(trainer.compute_loss(student, batch))
     assert losses["layerwise"] > losses["logits"] > 0
     with_attention = DistillConfig(attention_weight=1.0, layer_map=[1])
@@ -118,7 +136,9 @@ def test_the_batch_size_is_the_largest_that_keeps_the_best_throughput():
     assert choose({8: 300.0, 16: 200.0}) == 8  # bigger was slower: stay small
 
 
-def test_auto_batch_size_is_measured_before_the_lr_and_kept_on_resume(tiny_model_dir, dataset, tmp_path):
+def test_auto_batch_size_is_measured_before_the_lr_and_kept_on_resume(
+    tiny_model_dir, dataset, tmp_path
+):
     from edgetune.train.batch_size import SIZES
 
     config = TrainConfig(max_steps=2, max_length=32, eval_steps=2)  # batch_size "auto", lr "auto"
@@ -193,14 +213,33 @@ def slow_learner(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("slow-learner")
     cues = {label: [f"{label[:3]}{i}" for i in range(40)] for label in ("positive", "negative")}
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *cues["positive"], *cues["negative"],
-             *FILLER]
+    vocab = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        *cues["positive"],
+        *cues["negative"],
+        *FILLER,
+    ]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(folder)
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(
+        folder
+    )
     torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
-                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
-                         initializer_range=0.2, hidden_dropout_prob=0.0)).save_pretrained(folder)
+    BertModel(
+        BertConfig(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+            initializer_range=0.2,
+            hidden_dropout_prob=0.0,
+        )
+    ).save_pretrained(folder)
     rng, rows = random.Random(0), []
     for i in range(800):
         label = ("positive", "negative")[i % 2]
@@ -212,19 +251,31 @@ def slow_learner(tmp_path_factory):
 
 
 def test_a_time_budget_without_epochs_trains_past_three_epochs_while_it_improves(
-        slow_learner, tmp_path):
+    slow_learner, tmp_path
+):
     """The old default stopped at 3 epochs with minutes left and accuracy still rising. Now a
     budget alone trains while evaluations improve: past epoch 3, where its best one is, then
     early stopping ends it long before the budget (ten minutes)."""
     model_dir, data = slow_learner
-    config = TrainConfig(max_train_minutes=10.0, batch_size=32, learning_rate=3e-3, max_length=16,
-                         scheduler="plateau", early_stopping_patience=8)
+    config = TrainConfig(
+        max_train_minutes=10.0,
+        batch_size=32,
+        learning_rate=3e-3,
+        max_length=16,
+        scheduler="plateau",
+        early_stopping_patience=8,
+    )
     result = fine_tune(str(model_dir), data, tmp_path, config)
     assert result.epochs > 3 and result.stopped_by.startswith("early stopping"), result.to_json()
-    state = json.loads(max((tmp_path / "checkpoints").glob("checkpoint-*/trainer_state.json"),
-                           key=lambda p: int(p.parent.name.split("-")[1])).read_text())
-    evaluations = [(e["epoch"], e["eval_accuracy"]) for e in state["log_history"]
-                   if "eval_accuracy" in e]
+    state = json.loads(
+        max(
+            (tmp_path / "checkpoints").glob("checkpoint-*/trainer_state.json"),
+            key=lambda p: int(p.parent.name.split("-")[1]),
+        ).read_text()
+    )
+    evaluations = [
+        (e["epoch"], e["eval_accuracy"]) for e in state["log_history"] if "eval_accuracy" in e
+    ]
     assert len(evaluations) >= 4 * 3  # 4 an epoch
     best_epoch = max(evaluations, key=lambda e: (e[1], -e[0]))[0]
     assert best_epoch > 3, evaluations  # the epochs past 3 paid
@@ -238,8 +289,13 @@ def test_a_plateau_stops_by_patience_before_the_budget(tiny_model_dir, dataset, 
     from edgetune.deploy.report import render_markdown
     from edgetune.search.select import check_budget, choose
 
-    config = TrainConfig(max_train_minutes=1.0, batch_size=16, learning_rate=1e-12, max_length=32,
-                         early_stopping_patience=2)
+    config = TrainConfig(
+        max_train_minutes=1.0,
+        batch_size=16,
+        learning_rate=1e-12,
+        max_length=32,
+        early_stopping_patience=2,
+    )
     result = fine_tune(str(tiny_model_dir), dataset, tmp_path, config)
     assert result.stopped_by.startswith("early stopping: 2 evaluations in a row"), result.stopped_by
     assert result.epochs < 1.5 and result.train_seconds < 60
@@ -285,8 +341,13 @@ def test_a_flat_noisy_curve_does_not_pick_its_first_wiggle():
     nothing); the start of the sweep, where the average has seen a few batches, is left out."""
     rng = np.random.default_rng(0)
     lrs = list(np.logspace(-7, 0, 100))
-    losses = [1.45 + 0.01 * rng.standard_normal() - (0.04 if 1e-4 < lr < 4e-4 else 0)
-              + (3 * lr if lr > 1e-3 else 0) for lr in lrs]
+    losses = [
+        1.45
+        + 0.01 * rng.standard_normal()
+        - (0.04 if 1e-4 < lr < 4e-4 else 0)
+        + (3 * lr if lr > 1e-3 else 0)
+        for lr in lrs
+    ]
     losses[1] = 1.30  # a wiggle right at the start, lower than the dip
     lowest = lrs[10 + int(np.argmin(losses[10:]))]
     assert 1e-4 < lowest < 4e-4 and suggest(lrs, losses) == pytest.approx(lowest / 10)
@@ -308,9 +369,11 @@ def test_a_curve_that_never_falls_gets_the_trainers_default_not_its_noise():
 
     model = torch.nn.Linear(2, 2)
     trainer = SimpleNamespace(
-        model=model, args=SimpleNamespace(weight_decay=0.0, group_by_length=False, learning_rate=5e-5),
+        model=model,
+        args=SimpleNamespace(weight_decay=0.0, group_by_length=False, learning_rate=5e-5),
         get_train_dataloader=lambda: [{"x": torch.ones(1, 2)}] * 4,
         _prepare_inputs=lambda batch: batch,
-        compute_loss=lambda m, batch: m(batch["x"]).sum() * 0 + 1.37)  # no LR moves this loss
+        compute_loss=lambda m, batch: m(batch["x"]).sum() * 0 + 1.37,
+    )  # no LR moves this loss
     found = find_lr(trainer, steps=30)
     assert found.suggestion == 5e-5 and found.method.startswith(NO_DESCENT)

@@ -35,8 +35,9 @@ def _run(*args) -> object:
 
 
 def _tune(out: Path, model: Path, data: Path, profile: Path, *extra):
-    return _run("tune", "--model", model, "--data", data, "--profile", profile, "--out", out,
-                *TRAIN, *extra)
+    return _run(
+        "tune", "--model", model, "--data", data, "--profile", profile, "--out", out, *TRAIN, *extra
+    )
 
 
 @pytest.fixture(scope="module")
@@ -77,32 +78,75 @@ def test_vit_takes_int4_and_its_int8_graph_is_quantized(tuned):
     run = tuned["vit"]
     names = {c["name"] for c in json.loads((run / "report.json").read_text())["candidates"]}
     assert "int4" in names
-    ops = {n.op_type for n in onnx.load(str(run / "candidates" / "static-int8-minmax" / "model.onnx")).graph.node}
+    ops = {
+        n.op_type
+        for n in onnx.load(str(run / "candidates" / "static-int8-minmax" / "model.onnx")).graph.node
+    }
     assert "QuantizeLinear" in ops
 
 
 def test_bench_image_bundle_with_data_measures_accuracy(tuned, image_folder, tiny_profile):
     run = tuned["resnet"]
-    result = _run("bench", run / "best", run / "candidates" / "fp32", "--profile", tiny_profile,
-                  "--data", image_folder, "--split", "all", "--rounds", "2", "--min-seconds", "0.2")
+    result = _run(
+        "bench",
+        run / "best",
+        run / "candidates" / "fp32",
+        "--profile",
+        tiny_profile,
+        "--data",
+        image_folder,
+        "--split",
+        "all",
+        "--rounds",
+        "2",
+        "--min-seconds",
+        "0.2",
+    )
     assert result.exit_code == 0, result.output
     assert "1x3x32x32" in result.output and "n=60" in result.output
 
 
 def test_bench_bare_image_onnx_uses_profile_image_size(tuned, tmp_path):
     profile = tmp_path / "img.toml"
-    profile.write_text('name = "img"\nintra_op_threads = 1\nlatency_budget_ms = 1000.0\n'
-                       "image_size = 32\nchannels = 3\n")
-    result = _run("bench", tuned["convnext"] / "best" / "model.onnx", "--profile", profile,
-                  "--rounds", "2", "--min-seconds", "0.2")
+    profile.write_text(
+        'name = "img"\nintra_op_threads = 1\nlatency_budget_ms = 1000.0\n'
+        "image_size = 32\nchannels = 3\n"
+    )
+    result = _run(
+        "bench",
+        tuned["convnext"] / "best" / "model.onnx",
+        "--profile",
+        profile,
+        "--rounds",
+        "2",
+        "--min-seconds",
+        "0.2",
+    )
     assert result.exit_code == 0, result.output
     assert "1x3x32x32" in result.output
 
 
 def test_prune_vit_layers_heads_ffn(tuned, image_folder, tiny_profile, tmp_path):
-    result = _run("prune", tuned["vit"] / "work" / "best", "--layers", "1", "--heads", "0.5",
-                  "--ffn", "0.5", "--data", image_folder, "--profile", tiny_profile,
-                  "--out", tmp_path / "pruned", "--epochs", "1", "--lr", "1e-3")
+    result = _run(
+        "prune",
+        tuned["vit"] / "work" / "best",
+        "--layers",
+        "1",
+        "--heads",
+        "0.5",
+        "--ffn",
+        "0.5",
+        "--data",
+        image_folder,
+        "--profile",
+        tiny_profile,
+        "--out",
+        tmp_path / "pruned",
+        "--epochs",
+        "1",
+        "--lr",
+        "1e-3",
+    )
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "pruned" / "edgetune.json").read_text())
     assert manifest["task"] == "image-classification"
@@ -111,13 +155,28 @@ def test_prune_vit_layers_heads_ffn(tuned, image_folder, tiny_profile, tmp_path)
 
 
 @pytest.mark.parametrize("family", ["resnet", "mobilenet_v2"])
-def test_channel_prune_cnn_reexported_and_checked(tuned, image_folder, tiny_profile, tmp_path, family):
+def test_channel_prune_cnn_reexported_and_checked(
+    tuned, image_folder, tiny_profile, tmp_path, family
+):
     import onnxruntime as ort
 
     out = tmp_path / "pruned"
-    result = _run("prune", tuned[family] / "work" / "best", "--pass", "channel-prune:ratio=0.5",
-                  "--data", image_folder, "--profile", tiny_profile, "--out", out,
-                  "--epochs", "1", "--lr", "1e-3")
+    result = _run(
+        "prune",
+        tuned[family] / "work" / "best",
+        "--pass",
+        "channel-prune:ratio=0.5",
+        "--data",
+        image_folder,
+        "--profile",
+        tiny_profile,
+        "--out",
+        out,
+        "--epochs",
+        "1",
+        "--lr",
+        "1e-3",
+    )
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "edgetune.json").read_text())
     pruning = manifest["pruning"]
@@ -130,16 +189,36 @@ def test_channel_prune_cnn_reexported_and_checked(tuned, image_folder, tiny_prof
 
 
 def test_channel_prune_refuses_a_transformer(tuned, image_folder, tiny_profile, tmp_path):
-    result = _run("prune", tuned["vit"] / "work" / "best", "--pass", "channel-prune:ratio=0.5",
-                  "--data", image_folder, "--profile", tiny_profile, "--out", tmp_path / "x")
+    result = _run(
+        "prune",
+        tuned["vit"] / "work" / "best",
+        "--pass",
+        "channel-prune:ratio=0.5",
+        "--data",
+        image_folder,
+        "--profile",
+        tiny_profile,
+        "--out",
+        tmp_path / "x",
+    )
     assert result.exit_code == 2
     assert "channel-prune: the vit model is a transformer, not a CNN" in result.output
     assert not (tmp_path / "x").exists()
 
 
 def test_swin_structured_pruning_refused_in_one_line(tuned, image_folder, tiny_profile, tmp_path):
-    result = _run("prune", tuned["swin"] / "work" / "best", "--layers", "1", "--data", image_folder,
-                  "--profile", tiny_profile, "--out", tmp_path / "x")
+    result = _run(
+        "prune",
+        tuned["swin"] / "work" / "best",
+        "--layers",
+        "1",
+        "--data",
+        image_folder,
+        "--profile",
+        tiny_profile,
+        "--out",
+        tmp_path / "x",
+    )
     assert result.exit_code == 2
     assert "the swin family is not supported for structured pruning" in result.output
 
@@ -159,18 +238,26 @@ def test_image_sources_folder_splits_csv_and_unreadable(tmp_path):
 
     folder = write_image_folder(tmp_path / "flat", per_class=10)
     table = tmp_path / "images.csv"
-    table.write_text("path,label\n" + "".join(f"flat/{lab}/{i:03d}.png,{lab}\n"
-                                                for lab in LABELS for i in range(10)))
+    table.write_text(
+        "path,label\n"
+        + "".join(f"flat/{lab}/{i:03d}.png,{lab}\n" for lab in LABELS for i in range(10))
+    )
     data = load_image_dataset(table)
     assert len(data.train) + len(data.validation) == 20 and looks_like_images(table)
     assert looks_like_images(folder)
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda d: (d / "empty").mkdir(), "folder holds no <label>/*.jpg|png folders"),
-    (lambda d: (d / "t.csv").write_text("path,label\nmissing.png,a\n"), "1 image path(s) do not exist"),
-    (lambda d: (d / "t.csv").write_text("file,kind\nx.png,a\n"), "no label column found"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: (d / "empty").mkdir(), "folder holds no <label>/*.jpg|png folders"),
+        (
+            lambda d: (d / "t.csv").write_text("path,label\nmissing.png,a\n"),
+            "1 image path(s) do not exist",
+        ),
+        (lambda d: (d / "t.csv").write_text("file,kind\nx.png,a\n"), "no label column found"),
+    ],
+)
 def test_bad_image_data_is_one_line(tmp_path, make, message):
     from edgetune.data.images import load_image_dataset
 
@@ -180,8 +267,9 @@ def test_bad_image_data_is_one_line(tmp_path, make, message):
         load_image_dataset(target)
 
 
-def test_text_model_on_images_and_image_size_refusals(tmp_path, image_folder, tiny_model_dir,
-                                                      tiny_profile):
+def test_text_model_on_images_and_image_size_refusals(
+    tmp_path, image_folder, tiny_model_dir, tiny_profile
+):
     result = _tune(tmp_path / "a", tiny_model_dir, image_folder, tiny_profile)
     assert result.exit_code == 2 and "holds images but model" in result.output
     vit = write_tiny_image_model(tmp_path / "vit", "vit")
@@ -193,20 +281,25 @@ def test_text_model_on_images_and_image_size_refusals(tmp_path, image_folder, ti
     assert not (tmp_path / "b" / "work" / "best").exists()  # refused before training
 
 
-def test_profile_image_size_is_what_a_cnn_trains_and_deploys_at(tmp_path, image_folder, tiny_profile):
+def test_profile_image_size_is_what_a_cnn_trains_and_deploys_at(
+    tmp_path, image_folder, tiny_profile
+):
     resnet = write_tiny_image_model(tmp_path / "resnet", "resnet")
     profile = tmp_path / "p24.toml"
     profile.write_text(tiny_profile.read_text() + "image_size = 24\n")
     result = _tune(tmp_path / "run", resnet, image_folder, profile, "--modes", "fp32")
     assert result.exit_code == 0, result.output
-    processor = json.loads((tmp_path / "run" / "work" / "best" / "preprocessor_config.json").read_text())
+    processor = json.loads(
+        (tmp_path / "run" / "work" / "best" / "preprocessor_config.json").read_text()
+    )
     assert processor["size"] == {"shortest_edge": 24}  # trained at the profile's size
     latency = json.loads((tmp_path / "run" / "report.json").read_text())["candidates"][0]["latency"]
     assert latency["input_shape"] == [1, 3, 24, 24]
 
 
-def test_plain_pytorch_image_model_tunes_reloads_and_prunes(tmp_path, monkeypatch, image_folder,
-                                                            tiny_profile):
+def test_plain_pytorch_image_model_tunes_reloads_and_prunes(
+    tmp_path, monkeypatch, image_folder, tiny_profile
+):
     from edgetune.exporter.onnx import load_checkpoint
 
     (tmp_path / "plain_models.py").write_text(PLAIN_MODULE)
@@ -216,12 +309,29 @@ def test_plain_pytorch_image_model_tunes_reloads_and_prunes(tmp_path, monkeypatc
     best = tmp_path / "run" / "best"
     assert json.loads((best / "edgetune.json").read_text())["task"] == "image-classification"
     assert json.loads((best / "edgetune_module.json").read_text())["labels"] == list(LABELS)
-    model, processor = load_checkpoint(tmp_path / "run" / "work" / "best",  # rebuilt, not unpickled
-                                       trust_factory="plain_models:small_cnn")
+    model, processor = load_checkpoint(
+        tmp_path / "run" / "work" / "best",  # rebuilt, not unpickled
+        trust_factory="plain_models:small_cnn",
+    )
     assert model.body[-1].out_features == 2 and processor.size == {"height": 32, "width": 32}
-    result = _run("prune", tmp_path / "run" / "work" / "best", "--pass", "channel-prune:ratio=0.5",
-                  "--data", image_folder, "--profile", tiny_profile, "--out", tmp_path / "pruned",
-                  "--epochs", "1", "--lr", "1e-3", "--trust-factory", "plain_models:small_cnn")
+    result = _run(
+        "prune",
+        tmp_path / "run" / "work" / "best",
+        "--pass",
+        "channel-prune:ratio=0.5",
+        "--data",
+        image_folder,
+        "--profile",
+        tiny_profile,
+        "--out",
+        tmp_path / "pruned",
+        "--epochs",
+        "1",
+        "--lr",
+        "1e-3",
+        "--trust-factory",
+        "plain_models:small_cnn",
+    )
     assert result.exit_code == 0, result.output
     pruning = json.loads((tmp_path / "pruned" / "edgetune.json").read_text())["pruning"]
     assert pruning["params_after"] < pruning["params_before"]
@@ -237,8 +347,18 @@ def test_quantize_image_bundle_calibrates_on_images(tuned, image_folder, tmp_pat
     import onnx
 
     out = tmp_path / "q"
-    result = _run("quantize", tuned["mobilenet_v2"] / "best", "--mode", "static-int8-minmax",
-                  "--calibration-data", image_folder, "--calibration-samples", "16", "--out", out)
+    result = _run(
+        "quantize",
+        tuned["mobilenet_v2"] / "best",
+        "--mode",
+        "static-int8-minmax",
+        "--calibration-data",
+        image_folder,
+        "--calibration-samples",
+        "16",
+        "--out",
+        out,
+    )
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "static-int8-minmax" / "edgetune.json").read_text())
     assert manifest["quantization"]["calibration_samples"] == 16
@@ -261,7 +381,9 @@ def test_predict_images_with_an_image_bundle(tuned, image_folder):
     from PIL import Image
 
     session = ort.InferenceSession(str(best / "model.onnx"), providers=["CPUExecutionProvider"])
-    batch = pixel_batches(AutoImageProcessor.from_pretrained(best), [Image.open(f) for f in files])[0]
+    batch = pixel_batches(AutoImageProcessor.from_pretrained(best), [Image.open(f) for f in files])[
+        0
+    ]
     expected = session.run(None, batch)[0].argmax(-1)
     assert [line["label"] for line in lines] == [LABELS[i] for i in expected]
     assert all(abs(sum(line["scores"].values()) - 1) < 1e-4 for line in lines)

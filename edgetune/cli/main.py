@@ -24,10 +24,12 @@ from edgetune.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EdgetuneError
 
 DEBUG_ENV = "EDGETUNE_DEBUG"
 # Errors of the machine, not of edgetune: said in one line, with what to do.
-MACHINE_ERRNOS = {errno.ENOSPC: "free some space or choose another --out",
-                  errno.EDQUOT: "free some space or choose another --out",
-                  errno.EACCES: "no permission: choose a folder you can write",
-                  errno.EROFS: "read-only file system: choose another --out"}
+MACHINE_ERRNOS = {
+    errno.ENOSPC: "free some space or choose another --out",
+    errno.EDQUOT: "free some space or choose another --out",
+    errno.EACCES: "no permission: choose a folder you can write",
+    errno.EROFS: "read-only file system: choose another --out",
+}
 
 
 class EdgetuneGroup(click.Group):
@@ -47,15 +49,21 @@ class EdgetuneGroup(click.Group):
             if _debug(ctx) or exc.errno not in MACHINE_ERRNOS:
                 raise
             where = f" ({exc.filename})" if exc.filename else ""
-            click.echo(f"error: {exc.strerror}{where}: {MACHINE_ERRNOS[exc.errno]}; nothing "
-                       "half-written was left (rerun with --resume where it applies)", err=True)
+            click.echo(
+                f"error: {exc.strerror}{where}: {MACHINE_ERRNOS[exc.errno]}; nothing "
+                "half-written was left (rerun with --resume where it applies)",
+                err=True,
+            )
             ctx.exit(EXIT_BAD_INPUT)
         except Exception as exc:
             if _debug(ctx):
                 raise
             first = (str(exc).strip().splitlines() or [""])[0]
-            click.echo(f"internal error: {exc.__class__.__name__}: {first} "
-                       "(run with --debug for the traceback)", err=True)
+            click.echo(
+                f"internal error: {exc.__class__.__name__}: {first} "
+                "(run with --debug for the traceback)",
+                err=True,
+            )
             ctx.exit(EXIT_INTERNAL)
 
 
@@ -63,7 +71,10 @@ def _debug(ctx: click.Context) -> bool:
     return bool(ctx.params.get("debug")) or os.environ.get(DEBUG_ENV) == "1"
 
 
-@click.group(cls=EdgetuneGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=EdgetuneGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="edgetune")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 def cli(debug: bool) -> None:
@@ -111,8 +122,10 @@ def profiles_list() -> None:
 
     for name in available_profiles():
         p = load_profile(name)
-        click.echo(f"{name:12s} {p.device:4s} threads={p.intra_op_threads} batch={p.batch_size} "
-                   f"seq={p.sequence_length} p90<={p.latency_budget_ms:g}ms  {p.description}")
+        click.echo(
+            f"{name:12s} {p.device:4s} threads={p.intra_op_threads} batch={p.batch_size} "
+            f"seq={p.sequence_length} p90<={p.latency_budget_ms:g}ms  {p.description}"
+        )
 
 
 @profiles.command("show")
@@ -143,20 +156,34 @@ def passes(as_json: bool) -> None:
 
     described = describe_passes()
     if as_json:
-        click.echo(json.dumps({"passes": described, "modes": [m.to_json() for m in MODES.values()]},
-                              indent=2, default=str))
+        click.echo(
+            json.dumps(
+                {"passes": described, "modes": [m.to_json() for m in MODES.values()]},
+                indent=2,
+                default=str,
+            )
+        )
         return
     for p in described:
         note = "" if p["speeds_up"] else "  [size only: no speed-up]"
         note += "  [runs after recovery training]" if p["after_training"] else ""
-        click.echo(f"{p['name']:20s} {p['stage']:5s} -> {p['precision']:4s} "
-                   f"({', '.join(p['devices'])}) {p['description']}{note}")
+        click.echo(
+            f"{p['name']:20s} {p['stage']:5s} -> {p['precision']:4s} "
+            f"({', '.join(p['devices'])}) {p['description']}{note}"
+        )
         for key, knob in p["options"].items():
             click.echo(f"    {key} = {knob['default']!r}  {knob['description']}")
     click.echo("\nmodes (presets):")
     for mode in MODES.values():
-        steps = " -> ".join(s.pass_name + (f"({', '.join(f'{k}={v}' for k, v in s.config.model_dump().items())})"
-                                           if s.config.model_dump() else "") for s in mode.steps)
+        steps = " -> ".join(
+            s.pass_name
+            + (
+                f"({', '.join(f'{k}={v}' for k, v in s.config.model_dump().items())})"
+                if s.config.model_dump()
+                else ""
+            )
+            for s in mode.steps
+        )
         click.echo(f"  {mode.name:24s} {steps or '(the export as is)'}")
 
 

@@ -6,15 +6,24 @@ import click
 
 
 def profile_option(default: str = "cpu-edge"):
-    return click.option("--profile", "profile_name", default=default, show_default=True,
-                        help="Deployment profile: a shipped name (see `edgetune profiles list`) or a .toml path.")
+    return click.option(
+        "--profile",
+        "profile_name",
+        default=default,
+        show_default=True,
+        help="Deployment profile: a shipped name (see `edgetune profiles list`) or a .toml path.",
+    )
 
 
 def trust_factory_option():
-    return click.option("--trust-factory", "trust_factory", default=None,
-                        metavar="PKG.MODULE:FACTORY",
-                        help="A plain PyTorch module's checkpoint names the factory that rebuilds "
-                        "it; it is imported (its code runs) only if you name the same one here.")
+    return click.option(
+        "--trust-factory",
+        "trust_factory",
+        default=None,
+        metavar="PKG.MODULE:FACTORY",
+        help="A plain PyTorch module's checkpoint names the factory that rebuilds "
+        "it; it is imported (its code runs) only if you name the same one here.",
+    )
 
 
 def split_list(value: str | None) -> list[str] | None:

@@ -15,17 +15,39 @@ MODE_LIST = ", ".join(MODES)
 @click.command()
 @click.argument("checkpoint", type=click.Path())
 @click.option("--out", "out_dir", required=True, help="Bundle folder to write.")
-@click.option("--quantize", default="none", show_default=True,
-              help=f"none (fp32) or any mode: {MODE_LIST}.")
+@click.option(
+    "--quantize", default="none", show_default=True, help=f"none (fp32) or any mode: {MODE_LIST}."
+)
 @click.option("--opset", type=int, default=None, help="ONNX opset (default 18).")
-@click.option("--atol", type=float, default=None, help="ONNX vs PyTorch logits tolerance (default 1e-4).")
-@click.option("--data", default=None, help="Data whose validation texts check the export (default: the sample saved by tune).")
+@click.option(
+    "--atol", type=float, default=None, help="ONNX vs PyTorch logits tolerance (default 1e-4)."
+)
+@click.option(
+    "--data",
+    default=None,
+    help="Data whose validation texts check the export (default: the sample saved by tune).",
+)
 @profile_option()
-@click.option("--input-shape", "input_shapes", multiple=True, help="NAME=1x3x224x224 per input of a plain PyTorch model (CHECKPOINT = pkg.module:factory).")
+@click.option(
+    "--input-shape",
+    "input_shapes",
+    multiple=True,
+    help="NAME=1x3x224x224 per input of a plain PyTorch model (CHECKPOINT = pkg.module:factory).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle folder.")
 @trust_factory_option()
-def export(checkpoint, out_dir, quantize, opset, atol, data, profile_name, input_shapes, overwrite,
-           trust_factory) -> None:
+def export(
+    checkpoint,
+    out_dir,
+    quantize,
+    opset,
+    atol,
+    data,
+    profile_name,
+    input_shapes,
+    overwrite,
+    trust_factory,
+) -> None:
     """Export a fine-tuned CHECKPOINT to a validated ONNX bundle, or a plain PyTorch model
     (CHECKPOINT = pkg.module:factory, a callable returning an nn.Module, with --input-shape) to
     OUT/model.onnx, checked against PyTorch on random inputs.
@@ -38,47 +60,118 @@ def export(checkpoint, out_dir, quantize, opset, atol, data, profile_name, input
     import edgetune
     from edgetune.config import ExportConfig, validated
 
-    config = validated(ExportConfig, "export", checkpoint=checkpoint, out=out_dir,
-                       quantize=quantize, opset=opset, atol=atol, data=data, profile=profile_name,
-                       input_shapes=list(input_shapes), overwrite=overwrite,
-                       trust_factory=trust_factory)
+    config = validated(
+        ExportConfig,
+        "export",
+        checkpoint=checkpoint,
+        out=out_dir,
+        quantize=quantize,
+        opset=opset,
+        atol=atol,
+        data=data,
+        profile=profile_name,
+        input_shapes=list(input_shapes),
+        overwrite=overwrite,
+        trust_factory=trust_factory,
+    )
     bundle = edgetune.export(config)
     if not hasattr(bundle, "manifest"):  # a plain PyTorch model
-        click.echo(f"model: {bundle.path}; ONNX vs PyTorch max |diff| {bundle.check.max_abs_diff:.2e} "
-                   f"on {bundle.check.examples} random inputs")
+        click.echo(
+            f"model: {bundle.path}; ONNX vs PyTorch max |diff| {bundle.check.max_abs_diff:.2e} "
+            f"on {bundle.check.examples} random inputs"
+        )
         return
     check = bundle.manifest.export_check
-    click.echo(f"bundle: {bundle.path} ({bundle.manifest.precision}); ONNX vs PyTorch max "
-               f"|diff| {check['max_abs_diff']:.2e} on {check['examples']} examples")
+    click.echo(
+        f"bundle: {bundle.path} ({bundle.manifest.precision}); ONNX vs PyTorch max "
+        f"|diff| {check['max_abs_diff']:.2e} on {check['examples']} examples"
+    )
 
 
 @click.command()
 @click.argument("checkpoint", type=click.Path())
 @click.option("--data", required=True, help="Training data for recovery (as for tune).")
 @click.option("--out", "out_dir", required=True, help="Bundle folder to write.")
-@click.option("--layers", type=int, default=None, help="Keep this many encoder layers (most important).")
-@click.option("--heads", type=float, default=0.0, show_default=True, help="Fraction of attention heads to remove per layer.")
-@click.option("--ffn", type=float, default=0.0, show_default=True, help="Fraction of FFN neurons to remove per layer.")
-@click.option("--pass", "passes", multiple=True, help="Another torch pass, NAME[:key=value,...] "
-              "(see `edgetune passes`), e.g. magnitude-sparsity:sparsity=0.5. Repeatable.")
-@click.option("--importance", type=click.Choice(["taylor", "magnitude"]), default="taylor", show_default=True,
-              help="taylor: |gradient x weight| on a few batches; magnitude: |weight|.")
-@click.option("--distill/--no-distill", default=True, show_default=True, help="Recover with distillation from the unpruned model.")
-@click.option("--distillation", type=click.Choice(["layerwise", "logits"]), default="layerwise", show_default=True,
-              help="layerwise: logits KL + hidden states of the kept teacher layers; logits: KL only.")
+@click.option(
+    "--layers", type=int, default=None, help="Keep this many encoder layers (most important)."
+)
+@click.option(
+    "--heads",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Fraction of attention heads to remove per layer.",
+)
+@click.option(
+    "--ffn",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Fraction of FFN neurons to remove per layer.",
+)
+@click.option(
+    "--pass",
+    "passes",
+    multiple=True,
+    help="Another torch pass, NAME[:key=value,...] "
+    "(see `edgetune passes`), e.g. magnitude-sparsity:sparsity=0.5. Repeatable.",
+)
+@click.option(
+    "--importance",
+    type=click.Choice(["taylor", "magnitude"]),
+    default="taylor",
+    show_default=True,
+    help="taylor: |gradient x weight| on a few batches; magnitude: |weight|.",
+)
+@click.option(
+    "--distill/--no-distill",
+    default=True,
+    show_default=True,
+    help="Recover with distillation from the unpruned model.",
+)
+@click.option(
+    "--distillation",
+    type=click.Choice(["layerwise", "logits"]),
+    default="layerwise",
+    show_default=True,
+    help="layerwise: logits KL + hidden states of the kept teacher layers; logits: KL only.",
+)
 @click.option("--epochs", type=float, default=1.0, show_default=True)
 @click.option("--max-train-minutes", type=float, default=None)
 @click.option("--max-train-samples", type=int, default=None)
-@click.option("--learning-rate", "--lr", default="auto", show_default=True,
-              help="A number, or auto: an LR range test on the pruned student picks it.")
+@click.option(
+    "--learning-rate",
+    "--lr",
+    default="auto",
+    show_default=True,
+    help="A number, or auto: an LR range test on the pruned student picks it.",
+)
 @click.option("--text-column", default=None)
 @click.option("--label-column", default=None)
 @profile_option()
 @click.option("--overwrite", is_flag=True)
 @trust_factory_option()
-def prune(checkpoint, data, out_dir, layers, heads, ffn, passes, importance, distill, distillation, epochs,
-          max_train_minutes, max_train_samples, learning_rate, text_column, label_column,
-          profile_name, overwrite, trust_factory) -> None:
+def prune(
+    checkpoint,
+    data,
+    out_dir,
+    layers,
+    heads,
+    ffn,
+    passes,
+    importance,
+    distill,
+    distillation,
+    epochs,
+    max_train_minutes,
+    max_train_samples,
+    learning_rate,
+    text_column,
+    label_column,
+    profile_name,
+    overwrite,
+    trust_factory,
+) -> None:
     """Structurally prune a fine-tuned CHECKPOINT, recover it by distillation, export a bundle.
 
     \b
@@ -89,32 +182,80 @@ def prune(checkpoint, data, out_dir, layers, heads, ffn, passes, importance, dis
     import edgetune
     from edgetune.config import PruneJobConfig, validated
 
-    train = {"epochs": epochs, "max_train_minutes": max_train_minutes,
-             "learning_rate": learning_rate, "max_train_samples": max_train_samples}
+    train = {
+        "epochs": epochs,
+        "max_train_minutes": max_train_minutes,
+        "learning_rate": learning_rate,
+        "max_train_samples": max_train_samples,
+    }
     config = validated(
-        PruneJobConfig, "prune", checkpoint=checkpoint, data=data, out=out_dir, layers=layers,
-        heads=heads, ffn=ffn, passes=list(passes), importance=importance, distill=distill,
-        distillation=distillation, train=train, profile=profile_name, text_column=text_column, label_column=label_column,
-        overwrite=overwrite, trust_factory=trust_factory)
+        PruneJobConfig,
+        "prune",
+        checkpoint=checkpoint,
+        data=data,
+        out=out_dir,
+        layers=layers,
+        heads=heads,
+        ffn=ffn,
+        passes=list(passes),
+        importance=importance,
+        distill=distill,
+        distillation=distillation,
+        train=train,
+        profile=profile_name,
+        text_column=text_column,
+        label_column=label_column,
+        overwrite=overwrite,
+        trust_factory=trust_factory,
+    )
     bundle = edgetune.prune(config)
     p = bundle.manifest.pruning
-    click.echo(f"bundle: {bundle.path} ({p['name']}: {p['params_after'] / 1e6:.1f}M of "
-               f"{p['params_before'] / 1e6:.1f}M parameters; PyTorch accuracy "
-               f"{bundle.manifest.metrics['pytorch_accuracy']:.4f})")
+    click.echo(
+        f"bundle: {bundle.path} ({p['name']}: {p['params_after'] / 1e6:.1f}M of "
+        f"{p['params_before'] / 1e6:.1f}M parameters; PyTorch accuracy "
+        f"{bundle.manifest.metrics['pytorch_accuracy']:.4f})"
+    )
 
 
 @click.command(epilog="\b\nModes:\n  " + MODE_LIST)
 @click.argument("model", type=click.Path())
-@click.option("--mode", "modes", required=True, help="Comma-separated modes, e.g. dynamic-int8,static-int8-minmax.")
-@click.option("--out", "out_dir", required=True, help="Folder; each mode is written to OUT/<mode>/.")
-@click.option("--calibration-data", default=None, help="Data whose training texts calibrate static INT8; "
-              "for a model without text inputs, a .npz of arrays named after its inputs (or a .npy).")
+@click.option(
+    "--mode",
+    "modes",
+    required=True,
+    help="Comma-separated modes, e.g. dynamic-int8,static-int8-minmax.",
+)
+@click.option(
+    "--out", "out_dir", required=True, help="Folder; each mode is written to OUT/<mode>/."
+)
+@click.option(
+    "--calibration-data",
+    default=None,
+    help="Data whose training texts calibrate static INT8; "
+    "for a model without text inputs, a .npz of arrays named after its inputs (or a .npy).",
+)
 @click.option("--calibration-samples", type=int, default=128, show_default=True)
-@click.option("--tokenizer", "tokenizer_dir", default=None, help="Tokenizer folder for a bare .onnx file.")
-@click.option("--max-length", type=int, default=128, show_default=True, help="Calibration length for a bare .onnx file.")
+@click.option(
+    "--tokenizer", "tokenizer_dir", default=None, help="Tokenizer folder for a bare .onnx file."
+)
+@click.option(
+    "--max-length",
+    type=int,
+    default=128,
+    show_default=True,
+    help="Calibration length for a bare .onnx file.",
+)
 @click.option("--overwrite", is_flag=True)
-def quantize(model, modes, out_dir, calibration_data, calibration_samples, tokenizer_dir, max_length,
-             overwrite) -> None:
+def quantize(
+    model,
+    modes,
+    out_dir,
+    calibration_data,
+    calibration_samples,
+    tokenizer_dir,
+    max_length,
+    overwrite,
+) -> None:
     """Quantize or optimize any ONNX MODEL (or edgetune BUNDLE) with ONNX Runtime.
 
     Accuracy is not measured here: run `edgetune bench OUT/<mode> --data D` on the result.
@@ -128,9 +269,17 @@ def quantize(model, modes, out_dir, calibration_data, calibration_samples, token
     from edgetune.config import QuantizeConfig, validated
 
     config = validated(
-        QuantizeConfig, "quantize", model=model, out=out_dir, modes=split_list(modes),
-        calibration_data=calibration_data, calibration_samples=calibration_samples,
-        tokenizer=tokenizer_dir, max_length=max_length, overwrite=overwrite)
+        QuantizeConfig,
+        "quantize",
+        model=model,
+        out=out_dir,
+        modes=split_list(modes),
+        calibration_data=calibration_data,
+        calibration_samples=calibration_samples,
+        tokenizer=tokenizer_dir,
+        max_length=max_length,
+        overwrite=overwrite,
+    )
     for name, path in edgetune.quantize(config).items():
         click.echo(f"{name}: {path}")
 
@@ -138,29 +287,93 @@ def quantize(model, modes, out_dir, calibration_data, calibration_samples, token
 @click.command()
 @click.argument("models", nargs=-1, required=True, type=click.Path())
 @profile_option()
-@click.option("--data", default=None, help="Data to measure accuracy on (its validation split by default); for a "
-              "model without text inputs, a .npz of arrays named after its inputs (or a .npy for one input).")
-@click.option("--labels", default=None, help="A .npy of class indices, one per row of --data arrays "
-              "(or a `labels` array inside the .npz).")
-@click.option("--split", type=click.Choice(["validation", "train", "all"]), default="validation", show_default=True)
+@click.option(
+    "--data",
+    default=None,
+    help="Data to measure accuracy on (its validation split by default); for a "
+    "model without text inputs, a .npz of arrays named after its inputs (or a .npy for one input).",
+)
+@click.option(
+    "--labels",
+    default=None,
+    help="A .npy of class indices, one per row of --data arrays "
+    "(or a `labels` array inside the .npz).",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["validation", "train", "all"]),
+    default="validation",
+    show_default=True,
+)
 @click.option("--text-column", default=None)
 @click.option("--label-column", default=None)
-@click.option("--tokenizer", "tokenizer_dir", default=None, help="Tokenizer folder for a bare .onnx file.")
-@click.option("--shape", "shapes", multiple=True, help="NAME=1x3x224x224: an input's shape, for models without a tokenizer (inputs are made from the graph).")
-@click.option("--min-runs", type=int, default=50, show_default=True, help="Runs per model, over all rounds.")
-@click.option("--min-seconds", type=float, default=None, help="Seconds per model, over all rounds (default: the profile's measure_seconds, 3 s shipped).")
-@click.option("--rounds", type=int, default=10, show_default=True, help="Interleaved rounds (order rotates).")
-@click.option("--repeat", type=int, default=1, show_default=True,
-              help="Time every model N times, as N processes in the same interleaved rounds (an A/A "
-                   "check: each copy's p50 ratio to the first, with its interval, should hold 1).")
-@click.option("--seed", type=int, default=42, show_default=True, help="Seed of the held-out split (as in tune).")
-@click.option("--target", default=None,
-              help="URL of an `edgetune agent` on the device: latency is measured there.")
-@click.option("--target-token-file", default=None, type=click.Path(dir_okay=False),
-              help="The agent's token (default: $EDGETUNE_AGENT_TOKEN).")
+@click.option(
+    "--tokenizer", "tokenizer_dir", default=None, help="Tokenizer folder for a bare .onnx file."
+)
+@click.option(
+    "--shape",
+    "shapes",
+    multiple=True,
+    help="NAME=1x3x224x224: an input's shape, for models without a tokenizer (inputs are made from the graph).",
+)
+@click.option(
+    "--min-runs", type=int, default=50, show_default=True, help="Runs per model, over all rounds."
+)
+@click.option(
+    "--min-seconds",
+    type=float,
+    default=None,
+    help="Seconds per model, over all rounds (default: the profile's measure_seconds, 3 s shipped).",
+)
+@click.option(
+    "--rounds", type=int, default=10, show_default=True, help="Interleaved rounds (order rotates)."
+)
+@click.option(
+    "--repeat",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Time every model N times, as N processes in the same interleaved rounds (an A/A "
+    "check: each copy's p50 ratio to the first, with its interval, should hold 1).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=42,
+    show_default=True,
+    help="Seed of the held-out split (as in tune).",
+)
+@click.option(
+    "--target",
+    default=None,
+    help="URL of an `edgetune agent` on the device: latency is measured there.",
+)
+@click.option(
+    "--target-token-file",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="The agent's token (default: $EDGETUNE_AGENT_TOKEN).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def bench(models, profile_name, data, labels, split, text_column, label_column, tokenizer_dir, shapes,
-          min_runs, min_seconds, rounds, repeat, seed, target, target_token_file, as_json) -> None:
+def bench(
+    models,
+    profile_name,
+    data,
+    labels,
+    split,
+    text_column,
+    label_column,
+    tokenizer_dir,
+    shapes,
+    min_runs,
+    min_seconds,
+    rounds,
+    repeat,
+    seed,
+    target,
+    target_token_file,
+    as_json,
+) -> None:
     """Latency (p50/p90/p99 with 95 % intervals, throughput, peak RSS, size) and accuracy of
     MODEL.onnx files or BUNDLEs. Several models are timed side by side in interleaved rounds,
     and each one's p50/p90 ratio to the first is printed with its interval. A model without a
@@ -177,20 +390,41 @@ def bench(models, profile_name, data, labels, split, text_column, label_column, 
     import edgetune
     from edgetune.config import BenchConfig, validated
 
-    report = edgetune.bench(validated(
-        BenchConfig, "bench", models=list(models), profile=profile_name, data=data, labels=labels, split=split,
-        text_column=text_column, label_column=label_column, tokenizer=tokenizer_dir,
-        shapes=list(shapes), min_runs=min_runs, min_seconds=min_seconds, rounds=rounds, repeat=repeat, seed=seed,
-        target=target, target_token_file=target_token_file))
+    report = edgetune.bench(
+        validated(
+            BenchConfig,
+            "bench",
+            models=list(models),
+            profile=profile_name,
+            data=data,
+            labels=labels,
+            split=split,
+            text_column=text_column,
+            label_column=label_column,
+            tokenizer=tokenizer_dir,
+            shapes=list(shapes),
+            min_runs=min_runs,
+            min_seconds=min_seconds,
+            rounds=rounds,
+            repeat=repeat,
+            seed=seed,
+            target=target,
+            target_token_file=target_token_file,
+        )
+    )
     if as_json:
         single = len(models) == 1 and repeat == 1
-        click.echo(json.dumps(report.results[0].to_json() if single else report.to_json(), indent=2))
+        click.echo(
+            json.dumps(report.results[0].to_json() if single else report.to_json(), indent=2)
+        )
         return
     console = stdout_console()
     first = report.results[0]
     where = first.latency.machine if first.latency else {}
-    title = f"on {first.profile}, measured on {where.get('cpu') or '?'} ({where.get('cores')} " \
-            f"cores, {where.get('id')})"
+    title = (
+        f"on {first.profile}, measured on {where.get('cpu') or '?'} ({where.get('cores')} "
+        f"cores, {where.get('id')})"
+    )
     console.print(bench_table(report.results, report.ratios, title))
     if repeat > 1:
         console.print(repeat_table(report))
@@ -204,53 +438,114 @@ def bench_table(results, ratios: list[dict], title: str):
     from rich.table import Table
 
     table = Table(title=title)
-    for name in ("model", "input shape", "p50 ms [95% CI]", "p90 ms [95% CI]", "p99 ms",
-                 "items/s", "traffic p50 / p90 ms", "peak RSS MB", "size MB", "accuracy [95% CI]",
-                 "macro-F1", "p50 vs first [95% CI]"):
+    for name in (
+        "model",
+        "input shape",
+        "p50 ms [95% CI]",
+        "p90 ms [95% CI]",
+        "p99 ms",
+        "items/s",
+        "traffic p50 / p90 ms",
+        "peak RSS MB",
+        "size MB",
+        "accuracy [95% CI]",
+        "macro-F1",
+        "p50 vs first [95% CI]",
+    ):
         table.add_column(name, justify="left" if name == "model" else "right")
     by_model = {r["model"]: r for r in ratios}
     for r in results:
         lat, acc = r.latency, r.accuracy
         ratio = by_model.get(r.model)
-        traffic = (f"{lat.traffic_p50_ms:.2f} / {lat.traffic_p90_ms:.2f}"
-                   if lat.traffic_p50_ms is not None else "-")
+        traffic = (
+            f"{lat.traffic_p50_ms:.2f} / {lat.traffic_p90_ms:.2f}"
+            if lat.traffic_p50_ms is not None
+            else "-"
+        )
         table.add_row(
-            r.model, lat.shape_label, _ci(lat.p50_ms, lat.p50_ci),
-            _ci(lat.p90_ms, lat.p90_ci), f"{lat.p99_ms:.2f}", f"{lat.throughput_items_per_s:.1f}",
-            traffic, f"{lat.peak_rss_mb:.0f}", f"{r.size_mb:.1f}",
-            f"{acc.accuracy:.4f} [{acc.ci[0]:.3f}, {acc.ci[1]:.3f}] n={acc.examples}" if acc else "-",
+            r.model,
+            lat.shape_label,
+            _ci(lat.p50_ms, lat.p50_ci),
+            _ci(lat.p90_ms, lat.p90_ci),
+            f"{lat.p99_ms:.2f}",
+            f"{lat.throughput_items_per_s:.1f}",
+            traffic,
+            f"{lat.peak_rss_mb:.0f}",
+            f"{r.size_mb:.1f}",
+            f"{acc.accuracy:.4f} [{acc.ci[0]:.3f}, {acc.ci[1]:.3f}] n={acc.examples}"
+            if acc
+            else "-",
             f"{acc.macro_f1:.4f}" if acc else "-",
-            "{:.2f}x [{:.2f}, {:.2f}]".format(*ratio["p50_ratio"]) if ratio else "1 (reference)")
+            "{:.2f}x [{:.2f}, {:.2f}]".format(*ratio["p50_ratio"]) if ratio else "1 (reference)",
+        )
     return table
 
 
 def repeat_table(report):
     from rich.table import Table
 
-    table = Table(title=f"the same files timed {len(report.repeats)} times side by side (A/A check)")
+    table = Table(
+        title=f"the same files timed {len(report.repeats)} times side by side (A/A check)"
+    )
     for name in ("model", "copy", "p50 ms [95% CI]", "p90 ms [95% CI]", "p50 vs copy 1 [95% CI]"):
         table.add_column(name, justify="left" if name == "model" else "right")
     ratio = {(r["model"], r["repeat"]): r["p50_ratio"] for r in report.repeat_ratios}
     for k, row in enumerate(report.repeats, start=1):
         for r in row:
             lat = r.latency
-            table.add_row(r.model, str(k), _ci(lat.p50_ms, lat.p50_ci), _ci(lat.p90_ms, lat.p90_ci),
-                          "{:.3f}x [{:.3f}, {:.3f}]".format(*ratio[r.model, k]) if k > 1 else "1 (reference)")
+            table.add_row(
+                r.model,
+                str(k),
+                _ci(lat.p50_ms, lat.p50_ci),
+                _ci(lat.p90_ms, lat.p90_ci),
+                "{:.3f}x [{:.3f}, {:.3f}]".format(*ratio[r.model, k]) if k > 1 else "1 (reference)",
+            )
     return table
 
 
 @click.command()
 @click.argument("bundle", type=click.Path())
-@click.option("--text", "texts", multiple=True, help="A text to classify (repeatable); prints JSON lines.")
-@click.option("--text-pair", "text_pairs", multiple=True, help="For a sentence-pair bundle: the second text of each --text, in order.")
-@click.option("--image", "images", multiple=True, help="For an image bundle: an image file to classify (repeatable).")
-@click.option("--input", "input_file", default=None, help="A .csv/.tsv/.jsonl file of texts (streamed).")
-@click.option("--text-column", default=None, help="Text column of --input, or a,b for a pair bundle (default: detected by name).")
-@click.option("--out", "out_file", default=None, help="Predictions file, .csv or .jsonl (default: INPUT.predictions.jsonl).")
-@click.option("--batch-size", type=int, default=None, help="Texts per run (default: the bundle's profile batch).")
-@click.option("--threads", type=int, default=0, show_default=True, help="ONNX Runtime threads (0: all cores).")
-def predict(bundle, texts, text_pairs, images, input_file, text_column, out_file, batch_size,
-            threads) -> None:
+@click.option(
+    "--text", "texts", multiple=True, help="A text to classify (repeatable); prints JSON lines."
+)
+@click.option(
+    "--text-pair",
+    "text_pairs",
+    multiple=True,
+    help="For a sentence-pair bundle: the second text of each --text, in order.",
+)
+@click.option(
+    "--image",
+    "images",
+    multiple=True,
+    help="For an image bundle: an image file to classify (repeatable).",
+)
+@click.option(
+    "--input", "input_file", default=None, help="A .csv/.tsv/.jsonl file of texts (streamed)."
+)
+@click.option(
+    "--text-column",
+    default=None,
+    help="Text column of --input, or a,b for a pair bundle (default: detected by name).",
+)
+@click.option(
+    "--out",
+    "out_file",
+    default=None,
+    help="Predictions file, .csv or .jsonl (default: INPUT.predictions.jsonl).",
+)
+@click.option(
+    "--batch-size",
+    type=int,
+    default=None,
+    help="Texts per run (default: the bundle's profile batch).",
+)
+@click.option(
+    "--threads", type=int, default=0, show_default=True, help="ONNX Runtime threads (0: all cores)."
+)
+def predict(
+    bundle, texts, text_pairs, images, input_file, text_column, out_file, batch_size, threads
+) -> None:
     """Classify texts with a BUNDLE (ONNX Runtime and tokenizers only: no torch), or images
     with an image bundle (--image; its image processor prepares them).
 
@@ -265,10 +560,21 @@ def predict(bundle, texts, text_pairs, images, input_file, text_column, out_file
     import edgetune
     from edgetune.config import PredictConfig, validated
 
-    result = edgetune.predict(validated(
-        PredictConfig, "predict", bundle=bundle, texts=list(texts), text_pairs=list(text_pairs),
-        images=list(images), input=input_file,
-        text_column=text_column, out=out_file, batch_size=batch_size, threads=threads))
+    result = edgetune.predict(
+        validated(
+            PredictConfig,
+            "predict",
+            bundle=bundle,
+            texts=list(texts),
+            text_pairs=list(text_pairs),
+            images=list(images),
+            input=input_file,
+            text_column=text_column,
+            out=out_file,
+            batch_size=batch_size,
+            threads=threads,
+        )
+    )
     for index, prediction in enumerate(result.predictions):
         if images:
             click.echo(json.dumps({"image": images[index], **prediction}))

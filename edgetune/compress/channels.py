@@ -18,8 +18,12 @@ from edgetune.errors import InputError
 
 
 class ChannelConfig(PassConfig):
-    ratio: float = Field(ge=0.0, lt=1.0, description="share of channels removed in every prunable layer")
-    round_to: int = Field(8, ge=1, description="kept channel counts are multiples of this (kernel-friendly)")
+    ratio: float = Field(
+        ge=0.0, lt=1.0, description="share of channels removed in every prunable layer"
+    )
+    round_to: int = Field(
+        8, ge=1, description="kept channel counts are multiples of this (kernel-friendly)"
+    )
 
 
 def _classifier(model: nn.Module) -> list[nn.Module]:
@@ -29,14 +33,18 @@ def _classifier(model: nn.Module) -> list[nn.Module]:
         return [m for m in head.modules() if isinstance(m, nn.Linear | nn.Conv2d)] or [head]
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if not linears:
-        raise InputError(f"channel-prune: the {model.config.model_type} model has no classifier head")
+        raise InputError(
+            f"channel-prune: the {model.config.model_type} model has no classifier head"
+        )
     return linears[-1:]
 
 
 class ChannelPrune(TorchPass):
     name = "channel-prune"
     Config = ChannelConfig
-    description = "remove the smallest-norm channel groups of a CNN (Torch-Pruning dependency graph)"
+    description = (
+        "remove the smallest-norm channel groups of a CNN (Torch-Pruning dependency graph)"
+    )
 
     def run(self, model: nn.Module, config: ChannelConfig, ctx: PassContext) -> dict:
         import torch
@@ -44,17 +52,24 @@ class ChannelPrune(TorchPass):
 
         kind = model.config.model_type
         if any("attention" in name for name, _ in model.named_modules()):
-            raise InputError(f"channel-prune: the {kind} model is a transformer, not a CNN; prune "
-                             "its layers, heads or FFN neurons instead (--layers/--heads/--ffn)")
+            raise InputError(
+                f"channel-prune: the {kind} model is a transformer, not a CNN; prune "
+                "its layers, heads or FFN neurons instead (--layers/--heads/--ffn)"
+            )
         if not any(isinstance(m, nn.Conv2d) for m in model.modules()):
             raise InputError(f"channel-prune: the {kind} model has no convolutions to prune")
         example = _example_input(model, ctx)
         before = sum(p.numel() for p in model.parameters())
         model.eval()
         pruner = tp.pruner.MagnitudePruner(
-            model, example, importance=tp.importance.GroupMagnitudeImportance(p=2),
-            pruning_ratio=config.ratio, ignored_layers=_classifier(model), round_to=config.round_to,
-            output_transform=lambda out: out.logits)
+            model,
+            example,
+            importance=tp.importance.GroupMagnitudeImportance(p=2),
+            pruning_ratio=config.ratio,
+            ignored_layers=_classifier(model),
+            round_to=config.round_to,
+            output_transform=lambda out: out.logits,
+        )
         with torch.no_grad():
             pruner.step()
         after = sum(p.numel() for p in model.parameters())

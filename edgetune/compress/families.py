@@ -32,31 +32,76 @@ class Family:
     no_head_pruning: str = ""  # why heads cannot be pruned in this family, if they cannot
 
 
-_BERT = Family("encoder.layer", "attention.self.query", "attention.self.key", "attention.self.value",
-               "attention.output.dense", "intermediate.dense", "output.dense",
-               "attention.self.num_attention_heads", "attention.self.attention_head_size")
+_BERT = Family(
+    "encoder.layer",
+    "attention.self.query",
+    "attention.self.key",
+    "attention.self.value",
+    "attention.output.dense",
+    "intermediate.dense",
+    "output.dense",
+    "attention.self.num_attention_heads",
+    "attention.self.attention_head_size",
+)
 
 # ViT and DeiT blocks: the same attribute paths (patch embeddings instead of token embeddings).
-_VIT = Family("encoder.layer", "attention.attention.query", "attention.attention.key",
-              "attention.attention.value", "attention.output.dense", "intermediate.dense",
-              "output.dense", "attention.attention.num_attention_heads",
-              "attention.attention.attention_head_size")
+_VIT = Family(
+    "encoder.layer",
+    "attention.attention.query",
+    "attention.attention.key",
+    "attention.attention.value",
+    "attention.output.dense",
+    "intermediate.dense",
+    "output.dense",
+    "attention.attention.num_attention_heads",
+    "attention.attention.attention_head_size",
+)
 
 FAMILIES: dict[str, Family] = {
-    "vit": _VIT, "deit": _VIT,
-    "bert": _BERT, "roberta": _BERT, "xlm-roberta": _BERT, "electra": _BERT, "camembert": _BERT,
-    "distilbert": Family("transformer.layer", "attention.q_lin", "attention.k_lin", "attention.v_lin",
-                         "attention.out_lin", "ffn.lin1", "ffn.lin2", "attention.n_heads",
-                         "attention.attention_head_size", "n_layers", "hidden_dim"),
-    "deberta-v2": Family("encoder.layer", "attention.self.query_proj", "attention.self.key_proj",
-                         "attention.self.value_proj", "attention.output.dense", "intermediate.dense",
-                         "output.dense", "attention.self.num_attention_heads",
-                         "attention.self.attention_head_size",
-                         no_head_pruning="transformers has no head pruning for its disentangled attention"),
-    "mpnet": Family("encoder.layer", "attention.attn.q", "attention.attn.k", "attention.attn.v",
-                    "attention.attn.o", "intermediate.dense", "output.dense",
-                    "attention.attn.num_attention_heads", "attention.attn.attention_head_size",
-                    no_head_pruning="its relative position bias is shared by all layers, one value per head"),
+    "vit": _VIT,
+    "deit": _VIT,
+    "bert": _BERT,
+    "roberta": _BERT,
+    "xlm-roberta": _BERT,
+    "electra": _BERT,
+    "camembert": _BERT,
+    "distilbert": Family(
+        "transformer.layer",
+        "attention.q_lin",
+        "attention.k_lin",
+        "attention.v_lin",
+        "attention.out_lin",
+        "ffn.lin1",
+        "ffn.lin2",
+        "attention.n_heads",
+        "attention.attention_head_size",
+        "n_layers",
+        "hidden_dim",
+    ),
+    "deberta-v2": Family(
+        "encoder.layer",
+        "attention.self.query_proj",
+        "attention.self.key_proj",
+        "attention.self.value_proj",
+        "attention.output.dense",
+        "intermediate.dense",
+        "output.dense",
+        "attention.self.num_attention_heads",
+        "attention.self.attention_head_size",
+        no_head_pruning="transformers has no head pruning for its disentangled attention",
+    ),
+    "mpnet": Family(
+        "encoder.layer",
+        "attention.attn.q",
+        "attention.attn.k",
+        "attention.attn.v",
+        "attention.attn.o",
+        "intermediate.dense",
+        "output.dense",
+        "attention.attn.num_attention_heads",
+        "attention.attn.attention_head_size",
+        no_head_pruning="its relative position bias is shared by all layers, one value per head",
+    ),
 }
 
 
@@ -65,11 +110,15 @@ def family_of(model: nn.Module, step: str) -> Family:
     model_type = model.config.model_type
     family = FAMILIES.get(model_type)
     if family is None:
-        raise InputError(f"{step}: the {model_type} family is not supported for structured pruning "
-                         f"(supported: {', '.join(sorted(FAMILIES))})")
+        raise InputError(
+            f"{step}: the {model_type} family is not supported for structured pruning "
+            f"(supported: {', '.join(sorted(FAMILIES))})"
+        )
     if step == "head-prune" and family.no_head_pruning:
-        raise InputError(f"head-prune: the {model_type} family has no head pruning ({family.no_head_pruning}); "
-                         "prune layers (L) or FFN neurons (F) instead")
+        raise InputError(
+            f"head-prune: the {model_type} family has no head pruning ({family.no_head_pruning}); "
+            "prune layers (L) or FFN neurons (F) instead"
+        )
     return family
 
 

@@ -67,8 +67,11 @@ def importance_named(name: str | Importance) -> Importance:
     return CRITERIA[name]()
 
 
-def compute_scores(model: nn.Module, batches: list[dict[str, torch.Tensor]] | None = None,
-                   importance: str | Importance = "taylor") -> Scores:
+def compute_scores(
+    model: nn.Module,
+    batches: list[dict[str, torch.Tensor]] | None = None,
+    importance: str | Importance = "taylor",
+) -> Scores:
     """Importance of each layer, head and FFN neuron (higher = keep)."""
     criterion = importance_named(importance)
     family = family_of(model, "pruning")
@@ -81,8 +84,9 @@ def compute_scores(model: nn.Module, batches: list[dict[str, torch.Tensor]] | No
         n_heads, size = get(layer, family.heads), get(layer, family.head_size)
         head_scores.append((per_row + per_col).view(n_heads, size).sum(dim=1))
         inter, output = get(layer, family.ffn_in), get(layer, family.ffn_out)
-        ffn_scores.append(criterion.score(inter.weight).sum(dim=1)
-                          + criterion.score(output.weight).sum(dim=0))
+        ffn_scores.append(
+            criterion.score(inter.weight).sum(dim=1) + criterion.score(output.weight).sum(dim=0)
+        )
         layer_scores.append(sum(criterion.score(p).sum() for p in layer.parameters()))
     model.zero_grad()
     return Scores(torch.stack(layer_scores), head_scores, torch.stack(ffn_scores))

@@ -42,35 +42,81 @@ class Mode:
 
 
 def _mode(name: str, description: str, default_on: str, *steps: tuple[str, dict]) -> Mode:
-    return Mode(name, tuple(Step.of(p, **cfg) for p, cfg in steps), description,
-                frozenset(default_on.split()))
+    return Mode(
+        name,
+        tuple(Step.of(p, **cfg) for p, cfg in steps),
+        description,
+        frozenset(default_on.split()),
+    )
 
 
 FUSE = ("ort-fusion", {})
-MODES: dict[str, Mode] = {m.name: m for m in (
-    _mode("fp32", "the exported model as is", "cpu cuda"),
-    _mode("optimized-fp32", "ORT transformer fusions (attention, LayerNorm, GELU)", "cpu cuda", FUSE),
-    _mode("dynamic-int8", "fused + dynamic INT8, per-channel weights", "cpu cuda",
-          FUSE, ("dynamic-int8", {"per_channel": True})),
-    _mode("dynamic-int8-per-tensor", "fused + dynamic INT8, per-tensor weights", "cpu",
-          FUSE, ("dynamic-int8", {"per_channel": False})),
-    _mode("static-int8-minmax", "static INT8 (QDQ), MinMax calibration", "cpu",
-          ("static-int8", {"method": "minmax"})),
-    _mode("static-int8-entropy", "static INT8 (QDQ), Entropy calibration", "",
-          ("static-int8", {"method": "entropy"})),
-    _mode("static-int8-percentile", "static INT8 (QDQ), 99.99th percentile calibration", "cpu",
-          ("static-int8", {"method": "percentile"})),
-    _mode("fp16", "fused + FP16 weights and compute, fp32 IO (for GPUs)", "cuda", FUSE, ("fp16", {})),
-    _mode("int4", "INT4 weight-only MatMulNBits (block 32)", "cpu", ("int4", {"block_size": 32})),
-)}
+MODES: dict[str, Mode] = {
+    m.name: m
+    for m in (
+        _mode("fp32", "the exported model as is", "cpu cuda"),
+        _mode(
+            "optimized-fp32",
+            "ORT transformer fusions (attention, LayerNorm, GELU)",
+            "cpu cuda",
+            FUSE,
+        ),
+        _mode(
+            "dynamic-int8",
+            "fused + dynamic INT8, per-channel weights",
+            "cpu cuda",
+            FUSE,
+            ("dynamic-int8", {"per_channel": True}),
+        ),
+        _mode(
+            "dynamic-int8-per-tensor",
+            "fused + dynamic INT8, per-tensor weights",
+            "cpu",
+            FUSE,
+            ("dynamic-int8", {"per_channel": False}),
+        ),
+        _mode(
+            "static-int8-minmax",
+            "static INT8 (QDQ), MinMax calibration",
+            "cpu",
+            ("static-int8", {"method": "minmax"}),
+        ),
+        _mode(
+            "static-int8-entropy",
+            "static INT8 (QDQ), Entropy calibration",
+            "",
+            ("static-int8", {"method": "entropy"}),
+        ),
+        _mode(
+            "static-int8-percentile",
+            "static INT8 (QDQ), 99.99th percentile calibration",
+            "cpu",
+            ("static-int8", {"method": "percentile"}),
+        ),
+        _mode(
+            "fp16",
+            "fused + FP16 weights and compute, fp32 IO (for GPUs)",
+            "cuda",
+            FUSE,
+            ("fp16", {}),
+        ),
+        _mode(
+            "int4", "INT4 weight-only MatMulNBits (block 32)", "cpu", ("int4", {"block_size": 32})
+        ),
+    )
+}
 
 
 def unfused(mode: Mode, model_type: str) -> Mode:
     """`mode` without its graph-fusion step, for a family ONNX Runtime has no fusion recipe for
     (the rest of the chain, e.g. dynamic INT8, applies to any graph)."""
     steps = tuple(s for s in mode.steps if s.pass_name != "ort-fusion")
-    return Mode(mode.name, steps, f"{mode.description} (unfused: no ORT fusion recipe for "
-                f"{model_type})", mode.default_on)
+    return Mode(
+        mode.name,
+        steps,
+        f"{mode.description} (unfused: no ORT fusion recipe for {model_type})",
+        mode.default_on,
+    )
 
 
 def resolve_modes(names: list[str] | None) -> list[Mode] | None:
@@ -88,8 +134,13 @@ def default_modes(device: str, precisions: list[str]) -> list[Mode]:
     return [m for m in MODES.values() if device in m.default_on and m.precision in precisions]
 
 
-def build_variants(fp32: str | Path, out_dir: str | Path, modes: list[Mode], ctx: PassContext,
-                   skip_inapplicable: bool = False) -> dict[str, tuple[Path, dict]]:
+def build_variants(
+    fp32: str | Path,
+    out_dir: str | Path,
+    modes: list[Mode],
+    ctx: PassContext,
+    skip_inapplicable: bool = False,
+) -> dict[str, tuple[Path, dict]]:
     """Build each mode from `fp32` into `out_dir/<name>.onnx`; returns paths and settings.
 
     Settings are the steps run (pass + config) and what each chose, keyed by the mode's name.
@@ -126,7 +177,7 @@ def _build_prefixes(mode: Mode, prefixes: dict, out_dir: Path, ctx: PassContext)
     for i in range(1, len(mode.steps) + 1):
         if mode.steps[:i] in prefixes:
             continue
-        source, done = prefixes[mode.steps[:i - 1]]
+        source, done = prefixes[mode.steps[: i - 1]]
         step = mode.steps[i - 1]
         target = out_dir / f"{mode.name}.step{i}.onnx"
         chosen = get_pass(step.pass_name).run(source, target, step.config, ctx)

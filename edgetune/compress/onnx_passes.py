@@ -41,8 +41,10 @@ def ort_model_type(model_type: str | None) -> str:
     try:
         return ORTConfigManager.get_model_ort_type(model_type)
     except KeyError:
-        raise InputError(f"ort-fusion: the {model_type} family has no ONNX Runtime fusion recipe; "
-                         "use --modes without fusion (fp32, static-int8-minmax)") from None
+        raise InputError(
+            f"ort-fusion: the {model_type} family has no ONNX Runtime fusion recipe; "
+            "use --modes without fusion (fp32, static-int8-minmax)"
+        ) from None
 
 
 def has_fusion_recipe(model_type: str | None) -> bool:
@@ -67,13 +69,16 @@ class NothingToQuantize(InputError):
 def refuse_if_unchanged(source: Path, target: Path, pass_name: str, quantizes: str) -> None:
     """A quantizer that found nothing to quantize writes a copy; labelling that copy int8/int4
     would be a lie, so say so instead (and leave nothing behind)."""
+
     def op_types(path: Path) -> Counter:
         return Counter(n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node)
 
     if op_types(source) == op_types(target):
         target.unlink(missing_ok=True)
-        raise NothingToQuantize(f"{pass_name}: {source.name} has nothing this pass quantizes (it takes "
-                         f"{quantizes} with constant weights); no model written")
+        raise NothingToQuantize(
+            f"{pass_name}: {source.name} has nothing this pass quantizes (it takes "
+            f"{quantizes} with constant weights); no model written"
+        )
 
 
 @contextlib.contextmanager
@@ -123,11 +128,20 @@ class OrtFusion(OnnxPass):
 
         ort_type = ort_model_type(ctx.model_type)
         with _in_temp_dir():
-            optimized = optimize_model(str(source), model_type=ort_type, num_heads=0, hidden_size=0,
-                                       optimization_options=FusionOptions(ort_type), opt_level=0)
+            optimized = optimize_model(
+                str(source),
+                model_type=ort_type,
+                num_heads=0,
+                hidden_size=0,
+                optimization_options=FusionOptions(ort_type),
+                opt_level=0,
+            )
             optimized.save_model_to_file(str(target), use_external_data_format=False)
-        return {"optimizer": "onnxruntime.transformers", "model_type": ort_type,
-                "fused_ops": {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}}
+        return {
+            "optimizer": "onnxruntime.transformers",
+            "model_type": ort_type,
+            "fused_ops": {k: v for k, v in optimized.get_fused_operator_statistics().items() if v},
+        }
 
 
 class DynamicInt8Config(PassConfig):
@@ -145,20 +159,28 @@ class DynamicInt8(OnnxPass):
 
         choice = choose_dynamic_int8(ctx.flags, per_channel=config.per_channel)
         with _in_temp_dir():
-            quantize_dynamic(str(source), str(target), per_channel=choice.per_channel,
-                             reduce_range=choice.reduce_range, weight_type=QuantType.QInt8,
-                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+            quantize_dynamic(
+                str(source),
+                str(target),
+                per_channel=choice.per_channel,
+                reduce_range=choice.reduce_range,
+                weight_type=QuantType.QInt8,
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            )
         refuse_if_unchanged(source, target, self.name, "MatMul, Gemm, Conv, Gather")
         return {"quantization": choice.to_json()}
 
 
 class StaticInt8Config(PassConfig):
     method: Literal["minmax", "entropy", "percentile"] = Field(
-        "minmax", description="how activation ranges are calibrated")
+        "minmax", description="how activation ranges are calibrated"
+    )
     percentile: float = Field(99.99, gt=90, le=100, description="for method=percentile")
     per_channel: bool = Field(True, description="one scale per output channel of each weight")
-    op_types: tuple[str, ...] = Field(("MatMul", "Gemm", "Conv"), description="ops to quantize "
-                                      "(Conv: image models; text encoders have none)")
+    op_types: tuple[str, ...] = Field(
+        ("MatMul", "Gemm", "Conv"),
+        description="ops to quantize (Conv: image models; text encoders have none)",
+    )
 
 
 class StaticInt8(OnnxPass):
@@ -179,31 +201,50 @@ class StaticInt8(OnnxPass):
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
         if not ctx.calibration:
-            raise InputError(f"static-int8-{config.method} needs calibration data (--calibration-data)")
+            raise InputError(
+                f"static-int8-{config.method} needs calibration data (--calibration-data)"
+            )
         choice = choose_dynamic_int8(ctx.flags)
         graph = onnx.load(str(source), load_external_data=False).graph
         weights = {init.name for init in graph.initializer}  # older files list weights as inputs
         names = [i.name for i in graph.input if i.name not in weights]
-        methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                   "percentile": CalibrationMethod.Percentile}
+        methods = {
+            "minmax": CalibrationMethod.MinMax,
+            "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile,
+        }
         with _in_temp_dir() as tmp:
             prepared = tmp / "prepared.onnx"
             quant_pre_process(str(source), str(prepared), auto_merge=True, skip_optimization=False)
             quantize_static(
-                str(prepared), str(target), _Batches(ctx.calibration, names),
-                quant_format=QuantFormat.QDQ, per_channel=config.per_channel,
-                reduce_range=choice.reduce_range, op_types_to_quantize=list(config.op_types),
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                str(prepared),
+                str(target),
+                _Batches(ctx.calibration, names),
+                quant_format=QuantFormat.QDQ,
+                per_channel=config.per_channel,
+                reduce_range=choice.reduce_range,
+                op_types_to_quantize=list(config.op_types),
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
                 calibrate_method=methods[config.method],
-                extra_options={"CalibMaxIntermediateOutputs": _flush_every(len(ctx.calibration)),
-                               "CalibPercentile": config.percentile},
+                extra_options={
+                    "CalibMaxIntermediateOutputs": _flush_every(len(ctx.calibration)),
+                    "CalibPercentile": config.percentile,
+                },
             )
         refuse_if_unchanged(source, target, self.name, " or ".join(config.op_types))
         samples = sum(len(next(iter(b.values()))) for b in ctx.calibration)
-        return {"quantization": {"mode": f"static-int8-{config.method}", "format": "QDQ",
-                                 "calibration_method": config.method, "calibration_samples": samples,
-                                 "op_types": list(config.op_types), "per_channel": config.per_channel,
-                                 "reduce_range": choice.reduce_range}}
+        return {
+            "quantization": {
+                "mode": f"static-int8-{config.method}",
+                "format": "QDQ",
+                "calibration_method": config.method,
+                "calibration_samples": samples,
+                "op_types": list(config.op_types),
+                "per_channel": config.per_channel,
+                "reduce_range": choice.reduce_range,
+            }
+        }
 
 
 class Fp16(OnnxPass):
@@ -240,11 +281,22 @@ class Int4WeightOnly(OnnxPass):
         if config.block_size & (config.block_size - 1):
             raise InputError(f"int4 block_size must be a power of two, got {config.block_size}")
         with _in_temp_dir():
-            quantizer = MatMulNBitsQuantizer(str(source), bits=4, block_size=config.block_size,
-                                             is_symmetric=config.symmetric,
-                                             accuracy_level=config.accuracy_level)
+            quantizer = MatMulNBitsQuantizer(
+                str(source),
+                bits=4,
+                block_size=config.block_size,
+                is_symmetric=config.symmetric,
+                accuracy_level=config.accuracy_level,
+            )
             quantizer.process()
             quantizer.model.save_model_to_file(str(target), use_external_data_format=False)
         refuse_if_unchanged(source, target, self.name, "MatMul")
-        return {"quantization": {"mode": "int4", "op": "MatMulNBits", "block_size": config.block_size,
-                                 "symmetric": config.symmetric, "accuracy_level": config.accuracy_level}}
+        return {
+            "quantization": {
+                "mode": "int4",
+                "op": "MatMulNBits",
+                "block_size": config.block_size,
+                "symmetric": config.symmetric,
+                "accuracy_level": config.accuracy_level,
+            }
+        }

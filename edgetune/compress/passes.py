@@ -77,13 +77,16 @@ class Pass(ABC):
         options = ", ".join(cls.Config.model_fields) or "none"
         unknown = sorted(set(values or {}) - set(cls.Config.model_fields))
         if unknown:
-            raise InputError(f"pass '{cls.name}': unknown option {', '.join(unknown)} "
-                             f"(its options: {options})")
+            raise InputError(
+                f"pass '{cls.name}': unknown option {', '.join(unknown)} (its options: {options})"
+            )
         try:
             return cls.Config(**(values or {}))
         except ValidationError as exc:
             where, message = first_problem(exc)
-            raise InputError(f"pass '{cls.name}': {where}: {message} (its options: {options})") from None
+            raise InputError(
+                f"pass '{cls.name}': {where}: {message} (its options: {options})"
+            ) from None
 
 
 class OnnxPass(Pass):
@@ -141,11 +144,24 @@ def describe_passes() -> list[dict]:
     out = []
     for name in PASSES:
         p = get_pass(name)
-        knobs = {k: {"type": getattr(f.annotation, "__name__", str(f.annotation)),
-                     "default": f.default, "description": f.description or ""}
-                 for k, f in p.Config.model_fields.items()}
-        out.append({"name": name, "stage": p.stage, "precision": p.precision,
-                    "devices": sorted(p.devices), "speeds_up": p.speeds_up,
-                    "after_training": p.after_training,
-                    "description": p.description, "options": knobs})
+        knobs = {
+            k: {
+                "type": getattr(f.annotation, "__name__", str(f.annotation)),
+                "default": f.default,
+                "description": f.description or "",
+            }
+            for k, f in p.Config.model_fields.items()
+        }
+        out.append(
+            {
+                "name": name,
+                "stage": p.stage,
+                "precision": p.precision,
+                "devices": sorted(p.devices),
+                "speeds_up": p.speeds_up,
+                "after_training": p.after_training,
+                "description": p.description,
+                "options": knobs,
+            }
+        )
     return out

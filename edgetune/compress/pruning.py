@@ -74,9 +74,14 @@ class HeadPrune(TorchPass):
             if remove:
                 to_prune[i] = torch.topk(scores.heads[i], remove, largest=False).indices.tolist()
         model.prune_heads(to_prune)
-        ctx.scores = Scores(scores.layers, [
-            h[[j for j in range(len(h)) if j not in to_prune.get(i, [])]]
-            for i, h in enumerate(scores.heads)], scores.ffn)
+        ctx.scores = Scores(
+            scores.layers,
+            [
+                h[[j for j in range(len(h)) if j not in to_prune.get(i, [])]]
+                for i, h in enumerate(scores.heads)
+            ],
+            scores.ffn,
+        )
         return {"pruned_heads": to_prune}
 
 
@@ -98,8 +103,9 @@ class FfnPrune(TorchPass):
             put(layer, family.ffn_out, prune_linear_layer(get(layer, family.ffn_out), index, dim=1))
             kept.append(index)
         setattr(model.config, family.ffn_size_key, keep_n)
-        ctx.scores = Scores(scores.layers, scores.heads,
-                            torch.stack([scores.ffn[i][k] for i, k in enumerate(kept)]))
+        ctx.scores = Scores(
+            scores.layers, scores.heads, torch.stack([scores.ffn[i][k] for i, k in enumerate(kept)])
+        )
         return {"intermediate_size": keep_n}
 
 
@@ -113,14 +119,19 @@ class PruneConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.heads < 1.0 or not 0.0 <= self.ffn < 1.0:
-            raise InputError(f"--heads and --ffn are fractions in [0, 1): got {self.heads}, {self.ffn}")
+            raise InputError(
+                f"--heads and --ffn are fractions in [0, 1): got {self.heads}, {self.ffn}"
+            )
         if self.layers is not None and self.layers < 1:
             raise InputError(f"--layers keeps at least 1 layer: got {self.layers}")
 
     @property
     def name(self) -> str:
-        parts = [f"L{self.layers}" if self.layers else "", f"H{self.heads:g}" if self.heads else "",
-                 f"F{self.ffn:g}" if self.ffn else ""]
+        parts = [
+            f"L{self.layers}" if self.layers else "",
+            f"H{self.heads:g}" if self.heads else "",
+            f"F{self.ffn:g}" if self.ffn else "",
+        ]
         return "-".join(p for p in parts if p) or "dense"
 
     @classmethod
@@ -139,15 +150,20 @@ class PruneConfig:
                 else:
                     raise ValueError(part)
         except (ValueError, IndexError):
-            raise InputError(f"pruning config '{name}': use L<layers>, H<fraction>, F<fraction> "
-                             "joined by '-', e.g. L4-F0.5") from None
+            raise InputError(
+                f"pruning config '{name}': use L<layers>, H<fraction>, F<fraction> "
+                "joined by '-', e.g. L4-F0.5"
+            ) from None
         return cls(**fields)
 
     def prunes_at_least(self, other: PruneConfig, num_layers: int) -> bool:
         """True when this config removes at least as much as `other` on every axis (fewer or
         equal layers, at least the head and FFN fractions): it cannot be more accurate."""
-        return ((self.layers or num_layers) <= (other.layers or num_layers)
-                and self.heads >= other.heads and self.ffn >= other.ffn)
+        return (
+            (self.layers or num_layers) <= (other.layers or num_layers)
+            and self.heads >= other.heads
+            and self.ffn >= other.ffn
+        )
 
     @property
     def is_dense(self) -> bool:
@@ -155,7 +171,6 @@ class PruneConfig:
 
     def to_json(self) -> dict:
         return asdict(self)
-
 
     def steps(self) -> list[Step]:
         """The pass chain this name stands for: layers first, then heads, then FFN."""

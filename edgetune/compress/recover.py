@@ -38,43 +38,74 @@ class PrunedModel:
         return "+".join([self.config.name, *extra]) if extra else self.config.name
 
     def to_json(self) -> dict:
-        return {"prune": self.config.to_json(), "name": self.name, "steps": self.steps,
-                "params_before": self.params_before, "params_after": self.params_after,
-                "params_kept": round(self.params_after / self.params_before, 4)}
+        return {
+            "prune": self.config.to_json(),
+            "name": self.name,
+            "steps": self.steps,
+            "params_before": self.params_before,
+            "params_after": self.params_after,
+            "params_kept": round(self.params_after / self.params_before, 4),
+        }
 
 
 STRUCTURED = ("layer-drop", "head-prune", "ffn-prune")
 
 
-def scoring_batches(tokenizer, dataset: TextDataset, max_length: int, batches: int = 8,
-                    batch_size: int = 16, seed: int = 0) -> list[dict[str, torch.Tensor]]:
+def scoring_batches(
+    tokenizer,
+    dataset: TextDataset,
+    max_length: int,
+    batches: int = 8,
+    batch_size: int = 16,
+    seed: int = 0,
+) -> list[dict[str, torch.Tensor]]:
     """A few seeded training batches with labels, for gradient x weight importance (`tokenizer`:
     the image processor, for images)."""
-    sample = dataset.train.shuffle(seed=seed).select(range(min(len(dataset.train), batches * batch_size)))
+    sample = dataset.train.shuffle(seed=seed).select(
+        range(min(len(dataset.train), batches * batch_size))
+    )
     out = []
     for start in range(0, len(sample), batch_size):
-        chunk = sample[start:start + batch_size]
+        chunk = sample[start : start + batch_size]
         if getattr(dataset, "kind", "text") == "image":
             from edgetune.data.pixels import pixel_values
 
-            out.append({"pixel_values": torch.from_numpy(pixel_values(tokenizer, chunk["image"])),
-                        "labels": torch.tensor(list(chunk["label"]))})
+            out.append(
+                {
+                    "pixel_values": torch.from_numpy(pixel_values(tokenizer, chunk["image"])),
+                    "labels": torch.tensor(list(chunk["label"])),
+                }
+            )
             continue
-        enc = tokenize(tokenizer, chunk["text"], padding=True, truncation=True, max_length=max_length,
-                        return_tensors="pt")
+        enc = tokenize(
+            tokenizer,
+            chunk["text"],
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+            return_tensors="pt",
+        )
         enc["labels"] = torch.tensor(list(chunk["label"]))
         out.append(dict(enc))
     return out
 
 
-def make_student(teacher: torch.nn.Module, config: PruneConfig, batches=None,
-                 importance: str | Importance = "taylor", extra_steps: list[Step] = ()) -> PrunedModel:
+def make_student(
+    teacher: torch.nn.Module,
+    config: PruneConfig,
+    batches=None,
+    importance: str | Importance = "taylor",
+    extra_steps: list[Step] = (),
+) -> PrunedModel:
     """A pruned deep copy of `teacher` (the teacher is left untouched): the structured passes
     `config` names, then any `extra_steps` (torch passes from the registry)."""
     student = copy.deepcopy(teacher)
     before = count_parameters(student)
-    ctx = PassContext(model_type=teacher.config.model_type, importance=importance_named(importance),
-                      scoring_batches=batches)
+    ctx = PassContext(
+        model_type=teacher.config.model_type,
+        importance=importance_named(importance),
+        scoring_batches=batches,
+    )
     done = run_torch_steps(student, [*config.steps(), *extra_steps], ctx)
     return PrunedModel(student, config, before, count_parameters(student), done)
 
@@ -87,18 +118,36 @@ def distillation_kind(model: torch.nn.Module, asked: str) -> str:
     return asked if model.config.model_type in FAMILIES else "logits"
 
 
-def distill_student(pruned: PrunedModel, tokenizer, teacher, dataset: TextDataset,
-                    work_dir: str | Path, train_config: TrainConfig,
-                    distill: DistillConfig | None = None, use_teacher: bool = True,
-                    resume: bool = False, kind: str = "layerwise",
-                    target_accuracy: float | None = None) -> TrainResult:
+def distill_student(
+    pruned: PrunedModel,
+    tokenizer,
+    teacher,
+    dataset: TextDataset,
+    work_dir: str | Path,
+    train_config: TrainConfig,
+    distill: DistillConfig | None = None,
+    use_teacher: bool = True,
+    resume: bool = False,
+    kind: str = "layerwise",
+    target_accuracy: float | None = None,
+) -> TrainResult:
     """Recover the pruned student with the fine-tuning loop (+ distillation from `teacher`:
     `kind` layerwise, each student layer matched to the teacher layer it was kept from, or
     logits only)."""
-    kept = next((s["chose"]["kept_layers"] for s in pruned.steps if s["pass"] == "layer-drop"), None)
+    kept = next(
+        (s["chose"]["kept_layers"] for s in pruned.steps if s["pass"] == "layer-drop"), None
+    )
     kind = distillation_kind(pruned.model, kind)
     distill = distill or DistillConfig.named(kind, layer_map=kept)
-    return fine_tune("pruned-student", dataset, work_dir, train_config, resume=resume,
-                     model=pruned.model, tokenizer=tokenizer,
-                     teacher=teacher if use_teacher else None, distill=distill,
-                     target_accuracy=target_accuracy)
+    return fine_tune(
+        "pruned-student",
+        dataset,
+        work_dir,
+        train_config,
+        resume=resume,
+        model=pruned.model,
+        tokenizer=tokenizer,
+        teacher=teacher if use_teacher else None,
+        distill=distill,
+        target_accuracy=target_accuracy,
+    )

@@ -26,8 +26,14 @@ def eval_batches(
     batches = []
     for start in range(0, len(texts), batch_size):
         chunk = list(texts[start : start + batch_size])
-        enc = tokenize(tokenizer, chunk, padding=True, truncation=True, max_length=max_length,
-                        return_tensors="np")
+        enc = tokenize(
+            tokenizer,
+            chunk,
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+            return_tensors="np",
+        )
         batches.append({k: v.astype(np.int64) for k, v in enc.items()})
     return batches
 
@@ -38,14 +44,24 @@ def latency_feed(
     """One batch at exactly the profile's batch size and sequence length, from real texts."""
     texts = list(texts) or ["hello world"]
     chunk = [texts[i % len(texts)] for i in range(batch_size)]
-    enc = tokenize(tokenizer, chunk, padding="max_length", truncation=True, max_length=sequence_length,
-                    return_tensors="np")
+    enc = tokenize(
+        tokenizer,
+        chunk,
+        padding="max_length",
+        truncation=True,
+        max_length=sequence_length,
+        return_tensors="np",
+    )
     return {k: v.astype(np.int64) for k, v in enc.items()}
 
 
 def calibration_batches(
-    tokenizer: PreTrainedTokenizerBase, texts: Sequence, max_length: int, samples: int,
-    seed: int, batch_size: int = 8,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence,
+    max_length: int,
+    samples: int,
+    seed: int,
+    batch_size: int = 8,
 ) -> list[dict[str, np.ndarray]]:
     """A seeded sample of texts in small batches, all padded to `max_length`: ORT's histogram
     calibrators (Entropy, Percentile) need one shape, and small batches bound the memory."""
@@ -55,7 +71,13 @@ def calibration_batches(
     # full batches only (repeating the first texts): histogram calibrators need one shape
     batches = []
     for start in range(0, len(picked), batch_size):
-        enc = tokenize(tokenizer, picked[start : start + batch_size], padding="max_length", truncation=True,
-                        max_length=max_length, return_tensors="np")
+        enc = tokenize(
+            tokenizer,
+            picked[start : start + batch_size],
+            padding="max_length",
+            truncation=True,
+            max_length=max_length,
+            return_tensors="np",
+        )
         batches.append({k: v.astype(np.int64) for k, v in enc.items()})
     return batches

@@ -28,7 +28,8 @@ def check_text_file(path: Path) -> None:
         line = data[: exc.start].count(b"\n") + 1
         raise InputError(
             f"{path}, line {line}: not UTF-8 (byte 0x{data[exc.start]:02x}); save it as UTF-8, "
-            f"e.g. `iconv -f latin1 -t utf-8 {path.name} > utf8{path.suffix}`") from None
+            f"e.g. `iconv -f latin1 -t utf-8 {path.name} > utf8{path.suffix}`"
+        ) from None
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
         _check_fields(path, text, "\t" if suffix == ".tsv" else ",")
@@ -38,8 +39,9 @@ def check_text_file(path: Path) -> None:
         try:
             json.loads(text)
         except json.JSONDecodeError as exc:
-            raise InputError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg}, column "
-                             f"{exc.colno})") from None
+            raise InputError(
+                f"{path}, line {exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno})"
+            ) from None
 
 
 def _check_fields(path: Path, text: str, delimiter: str) -> None:
@@ -52,7 +54,8 @@ def _check_fields(path: Path, text: str, delimiter: str) -> None:
                 name = "tab" if delimiter == "\t" else "comma"
                 raise InputError(
                     f"{path}, line {reader.line_num}: {len(row)} fields where the header has "
-                    f"{len(header)} ({name}-separated); quote a text that holds a {name}, or fix the line")
+                    f"{len(header)} ({name}-separated); quote a text that holds a {name}, or fix the line"
+                )
     except csv.Error as exc:
         raise InputError(f"{path}, line {reader.line_num}: {exc}") from None
 
@@ -64,8 +67,12 @@ def _check_json_lines(path: Path, text: str) -> None:
         try:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise InputError(f"{path}, line {number}: not valid JSON ({exc.msg}, column {exc.colno}); "
-                             "JSON lines need one object per line") from None
+            raise InputError(
+                f"{path}, line {number}: not valid JSON ({exc.msg}, column {exc.colno}); "
+                "JSON lines need one object per line"
+            ) from None
         if not isinstance(value, dict):
-            raise InputError(f"{path}, line {number}: expected a JSON object per line, got "
-                             f"{type(value).__name__}")
+            raise InputError(
+                f"{path}, line {number}: expected a JSON object per line, got "
+                f"{type(value).__name__}"
+            )

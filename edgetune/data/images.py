@@ -22,7 +22,16 @@ from edgetune.errors import InputError
 from edgetune.hub import check_hub_id
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif")
-IMAGE_COLUMN_NAMES = ("image", "img", "path", "file", "filename", "image_path", "filepath", "pixels")
+IMAGE_COLUMN_NAMES = (
+    "image",
+    "img",
+    "path",
+    "file",
+    "filename",
+    "image_path",
+    "filepath",
+    "pixels",
+)
 TABLE_SUFFIXES = (".csv", ".tsv")
 
 
@@ -49,25 +58,34 @@ def looks_like_images(source: str | Path) -> bool:
     if path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
         with path.open(newline="", encoding="utf-8", errors="replace") as handle:
             header = next(csv.reader(handle, delimiter="\t" if path.suffix == ".tsv" else ","), [])
-        return any(c.strip().lower() in IMAGE_COLUMN_NAMES[1:] or c.strip().lower() == "image"
-                   for c in header)
+        return any(
+            c.strip().lower() in IMAGE_COLUMN_NAMES[1:] or c.strip().lower() == "image"
+            for c in header
+        )
     if not path.is_dir():
         return False
     roots = [path / "train"] if (path / "train").is_dir() else [path]
     return any(_images_in(d) for root in roots for d in root.iterdir() if d.is_dir())
 
 
-def load_image_dataset(source: str | Path, image_column: str | None = None,
-                       label_column: str | None = None, validation_fraction: float = 0.1,
-                       seed: int = 42, drop_unseen_labels: bool = False) -> ImageDataset:
+def load_image_dataset(
+    source: str | Path,
+    image_column: str | None = None,
+    label_column: str | None = None,
+    validation_fraction: float = 0.1,
+    seed: int = 42,
+    drop_unseen_labels: bool = False,
+) -> ImageDataset:
     path, src = Path(source), str(source)
     dropped: dict[str, int] = {}
     if path.is_dir():
         raw = _load_folders(path, src, dropped)
     elif path.is_file():
         if path.suffix.lower() not in TABLE_SUFFIXES:
-            raise InputError(f"{src}: unsupported file type for images; give a folder of "
-                             "<label>/*.jpg folders or a .csv of path,label")
+            raise InputError(
+                f"{src}: unsupported file type for images; give a folder of "
+                "<label>/*.jpg folders or a .csv of path,label"
+            )
         raw = {"train": _load_table(path, image_column, label_column, dropped)}
     elif src.startswith((".", "/", "~")) or path.suffix.lower() in TABLE_SUFFIXES:
         raise InputError(f"{src}: no such file or folder")
@@ -75,11 +93,14 @@ def load_image_dataset(source: str | Path, image_column: str | None = None,
         raw = _load_hub(src, image_column, label_column)
     splits = {}
     for name, split in raw.items():
-        splits[name] = split.filter(lambda row: row["label"] is not None and str(row["label"]).strip() != "")
+        splits[name] = split.filter(
+            lambda row: row["label"] is not None and str(row["label"]).strip() != ""
+        )
         if len(split) - len(splits[name]):
             dropped[f"empty label ({name})"] = len(split) - len(splits[name])
-    train, validation, names = labelled_splits(splits, dropped, src, validation_fraction, seed,
-                                               drop_unseen_labels)
+    train, validation, names = labelled_splits(
+        splits, dropped, src, validation_fraction, seed, drop_unseen_labels
+    )
     return ImageDataset(train, validation, names, src, dropped)
 
 
@@ -103,14 +124,20 @@ def _readable(paths: list[Path]) -> tuple[list[Path], int]:
                 with Image.open(p) as image:
                     image.verify()
                 good.append(p)
-            except (OSError, UnidentifiedImageError, SyntaxError, Image.DecompressionBombError,
-                    Image.DecompressionBombWarning):
+            except (
+                OSError,
+                UnidentifiedImageError,
+                SyntaxError,
+                Image.DecompressionBombError,
+                Image.DecompressionBombWarning,
+            ):
                 pass
     return good, len(paths) - len(good)
 
 
-def _from_paths(paths: list[Path], labels: list[str], where: str,
-                dropped: dict[str, int]) -> datasets.Dataset:
+def _from_paths(
+    paths: list[Path], labels: list[str], where: str, dropped: dict[str, int]
+) -> datasets.Dataset:
     good, bad = _readable(paths)
     if bad:
         dropped[f"unreadable image ({where})"] = bad
@@ -141,27 +168,38 @@ def _load_folders(path: Path, src: str, dropped: dict[str, int]) -> dict[str, da
             splits["validation"] = _label_folders(held, f"{src} ({held.name})", dropped)
         return splits
     if not any(d.is_dir() and _images_in(d) for d in path.iterdir()):
-        raise InputError(f"{src}: folder holds no <label>/*.jpg|png folders (nor train/ and "
-                         "validation/ folders of them)")
+        raise InputError(
+            f"{src}: folder holds no <label>/*.jpg|png folders (nor train/ and "
+            "validation/ folders of them)"
+        )
     return {"train": _label_folders(path, src, dropped)}
 
 
-def _column(columns: list[str], given: str | None, known: tuple[str, ...], flag: str, where: str) -> str:
+def _column(
+    columns: list[str], given: str | None, known: tuple[str, ...], flag: str, where: str
+) -> str:
     if given:
         if given not in columns:
-            raise InputError(f"{where}: no column '{given}' (columns: {', '.join(columns)}); set {flag}")
+            raise InputError(
+                f"{where}: no column '{given}' (columns: {', '.join(columns)}); set {flag}"
+            )
         return given
     found = next((c for c in columns if c.strip().lower() in known), None)
     if found is None:
-        raise InputError(f"{where}: no {flag[2:].replace('-', ' ')} found (columns: "
-                         f"{', '.join(columns)}); set {flag}")
+        raise InputError(
+            f"{where}: no {flag[2:].replace('-', ' ')} found (columns: "
+            f"{', '.join(columns)}); set {flag}"
+        )
     return found
 
 
-def _load_table(path: Path, image_column: str | None, label_column: str | None,
-                dropped: dict[str, int]) -> datasets.Dataset:
+def _load_table(
+    path: Path, image_column: str | None, label_column: str | None, dropped: dict[str, int]
+) -> datasets.Dataset:
     with path.open(newline="", encoding="utf-8", errors="replace") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t" if path.suffix.lower() == ".tsv" else ","))
+        rows = list(
+            csv.DictReader(handle, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+        )
     if not rows:
         raise InputError(f"{path}: the file has a header but no rows")
     columns = list(rows[0])
@@ -170,8 +208,10 @@ def _load_table(path: Path, image_column: str | None, label_column: str | None,
     paths = [(path.parent / r[image_col]).resolve() for r in rows]
     missing = [p for p in paths if not p.is_file()]
     if missing:
-        raise InputError(f"{path}: {len(missing)} image path(s) do not exist (first: {missing[0]}); "
-                         "paths are read relative to the file's folder")
+        raise InputError(
+            f"{path}: {len(missing)} image path(s) do not exist (first: {missing[0]}); "
+            "paths are read relative to the file's folder"
+        )
     return _from_paths(paths, [str(r[label_col]) for r in rows], str(path), dropped)
 
 
@@ -180,8 +220,10 @@ def _load_hub(dataset_id: str, image_column: str | None, label_column: str | Non
     try:
         dd = datasets.load_dataset(dataset_id)
     except Exception as exc:  # noqa: BLE001 - network, auth, missing: all one message
-        raise InputError(f"{dataset_id}: not a local path, and the hub dataset could not be loaded "
-                         f"({exc.__class__.__name__})") from None
+        raise InputError(
+            f"{dataset_id}: not a local path, and the hub dataset could not be loaded "
+            f"({exc.__class__.__name__})"
+        ) from None
     if "train" not in dd:
         raise InputError(f"{dataset_id}: the hub dataset has no 'train' split ({list(dd)})")
     splits = {"train": dd["train"]}
@@ -189,10 +231,13 @@ def _load_hub(dataset_id: str, image_column: str | None, label_column: str | Non
     if held:
         splits["validation"] = dd[held]
     columns = dd["train"].column_names
-    image_col = image_column or next((c for c in columns if isinstance(dd["train"].features[c],
-                                                                       datasets.Image)), None)
+    image_col = image_column or next(
+        (c for c in columns if isinstance(dd["train"].features[c], datasets.Image)), None
+    )
     if image_col is None:
-        raise InputError(f"{dataset_id}: no image column (columns: {', '.join(columns)}); set --image-column")
+        raise InputError(
+            f"{dataset_id}: no image column (columns: {', '.join(columns)}); set --image-column"
+        )
     label_col = _column(columns, label_column, LABEL_COLUMN_NAMES, "--label-column", dataset_id)
     return {name: _hub_split(split, image_col, label_col) for name, split in splits.items()}
 
@@ -200,11 +245,13 @@ def _load_hub(dataset_id: str, image_column: str | None, label_column: str | Non
 def _hub_split(split: datasets.Dataset, image_col: str, label_col: str) -> datasets.Dataset:
     feature = split.features[label_col]
     names = feature.names if isinstance(feature, datasets.ClassLabel) else None
-    split = split.select_columns([image_col, label_col]).cast_column(label_col, datasets.Value("int64")
-                                                                     if names else datasets.Value("string"))
-    split = split.map(lambda row: {"label": names[row[label_col]] if names else row[label_col]},
-                      remove_columns=[label_col] if label_col != "label" else [])
+    split = split.select_columns([image_col, label_col]).cast_column(
+        label_col, datasets.Value("int64") if names else datasets.Value("string")
+    )
+    split = split.map(
+        lambda row: {"label": names[row[label_col]] if names else row[label_col]},
+        remove_columns=[label_col] if label_col != "label" else [],
+    )
     if image_col != "image":
         split = split.rename_column(image_col, "image")
     return split.cast_column("label", datasets.Value("string"))
-

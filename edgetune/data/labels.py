@@ -10,9 +10,14 @@ import datasets
 from edgetune.errors import InputError
 
 
-def labelled_splits(splits: dict[str, datasets.Dataset], dropped: dict[str, int], source: str,
-                    validation_fraction: float, seed: int, drop_unseen_labels: bool,
-                    ) -> tuple[datasets.Dataset, datasets.Dataset, list[str]]:
+def labelled_splits(
+    splits: dict[str, datasets.Dataset],
+    dropped: dict[str, int],
+    source: str,
+    validation_fraction: float,
+    seed: int,
+    drop_unseen_labels: bool,
+) -> tuple[datasets.Dataset, datasets.Dataset, list[str]]:
     """String labels -> ids (a `ClassLabel`), unseen validation labels refused or dropped (and
     counted in `dropped`), and a stratified hold-out when there is no validation split. Shared
     by every modality's loader."""
@@ -30,7 +35,9 @@ def labelled_splits(splits: dict[str, datasets.Dataset], dropped: dict[str, int]
     }
     if "validation" not in encoded:
         if len(encoded["train"]) < 2 * len(label_names):
-            raise InputError(f"{source}: too few rows ({len(encoded['train'])}) to hold out a validation split")
+            raise InputError(
+                f"{source}: too few rows ({len(encoded['train'])}) to hold out a validation split"
+            )
         held = encoded["train"].train_test_split(
             test_size=validation_fraction, seed=seed, stratify_by_column="label"
         )
@@ -38,15 +45,18 @@ def labelled_splits(splits: dict[str, datasets.Dataset], dropped: dict[str, int]
     return encoded["train"], encoded["validation"], label_names
 
 
-def _unseen_labels(splits: dict[str, datasets.Dataset], source: str,
-                   drop: bool) -> tuple[datasets.Dataset, int]:
+def _unseen_labels(
+    splits: dict[str, datasets.Dataset], source: str, drop: bool
+) -> tuple[datasets.Dataset, int]:
     seen = set(splits["train"].unique("label"))
     unseen = sorted(set(splits["validation"].unique("label")) - seen)
     if not unseen:
         return splits["validation"], 0
     if not drop:
-        raise InputError(f"{source}: validation labels {unseen} never occur in the training rows, "
-                         "so no model can learn them; fix the data or pass --drop-unseen-labels")
+        raise InputError(
+            f"{source}: validation labels {unseen} never occur in the training rows, "
+            "so no model can learn them; fix the data or pass --drop-unseen-labels"
+        )
     kept = splits["validation"].filter(lambda row: row["label"] in seen)
     return kept, len(splits["validation"]) - len(kept)
 
@@ -69,7 +79,9 @@ def align_labels(dataset, label_names: list[str]):
         return dataset
     unknown = sorted(set(dataset.label_names) - set(label_names))
     if unknown:
-        raise InputError(f"{dataset.source}: labels {unknown} are not among the model's {label_names}")
+        raise InputError(
+            f"{dataset.source}: labels {unknown} are not among the model's {label_names}"
+        )
     lookup = [label_names.index(name) for name in dataset.label_names]
     feature = datasets.ClassLabel(names=label_names)
 
@@ -77,5 +89,9 @@ def align_labels(dataset, label_names: list[str]):
         split = split.cast_column("label", datasets.Value("int64"))
         return split.map(lambda row: {"label": lookup[row["label"]]}).cast_column("label", feature)
 
-    return dataclasses.replace(dataset, train=remap(dataset.train), validation=remap(dataset.validation),
-                               label_names=label_names)  # any modality's dataset
+    return dataclasses.replace(
+        dataset,
+        train=remap(dataset.train),
+        validation=remap(dataset.validation),
+        label_names=label_names,
+    )  # any modality's dataset

@@ -22,8 +22,11 @@ def sized_processor(processor, image_size: int | None):
     if image_size is None:
         return processor
     size = dict(processor.size) if isinstance(processor.size, dict) else {"height": processor.size}
-    processor.size = ({"shortest_edge": image_size} if "shortest_edge" in size
-                      else {"height": image_size, "width": image_size})
+    processor.size = (
+        {"shortest_edge": image_size}
+        if "shortest_edge" in size
+        else {"height": image_size, "width": image_size}
+    )
     if getattr(processor, "crop_size", None) is not None:
         processor.crop_size = {"height": image_size, "width": image_size}
     if getattr(processor, "crop_pct", None) is not None:
@@ -54,23 +57,29 @@ def pixel_values(processor, images: Sequence, channels: int = 3) -> np.ndarray:
     return np.asarray(out["pixel_values"], dtype=np.float32)
 
 
-def pixel_batches(processor, images: Sequence, channels: int = 3,
-                  batch_size: int = 32) -> list[dict[str, np.ndarray]]:
+def pixel_batches(
+    processor, images: Sequence, channels: int = 3, batch_size: int = 32
+) -> list[dict[str, np.ndarray]]:
     """The images in order, in batches (every image comes out at the processor's one size)."""
     images = list(images)
-    return [{"pixel_values": pixel_values(processor, images[i:i + batch_size], channels)}
-            for i in range(0, len(images), batch_size)]
+    return [
+        {"pixel_values": pixel_values(processor, images[i : i + batch_size], channels)}
+        for i in range(0, len(images), batch_size)
+    ]
 
 
-def fixed_batch(processor, images: Sequence, batch_size: int, channels: int = 3) -> dict[str, np.ndarray]:
+def fixed_batch(
+    processor, images: Sequence, batch_size: int, channels: int = 3
+) -> dict[str, np.ndarray]:
     """One batch of exactly `batch_size` real images (repeated when there are fewer)."""
     images = list(images)
     chunk = [images[i % len(images)] for i in range(batch_size)]
     return {"pixel_values": pixel_values(processor, chunk, channels)}
 
 
-def calibration_pixels(processor, images: Sequence, samples: int, seed: int, channels: int = 3,
-                       batch_size: int = 8) -> list[dict[str, np.ndarray]]:
+def calibration_pixels(
+    processor, images: Sequence, samples: int, seed: int, channels: int = 3, batch_size: int = 8
+) -> list[dict[str, np.ndarray]]:
     """A seeded sample of training images in small batches, for static INT8."""
     images = list(images)
     order = list(np.random.default_rng(seed).permutation(len(images))[:samples])

@@ -25,8 +25,13 @@ from edgetune.data.labels import labelled_splits
 from edgetune.errors import InputError
 from edgetune.hub import check_hub_id
 
-FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json",
-                 ".parquet": "parquet"}
+FILE_BUILDERS = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".json": "json",
+    ".jsonl": "json",
+    ".parquet": "parquet",
+}
 TRAIN_STEMS = ("train",)
 VALIDATION_STEMS = ("validation", "valid", "val", "dev", "test")
 
@@ -67,8 +72,11 @@ def load_text_dataset(
     `drop_unseen_labels` leaves those rows out (counted too)."""
     raw_splits = _load_raw_splits(Path(source), str(source))
     first = next(iter(raw_splits.values()))
-    text_cols = (split_text_columns(text_column) or detect_pair(first.column_names)
-                 or [_detect_text_column(first, str(source))])
+    text_cols = (
+        split_text_columns(text_column)
+        or detect_pair(first.column_names)
+        or [_detect_text_column(first, str(source))]
+    )
     label_col = label_column or _detect_label_column(first, text_cols, str(source))
     for split_name, split in raw_splits.items():
         for col in (*text_cols, label_col):
@@ -83,8 +91,9 @@ def load_text_dataset(
         splits[name] = _normalise(split, text_cols, label_col)
         if len(split) - len(splits[name]):
             dropped[f"empty text or label ({name})"] = len(split) - len(splits[name])
-    train, validation, label_names = labelled_splits(splits, dropped, str(source),
-                                                     validation_fraction, seed, drop_unseen_labels)
+    train, validation, label_names = labelled_splits(
+        splits, dropped, str(source), validation_fraction, seed, drop_unseen_labels
+    )
     return TextDataset(train, validation, label_names, str(source), dropped)
 
 
@@ -139,7 +148,9 @@ def _load_file(path: Path) -> datasets.Dataset:
             FILE_BUILDERS[suffix], data_files=str(path), split="train", **kwargs
         )
     except Exception as exc:  # noqa: BLE001 - datasets raises many types for malformed files
-        raise InputError(f"{path}: could not read it as {suffix[1:]} ({exc.__class__.__name__}: {exc})") from None
+        raise InputError(
+            f"{path}: could not read it as {suffix[1:]} ({exc.__class__.__name__}: {exc})"
+        ) from None
     if len(ds) == 0:
         raise InputError(f"{path}: the file has a header but no rows")
     return ds
@@ -221,9 +232,14 @@ def _normalise(ds: datasets.Dataset, text_cols: list[str], label_col: str) -> da
     features = datasets.Features({"text": text_feature, "label": datasets.Value("string")})
     if len(ds) == 0:  # map() on no rows drops every column; the class check reports it
         return datasets.Dataset.from_dict({"text": [], "label": []}, features=features)
-    return ds.map(lambda row: {"text": [str(row[c]) for c in text_cols] if pair else str(row[text_cols[0]]),
-                               "label": _label_str(row[label_col])},
-                  remove_columns=ds.column_names, features=features)
+    return ds.map(
+        lambda row: {
+            "text": [str(row[c]) for c in text_cols] if pair else str(row[text_cols[0]]),
+            "label": _label_str(row[label_col]),
+        },
+        remove_columns=ds.column_names,
+        features=features,
+    )
 
 
 def _label_str(value: object) -> str:

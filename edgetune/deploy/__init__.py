@@ -10,8 +10,10 @@ SAMPLE_TEXTS = [
     "An honest, funny and moving story about growing up in a small town.",
     "I wanted to like it, but two hours of this felt like four.",
     "The service was quick and the staff were friendly.",
-    ("Shares fell sharply after the company missed its earnings forecast for the third quarter "
-     "in a row, and analysts expect more cuts before the end of the year."),
+    (
+        "Shares fell sharply after the company missed its earnings forecast for the third quarter "
+        "in a row, and analysts expect more cuts before the end of the year."
+    ),
     "fine",
     "Not bad at all; the second half is better than the first, and the ending works.",
 ]

@@ -45,15 +45,21 @@ def sample_texts(bundle_dir: Path) -> list[str]:
     return texts or SAMPLE_TEXTS
 
 
-def choose_max_batch(run: Callable[[list[str]], object], texts: list[str], limit: int,
-                     rounds: int = 5, seconds_per_size: float = 0.05, seed: int = 0) -> BatchChoice:
+def choose_max_batch(
+    run: Callable[[list[str]], object],
+    texts: list[str],
+    limit: int,
+    rounds: int = 5,
+    seconds_per_size: float = 0.05,
+    seed: int = 0,
+) -> BatchChoice:
     """Time `run` at each batch size up to `limit`; the fastest per text (see the docstring)."""
     rng = random.Random(seed)
     sizes = [s for s in SIZES if s <= limit] or [1]
     per_text: dict[int, list[float]] = {s: [] for s in sizes}
     run(texts[:1])  # first run pays for allocation
     for r in range(rounds):
-        for size in sizes[r % len(sizes):] + sizes[:r % len(sizes)]:  # rotate: drift falls on all
+        for size in sizes[r % len(sizes) :] + sizes[: r % len(sizes)]:  # rotate: drift falls on all
             started, spent, runs = time.perf_counter(), 0.0, 0
             while spent < seconds_per_size or runs < 2:
                 batch = [rng.choice(texts) for _ in range(size)]

@@ -39,13 +39,24 @@ class Bundle:
     @property
     def channels(self) -> int:
         """An image bundle's input channels (its config.json, or a plain module's record)."""
-        config = next((self.path / n for n in ("config.json", "edgetune_module.json")
-                       if (self.path / n).is_file()), None)
+        config = next(
+            (
+                self.path / n
+                for n in ("config.json", "edgetune_module.json")
+                if (self.path / n).is_file()
+            ),
+            None,
+        )
         return int(json.loads(config.read_text()).get("num_channels", 3)) if config else 3
 
 
-def write_bundle(out_dir: str | Path, onnx_model: str | Path, tokenizer_dir: str | Path,
-                 manifest: Manifest, overwrite: bool = False) -> Bundle:
+def write_bundle(
+    out_dir: str | Path,
+    onnx_model: str | Path,
+    tokenizer_dir: str | Path,
+    manifest: Manifest,
+    overwrite: bool = False,
+) -> Bundle:
     """Assemble the bundle in a temp folder and move it into place in one step."""
     graph_inputs = onnx.load(str(onnx_model), load_external_data=False).graph.input
     manifest = manifest.model_copy(update={"input_names": [i.name for i in graph_inputs]})
@@ -53,7 +64,11 @@ def write_bundle(out_dir: str | Path, onnx_model: str | Path, tokenizer_dir: str
     def build(staging: Path) -> None:
         shutil.copy2(onnx_model, staging / MODEL_NAME)
         for item in Path(tokenizer_dir).iterdir():
-            if item.is_file() and not item.name.endswith(_WEIGHT_SUFFIXES) and item.name not in _NOT_COPIED:
+            if (
+                item.is_file()
+                and not item.name.endswith(_WEIGHT_SUFFIXES)
+                and item.name not in _NOT_COPIED
+            ):
                 shutil.copy2(item, staging / item.name)
         text = json.dumps(manifest.to_json(), indent=2, default=str) + "\n"
         (staging / MANIFEST_NAME).write_text(text)

@@ -27,8 +27,9 @@ class Manifest(BaseModel):
 
     format: str = FORMAT
     edgetune_version: str = __version__
-    task: Literal["text-classification", "text-pair-classification",
-                  "image-classification"] = "text-classification"
+    task: Literal["text-classification", "text-pair-classification", "image-classification"] = (
+        "text-classification"
+    )
     labels: list[str] = Field(min_length=1)
     max_length: int = Field(ge=1)  # image models: the image side in pixels
     precision: Literal["fp32", "fp16", "int8", "int4"]
@@ -53,8 +54,10 @@ class Manifest(BaseModel):
         if not match:
             raise ValueError(f"'{value}' is not an edgetune bundle format")
         if int(match.group(1)) > FORMAT_VERSION:
-            raise ValueError(f"bundle format {value} is newer than this edgetune reads ({FORMAT}); "
-                             "upgrade edgetune")
+            raise ValueError(
+                f"bundle format {value} is newer than this edgetune reads ({FORMAT}); "
+                "upgrade edgetune"
+            )
         return value
 
     @classmethod
@@ -71,8 +74,14 @@ class Manifest(BaseModel):
         return self.model_dump(mode="json", exclude_none=False)
 
 
-def candidate_manifest(labels: list[str], max_length: int, precision: str, profile: Profile,
-                       settings: dict, **fields) -> Manifest:
+def candidate_manifest(
+    labels: list[str], max_length: int, precision: str, profile: Profile, settings: dict, **fields
+) -> Manifest:
     """The one place a manifest is assembled: the fixed fields, then what the passes recorded."""
-    return Manifest(labels=labels, max_length=max_length, precision=precision, profile=profile,
-                    **{**settings, **fields})
+    return Manifest(
+        labels=labels,
+        max_length=max_length,
+        precision=precision,
+        profile=profile,
+        **{**settings, **fields},
+    )

@@ -12,9 +12,20 @@ from edgetune.profiles import Profile
 from edgetune.search.record import Candidate
 from edgetune.search.select import Selection, choose
 
-COLUMNS = ("#", "candidate", "precision", "accuracy [95% CI]", "vs fp32: points (McNemar p)",
-           "p50 ms", "p90 ms [95% CI]", "traffic p50 / p90 ms", "items/s", "size MB",
-           "peak RSS MB", "verdict")
+COLUMNS = (
+    "#",
+    "candidate",
+    "precision",
+    "accuracy [95% CI]",
+    "vs fp32: points (McNemar p)",
+    "p50 ms",
+    "p90 ms [95% CI]",
+    "traffic p50 / p90 ms",
+    "items/s",
+    "size MB",
+    "peak RSS MB",
+    "verdict",
+)
 LEFT = ("candidate", "precision", "verdict")
 
 
@@ -44,61 +55,101 @@ def _verdict(c: Candidate) -> str:
 
 
 def _row(i: int, c: Candidate, selection: Selection | None) -> list[str]:
-    chosen = selection is not None and selection.winner is not None and selection.winner.name == c.name
+    chosen = (
+        selection is not None and selection.winner is not None and selection.winner.name == c.name
+    )
     lat, acc = c.latency, c.accuracy
-    traffic = (f"{lat.traffic_p50_ms:.2f} / {lat.traffic_p90_ms:.2f}"
-               if lat.traffic_p50_ms is not None else "-")
-    return [str(i), c.name + (" (chosen)" if chosen else ""), c.precision,
-            f"{acc.accuracy:.4f}{_ci(acc.ci, 3)}", _versus(c), f"{lat.p50_ms:.2f}",
-            f"{lat.p90_ms:.2f}{_ci(lat.p90_ci)}", traffic, f"{lat.throughput_items_per_s:.1f}",
-            f"{c.size_mb:.1f}", f"{lat.peak_rss_mb:.0f}", _verdict(c)]
+    traffic = (
+        f"{lat.traffic_p50_ms:.2f} / {lat.traffic_p90_ms:.2f}"
+        if lat.traffic_p50_ms is not None
+        else "-"
+    )
+    return [
+        str(i),
+        c.name + (" (chosen)" if chosen else ""),
+        c.precision,
+        f"{acc.accuracy:.4f}{_ci(acc.ci, 3)}",
+        _versus(c),
+        f"{lat.p50_ms:.2f}",
+        f"{lat.p90_ms:.2f}{_ci(lat.p90_ci)}",
+        traffic,
+        f"{lat.throughput_items_per_s:.1f}",
+        f"{c.size_mb:.1f}",
+        f"{lat.peak_rss_mb:.0f}",
+        _verdict(c),
+    ]
 
 
 def candidates_table(candidates: list[Candidate], selection: Selection | None, title: str) -> Table:
     table = Table(title=title)
     for name in COLUMNS:
-        table.add_column(name, justify="left" if name in LEFT else "right",
-                         no_wrap=name in ("candidate",))
+        table.add_column(
+            name, justify="left" if name in LEFT else "right", no_wrap=name in ("candidate",)
+        )
     for i, c in enumerate(candidates, 1):
         table.add_row(*_row(i, c, selection))
     return table
 
 
-def render_markdown(candidates: list[Candidate], selection: Selection, profile: Profile,
-                    context: dict) -> str:
+def render_markdown(
+    candidates: list[Candidate], selection: Selection, profile: Profile, context: dict
+) -> str:
     lines = [
-        "# edgetune report", "",
+        "# edgetune report",
+        "",
         f"Profile **{profile.name}**: {profile.device}, {profile.threads} threads, batch "
         f"{profile.batch_size}, sequence {profile.sequence_length}, budget p90 <= "
         f"{profile.latency_budget_ms:g} ms"
-        + (f", size <= {profile.max_model_size_mb:g} MB" if profile.max_model_size_mb else "") + ".",
+        + (f", size <= {profile.max_model_size_mb:g} MB" if profile.max_model_size_mb else "")
+        + ".",
         "",
-        f"**Choice:** {selection.reason}.", "", *_training_line(context.get("train")),
+        f"**Choice:** {selection.reason}.",
+        "",
+        *_training_line(context.get("train")),
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "|".join("---" for _ in COLUMNS) + "|",
     ]
     lines += ["| " + " | ".join(_row(i, c, selection)) + " |" for i, c in enumerate(candidates, 1)]
-    lines += ["", f"Pareto frontier (accuracy vs p90): {', '.join(selection.pareto)}.", "",
-              "![accuracy vs p90 latency](pareto.png)", "", *_method(candidates, selection, profile)]
+    lines += [
+        "",
+        f"Pareto frontier (accuracy vs p90): {', '.join(selection.pareto)}.",
+        "",
+        "![accuracy vs p90 latency](pareto.png)",
+        "",
+        *_method(candidates, selection, profile),
+    ]
     search = context.get("search")
     if search:
-        lines += ["## Pruning search", "",
-                  (f"Trained {search['trained']} configuration(s), {search['from_cache']} from cache; "
-                  f"accuracy bound {context.get('min_accuracy', 0):.4f}."), ""]
+        lines += [
+            "## Pruning search",
+            "",
+            (
+                f"Trained {search['trained']} configuration(s), {search['from_cache']} from cache; "
+                f"accuracy bound {context.get('min_accuracy', 0):.4f}."
+            ),
+            "",
+        ]
         lines += [f"- {line}" for line in search["lines"]]
         lines.append("")
     serving = context.get("loadtest")
     if serving:
-        capacity = (f"**{serving['capacity_rps']:g} requests/s** with p99 <= {serving['budget_ms']:g} ms"
-                    if serving["capacity_rps"] is not None else
-                    f"**none**: no rate tried kept p99 within {serving['budget_ms']:g} ms")
-        lines += ["## Served", "",
-                  f"Capacity at budget of the chosen bundle behind `edgetune serve` (one text per "
-                  f"request, Poisson arrivals over loopback HTTP): {capacity}; single-stream p90 "
-                  f"{serving['single_stream_p90_ms']} ms, saturated throughput "
-                  f"{serving['saturated_rps']:g} requests/s ({serving['stopped']}). "
-                  + " ".join(n[0].upper() + n[1:] + "." for n in serving["notes"]),
-                  "", "![latency vs rate](loadtest/loadtest.png)", ""]
+        capacity = (
+            f"**{serving['capacity_rps']:g} requests/s** with p99 <= {serving['budget_ms']:g} ms"
+            if serving["capacity_rps"] is not None
+            else f"**none**: no rate tried kept p99 within {serving['budget_ms']:g} ms"
+        )
+        lines += [
+            "## Served",
+            "",
+            f"Capacity at budget of the chosen bundle behind `edgetune serve` (one text per "
+            f"request, Poisson arrivals over loopback HTTP): {capacity}; single-stream p90 "
+            f"{serving['single_stream_p90_ms']} ms, saturated throughput "
+            f"{serving['saturated_rps']:g} requests/s ({serving['stopped']}). "
+            + " ".join(n[0].upper() + n[1:] + "." for n in serving["notes"]),
+            "",
+            "![latency vs rate](loadtest/loadtest.png)",
+            "",
+        ]
     notes = [f"- {c.name}: {n}" for c in candidates for n in c.notes]
     if notes:
         lines += ["## Notes", "", *notes, ""]
@@ -114,45 +165,78 @@ def _training_line(train: dict | None) -> list[str]:
     if not train or "stopped_by" not in train:
         return []
     epochs = f"{train['epochs']:g} epochs, " if train.get("epochs") else ""
-    line = (f"**Fine-tuning** stopped by {train['stopped_by']} ({epochs}{train['steps']} steps, "
-            f"{train['train_seconds'] / 60:.1f} min).")
+    line = (
+        f"**Fine-tuning** stopped by {train['stopped_by']} ({epochs}{train['steps']} steps, "
+        f"{train['train_seconds'] / 60:.1f} min)."
+    )
     return [line, ""]
 
 
 def _method(candidates: list[Candidate], selection: Selection, profile: Profile) -> list[str]:
     """How the numbers and the choice were reached, in words."""
     lat = candidates[0].latency
-    objective = {"latency": "the fastest (p90; those not significantly slower, by the paired "
-                            "p90 ratio over the rounds they shared, are tied with it and the "
-                            "most accurate of the tie is taken)",
-                 "size": "the smallest (equal sizes tied: the most accurate of them)",
-                 "accuracy": "the most accurate"}[selection.objective]
-    among = ("" if selection.objective == "accuracy" else
-             " of those whose accuracy is not significantly below the most accurate one's "
-             "(exact McNemar test on the same validation rows, p < 0.05 counts as significant)")
+    objective = {
+        "latency": "the fastest (p90; those not significantly slower, by the paired "
+        "p90 ratio over the rounds they shared, are tied with it and the "
+        "most accurate of the tie is taken)",
+        "size": "the smallest (equal sizes tied: the most accurate of them)",
+        "accuracy": "the most accurate",
+    }[selection.objective]
+    among = (
+        ""
+        if selection.objective == "accuracy"
+        else " of those whose accuracy is not significantly below the most accurate one's "
+        "(exact McNemar test on the same validation rows, p < 0.05 counts as significant)"
+    )
     shape = "traffic" if profile.budget_on == "traffic" else "fixed-shape"
-    latency = (f"- Latency: all candidates timed side by side, each in its own process, in "
-               f"interleaved rounds whose order rotates; intervals: {lat.ci_method}. The budget "
-               f"is checked on the {shape} p90: `met` when the whole interval is under it, "
-               "`missed` when it is all over, `marginal` otherwise (more rounds are run, up to a "
-               "cap; a marginal candidate is then judged on its point estimate).")
-    traffic = ("- Traffic latency: the validation texts at their own token lengths (dynamic "
-               f"shapes, batch {profile.batch_size}).")
-    lines = ["## How the choice was made", "",
-             (f"- Objective `{selection.objective}`: among candidates within the budget and the "
-             f"accuracy bound, {objective}{among}."),
-             latency, traffic, "- Accuracy intervals: Wilson 95 %.", "", "Verdicts:", ""]
-    return lines + [f"- {c.name}: {c.latency.verdict_note or _verdict(c)}" for c in candidates] + [""]
+    latency = (
+        f"- Latency: all candidates timed side by side, each in its own process, in "
+        f"interleaved rounds whose order rotates; intervals: {lat.ci_method}. The budget "
+        f"is checked on the {shape} p90: `met` when the whole interval is under it, "
+        "`missed` when it is all over, `marginal` otherwise (more rounds are run, up to a "
+        "cap; a marginal candidate is then judged on its point estimate)."
+    )
+    traffic = (
+        "- Traffic latency: the validation texts at their own token lengths (dynamic "
+        f"shapes, batch {profile.batch_size})."
+    )
+    lines = [
+        "## How the choice was made",
+        "",
+        (
+            f"- Objective `{selection.objective}`: among candidates within the budget and the "
+            f"accuracy bound, {objective}{among}."
+        ),
+        latency,
+        traffic,
+        "- Accuracy intervals: Wilson 95 %.",
+        "",
+        "Verdicts:",
+        "",
+    ]
+    return (
+        lines + [f"- {c.name}: {c.latency.verdict_note or _verdict(c)}" for c in candidates] + [""]
+    )
 
 
-def write_report(out_dir: str | Path, candidates: list[Candidate], selection: Selection,
-                 profile: Profile, context: dict) -> tuple[Path, Path]:
+def write_report(
+    out_dir: str | Path,
+    candidates: list[Candidate],
+    selection: Selection,
+    profile: Profile,
+    context: dict,
+) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     json_path, md_path = out_dir / "report.json", out_dir / "report.md"
-    write_json_atomic(json_path, {
-        "profile": profile.model_dump(), "selection": selection.to_json(),
-        "candidates": [c.to_json() for c in candidates], "run": context,
-    })
+    write_json_atomic(
+        json_path,
+        {
+            "profile": profile.model_dump(),
+            "selection": selection.to_json(),
+            "candidates": [c.to_json() for c in candidates],
+            "run": context,
+        },
+    )
     write_text_atomic(md_path, render_markdown(candidates, selection, profile, context))
     plot_pareto(candidates, selection, profile, out_dir / "pareto.png")
     return json_path, md_path
@@ -174,6 +258,10 @@ def rerender(run_dir: str | Path) -> tuple[Path, Path]:
         candidates = [Candidate.from_json(c) for c in data["candidates"]]
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{path}: not an edgetune report ({exc})") from None
-    selection = choose(candidates, profile, data["run"].get("min_accuracy"),
-                       data["selection"].get("objective", "latency"))
+    selection = choose(
+        candidates,
+        profile,
+        data["run"].get("min_accuracy"),
+        data["selection"].get("objective", "latency"),
+    )
     return write_report(run_dir, candidates, selection, profile, data["run"])

@@ -34,20 +34,25 @@ class Predictor:
 
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         if self.bundle.manifest.task == "image-classification":
-            raise InputError(f"{self.bundle.path}: an image bundle; this takes texts (for images: "
-                             "edgetune predict BUNDLE --image FILE)")
+            raise InputError(
+                f"{self.bundle.path}: an image bundle; this takes texts (for images: "
+                "edgetune predict BUNDLE --image FILE)"
+            )
         tokenizer_file = self.bundle.path / "tokenizer.json"
         if not tokenizer_file.is_file():
-            raise InputError(f"{self.bundle.path}: no tokenizer.json in the bundle (needed to "
-                             "predict without transformers)")
+            raise InputError(
+                f"{self.bundle.path}: no tokenizer.json in the bundle (needed to "
+                "predict without transformers)"
+            )
         self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
         self.tokenizer.enable_truncation(self.bundle.max_length)
         self.tokenizer.enable_padding(pad_id=self._pad_id(), pad_token=self._pad_token())
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(self.bundle.model_path), options,
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(self.bundle.model_path), options, providers=["CPUExecutionProvider"]
+        )
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.labels = self.bundle.label_names
         self.pairs = self.bundle.manifest.task == "text-pair-classification"
@@ -63,9 +68,14 @@ class Predictor:
 
     def logits(self, texts: list) -> np.ndarray:
         """Logits for texts, or for [first, second] pairs (encoded as pairs, with segment ids)."""
-        encoded = self.tokenizer.encode_batch([t if isinstance(t, str) else tuple(t) for t in texts])
-        arrays = {"input_ids": [e.ids for e in encoded], "attention_mask": [e.attention_mask for e in encoded],
-                  "token_type_ids": [e.type_ids for e in encoded]}
+        encoded = self.tokenizer.encode_batch(
+            [t if isinstance(t, str) else tuple(t) for t in texts]
+        )
+        arrays = {
+            "input_ids": [e.ids for e in encoded],
+            "attention_mask": [e.attention_mask for e in encoded],
+            "token_type_ids": [e.type_ids for e in encoded],
+        }
         feed = {name: np.asarray(arrays[name], dtype=np.int64) for name in self.inputs}
         return self.session.run(None, feed)[0].astype(np.float32)
 
@@ -78,9 +88,13 @@ def label_scores(logits: np.ndarray, labels: list[str]) -> list[dict]:
     """Softmax of each row: the best label and a probability per label."""
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     probabilities = shifted / shifted.sum(axis=1, keepdims=True)
-    return [{"label": labels[int(p.argmax())],
-             "scores": {name: round(float(v), 6) for name, v in zip(labels, p)}}
-            for p in probabilities]
+    return [
+        {
+            "label": labels[int(p.argmax())],
+            "scores": {name: round(float(v), 6) for name, v in zip(labels, p)},
+        }
+        for p in probabilities
+    ]
 
 
 class ImagePredictor:
@@ -91,12 +105,15 @@ class ImagePredictor:
         from transformers import AutoImageProcessor
 
         self.bundle, self.labels = bundle, bundle.label_names
-        self.processor = AutoImageProcessor.from_pretrained(str(bundle.path), trust_remote_code=False)
+        self.processor = AutoImageProcessor.from_pretrained(
+            str(bundle.path), trust_remote_code=False
+        )
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(bundle.model_path), options,
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(bundle.model_path), options, providers=["CPUExecutionProvider"]
+        )
         self.channels = bundle.channels
 
     def predict(self, paths: list[str | Path]) -> list[dict]:
@@ -111,13 +128,15 @@ class ImagePredictor:
                     images.append(image.copy())
             except (OSError, UnidentifiedImageError):
                 raise InputError(f"{path}: not a readable image") from None
-        logits = self.session.run(None, {"pixel_values": pixel_values(self.processor, images,
-                                                                      self.channels)})[0]
+        logits = self.session.run(
+            None, {"pixel_values": pixel_values(self.processor, images, self.channels)}
+        )[0]
         return label_scores(logits.astype(np.float32), self.labels)
 
 
-def read_rows(path: Path, text_column: str | None, pairs: bool = False
-              ) -> tuple[Iterator[dict], list[str], str | None]:
+def read_rows(
+    path: Path, text_column: str | None, pairs: bool = False
+) -> tuple[Iterator[dict], list[str], str | None]:
     """Stream rows of a CSV/TSV/JSONL file; the text column(s) (given, `a,b` for a pair, or
     known by name) and the label column if there is one."""
     suffix = path.suffix.lower()
@@ -137,7 +156,9 @@ def read_rows(path: Path, text_column: str | None, pairs: bool = False
                         try:
                             yield json.loads(line)
                         except json.JSONDecodeError as exc:
-                            raise InputError(f"{path}, line {number}: not valid JSON ({exc.msg})") from None
+                            raise InputError(
+                                f"{path}, line {number}: not valid JSON ({exc.msg})"
+                            ) from None
     else:
         delimiter = "\t" if suffix == ".tsv" else ","
         with path.open(newline="") as handle:
@@ -146,19 +167,26 @@ def read_rows(path: Path, text_column: str | None, pairs: bool = False
         def rows() -> Iterator[dict]:
             with path.open(newline="") as handle:
                 yield from csv.DictReader(handle, delimiter=delimiter)
+
     named = split_text_columns(text_column)
     if pairs:
         texts = named or detect_pair(columns)
         if texts is None or len(texts) != 2:
-            raise InputError(f"{path}: the model classifies sentence pairs and no pair of text "
-                             f"columns was found (columns: {', '.join(columns)}); set --text-column a,b")
+            raise InputError(
+                f"{path}: the model classifies sentence pairs and no pair of text "
+                f"columns was found (columns: {', '.join(columns)}); set --text-column a,b"
+            )
     elif named and len(named) == 2:
-        raise InputError(f"--text-column {text_column}: the model classifies single texts; name one column")
+        raise InputError(
+            f"--text-column {text_column}: the model classifies single texts; name one column"
+        )
     else:
         texts = named or [next((c for c in columns if c.lower() in TEXT_COLUMN_NAMES), "text")]
     missing = [c for c in texts if c not in columns]
     if missing:
-        raise InputError(f"{path}: no text column '{missing[0]}' (columns: "
-                         f"{', '.join(columns)}); set --text-column")
+        raise InputError(
+            f"{path}: no text column '{missing[0]}' (columns: "
+            f"{', '.join(columns)}); set --text-column"
+        )
     label = next((c for c in columns if c.lower() in LABEL_COLUMN_NAMES and c not in texts), None)
     return rows(), texts, label

@@ -19,14 +19,22 @@ from edgetune.errors import InputError, ValidationError
 from edgetune.exporter.onnx import DEFAULT_ATOL, DEFAULT_OPSET, ExportCheck
 
 
-def export_module(model, shapes: dict[str, list[int]], target: Path, opset: int | None = None,
-                  atol: float | None = None, seed: int = 0) -> ExportCheck:
+def export_module(
+    model,
+    shapes: dict[str, list[int]],
+    target: Path,
+    opset: int | None = None,
+    atol: float | None = None,
+    seed: int = 0,
+) -> ExportCheck:
     """Export `model` at `shapes` (input name -> shape, in forward's order) and check it."""
     import onnxruntime as ort
     import torch
 
     if not shapes:
-        raise InputError("a plain PyTorch model needs its input shapes: --input-shape x=1x3x224x224")
+        raise InputError(
+            "a plain PyTorch model needs its input shapes: --input-shape x=1x3x224x224"
+        )
     generator = torch.Generator().manual_seed(seed)
     example = tuple(torch.randn(shape, generator=generator) for shape in shapes.values())
     names = list(shapes)
@@ -36,22 +44,38 @@ def export_module(model, shapes: dict[str, list[int]], target: Path, opset: int 
     output_names = [f"output_{i}" for i in range(count)] if count > 1 else ["output"]
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        torch.onnx.export(model, example, str(target), input_names=names, output_names=output_names,
-                          opset_version=opset or DEFAULT_OPSET, dynamo=False,
-                          dynamic_axes={n: {0: "batch"} for n in names + output_names})
+        torch.onnx.export(
+            model,
+            example,
+            str(target),
+            input_names=names,
+            output_names=output_names,
+            opset_version=opset or DEFAULT_OPSET,
+            dynamo=False,
+            dynamic_axes={n: {0: "batch"} for n in names + output_names},
+        )
     except Exception as exc:  # noqa: BLE001 - the exporter raises many kinds; one line says which
-        raise InputError(f"torch.onnx.export failed: {type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise InputError(
+            f"torch.onnx.export failed: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
     session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
     check = [torch.randn([2, *shape[1:]], generator=generator) for shape in shapes.values()]
     with torch.no_grad():
         expected = model(*check)
-    expected = [t.numpy() for t in (expected if isinstance(expected, (tuple, list)) else [expected])]
+    expected = [
+        t.numpy() for t in (expected if isinstance(expected, (tuple, list)) else [expected])
+    ]
     got = session.run(None, {n: t.numpy() for n, t in zip(names, check)})
     diff = max(float(np.abs(e - g).max()) for e, g in zip(expected, got))
-    agree = float(np.mean(expected[0].argmax(-1) == got[0].argmax(-1))) if expected[0].ndim > 1 else 1.0
+    agree = (
+        float(np.mean(expected[0].argmax(-1) == got[0].argmax(-1))) if expected[0].ndim > 1 else 1.0
+    )
     tolerance = atol or DEFAULT_ATOL
     if diff > tolerance:
-        raise ValidationError(f"ONNX output differs from PyTorch by {diff:.2e} (> atol {tolerance:g})",
-                              diff, tolerance)
+        raise ValidationError(
+            f"ONNX output differs from PyTorch by {diff:.2e} (> atol {tolerance:g})",
+            diff,
+            tolerance,
+        )
     return ExportCheck(diff, tolerance, 2, agree)

@@ -70,9 +70,12 @@ def load_checkpoint(checkpoint: str | Path, trust_factory: str | None = None):
     try:
         model = model_class.from_pretrained(path, trust_remote_code=False)
         tokenizer = (AutoImageProcessor if images else AutoTokenizer).from_pretrained(
-            path, trust_remote_code=False)
+            path, trust_remote_code=False
+        )
     except (OSError, ValueError) as exc:
-        raise InputError(f"checkpoint '{checkpoint}' could not be loaded: {str(exc).splitlines()[0]}") from None
+        raise InputError(
+            f"checkpoint '{checkpoint}' could not be loaded: {str(exc).splitlines()[0]}"
+        ) from None
     return model.eval(), tokenizer
 
 
@@ -87,8 +90,13 @@ def export_onnx(model, tokenizer, target: str | Path, opset: int = DEFAULT_OPSET
         return export_plain(model, target, opset)
     with tempfile.TemporaryDirectory(prefix="edgetune-export-") as tmp, contextlib.chdir(tmp):
         onnx_export_from_model(
-            model, Path(tmp) / "onnx", opset=opset, task="image-classification" if is_image_classifier(model) else "text-classification",
-            do_validation=False, preprocessors=[tokenizer], device="cpu",
+            model,
+            Path(tmp) / "onnx",
+            opset=opset,
+            task="image-classification" if is_image_classifier(model) else "text-classification",
+            do_validation=False,
+            preprocessors=[tokenizer],
+            device="cpu",
         )
         exported = Path(tmp) / "onnx" / "model.onnx"
         if list(exported.parent.glob("*.onnx_data")) or list(exported.parent.glob("*.data")):
@@ -110,8 +118,13 @@ def pytorch_logits(model, batches: list[dict[str, np.ndarray]]) -> np.ndarray:
 
 
 def validate_onnx(
-    onnx_path: str | Path, model, tokenizer, texts: Sequence[str], max_length: int,
-    atol: float = DEFAULT_ATOL, max_examples: int = 128,
+    onnx_path: str | Path,
+    model,
+    tokenizer,
+    texts: Sequence[str],
+    max_length: int,
+    atol: float = DEFAULT_ATOL,
+    max_examples: int = 128,
     batches: list[dict[str, np.ndarray]] | None = None,
 ) -> ExportCheck:
     """Compare ONNX Runtime and PyTorch logits on real texts (or the given input `batches`,
@@ -132,7 +145,8 @@ def validate_onnx(
         raise ValidationError(
             f"ONNX output 'logits' differs from PyTorch by up to {diff:.3g} (atol {atol:g}) on "
             f"{count} validation examples; raise --atol or try another --opset",
-            max_abs_diff=diff, atol=atol,
+            max_abs_diff=diff,
+            atol=atol,
         )
     return ExportCheck(diff, atol, count, agree)
 
@@ -147,11 +161,19 @@ def _first_rows(batches: list[dict[str, np.ndarray]], rows: int) -> list[dict[st
     return kept
 
 
-def export_validated(model, tokenizer, target: str | Path, texts: Sequence[str], max_length: int,
-                     opset: int | None = None, atol: float | None = None,
-                     batches: list[dict[str, np.ndarray]] | None = None) -> tuple[Path, ExportCheck]:
+def export_validated(
+    model,
+    tokenizer,
+    target: str | Path,
+    texts: Sequence[str],
+    max_length: int,
+    opset: int | None = None,
+    atol: float | None = None,
+    batches: list[dict[str, np.ndarray]] | None = None,
+) -> tuple[Path, ExportCheck]:
     """Export, then check against PyTorch (on `texts`, or input `batches`): the pair every
     edgetune path runs."""
     path = export_onnx(model, tokenizer, target, opset or DEFAULT_OPSET)
-    return path, validate_onnx(path, model, tokenizer, texts, max_length, atol or DEFAULT_ATOL,
-                               batches=batches)
+    return path, validate_onnx(
+        path, model, tokenizer, texts, max_length, atol or DEFAULT_ATOL, batches=batches
+    )

@@ -38,9 +38,12 @@ class BenchReport:
     repeat_ratios: list[dict] = field(default_factory=list)  # copy k of a model vs its first
 
     def to_json(self) -> dict:
-        return {"results": [r.to_json() for r in self.results], "ratios": self.ratios,
-                "repeats": [[r.latency.to_json() for r in rep] for rep in self.repeats],
-                "repeat_ratios": self.repeat_ratios}
+        return {
+            "results": [r.to_json() for r in self.results],
+            "ratios": self.ratios,
+            "repeats": [[r.latency.to_json() for r in rep] for rep in self.repeats],
+            "repeat_ratios": self.repeat_ratios,
+        }
 
 
 def _open(model: str, config: BenchConfig, profile: Profile) -> tuple[Subject, Bundle | None, int]:
@@ -70,17 +73,22 @@ def _open(model: str, config: BenchConfig, profile: Profile) -> tuple[Subject, B
             if bundle or config.tokenizer or config.data:
                 raise  # a tokenizer was expected: say it is missing
     if config.data is not None:
-        raise InputError(f"{model}: this graph takes {', '.join(inputs)}, not text; give --data as "
-                         ".npz arrays named after its inputs (with labels), or bench it without --data")
+        raise InputError(
+            f"{model}: this graph takes {', '.join(inputs)}, not text; give --data as "
+            ".npz arrays named after its inputs (with labels), or bench it without --data"
+        )
     if config.tokenizer is not None:
-        raise InputError(f"{model}: --tokenizer is for text models; this graph takes "
-                         f"{', '.join(inputs)} (inputs are made from the graph: see --shape)")
+        raise InputError(
+            f"{model}: --tokenizer is for text models; this graph takes "
+            f"{', '.join(inputs)} (inputs are made from the graph: see --shape)"
+        )
     feed = synthetic_feed(model_path, profile, parse_shapes(config.shapes))
     return Subject(model, model_path, None, feed), bundle, max_length
 
 
-def _image_subject(model: str, model_path: Path, bundle: Bundle, config: BenchConfig,
-                   profile: Profile) -> Subject:
+def _image_subject(
+    model: str, model_path: Path, bundle: Bundle, config: BenchConfig, profile: Profile
+) -> Subject:
     """An image bundle, timed on one batch of the data's images (or a grey image) as its own
     image processor makes them."""
     from PIL import Image
@@ -88,17 +96,22 @@ def _image_subject(model: str, model_path: Path, bundle: Bundle, config: BenchCo
     from edgetune.data.pixels import fixed_batch
 
     processor = load_image_processor(bundle.path)
-    images = ([Image.new("RGB", (bundle.max_length, bundle.max_length), (128, 128, 128))]
-              if config.data is None else _image_split(config, bundle)["image"][:8])
-    return Subject(model, model_path, None, fixed_batch(processor, images, profile.batch_size,
-                                                        bundle.channels))
+    images = (
+        [Image.new("RGB", (bundle.max_length, bundle.max_length), (128, 128, 128))]
+        if config.data is None
+        else _image_split(config, bundle)["image"][:8]
+    )
+    return Subject(
+        model, model_path, None, fixed_batch(processor, images, profile.batch_size, bundle.channels)
+    )
 
 
 def _image_split(config: BenchConfig, bundle: Bundle):
     from edgetune.data.images import load_image_dataset
 
-    dataset = load_image_dataset(config.data, None, config.label_column,
-                                 config.validation_fraction, config.seed)
+    dataset = load_image_dataset(
+        config.data, None, config.label_column, config.validation_fraction, config.seed
+    )
     return pick_split(align_labels(dataset, bundle.label_names), config.split)
 
 
@@ -115,13 +128,17 @@ def _array_evaluation(subject: Subject, config: BenchConfig, profile: Profile) -
     arrays = load_array_data(config.data, graph_input_specs(subject.model_path), config.labels)
     if arrays.labels is None:
         return None
-    return EvalSet(None, [], arrays.labels, profile.sequence_length, arrays.batches(profile.batch_size))
+    return EvalSet(
+        None, [], arrays.labels, profile.sequence_length, arrays.batches(profile.batch_size)
+    )
 
 
 def _ratios(a: BenchResult, b: BenchResult, quantiles: tuple[int, ...]) -> dict:
     """B's percentiles over A's, from the rounds they shared, each with its interval."""
-    return {f"p{q}_ratio": ratio_interval(a.latency.round_times, b.latency.round_times, q).to_json()
-            for q in quantiles}
+    return {
+        f"p{q}_ratio": ratio_interval(a.latency.round_times, b.latency.round_times, q).to_json()
+        for q in quantiles
+    }
 
 
 def bench(config: BenchConfig) -> BenchReport:
@@ -133,19 +150,31 @@ def bench(config: BenchConfig) -> BenchReport:
     first_subject, first_bundle, max_length = opened[0]
     evaluation = None
     if config.labels is not None and not is_array_data(config.data):
-        raise InputError("--labels goes with --data X.npz/.npy (arrays); text data has its label column")
+        raise InputError(
+            "--labels goes with --data X.npz/.npy (arrays); text data has its label column"
+        )
     if is_array_data(config.data):
         evaluation = _array_evaluation(first_subject, config, profile)
-    elif config.data is not None and first_bundle and first_bundle.manifest.task == "image-classification":
+    elif (
+        config.data is not None
+        and first_bundle
+        and first_bundle.manifest.task == "image-classification"
+    ):
         evaluation = _image_evaluation(first_bundle, config)
     elif config.data is not None:
-        dataset = load_text_dataset(config.data, config.text_column, config.label_column,
-                                    config.validation_fraction, config.seed)
+        dataset = load_text_dataset(
+            config.data,
+            config.text_column,
+            config.label_column,
+            config.validation_fraction,
+            config.seed,
+        )
         if first_bundle:  # the data's label ids, renumbered to the model's order by name
             dataset = align_labels(dataset, first_bundle.label_names)
         split = pick_split(dataset, config.split)
-        evaluation = EvalSet(first_subject.tokenizer, list(split["text"]),
-                             np.asarray(split["label"]), max_length)
+        evaluation = EvalSet(
+            first_subject.tokenizer, list(split["text"]), np.asarray(split["label"]), max_length
+        )
     seconds = profile.measure_seconds if config.min_seconds is None else config.min_seconds
     target = Target(config.target, read_token(config.target_token_file)) if config.target else None
     settings = LatencySettings(
@@ -155,8 +184,13 @@ def bench(config: BenchConfig) -> BenchReport:
     results = repeats[0]
     for result, (_, bundle, _) in zip(results, opened):
         result.manifest_metrics = bundle.manifest.metrics if bundle else None
-    ratios = [{"model": r.model, "vs": results[0].model, **_ratios(results[0], r, (50, 90))}
-              for r in results[1:]]
-    same_file = [{"model": r.model, "repeat": k + 1, "vs_repeat": 1, **_ratios(first, r, (50,))}
-                 for k, row in enumerate(repeats[1:], start=1) for first, r in zip(results, row)]
+    ratios = [
+        {"model": r.model, "vs": results[0].model, **_ratios(results[0], r, (50, 90))}
+        for r in results[1:]
+    ]
+    same_file = [
+        {"model": r.model, "repeat": k + 1, "vs_repeat": 1, **_ratios(first, r, (50,))}
+        for k, row in enumerate(repeats[1:], start=1)
+        for first, r in zip(results, row)
+    ]
     return BenchReport(results, ratios, repeats, same_file)

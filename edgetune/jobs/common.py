@@ -80,5 +80,7 @@ def validation_texts(checkpoint: Path, data: str | None) -> list[str]:
     sample = checkpoint / VALIDATION_SAMPLE
     if sample.is_file():
         return json.loads(sample.read_text())
-    console.log("no --data and no saved validation sample: checking the export on built-in sentences")
+    console.log(
+        "no --data and no saved validation sample: checking the export on built-in sentences"
+    )
     return FALLBACK_TEXTS

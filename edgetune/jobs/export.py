@@ -35,20 +35,30 @@ def export_plain_module(config: ExportConfig) -> ModuleExport:
     from edgetune.measure.synthetic import parse_shapes
 
     if config.quantize != "none":
-        raise InputError("--quantize is for transformers checkpoints; quantize the plain model's "
-                         "ONNX file after: edgetune quantize OUT/model.onnx --mode MODE")
+        raise InputError(
+            "--quantize is for transformers checkpoints; quantize the plain model's "
+            "ONNX file after: edgetune quantize OUT/model.onnx --mode MODE"
+        )
     shapes = parse_shapes(config.input_shapes)
     if not shapes:
-        raise InputError(f"{config.checkpoint}: a plain PyTorch model needs its input shapes: "
-                         "--input-shape x=1x3x224x224 (one per forward argument, in order)")
+        raise InputError(
+            f"{config.checkpoint}: a plain PyTorch model needs its input shapes: "
+            "--input-shape x=1x3x224x224 (one per forward argument, in order)"
+        )
     model = load_factory(config.checkpoint)
     check_output_dir(config.out, config.overwrite)
     checks: list[ExportCheck] = []
 
     def build(staging: Path) -> None:
-        checks.append(export_module(model, shapes, staging / "model.onnx", config.opset, config.atol))
-        record = {"source": config.checkpoint, "input_shapes": shapes, "export_check": checks[0].to_json(),
-                  "opset": onnx_opset(staging / "model.onnx")}
+        checks.append(
+            export_module(model, shapes, staging / "model.onnx", config.opset, config.atol)
+        )
+        record = {
+            "source": config.checkpoint,
+            "input_shapes": shapes,
+            "export_check": checks[0].to_json(),
+            "opset": onnx_opset(staging / "model.onnx"),
+        }
         (staging / "edgetune_export.json").write_text(json.dumps(record, indent=2) + "\n")
 
     folder = build_dir_atomic(config.out, build, config.overwrite)
@@ -70,13 +80,22 @@ def export(config: ExportConfig) -> Bundle | ModuleExport:
     texts = validation_texts(checkpoint, config.data)
     labels = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
     with tempfile.TemporaryDirectory(prefix="edgetune-export-") as tmp:
-        fp32, check = export_validated(model, tokenizer, Path(tmp) / "model.onnx", texts, max_length,
-                                       config.opset, config.atol)
+        fp32, check = export_validated(
+            model, tokenizer, Path(tmp) / "model.onnx", texts, max_length, config.opset, config.atol
+        )
         ctx = PassContext(model_type=model.config.model_type)
         if mode.needs_calibration:
             ctx.calibration = calibration_batches(tokenizer, texts, max_length, 128, 0)
         path, settings = build_variants(fp32, Path(tmp) / "variants", [mode], ctx)[mode.name]
-        manifest = candidate_manifest(labels, max_length, mode.precision, profile, settings,
-                                      export_check=check.to_json(), source=str(checkpoint),
-                                      opset=onnx_opset(fp32), task=task_of(texts))
+        manifest = candidate_manifest(
+            labels,
+            max_length,
+            mode.precision,
+            profile,
+            settings,
+            export_check=check.to_json(),
+            source=str(checkpoint),
+            opset=onnx_opset(fp32),
+            task=task_of(texts),
+        )
         return write_bundle(config.out, path, checkpoint, manifest, config.overwrite)

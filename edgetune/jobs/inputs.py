@@ -33,13 +33,28 @@ class RunInputs:
         fraction = getattr(config, "validation_fraction", 0.1)
         drop = getattr(config, "drop_unseen_labels", False)
         if is_image_model(model):
-            return cls(load_image_dataset(config.data, getattr(config, "image_column", None),
-                                          config.label_column, fraction, seed, drop), "image")
+            return cls(
+                load_image_dataset(
+                    config.data,
+                    getattr(config, "image_column", None),
+                    config.label_column,
+                    fraction,
+                    seed,
+                    drop,
+                ),
+                "image",
+            )
         if looks_like_images(config.data):
-            raise InputError(f"{config.data} holds images but model '{model}' is a text "
-                             "model; give an image-classification model (ViT, ResNet, ...)")
-        return cls(load_text_dataset(config.data, config.text_column, config.label_column,
-                                     fraction, seed, drop), "text")
+            raise InputError(
+                f"{config.data} holds images but model '{model}' is a text "
+                "model; give an image-classification model (ViT, ResNet, ...)"
+            )
+        return cls(
+            load_text_dataset(
+                config.data, config.text_column, config.label_column, fraction, seed, drop
+            ),
+            "text",
+        )
 
     @property
     def task(self) -> str:
@@ -54,11 +69,14 @@ class RunInputs:
         if self.kind == "image":
             from edgetune.data.pixels import calibration_pixels
 
-            return calibration_pixels(preprocessor, self.dataset.train["image"], samples, seed, channels)
+            return calibration_pixels(
+                preprocessor, self.dataset.train["image"], samples, seed, channels
+            )
         from edgetune.data.encoding import calibration_batches
 
-        return calibration_batches(preprocessor, list(self.dataset.train["text"]), max_length,
-                                   samples, seed)
+        return calibration_batches(
+            preprocessor, list(self.dataset.train["text"]), max_length, samples, seed
+        )
 
     def evaluation(self, preprocessor, max_length: int, channels: int) -> EvalSet:
         labels = np.asarray(self.dataset.validation["label"])
@@ -84,7 +102,9 @@ class RunInputs:
             return None
         from edgetune.data.pixels import fixed_batch
 
-        return fixed_batch(preprocessor, self.dataset.validation["image"][:8], profile.batch_size, channels)
+        return fixed_batch(
+            preprocessor, self.dataset.validation["image"][:8], profile.batch_size, channels
+        )
 
 
 def check_image_profile(model_source: str, profile: Profile) -> None:
@@ -97,7 +117,9 @@ def check_image_profile(model_source: str, profile: Profile) -> None:
     if is_factory(model_source):
         from edgetune.factory import resolve_factory
 
-        config = PlainConfig(model_source, ["?"], int(getattr(resolve_factory(model_source), "image_size", 224)))
+        config = PlainConfig(
+            model_source, ["?"], int(getattr(resolve_factory(model_source), "image_size", 224))
+        )
     else:
         config = AutoConfig.from_pretrained(model_source, trust_remote_code=False)
     _check_profile(config, profile)
@@ -108,14 +130,22 @@ def _check_profile(config, profile: Profile) -> int:
 
     channels = getattr(config, "num_channels", 3)
     if profile.channels is not None and profile.channels != channels:
-        raise InputError(f"profile '{profile.name}' asks for {profile.channels} channel(s) but the "
-                         f"{config.model_type} model takes {channels}; fix the profile's channels")
+        raise InputError(
+            f"profile '{profile.name}' asks for {profile.channels} channel(s) but the "
+            f"{config.model_type} model takes {channels}; fix the profile's channels"
+        )
     native = getattr(config, "image_size", None)
-    if (profile.image_size is not None and config.model_type in FIXED_SIZE_FAMILIES
-            and native is not None and profile.image_size != native):
-        raise InputError(f"profile '{profile.name}' asks for {profile.image_size}px images but this "
-                         f"{config.model_type} model was trained at {native}px (its position "
-                         f"embeddings fix it); set image_size = {native} or leave it out")
+    if (
+        profile.image_size is not None
+        and config.model_type in FIXED_SIZE_FAMILIES
+        and native is not None
+        and profile.image_size != native
+    ):
+        raise InputError(
+            f"profile '{profile.name}' asks for {profile.image_size}px images but this "
+            f"{config.model_type} model was trained at {native}px (its position "
+            f"embeddings fix it); set image_size = {native} or leave it out"
+        )
     return channels
 
 
@@ -123,7 +153,10 @@ def image_settings(model, preprocessor, profile: Profile) -> tuple[object, int, 
     """The processor at the profile's image size, the model's channels, and the size used."""
     from edgetune.data.pixels import sized_processor
 
-    channels, native = _check_profile(model.config, profile), getattr(model.config, "image_size", None)
+    channels, native = (
+        _check_profile(model.config, profile),
+        getattr(model.config, "image_size", None),
+    )
     processor = sized_processor(preprocessor, profile.image_size)
     size = profile.image_size or _processor_size(processor) or native or 224
     return processor, channels, int(size)

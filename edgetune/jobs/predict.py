@@ -35,8 +35,11 @@ def _predict_images(config: PredictConfig, bundle) -> PredictResult:
     if missing:
         raise InputError(f"--image {missing[0]}: no such file")
     predictor, batch = ImagePredictor(bundle, config.threads), config.batch_size or 32
-    predictions = [p for i in range(0, len(config.images), batch)
-                   for p in predictor.predict(config.images[i:i + batch])]
+    predictions = [
+        p
+        for i in range(0, len(config.images), batch)
+        for p in predictor.predict(config.images[i : i + batch])
+    ]
     return PredictResult(predictions, len(predictions), None, None)
 
 
@@ -54,8 +57,10 @@ def _given_texts(config: PredictConfig, pairs: bool) -> list:
             raise InputError("--text-pair: this bundle classifies single texts; leave it out")
         return config.texts
     if len(config.text_pairs) != len(config.texts):
-        raise InputError(f"this bundle classifies sentence pairs: give one --text-pair per --text "
-                         f"({len(config.texts)} --text, {len(config.text_pairs)} --text-pair)")
+        raise InputError(
+            f"this bundle classifies sentence pairs: give one --text-pair per --text "
+            f"({len(config.texts)} --text, {len(config.text_pairs)} --text-pair)"
+        )
     return [[a, b] for a, b in zip(config.texts, config.text_pairs)]
 
 
@@ -64,18 +69,24 @@ def predict(config: PredictConfig) -> PredictResult:
     if bundle.manifest.task == "image-classification":
         return _predict_images(config, bundle)
     if config.images:
-        raise InputError(f"--image: {config.bundle} classifies {bundle.manifest.task.split('-c')[0]}s; give --text")
+        raise InputError(
+            f"--image: {config.bundle} classifies {bundle.manifest.task.split('-c')[0]}s; give --text"
+        )
     predictor = Predictor(bundle, config.threads)
     batch = config.batch_size or predictor.bundle.manifest.profile.batch_size
     if config.texts:
-        return PredictResult(predictor.predict(_given_texts(config, predictor.pairs)),
-                             len(config.texts), None, None)
+        return PredictResult(
+            predictor.predict(_given_texts(config, predictor.pairs)), len(config.texts), None, None
+        )
     if config.input is None:
         raise InputError("give --text (repeatable) or --input FILE")
     if config.text_pairs:
-        raise InputError("--text-pair goes with --text; a file's pairs come from its columns "
-                         "(--text-column a,b)")
-    rows, text_columns, label_column = read_rows(Path(config.input), config.text_column, predictor.pairs)
+        raise InputError(
+            "--text-pair goes with --text; a file's pairs come from its columns (--text-column a,b)"
+        )
+    rows, text_columns, label_column = read_rows(
+        Path(config.input), config.text_column, predictor.pairs
+    )
     out = Path(config.out) if config.out else Path(config.input).with_suffix(".predictions.jsonl")
     if out.suffix not in (".csv", ".jsonl"):
         raise InputError(f"--out {out}: use a .csv or .jsonl file")
@@ -87,7 +98,7 @@ def predict(config: PredictConfig) -> PredictResult:
     try:
         with os.fdopen(fd, "w", newline="") as handle, progress:
             writer = csv.writer(handle) if out.suffix == ".csv" else None
-            names = ["text", "text_pair"][:len(text_columns)]
+            names = ["text", "text_pair"][: len(text_columns)]
             if writer:
                 writer.writerow([*names, "label", *(f"score_{n}" for n in predictor.labels)])
             pending: list[dict] = []

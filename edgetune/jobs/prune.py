@@ -45,25 +45,58 @@ def prune(config: PruneJobConfig) -> Bundle:
     inputs.dataset = dataset
     batches = scoring_batches(tokenizer, dataset, train.max_length, seed=train.seed)
     pruned = make_student(teacher, structured, batches, config.importance, before)
-    console.log(f"pruned {pruned.name}: {pruned.params_after / 1e6:.1f}M of "
-                f"{pruned.params_before / 1e6:.1f}M parameters kept")
+    console.log(
+        f"pruned {pruned.name}: {pruned.params_after / 1e6:.1f}M of "
+        f"{pruned.params_before / 1e6:.1f}M parameters kept"
+    )
     with tempfile.TemporaryDirectory(prefix="edgetune-prune-") as tmp:
-        trained = distill_student(pruned, tokenizer, teacher, dataset, Path(tmp) / "train", train,
-                                  use_teacher=config.distill, kind=config.distillation)
+        trained = distill_student(
+            pruned,
+            tokenizer,
+            teacher,
+            dataset,
+            Path(tmp) / "train",
+            train,
+            use_teacher=config.distill,
+            kind=config.distillation,
+        )
         # A channel-pruned CNN no longer matches its config.json: the trained model in memory
         # (the best checkpoint's weights, loaded back by the Trainer) is what is exported.
-        student = trained_in_memory(pruned.model) if is_channel_pruned(pruned.model) else \
-            load_checkpoint(trained.checkpoint, config.trust_factory)[0]
+        student = (
+            trained_in_memory(pruned.model)
+            if is_channel_pruned(pruned.model)
+            else load_checkpoint(trained.checkpoint, config.trust_factory)[0]
+        )
         pruned.steps += run_torch_steps(student, after, PassContext())
         channels = getattr(student.config, "num_channels", 3)
-        fp32, check = export_validated(student, tokenizer, Path(tmp) / "model.onnx",
-                                       inputs.validation_texts(), train.max_length,
-                                       atol=config.atol, batches=inputs.check_batches(tokenizer, channels))
-        pruning = {**pruned.to_json(), "importance": config.importance, "distilled": config.distill,
-                   "distillation": distillation_kind(teacher, config.distillation) if config.distill else None}
+        fp32, check = export_validated(
+            student,
+            tokenizer,
+            Path(tmp) / "model.onnx",
+            inputs.validation_texts(),
+            train.max_length,
+            atol=config.atol,
+            batches=inputs.check_batches(tokenizer, channels),
+        )
+        pruning = {
+            **pruned.to_json(),
+            "importance": config.importance,
+            "distilled": config.distill,
+            "distillation": distillation_kind(teacher, config.distillation)
+            if config.distill
+            else None,
+        }
         manifest = candidate_manifest(
-            names, train.max_length, "fp32", profile, {}, source=str(checkpoint), pruning=pruning,
-            metrics={"pytorch_accuracy": trained.metrics["accuracy"]}, train=trained.to_json(),
+            names,
+            train.max_length,
+            "fp32",
+            profile,
+            {},
+            source=str(checkpoint),
+            pruning=pruning,
+            metrics={"pytorch_accuracy": trained.metrics["accuracy"]},
+            train=trained.to_json(),
             export_check=check.to_json(),
-            task=inputs.task)
+            task=inputs.task,
+        )
         return write_bundle(config.out, fp32, trained.checkpoint, manifest, config.overwrite)

@@ -23,7 +23,9 @@ def quantize(config: QuantizeConfig) -> dict[str, Path]:
     """Returns the folder written for each mode. Accuracy is not measured here (bench it)."""
     path = Path(config.model)
     if not path.exists():
-        raise InputError(f"'{config.model}' does not exist; give a model.onnx file or a bundle folder")
+        raise InputError(
+            f"'{config.model}' does not exist; give a model.onnx file or a bundle folder"
+        )
     modes = resolve_modes(config.modes)
     is_bundle = path.is_dir() or (path.parent / MANIFEST_NAME).is_file()
     bundle: Bundle | None = load_bundle(path) if is_bundle else None
@@ -48,13 +50,23 @@ def quantize(config: QuantizeConfig) -> dict[str, Path]:
             model_file, settings = built[mode.name]
             target = Path(config.out) / mode.name
             if bundle:
-                manifest = bundle.manifest.model_copy(update={
-                    **settings, "precision": mode.precision, "candidate": mode.name, "metrics": None})
-                written[mode.name] = write_bundle(target, model_file, bundle.path, manifest,
-                                                  config.overwrite).path
+                manifest = bundle.manifest.model_copy(
+                    update={
+                        **settings,
+                        "precision": mode.precision,
+                        "candidate": mode.name,
+                        "metrics": None,
+                    }
+                )
+                written[mode.name] = write_bundle(
+                    target, model_file, bundle.path, manifest, config.overwrite
+                ).path
             else:
-                build_dir_atomic(target, lambda d, f=model_file: shutil.copy2(f, d / "model.onnx"),
-                                 config.overwrite)
+                build_dir_atomic(
+                    target,
+                    lambda d, f=model_file: shutil.copy2(f, d / "model.onnx"),
+                    config.overwrite,
+                )
                 written[mode.name] = target
     return written
 
@@ -74,4 +86,6 @@ def _image_calibration(config: QuantizeConfig, bundle: Bundle) -> list[dict]:
     from edgetune.jobs.common import load_image_processor
 
     images = load_image_dataset(config.calibration_data).train["image"]
-    return calibration_pixels(load_image_processor(bundle.path), images, config.calibration_samples, 0)
+    return calibration_pixels(
+        load_image_processor(bundle.path), images, config.calibration_samples, 0
+    )

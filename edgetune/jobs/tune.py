@@ -59,11 +59,15 @@ def resolve(config: TuneConfig) -> TuneConfig:
     model, data = config.model or default_model(), config.data or default_data()
     if model is None or data is None:
         missing = "--model" if model is None else "--data"
-        raise InputError(f"{missing} not given and the demo defaults are not installed "
-                         "(pip install 'edgetune[demo]')")
-    local = {k: str(Path(v).resolve()) for k, v in (("model", model), ("data", data),
-                                                      ("profile", config.profile))
-             if Path(v).exists() and not (k == "profile" and v in available_profiles())}
+        raise InputError(
+            f"{missing} not given and the demo defaults are not installed "
+            "(pip install 'edgetune[demo]')"
+        )
+    local = {
+        k: str(Path(v).resolve())
+        for k, v in (("model", model), ("data", data), ("profile", config.profile))
+        if Path(v).exists() and not (k == "profile" and v in available_profiles())
+    }
     return config.model_copy(update={"model": model, "data": data, **local})
 
 
@@ -82,7 +86,9 @@ def tune(config: TuneConfig, settings: LatencySettings | None = None) -> TuneRes
         check_output_dir(out, config.overwrite)
     modes = resolve_modes(config.modes) or default_modes(profile.device, profile.precisions)
     if not modes:
-        raise InputError(f"profile '{profile.name}' allows no mode (its precisions: {profile.precisions})")
+        raise InputError(
+            f"profile '{profile.name}' allows no mode (its precisions: {profile.precisions})"
+        )
     resolve_modes(config.search.modes)
     if config.search.enabled and config.search.prune_configs:
         from edgetune.compress.pruning import PruneConfig
@@ -96,8 +102,13 @@ def tune(config: TuneConfig, settings: LatencySettings | None = None) -> TuneRes
         return _tune(config, profile, modes, out, settings)
 
 
-def _tune(config: TuneConfig, profile: Profile, modes: list[Mode], out: Path,
-          settings: LatencySettings | None) -> TuneResult:
+def _tune(
+    config: TuneConfig,
+    profile: Profile,
+    modes: list[Mode],
+    out: Path,
+    settings: LatencySettings | None,
+) -> TuneResult:
     from edgetune.train.loop import fine_tune, finished_training
 
     cfg = train_settings(config, profile)
@@ -111,8 +122,10 @@ def _tune(config: TuneConfig, profile: Profile, modes: list[Mode], out: Path,
         check_image_profile(config.model, profile)  # before training
     inputs = RunInputs.load(config, cfg.seed)
     dataset = inputs.dataset
-    console.log(f"data: {len(dataset.train)} train / {len(dataset.validation)} validation, "
-                f"{dataset.num_labels} labels {dataset.label_names[:8]}")
+    console.log(
+        f"data: {len(dataset.train)} train / {len(dataset.validation)} validation, "
+        f"{dataset.num_labels} labels {dataset.label_names[:8]}"
+    )
     for reason, count in dataset.dropped.items():
         console.log(f"data: left out {count} row(s): {reason}")
     work = out / "work"
@@ -122,16 +135,19 @@ def _tune(config: TuneConfig, profile: Profile, modes: list[Mode], out: Path,
     stages["data"] = time.monotonic() - t0
 
     t0 = time.monotonic()
-    trained = (finished_training(work, cfg) if config.resume else None) or \
-        fine_tune(config.model, dataset, work, cfg, resume=config.resume)
+    trained = (finished_training(work, cfg) if config.resume else None) or fine_tune(
+        config.model, dataset, work, cfg, resume=config.resume
+    )
     stages["fine_tune"] = time.monotonic() - t0
     if (work / "lr_find.png").is_file():  # the range test's curve, beside the report
         shutil.copy2(work / "lr_find.png", out / "lr_find.png")
     val_texts = inputs.validation_texts()
     if inputs.kind == "text":  # what `export` checks on and `serve` times batches with
         (trained.checkpoint / VALIDATION_SAMPLE).write_text(json.dumps(val_texts[:128]))
-    console.log(f"fine-tuned: PyTorch validation accuracy {trained.metrics['accuracy']:.4f} "
-                f"({trained.steps} steps, stopped by {trained.stopped_by})")
+    console.log(
+        f"fine-tuned: PyTorch validation accuracy {trained.metrics['accuracy']:.4f} "
+        f"({trained.steps} steps, stopped by {trained.stopped_by})"
+    )
 
     t0 = time.monotonic()
     torch_model, tokenizer = load_checkpoint(trained.checkpoint, trust_factory=config.model)
@@ -140,20 +156,31 @@ def _tune(config: TuneConfig, profile: Profile, modes: list[Mode], out: Path,
         tokenizer, channels, max_length = image_settings(torch_model, tokenizer, profile)
     ctx = PassContext(model_type=torch_model.config.model_type)
     if any(m.needs_calibration for m in modes):
-        ctx.calibration = inputs.calibration(tokenizer, cfg.max_length, config.calibration_samples,
-                                             cfg.seed, channels)
+        ctx.calibration = inputs.calibration(
+            tokenizer, cfg.max_length, config.calibration_samples, cfg.seed, channels
+        )
     settings = settings or LatencySettings(
         rounds=config.latency_rounds,
         max_rounds=config.max_rounds,
         min_seconds=profile.measure_seconds,
-        target=Target(config.target, read_token(config.target_token_file)) if config.target else None,
+        target=Target(config.target, read_token(config.target_token_file))
+        if config.target
+        else None,
     )
-    builder = CandidateBuilder(profile, tokenizer, ctx, settings, config.opset, config.atol,
-                               inputs.latency_feed(tokenizer, profile, channels),
-                               skip_inapplicable=config.modes is None)
+    builder = CandidateBuilder(
+        profile,
+        tokenizer,
+        ctx,
+        settings,
+        config.opset,
+        config.atol,
+        inputs.latency_feed(tokenizer, profile, channels),
+        skip_inapplicable=config.modes is None,
+    )
     evaluation = inputs.evaluation(tokenizer, max_length, channels)
-    candidates, check = builder.from_model(torch_model, work / "onnx", modes, evaluation,
-                                           checkpoint=str(trained.checkpoint))
+    candidates, check = builder.from_model(
+        torch_model, work / "onnx", modes, evaluation, checkpoint=str(trained.checkpoint)
+    )
     del torch_model
     stages["compress_and_accuracy"] = time.monotonic() - t0
 
@@ -170,14 +197,31 @@ def _tune(config: TuneConfig, profile: Profile, modes: list[Mode], out: Path,
         fp32 = next((c for c in candidates if c.name == "fp32"), None)
         reference = fp32.accuracy.accuracy if fp32 else trained.metrics["accuracy"]
         min_accuracy = reference - config.search.max_accuracy_drop / 100.0
-        recovery = cfg.model_copy(update={
-            "max_train_minutes": config.search.recovery_minutes,
-            "learning_rate": config.search.recovery_lr or cfg.learning_rate})
+        recovery = cfg.model_copy(
+            update={
+                "max_train_minutes": config.search.recovery_minutes,
+                "learning_rate": config.search.recovery_lr or cfg.learning_rate,
+            }
+        )
         executor = make_executor(config.search.executor, config.search.ray_address, profile.name)
-        search = config.search.model_copy(update={"budget_minutes": config.search.budget_minutes
-                                                  or default_budget_minutes((t0 - started) / 60)})
-        pruned, search_log = run_search(trained.checkpoint, dataset, builder, work / "search",
-                                        search, recovery, reference, executor, evaluation, relative)
+        search = config.search.model_copy(
+            update={
+                "budget_minutes": config.search.budget_minutes
+                or default_budget_minutes((t0 - started) / 60)
+            }
+        )
+        pruned, search_log = run_search(
+            trained.checkpoint,
+            dataset,
+            builder,
+            work / "search",
+            search,
+            recovery,
+            reference,
+            executor,
+            evaluation,
+            relative,
+        )
         candidates += pruned
         stages["search"] = time.monotonic() - t0
 
@@ -189,10 +233,14 @@ def _tune(config: TuneConfig, profile: Profile, modes: list[Mode], out: Path,
     note_slower_than_fp32(candidates)
     selection = choose(candidates, profile, min_accuracy, config.objective)
     context = {
-        "edgetune_version": __version__, "model": config.model, "data": config.data,
+        "edgetune_version": __version__,
+        "model": config.model,
+        "data": config.data,
         "dropped_rows": dataset.dropped,
-        "recipe": str(recipe), "train": trained.to_json(),
-        "pytorch_accuracy": trained.metrics["accuracy"], "export_check": check.to_json(),
+        "recipe": str(recipe),
+        "train": trained.to_json(),
+        "pytorch_accuracy": trained.metrics["accuracy"],
+        "export_check": check.to_json(),
         "stage_seconds": {k: round(v, 1) for k, v in stages.items()},
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
     }
@@ -203,21 +251,44 @@ def _tune(config: TuneConfig, profile: Profile, modes: list[Mode], out: Path,
     task = inputs.task
 
     def manifest(c: Candidate):
-        metrics = {"accuracy": c.accuracy.to_json(), "latency": c.latency.to_json(),
-                   "size_mb": c.size_mb, "pytorch_accuracy": trained.metrics["accuracy"]}
-        return candidate_manifest(dataset.label_names, max_length, c.precision, profile,
-                                  c.settings, source=config.model, candidate=c.name,
-                                  metrics=metrics, export_check=check.to_json(), task=task)
+        metrics = {
+            "accuracy": c.accuracy.to_json(),
+            "latency": c.latency.to_json(),
+            "size_mb": c.size_mb,
+            "pytorch_accuracy": trained.metrics["accuracy"],
+        }
+        return candidate_manifest(
+            dataset.label_names,
+            max_length,
+            c.precision,
+            profile,
+            c.settings,
+            source=config.model,
+            candidate=c.name,
+            metrics=metrics,
+            export_check=check.to_json(),
+            task=task,
+        )
 
     for c in candidates:
-        bundle = write_bundle(out / "candidates" / c.name, c.model_path,
-                              c.checkpoint or trained.checkpoint, manifest(c), overwrite=True)
+        bundle = write_bundle(
+            out / "candidates" / c.name,
+            c.model_path,
+            c.checkpoint or trained.checkpoint,
+            manifest(c),
+            overwrite=True,
+        )
         c.model_path = str(bundle.model_path)
     best = None
     if selection.winner is not None:
         w = selection.winner
-        best = write_bundle(out / "best", w.model_path, w.checkpoint or trained.checkpoint,
-                            manifest(w), overwrite=True).path
+        best = write_bundle(
+            out / "best",
+            w.model_path,
+            w.checkpoint or trained.checkpoint,
+            manifest(w),
+            overwrite=True,
+        ).path
         context["best_bundle"] = str(best)
     elif (out / "best").exists():
         shutil.rmtree(out / "best")  # a stale winner from an earlier run would mislead
@@ -248,8 +319,10 @@ def _modes_for_family(config: TuneConfig, modes: list[Mode], model_type: str) ->
     from edgetune.compress.onnx_passes import has_fusion_recipe, ort_model_type
 
     if config.search.enabled and model_type not in FAMILIES:
-        raise InputError(f"prune search: the {model_type} family is not supported for structured "
-                         f"pruning (supported: {', '.join(sorted(FAMILIES))})")
+        raise InputError(
+            f"prune search: the {model_type} family is not supported for structured "
+            f"pruning (supported: {', '.join(sorted(FAMILIES))})"
+        )
     fused = [m for m in modes if any(s.pass_name == "ort-fusion" for s in m.steps)]
     if not fused or has_fusion_recipe(model_type):
         return modes
@@ -257,10 +330,15 @@ def _modes_for_family(config: TuneConfig, modes: list[Mode], model_type: str) ->
         ort_model_type(model_type)  # asked for by name: the one-line refusal
     kept = [unfused(m, model_type) if m in fused else m for m in modes]
     kept = [m for m in kept if m.steps or m.name == "fp32"]  # optimized-fp32 unfused is fp32
-    console.log(f"modes: ONNX Runtime has no fusion recipe for the {model_type} family: "
-                f"{', '.join(m.name for m in fused)} built without graph fusion"
-                + (" (optimized-fp32 left out: it would be fp32)" if any(m.name == "optimized-fp32"
-                                                                        for m in fused) else ""))
+    console.log(
+        f"modes: ONNX Runtime has no fusion recipe for the {model_type} family: "
+        f"{', '.join(m.name for m in fused)} built without graph fusion"
+        + (
+            " (optimized-fp32 left out: it would be fp32)"
+            if any(m.name == "optimized-fp32" for m in fused)
+            else ""
+        )
+    )
     return kept
 
 
@@ -284,5 +362,6 @@ def _train_only(config: TuneConfig, profile: Profile) -> None:
     work = Path(config.out) / "work"
     if config.resume and finished_training(work, cfg):
         return
-    fine_tune(config.model, RunInputs.load(config, cfg.seed).dataset, work, cfg, resume=config.resume)
-
+    fine_tune(
+        config.model, RunInputs.load(config, cfg.seed).dataset, work, cfg, resume=config.resume
+    )

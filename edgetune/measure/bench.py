@@ -42,21 +42,29 @@ class AccuracyResult:
         return np.frombuffer(self.correct.encode(), dtype=np.uint8) == ord("1")
 
 
-def predict_logits(session: ort.InferenceSession, batches: list[dict[str, np.ndarray]]) -> np.ndarray:
+def predict_logits(
+    session: ort.InferenceSession, batches: list[dict[str, np.ndarray]]
+) -> np.ndarray:
     """Run every batch through the session; the first output is the logits."""
     outputs = [session.run(None, feed_for(session, b))[0] for b in batches]
     return np.concatenate(outputs, axis=0).astype(np.float32)
 
 
-def measure_accuracy(session: ort.InferenceSession, batches: list[dict[str, np.ndarray]],
-                     labels: np.ndarray) -> AccuracyResult:
+def measure_accuracy(
+    session: ort.InferenceSession, batches: list[dict[str, np.ndarray]], labels: np.ndarray
+) -> AccuracyResult:
     """Accuracy, macro-F1 and the per-row outcome of the ONNX model itself."""
     logits = predict_logits(session, batches)
     metrics = classification_metrics(logits, labels)
     right = logits.argmax(-1) == np.asarray(labels)
     interval = wilson_interval(int(right.sum()), len(labels))
-    return AccuracyResult(metrics["accuracy"], metrics["macro_f1"], len(labels),
-                          [interval.low, interval.high], "".join("1" if r else "0" for r in right))
+    return AccuracyResult(
+        metrics["accuracy"],
+        metrics["macro_f1"],
+        len(labels),
+        [interval.low, interval.high],
+        "".join("1" if r else "0" for r in right),
+    )
 
 
 def model_size_mb(model_path: str | Path) -> float:
@@ -100,10 +108,14 @@ class BenchResult:
     manifest_metrics: dict | None = None
 
     def to_json(self) -> dict:
-        return {"model": self.model, "profile": self.profile, "size_mb": self.size_mb,
-                "latency": self.latency.to_json() if self.latency else None,
-                "accuracy": self.accuracy.to_json() if self.accuracy else None,
-                "reported_in_bundle": self.manifest_metrics}
+        return {
+            "model": self.model,
+            "profile": self.profile,
+            "size_mb": self.size_mb,
+            "latency": self.latency.to_json() if self.latency else None,
+            "accuracy": self.accuracy.to_json() if self.accuracy else None,
+            "reported_in_bundle": self.manifest_metrics,
+        }
 
 
 def evaluate(subject: Subject, profile: Profile, evaluation: EvalSet) -> AccuracyResult:
@@ -114,8 +126,9 @@ def evaluate(subject: Subject, profile: Profile, evaluation: EvalSet) -> Accurac
     return measure_accuracy(session, batches, evaluation.labels)
 
 
-def traffic_batches(tokenizer, texts: list[str], batch_size: int, max_length: int,
-                    count: int) -> list[dict[str, np.ndarray]]:
+def traffic_batches(
+    tokenizer, texts: list[str], batch_size: int, max_length: int, count: int
+) -> list[dict[str, np.ndarray]]:
     """Batches of the data's own texts, padded to their longest member only (dynamic shapes):
     `count` batches taken evenly through a seeded shuffle of the texts."""
     if not texts:
@@ -126,9 +139,14 @@ def traffic_batches(tokenizer, texts: list[str], batch_size: int, max_length: in
     return eval_batches(tokenizer, picked, max_length, batch_size=batch_size)
 
 
-def measure_latencies(subjects: list[Subject], profile: Profile, texts: list[str] | None,
-                      max_length: int, settings: LatencySettings | None = None,
-                      budget_ms: float | None = None) -> dict[str, LatencyResult]:
+def measure_latencies(
+    subjects: list[Subject],
+    profile: Profile,
+    texts: list[str] | None,
+    max_length: int,
+    settings: LatencySettings | None = None,
+    budget_ms: float | None = None,
+) -> dict[str, LatencyResult]:
     """Every subject timed in the same interleaved rounds, at the profile's fixed shape and
     (given texts) at the texts' own lengths."""
     settings = settings or LatencySettings()
@@ -139,24 +157,35 @@ def measure_latencies(subjects: list[Subject], profile: Profile, texts: list[str
         if s.tokenizer is None:
             systems.append(System(s.name, s.model_path, s.feed))
             continue
-        fixed = latency_feed(s.tokenizer, texts or FALLBACK_TEXTS, profile.batch_size,
-                             profile.sequence_length)
-        traffic = traffic_batches(s.tokenizer, texts or [], profile.batch_size, max_length,
-                                  settings.traffic_batches)
+        fixed = latency_feed(
+            s.tokenizer, texts or FALLBACK_TEXTS, profile.batch_size, profile.sequence_length
+        )
+        traffic = traffic_batches(
+            s.tokenizer, texts or [], profile.batch_size, max_length, settings.traffic_batches
+        )
         systems.append(System(s.name, s.model_path, fixed, traffic))
     if settings.target is not None:  # on the device, by its agent
         return settings.target.measure_interleaved(systems, profile, settings, budget_ms)
     return measure_interleaved(systems, profile, settings, budget_ms)
 
 
-def bench_models(subjects: list[Subject], profile: Profile, evaluation: EvalSet | None,
-                 settings: LatencySettings | None = None) -> dict[str, BenchResult]:
+def bench_models(
+    subjects: list[Subject],
+    profile: Profile,
+    evaluation: EvalSet | None,
+    settings: LatencySettings | None = None,
+) -> dict[str, BenchResult]:
     """Accuracy of each (given `evaluation`), then latency of all side by side."""
     return {r.model: r for r in bench_copies(subjects, profile, evaluation, settings)[0]}
 
 
-def bench_copies(subjects: list[Subject], profile: Profile, evaluation: EvalSet | None,
-                 settings: LatencySettings | None = None, copies: int = 1) -> list[list[BenchResult]]:
+def bench_copies(
+    subjects: list[Subject],
+    profile: Profile,
+    evaluation: EvalSet | None,
+    settings: LatencySettings | None = None,
+    copies: int = 1,
+) -> list[list[BenchResult]]:
     """Like `bench_models`, with every subject timed `copies` times, each copy in a worker
     process of its own, all in the same interleaved rounds: an A/A check of the measurement
     (copies of one file see the same drift, so they should agree within their intervals).
@@ -164,9 +193,24 @@ def bench_copies(subjects: list[Subject], profile: Profile, evaluation: EvalSet 
     texts = evaluation.texts if evaluation else None
     max_length = evaluation.max_length if evaluation else profile.sequence_length
     accuracy = {s.name: evaluate(s, profile, evaluation) if evaluation else None for s in subjects}
-    named = [[replace(s, name=s.name if copies == 1 else f"{s.name} #{k + 1}") for s in subjects]
-             for k in range(copies)]
-    latency = measure_latencies([c for row in named for c in row], profile, texts, max_length,
-                                settings, profile.latency_budget_ms)
-    return [[BenchResult(s.name, profile.name, latency[c.name], model_size_mb(s.model_path),
-                         accuracy[s.name]) for s, c in zip(subjects, row)] for row in named]
+    named = [
+        [replace(s, name=s.name if copies == 1 else f"{s.name} #{k + 1}") for s in subjects]
+        for k in range(copies)
+    ]
+    latency = measure_latencies(
+        [c for row in named for c in row],
+        profile,
+        texts,
+        max_length,
+        settings,
+        profile.latency_budget_ms,
+    )
+    return [
+        [
+            BenchResult(
+                s.name, profile.name, latency[c.name], model_size_mb(s.model_path), accuracy[s.name]
+            )
+            for s, c in zip(subjects, row)
+        ]
+        for row in named
+    ]

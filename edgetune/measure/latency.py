@@ -108,15 +108,25 @@ class _Worker:
 
     def __init__(self, system: System, profile: Profile, settings: LatencySettings, tmp: Path):
         feeds = tmp / f"{id(system)}.npz"
-        save_feeds(str(feeds), {"fixed": [system.feed], **({"traffic": system.traffic} if system.traffic else {})})
+        save_feeds(
+            str(feeds),
+            {"fixed": [system.feed], **({"traffic": system.traffic} if system.traffic else {})},
+        )
         self.name = system.name
         # -P: the current folder is not first on the worker's sys.path (no file there stands
         # in for a module it imports)
         command = [sys.executable, "-P", "-m", "edgetune.measure.worker"]
-        self.proc = subprocess.Popen(command, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        self.request = {"op": "load", "model": str(system.model_path), "profile": profile.model_dump(),
-                        "feeds": str(feeds), "io_binding": settings.io_binding,
-                        "warmup": settings.warmup_runs}
+        self.proc = subprocess.Popen(
+            command, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        self.request = {
+            "op": "load",
+            "model": str(system.model_path),
+            "profile": profile.model_dump(),
+            "feeds": str(feeds),
+            "io_binding": settings.io_binding,
+            "warmup": settings.warmup_runs,
+        }
 
     def send(self, request: dict) -> None:
         self.proc.stdin.write(json.dumps(request) + "\n")
@@ -132,7 +142,8 @@ class _Worker:
         reply = json.loads(line)
         if "error" in reply:
             raise (InputError if reply.get("input_error") else RuntimeError)(
-                f"measuring {self.name}: {reply['error']}")
+                f"measuring {self.name}: {reply['error']}"
+            )
         return reply
 
     def close(self) -> None:
@@ -162,19 +173,32 @@ def _interval(rounds: list[np.ndarray], q: float) -> list[float]:
     return [i.low, i.high]
 
 
-def _summary(system: System, profile: Profile, stats: dict, budget_ms: float | None) -> LatencyResult:
+def _summary(
+    system: System, profile: Profile, stats: dict, budget_ms: float | None
+) -> LatencyResult:
     pooled = np.concatenate(system.rounds)
     shape = next(iter(system.feed.values())).shape
     batch, seq = (shape[0] if shape else 1), (shape[1] if len(shape) > 1 else 1)
     p50 = float(np.percentile(pooled, 50))
     result = LatencyResult(
-        p50_ms=p50, p90_ms=float(np.percentile(pooled, 90)), p99_ms=float(np.percentile(pooled, 99)),
-        mean_ms=float(pooled.mean()), runs=len(pooled), batch_size=int(batch), sequence_length=int(seq),
-        throughput_items_per_s=float(batch * 1000.0 / p50), peak_rss_mb=float(stats["peak_rss_mb"]),
-        providers=stats["providers"], threads=profile.threads, gpu_memory_mb=stats["gpu_memory_mb"],
-        p50_ci=_interval(system.rounds, 50), p90_ci=_interval(system.rounds, 90),
-        p99_ci=_interval(system.rounds, 99), rounds=len(system.rounds),
-        input_shape=[int(d) for d in shape])
+        p50_ms=p50,
+        p90_ms=float(np.percentile(pooled, 90)),
+        p99_ms=float(np.percentile(pooled, 99)),
+        mean_ms=float(pooled.mean()),
+        runs=len(pooled),
+        batch_size=int(batch),
+        sequence_length=int(seq),
+        throughput_items_per_s=float(batch * 1000.0 / p50),
+        peak_rss_mb=float(stats["peak_rss_mb"]),
+        providers=stats["providers"],
+        threads=profile.threads,
+        gpu_memory_mb=stats["gpu_memory_mb"],
+        p50_ci=_interval(system.rounds, 50),
+        p90_ci=_interval(system.rounds, 90),
+        p99_ci=_interval(system.rounds, 99),
+        rounds=len(system.rounds),
+        input_shape=[int(d) for d in shape],
+    )
     result.round_times = system.rounds  # not a field: kept for ratios, not written to JSON
     if system.traffic_rounds:
         traffic = np.concatenate(system.traffic_rounds)
@@ -191,26 +215,40 @@ def judge(result: LatencyResult, profile: Profile, budget_ms: float) -> None:
     """Set `result`'s verdict on `budget_ms` and the note that says how it was reached."""
     p90, ci, on_traffic = budget_p90(result, profile)
     result.verdict = latency_verdict(p90, ci, budget_ms)
-    result.verdict_note = (f"{result.verdict}: p90 {p90:.2f} ms [{ci[0]:.2f}, {ci[1]:.2f}] vs budget "
-                           f"{budget_ms:g} ms after {result.rounds} rounds"
-                           + (" (traffic shapes)" if on_traffic else ""))
+    result.verdict_note = (
+        f"{result.verdict}: p90 {p90:.2f} ms [{ci[0]:.2f}, {ci[1]:.2f}] vs budget "
+        f"{budget_ms:g} ms after {result.rounds} rounds"
+        + (" (traffic shapes)" if on_traffic else "")
+    )
 
 
-def _round(workers: dict[str, _Worker], systems: list[System], r: int, feed: str,
-           settings: LatencySettings) -> None:
+def _round(
+    workers: dict[str, _Worker], systems: list[System], r: int, feed: str, settings: LatencySettings
+) -> None:
     """One round: every system one slice, starting at a different system each round."""
-    order = systems[r % len(systems):] + systems[:r % len(systems)]
+    order = systems[r % len(systems) :] + systems[: r % len(systems)]
     for s in order:
-        runs, seconds = ((settings.slice_runs(), settings.slice_seconds()) if feed == "fixed"
-                         else (max(1, len(s.traffic) // settings.rounds), 0.0))
-        times = np.asarray(workers[s.name].ask({"op": "run", "feed": feed, "runs": runs,
-                                                "seconds": seconds})["times"])
+        runs, seconds = (
+            (settings.slice_runs(), settings.slice_seconds())
+            if feed == "fixed"
+            else (max(1, len(s.traffic) // settings.rounds), 0.0)
+        )
+        times = np.asarray(
+            workers[s.name].ask({"op": "run", "feed": feed, "runs": runs, "seconds": seconds})[
+                "times"
+            ]
+        )
         (s.rounds if feed == "fixed" else s.traffic_rounds).append(times)
         time.sleep(0.01)  # let the last system's pool threads park before the next starts
 
 
-def measure_interleaved(systems: list[System], profile: Profile, settings: LatencySettings | None = None,
-                        budget_ms: float | None = None, worker=_Worker) -> dict[str, LatencyResult]:
+def measure_interleaved(
+    systems: list[System],
+    profile: Profile,
+    settings: LatencySettings | None = None,
+    budget_ms: float | None = None,
+    worker=_Worker,
+) -> dict[str, LatencyResult]:
     """Interleaved rounds over all systems (see the module docstring); results by name.
     `worker` makes the process for one system (tests pass a fake)."""
     settings = settings or LatencySettings()
@@ -238,7 +276,9 @@ def measure_interleaved(systems: list[System], profile: Profile, settings: Laten
                 for r in range(min(settings.rounds, settings.max_rounds - extra)):
                     _round(workers, marginal, extra + r, "fixed", settings)
                 extra += settings.rounds
-                results.update({s.name: _summary(s, profile, stats[s.name], budget_ms) for s in marginal})
+                results.update(
+                    {s.name: _summary(s, profile, stats[s.name], budget_ms) for s in marginal}
+                )
         finally:
             for w in workers.values():
                 w.close()
@@ -247,8 +287,13 @@ def measure_interleaved(systems: list[System], profile: Profile, settings: Laten
     return results
 
 
-def measure_latency(model_path: str | Path, profile: Profile, feed: dict[str, np.ndarray],
-                    settings: LatencySettings | None = None, isolated: bool = True) -> LatencyResult:
+def measure_latency(
+    model_path: str | Path,
+    profile: Profile,
+    feed: dict[str, np.ndarray],
+    settings: LatencySettings | None = None,
+    isolated: bool = True,
+) -> LatencyResult:
     """One model alone: in a worker process (`isolated`, peak RSS its own) or in this one."""
     settings = settings or LatencySettings()
     system = System(Path(model_path).name, Path(model_path), feed)
@@ -258,10 +303,17 @@ def measure_latency(model_path: str | Path, profile: Profile, feed: dict[str, np
 
     with tempfile.TemporaryDirectory(prefix="edgetune-bench-") as tmp:
         save_feeds(f"{tmp}/f.npz", {"fixed": [feed]})
-        measured = Measured({"model": str(model_path), "profile": profile.model_dump(),
-                             "feeds": f"{tmp}/f.npz", "io_binding": settings.io_binding,
-                             "warmup": settings.warmup_runs})
+        measured = Measured(
+            {
+                "model": str(model_path),
+                "profile": profile.model_dump(),
+                "feeds": f"{tmp}/f.npz",
+                "io_binding": settings.io_binding,
+                "warmup": settings.warmup_runs,
+            }
+        )
     for _ in range(settings.rounds):
-        system.rounds.append(np.asarray(measured.run("fixed", settings.slice_runs(),
-                                                     settings.slice_seconds())))
+        system.rounds.append(
+            np.asarray(measured.run("fixed", settings.slice_runs(), settings.slice_seconds()))
+        )
     return _summary(system, profile, measured.stats(), None)

@@ -39,7 +39,9 @@ def create_session(model_path: str | Path, profile: Profile) -> ort.InferenceSes
             str(model_path), sess_options=options, providers=profile.execution_providers
         )
     except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph/... types
-        raise InputError(f"{model_path}: ONNX Runtime cannot load it as an ONNX model ({exc})") from None
+        raise InputError(
+            f"{model_path}: ONNX Runtime cannot load it as an ONNX model ({exc})"
+        ) from None
     # ORT falls back to CPU silently when a GPU provider fails to initialise (missing CUDA/cuDNN
     # libraries): a CUDA profile measured on the CPU would be a lie, so refuse.
     if profile.device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
@@ -50,19 +52,30 @@ def create_session(model_path: str | Path, profile: Profile) -> ort.InferenceSes
     return session
 
 
-ORT_DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32,
-              "tensor(float16)": np.float16, "tensor(double)": np.float64, "tensor(bool)": np.bool_,
-              "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}
+ORT_DTYPES = {
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(bool)": np.bool_,
+    "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8,
+}
 
 
-def feed_for(session: ort.InferenceSession, encoded: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def feed_for(
+    session: ort.InferenceSession, encoded: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
     """Keep only the inputs the graph declares (e.g. drop token_type_ids for DistilBERT), each
     in the dtype it declares."""
     declared = {i.name: ORT_DTYPES.get(i.type) for i in session.get_inputs()}
     missing = [n for n in declared if n not in encoded]
     if missing:
         raise InputError(f"the model needs inputs {missing} that the tokenizer does not produce")
-    return {n: np.ascontiguousarray(encoded[n], dtype=dtype) for n, dtype in declared.items()}  # None: as given
+    return {
+        n: np.ascontiguousarray(encoded[n], dtype=dtype) for n, dtype in declared.items()
+    }  # None: as given
 
 
 def make_runner(session: ort.InferenceSession, feed: dict[str, np.ndarray], io_binding: bool):
@@ -85,6 +98,7 @@ def make_runner(session: ort.InferenceSession, feed: dict[str, np.ndarray], io_b
         binding.synchronize_inputs()
         session.run_with_iobinding(binding)
         binding.synchronize_outputs()
+
     return run
 
 
@@ -94,9 +108,13 @@ def gpu_memory_mb(pid: int | None = None) -> float | None:
 
     pid = pid or os.getpid()
     try:
-        out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory",
-                              "--format=csv,noheader,nounits"], capture_output=True, text=True,
-                             check=True, timeout=10).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     for line in out.splitlines():

@@ -35,33 +35,50 @@ def _resampled_rounds(n_rounds: int, samples: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n_rounds, size=(samples, n_rounds))
 
 
-def percentile_interval(rounds: list[np.ndarray], q: float, seed: int = 0,
-                        samples: int = BOOTSTRAP_SAMPLES) -> Interval:
+def percentile_interval(
+    rounds: list[np.ndarray], q: float, seed: int = 0, samples: int = BOOTSTRAP_SAMPLES
+) -> Interval:
     """The q-th percentile of all timings, and its interval from resampling whole rounds."""
     rounds = [np.asarray(r, dtype=float) for r in rounds if len(r)]
     pooled = np.concatenate(rounds)
     point = float(np.percentile(pooled, q))
     if len(rounds) < 2:
         return Interval(point, point, point)
-    stats = np.array([np.percentile(np.concatenate([rounds[i] for i in pick]), q)
-                      for pick in _resampled_rounds(len(rounds), samples, seed)])
+    stats = np.array(
+        [
+            np.percentile(np.concatenate([rounds[i] for i in pick]), q)
+            for pick in _resampled_rounds(len(rounds), samples, seed)
+        ]
+    )
     tail = (1 - LEVEL) / 2 * 100
     low, high = np.percentile(stats, [tail, 100 - tail])
     return Interval(point, float(low), float(high))
 
 
-def ratio_interval(rounds_a: list[np.ndarray], rounds_b: list[np.ndarray], q: float = 50,
-                   seed: int = 0, samples: int = BOOTSTRAP_SAMPLES) -> Interval:
+def ratio_interval(
+    rounds_a: list[np.ndarray],
+    rounds_b: list[np.ndarray],
+    q: float = 50,
+    seed: int = 0,
+    samples: int = BOOTSTRAP_SAMPLES,
+) -> Interval:
     """percentile_q(B) / percentile_q(A), the rounds resampled in pairs (A and B ran side by
     side in each round, so the drift they shared cancels)."""
     n = min(len(rounds_a), len(rounds_b))
-    a, b = [np.asarray(r, float) for r in rounds_a[:n]], [np.asarray(r, float) for r in rounds_b[:n]]
+    a, b = (
+        [np.asarray(r, float) for r in rounds_a[:n]],
+        [np.asarray(r, float) for r in rounds_b[:n]],
+    )
     point = float(np.percentile(np.concatenate(b), q) / np.percentile(np.concatenate(a), q))
     if n < 2:
         return Interval(point, point, point)
-    stats = np.array([np.percentile(np.concatenate([b[i] for i in pick]), q)
-                      / np.percentile(np.concatenate([a[i] for i in pick]), q)
-                      for pick in _resampled_rounds(n, samples, seed)])
+    stats = np.array(
+        [
+            np.percentile(np.concatenate([b[i] for i in pick]), q)
+            / np.percentile(np.concatenate([a[i] for i in pick]), q)
+            for pick in _resampled_rounds(n, samples, seed)
+        ]
+    )
     tail = (1 - LEVEL) / 2 * 100
     low, high = np.percentile(stats, [tail, 100 - tail])
     return Interval(point, float(low), float(high))
@@ -87,9 +104,12 @@ class PairedTest:
     p_value: float
 
     def to_json(self) -> dict:
-        return {"only_first_right": self.only_first_right,
-                "only_second_right": self.only_second_right, "p_value": self.p_value,
-                "test": "exact McNemar (two-sided binomial on discordant rows)"}
+        return {
+            "only_first_right": self.only_first_right,
+            "only_second_right": self.only_second_right,
+            "p_value": self.p_value,
+            "test": "exact McNemar (two-sided binomial on discordant rows)",
+        }
 
 
 def mcnemar_exact(first_correct: np.ndarray, second_correct: np.ndarray) -> PairedTest:

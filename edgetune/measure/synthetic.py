@@ -37,10 +37,16 @@ def graph_inputs(model_path: str | Path) -> list[str]:
 def graph_input_specs(model_path: str | Path) -> dict[str, tuple[np.dtype, list[int | None]]]:
     """Each fed input's declared NumPy dtype and dimensions (None where symbolic)."""
     graph = onnx.load(str(model_path), load_external_data=False).graph
-    return {i.name: (np.dtype(helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type)),
-                     [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
-                      for d in i.type.tensor_type.shape.dim])
-            for i in _fed_inputs(graph)}
+    return {
+        i.name: (
+            np.dtype(helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type)),
+            [
+                d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+                for d in i.type.tensor_type.shape.dim
+            ],
+        )
+        for i in _fed_inputs(graph)
+    }
 
 
 def parse_shapes(values: list[str]) -> dict[str, list[int]]:
@@ -53,8 +59,10 @@ def parse_shapes(values: list[str]) -> dict[str, list[int]]:
         except ValueError:
             shape = []
         if not name or not shape or min(shape) < 1:
-            raise InputError(f"--shape {value}: use NAME=DxDx... with positive whole numbers, "
-                             "e.g. pixel_values=1x3x224x224")
+            raise InputError(
+                f"--shape {value}: use NAME=DxDx... with positive whole numbers, "
+                "e.g. pixel_values=1x3x224x224"
+            )
         shapes[name] = shape
     return shapes
 
@@ -85,16 +93,19 @@ def _named_sizes(inputs: list[onnx.ValueInfoProto], given: dict[str, list[int]])
             continue
         dims = value.type.tensor_type.shape.dim
         if dims and len(dims) != len(given[value.name]):
-            raise InputError(f"--shape {value.name}: {len(given[value.name])} dimensions given, the "
-                             f"input has {len(dims)}")
+            raise InputError(
+                f"--shape {value.name}: {len(given[value.name])} dimensions given, the "
+                f"input has {len(dims)}"
+            )
         for dim, size in zip(dims, given[value.name]):
             if dim.dim_param:
                 sizes.setdefault(dim.dim_param, size)
     return sizes
 
 
-def _shape(value: onnx.ValueInfoProto, profile: Profile, given: dict[str, list[int]],
-           sizes: dict[str, int]) -> list[int]:
+def _shape(
+    value: onnx.ValueInfoProto, profile: Profile, given: dict[str, list[int]], sizes: dict[str, int]
+) -> list[int]:
     if value.name in given:
         return given[value.name]
     shape = []
@@ -112,21 +123,26 @@ def _shape(value: onnx.ValueInfoProto, profile: Profile, given: dict[str, list[i
         elif dim.dim_param.lower() in ("height", "width") and profile.image_size:
             shape.append(profile.image_size)
         else:
-            raise InputError(f"input '{value.name}' has an unknown dimension "
-                             f"'{dim.dim_param or index}'; give its shape: --shape "
-                             f"{value.name}=" + "x".join(["N"] * len(value.type.tensor_type.shape.dim)))
+            raise InputError(
+                f"input '{value.name}' has an unknown dimension "
+                f"'{dim.dim_param or index}'; give its shape: --shape "
+                f"{value.name}=" + "x".join(["N"] * len(value.type.tensor_type.shape.dim))
+            )
     return shape
 
 
-def synthetic_feed(model_path: str | Path, profile: Profile, shapes: dict[str, list[int]],
-                   seed: int = 0) -> dict[str, np.ndarray]:
+def synthetic_feed(
+    model_path: str | Path, profile: Profile, shapes: dict[str, list[int]], seed: int = 0
+) -> dict[str, np.ndarray]:
     """One input array per graph input (see the module docstring)."""
     graph = onnx.load(str(model_path), load_external_data=False).graph
     inputs = _fed_inputs(graph)
     unknown = set(shapes) - {i.name for i in inputs}
     if unknown:
-        raise InputError(f"--shape names {sorted(unknown)}, which {Path(model_path).name} does not "
-                         f"take (its inputs: {', '.join(i.name for i in inputs)})")
+        raise InputError(
+            f"--shape names {sorted(unknown)}, which {Path(model_path).name} does not "
+            f"take (its inputs: {', '.join(i.name for i in inputs)})"
+        )
     rng = np.random.default_rng(seed)
     feed = {}
     sizes = _named_sizes(inputs, shapes)

@@ -34,8 +34,15 @@ def load_feeds(path: str) -> dict[str, list[dict[str, np.ndarray]]]:
 
 
 def save_feeds(path: str, feeds: dict[str, list[dict[str, np.ndarray]]]) -> None:
-    np.savez(path, **{f"{kind}/{i}/{name}": array for kind, batches in feeds.items()
-                      for i, batch in enumerate(batches) for name, array in batch.items()})
+    np.savez(
+        path,
+        **{
+            f"{kind}/{i}/{name}": array
+            for kind, batches in feeds.items()
+            for i, batch in enumerate(batches)
+            for name, array in batch.items()
+        },
+    )
 
 
 class Measured:
@@ -44,9 +51,10 @@ class Measured:
         self.session = create_session(request["model"], self.profile)
         names = [i.name for i in self.session.get_inputs()]
         io_binding = self.profile.device == "cuda" or request.get("io_binding", False)
-        self.runners = {kind: [make_runner(self.session, {n: b[n] for n in names}, io_binding)
-                               for b in batches]
-                        for kind, batches in load_feeds(request["feeds"]).items()}
+        self.runners = {
+            kind: [make_runner(self.session, {n: b[n] for n in names}, io_binding) for b in batches]
+            for kind, batches in load_feeds(request["feeds"]).items()
+        }
         self.cursor = 0
         warmup = request.get("warmup", 10)
         if self.profile.device == "cuda":  # cuDNN/cuBLAS pick their kernels in the first runs
@@ -71,8 +79,11 @@ class Measured:
 
     def stats(self) -> dict:
         gpu = gpu_memory_mb() if self.profile.device == "cuda" else None
-        return {"peak_rss_mb": peak_rss_mb(), "providers": self.session.get_providers(),
-                "gpu_memory_mb": gpu}
+        return {
+            "peak_rss_mb": peak_rss_mb(),
+            "providers": self.session.get_providers(),
+            "gpu_memory_mb": gpu,
+        }
 
 
 def serve(stdin=sys.stdin, stdout=sys.stdout) -> None:
@@ -84,12 +95,16 @@ def serve(stdin=sys.stdin, stdout=sys.stdout) -> None:
                 measured = Measured(request)
                 reply: dict = {"ok": True}
             elif request["op"] == "run":
-                reply = {"times": measured.run(request["feed"], request["runs"], request["seconds"])}
+                reply = {
+                    "times": measured.run(request["feed"], request["runs"], request["seconds"])
+                }
             else:
                 reply = measured.stats()
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises
-            reply = {"error": f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-                     "input_error": exc.__class__.__name__ == "InputError"}
+            reply = {
+                "error": f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                "input_error": exc.__class__.__name__ == "InputError",
+            }
         stdout.write(json.dumps(reply) + "\n")
         stdout.flush()
 

@@ -17,19 +17,26 @@ def fraction_of(p90_ms: float, fraction: float) -> float:
     return round(fraction * p90_ms, 3)
 
 
-def relative_budget(builder: CandidateBuilder, candidates: list[Candidate],
-                    evaluation: EvalSet | None, fraction: float) -> tuple[Profile, Candidate]:
+def relative_budget(
+    builder: CandidateBuilder,
+    candidates: list[Candidate],
+    evaluation: EvalSet | None,
+    fraction: float,
+) -> tuple[Profile, Candidate]:
     """The budget as a fraction of this run's unpruned dynamic INT8 p90 (else the fastest dense
     one's), measured now (given `evaluation`), or from the final rounds (`evaluation` None:
     all are judged again on the budget those rounds give, with no more rounds); and that base."""
     if evaluation is not None:
         builder.measure(candidates, evaluation)
     dense = [c for c in candidates if not c.settings.get("pruning")]
-    base = next((c for c in dense if c.name == "dynamic-int8"), None) or \
-        min(dense, key=lambda c: c.latency.p90_ms)
+    base = next((c for c in dense if c.name == "dynamic-int8"), None) or min(
+        dense, key=lambda c: c.latency.p90_ms
+    )
     budget = fraction_of(base.latency.p90_ms, fraction)
-    console.log(f"latency budget {budget:g} ms: {fraction:g} x the p90 of {base.name} "
-                f"({base.latency.p90_ms:.2f} ms{'' if evaluation else ', final rounds'})")
+    console.log(
+        f"latency budget {budget:g} ms: {fraction:g} x the p90 of {base.name} "
+        f"({base.latency.p90_ms:.2f} ms{'' if evaluation else ', final rounds'})"
+    )
     builder.profile = builder.profile.model_copy(update={"latency_budget_ms": budget})
     if evaluation is None:
         for c in candidates:

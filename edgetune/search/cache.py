@@ -76,7 +76,9 @@ class Cache:
 
     @staticmethod
     def key(*parts: object) -> str:
-        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[
+            :20
+        ]
 
     def get(self, key: str, schema: type[_Record]) -> dict | None:
         """The record if it is whole and fits `schema`, or None: missing, torn (unparseable),
@@ -92,15 +94,20 @@ class Cache:
             schema.model_validate(record, context={"root": self.root})
         except ValidationError as exc:
             field, message = first_problem(exc)
-            return self._set_aside(path, ".invalid", f"is not a {schema.__name__} "
-                                   f"(field '{field}': {message})")
+            return self._set_aside(
+                path, ".invalid", f"is not a {schema.__name__} (field '{field}': {message})"
+            )
         return record
 
     @staticmethod
     def _set_aside(path: Path, suffix: str, why: str) -> None:
         path.replace(path.with_suffix(suffix))
-        LOG.warning("cache record %s %s; set aside as %s and redone", path.name, why,
-                    path.with_suffix(suffix).name)
+        LOG.warning(
+            "cache record %s %s; set aside as %s and redone",
+            path.name,
+            why,
+            path.with_suffix(suffix).name,
+        )
 
     def put(self, key: str, record: dict) -> None:
         write_json_atomic(self.folder / f"{key}.json", record)

@@ -33,20 +33,42 @@ class CandidateBuilder:
     feed: dict | None = None  # a model that takes no text (images): the fixed batch it is timed on
     skip_inapplicable: bool = False  # a default menu: modes with nothing to quantize left out
 
-    def export(self, model, target: Path, check_texts: list[str] | None, max_length: int,
-               batches: list[dict] | None = None) -> tuple[Path, ExportCheck | None]:
+    def export(
+        self,
+        model,
+        target: Path,
+        check_texts: list[str] | None,
+        max_length: int,
+        batches: list[dict] | None = None,
+    ) -> tuple[Path, ExportCheck | None]:
         """Export to ONNX; checked against PyTorch on `check_texts` or input `batches` (both
         None: a latency probe). `tokenizer` is the preprocessor (an image processor too)."""
         if check_texts is None and batches is None:
             return export_onnx(model.eval(), self.tokenizer, target), None
-        return export_validated(model, self.tokenizer, target, check_texts or [], max_length,
-                                self.opset, self.atol, batches)
+        return export_validated(
+            model,
+            self.tokenizer,
+            target,
+            check_texts or [],
+            max_length,
+            self.opset,
+            self.atol,
+            batches,
+        )
 
     def subject(self, name: str, path: Path) -> Subject:
         return Subject(name, path, None if self.feed is not None else self.tokenizer, self.feed)
 
-    def build(self, fp32: Path, modes: list[Mode], out_dir: Path, evaluation: EvalSet | None,
-              prefix: str = "", checkpoint: str = "", extra: dict | None = None) -> list[Candidate]:
+    def build(
+        self,
+        fp32: Path,
+        modes: list[Mode],
+        out_dir: Path,
+        evaluation: EvalSet | None,
+        prefix: str = "",
+        checkpoint: str = "",
+        extra: dict | None = None,
+    ) -> list[Candidate]:
         """Every mode built from `fp32`, its accuracy measured on the ONNX model (given
         `evaluation`); latency comes later, from `measure`."""
         built = build_variants(fp32, out_dir, modes, self.ctx, self.skip_inapplicable)
@@ -55,20 +77,40 @@ class CandidateBuilder:
             path, settings = built[mode.name]
             subject = self.subject(mode.name, path)
             accuracy = evaluate(subject, self.profile, evaluation) if evaluation else None
-            candidates.append(Candidate(
-                name=prefix + mode.name, precision=mode.precision, model_path=str(path),
-                accuracy=accuracy, latency=None, size_mb=model_size_mb(path),
-                settings={**settings, **(extra or {})}, checkpoint=checkpoint))
+            candidates.append(
+                Candidate(
+                    name=prefix + mode.name,
+                    precision=mode.precision,
+                    model_path=str(path),
+                    accuracy=accuracy,
+                    latency=None,
+                    size_mb=model_size_mb(path),
+                    settings={**settings, **(extra or {})},
+                    checkpoint=checkpoint,
+                )
+            )
         return candidates
 
-    def from_model(self, model, out_dir: Path, modes: list[Mode], evaluation: EvalSet | None,
-                   prefix: str = "", checkpoint: str = "", extra: dict | None = None,
-                   ) -> tuple[list[Candidate], ExportCheck | None]:
+    def from_model(
+        self,
+        model,
+        out_dir: Path,
+        modes: list[Mode],
+        evaluation: EvalSet | None,
+        prefix: str = "",
+        checkpoint: str = "",
+        extra: dict | None = None,
+    ) -> tuple[list[Candidate], ExportCheck | None]:
         """Export a PyTorch model (checked on the evaluation texts), then `build`."""
         texts = evaluation.texts if evaluation else None
         max_length = evaluation.max_length if evaluation else self.profile.sequence_length
-        fp32, check = self.export(model, out_dir / "model.fp32.onnx", texts, max_length,
-                                  evaluation.batches if evaluation else None)
+        fp32, check = self.export(
+            model,
+            out_dir / "model.fp32.onnx",
+            texts,
+            max_length,
+            evaluation.batches if evaluation else None,
+        )
         return self.build(fp32, modes, out_dir, evaluation, prefix, checkpoint, extra), check
 
     def measure(self, candidates: list[Candidate], evaluation: EvalSet | None) -> list[Candidate]:
@@ -76,8 +118,9 @@ class CandidateBuilder:
         subjects = [self.subject(c.name, Path(c.model_path)) for c in candidates]
         texts = evaluation.texts if evaluation else None
         max_length = evaluation.max_length if evaluation else self.profile.sequence_length
-        latency = measure_latencies(subjects, self.profile, texts, max_length, self.settings,
-                                    self.profile.latency_budget_ms)
+        latency = measure_latencies(
+            subjects, self.profile, texts, max_length, self.settings, self.profile.latency_budget_ms
+        )
         for c in candidates:
             c.latency = latency[c.name]
             check_budget(c, self.profile)

@@ -58,7 +58,8 @@ class RayExecutor:
             raise InputError(
                 f"no Ray node declares the resource '{self.resource}', so latency cannot be "
                 f"measured on the profile's hardware; start such nodes with "
-                f"ray start ... --resources='{{\"{self.resource}\": 1}}'")
+                f"ray start ... --resources='{{\"{self.resource}\": 1}}'"
+            )
         self.gpus = resources.get("GPU", 0) >= 1
 
     def options(self, kind: Kind) -> dict:

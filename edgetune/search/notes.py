@@ -10,33 +10,48 @@ from edgetune.hardware import VNNI_FLAGS, cpu_flags, cpu_model
 from edgetune.search.record import Candidate
 
 
-def explain_slowdown(precision: str, flags: set[str], model: str, ops: set[str] = frozenset()) -> str:
+def explain_slowdown(
+    precision: str, flags: set[str], model: str, ops: set[str] = frozenset()
+) -> str:
     """Why a mode of this precision can be slower than fp32 on this CPU (facts first; `ops`:
     the candidate graph's op types, when known)."""
     cpu = f"{model}: " if model else ""
     if precision == "int8" and "ConvInteger" in ops:
-        return ("its convolutions became ConvInteger (dynamic INT8), which ONNX Runtime runs "
-                "without an optimised CPU kernel; static INT8 (QDQ) quantizes convolutions well")
+        return (
+            "its convolutions became ConvInteger (dynamic INT8), which ONNX Runtime runs "
+            "without an optimised CPU kernel; static INT8 (QDQ) quantizes convolutions well"
+        )
     if precision == "int8":
         vnni = sorted(VNNI_FLAGS & flags)
         if vnni:
-            return (f"{cpu}has {', '.join(vnni)}, so fast int8 kernels exist here; the (de)quantize "
-                    "steps around them cost more than the int8 matmuls save at this batch and length")
-        return (f"{cpu}no VNNI ({'/'.join(sorted(VNNI_FLAGS))} absent from the CPU flags): int8 "
-                "matmuls take the slower u8s8 path, plus the (de)quantize steps")
+            return (
+                f"{cpu}has {', '.join(vnni)}, so fast int8 kernels exist here; the (de)quantize "
+                "steps around them cost more than the int8 matmuls save at this batch and length"
+            )
+        return (
+            f"{cpu}no VNNI ({'/'.join(sorted(VNNI_FLAGS))} absent from the CPU flags): int8 "
+            "matmuls take the slower u8s8 path, plus the (de)quantize steps"
+        )
     if precision == "fp16":
         native = sorted({"avx512_fp16", "amx_fp16"} & flags)
-        return (f"{cpu}{'has ' + ', '.join(native) if native else 'no native fp16 arithmetic'}; "
-                "ONNX Runtime's CPU kernels cast fp16 back and forth")
+        return (
+            f"{cpu}{'has ' + ', '.join(native) if native else 'no native fp16 arithmetic'}; "
+            "ONNX Runtime's CPU kernels cast fp16 back and forth"
+        )
     if precision == "int4":
-        return ("MatMulNBits unpacks 4-bit weights block by block; at small batch that saves "
-                "memory and size, not time")
-    return ("ONNX Runtime already applies these fusions when it loads the plain model "
-            "(ORT_ENABLE_ALL), so offline fusion buys nothing here")
+        return (
+            "MatMulNBits unpacks 4-bit weights block by block; at small batch that saves "
+            "memory and size, not time"
+        )
+    return (
+        "ONNX Runtime already applies these fusions when it loads the plain model "
+        "(ORT_ENABLE_ALL), so offline fusion buys nothing here"
+    )
 
 
-def note_slower_than_fp32(candidates: list[Candidate], flags: set[str] | None = None,
-                          model: str | None = None) -> None:
+def note_slower_than_fp32(
+    candidates: list[Candidate], flags: set[str] | None = None, model: str | None = None
+) -> None:
     fp32 = next((c for c in candidates if c.name == "fp32"), None)
     if fp32 is None or fp32.latency is None:
         return
@@ -50,8 +65,10 @@ def note_slower_than_fp32(candidates: list[Candidate], flags: set[str] | None = 
         if lat.p90_ci and ref.p90_ci and lat.p90_ci[0] <= ref.p90_ci[1]:
             continue  # the intervals overlap: not shown to be slower
         ratio = lat.p90_ms / ref.p90_ms
-        c.notes.append(f"slower than fp32 ({ratio:.2f}x p90, intervals apart): "
-                       f"{explain_slowdown(c.precision, flags, model, _op_types(c.model_path))}")
+        c.notes.append(
+            f"slower than fp32 ({ratio:.2f}x p90, intervals apart): "
+            f"{explain_slowdown(c.precision, flags, model, _op_types(c.model_path))}"
+        )
 
 
 def _op_types(model_path: str) -> set[str]:

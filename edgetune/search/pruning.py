@@ -57,26 +57,42 @@ def default_prune_configs(num_layers: int) -> list[PruneConfig]:
     # the deepest kept count made narrower (between L4-F0.5 and L3-F0.5 in latency on a 6-layer
     # encoder, at least as accurate as L4-F0.5 on SST-2: benchmarks/RESULTS.md), the shallowest
     # made narrower still; with one kept count (a 2-layer model) the two mixes coincide
-    configs += [PruneConfig(layers=keep[0], ffn=0.75), PruneConfig(layers=keep[0], heads=0.5, ffn=0.5),
-                PruneConfig(layers=keep[-1], heads=0.5, ffn=0.5)] if keep else []
+    configs += (
+        [
+            PruneConfig(layers=keep[0], ffn=0.75),
+            PruneConfig(layers=keep[0], heads=0.5, ffn=0.5),
+            PruneConfig(layers=keep[-1], heads=0.5, ffn=0.5),
+        ]
+        if keep
+        else []
+    )
     return list({c.name: c for c in configs}.values())
 
 
-def training_order(feasible: list[tuple[PruneConfig, int, bool]], num_layers: int) -> list[tuple[PruneConfig, int]]:
+def training_order(
+    feasible: list[tuple[PruneConfig, int, bool]], num_layers: int
+) -> list[tuple[PruneConfig, int]]:
     """Which feasible configurations are distilled first: those whose probe met the budget
     outright before the marginal ones (which may miss it in the final rounds), then the deeper
     ones (a kept layer is worth more accuracy than its parameters in FFN width or heads: on
     SST-2, L4-F0.75 and L4-H0.5-F0.5 recover to the teacher, L3-F0.5 with as many parameters
     does not), then the larger ones."""
-    ordered = sorted(feasible, key=lambda item: (not item[2], -(item[0].layers or num_layers), -item[1]))
+    ordered = sorted(
+        feasible, key=lambda item: (not item[2], -(item[0].layers or num_layers), -item[1])
+    )
     return [(cfg, params) for cfg, params, _ in ordered]
 
 
 FIRST_IN_LINE_SHARE = 0.5  # the least share of the minutes left a student trained in turn gets
 
 
-def recovery_share(cfg: PruneConfig, later: list[PruneConfig], weight: dict[str, float],
-                   num_layers: int, skip_rule: bool = True) -> float:
+def recovery_share(
+    cfg: PruneConfig,
+    later: list[PruneConfig],
+    weight: dict[str, float],
+    num_layers: int,
+    skip_rule: bool = True,
+) -> float:
     """`cfg`'s share of the minutes left, by weight, against the later configurations that are
     still trained if it breaks the bound (those pruning at least as much would be skipped;
     without `skip_rule`, as in parallel tasks, all of them). Trained in turn, a student gets at
@@ -121,8 +137,14 @@ def _teacher(teacher: object):
     return load_checkpoint(teacher)[0] if isinstance(teacher, (str, Path)) else teacher
 
 
-def probe_latency(teacher: object, builder: CandidateBuilder, modes: list, work: Path,
-                  relative: tuple[Candidate, float] | None, cfg: PruneConfig) -> dict:
+def probe_latency(
+    teacher: object,
+    builder: CandidateBuilder,
+    modes: list,
+    work: Path,
+    relative: tuple[Candidate, float] | None,
+    cfg: PruneConfig,
+) -> dict:
     """An untrained pruned copy of `cfg`, built in every mode, its latency on the profile.
     With a relative budget (`relative`: the unpruned reference and the fraction), the reference
     is timed in the same rounds and the budget is that fraction of its p90 there, so drift
@@ -135,10 +157,12 @@ def probe_latency(teacher: object, builder: CandidateBuilder, modes: list, work:
         budget = fraction_of(reference[0].latency.p90_ms, relative[1])
         for probe in probes:
             judge(probe.latency, builder.profile, budget)
-    return {"p90_ms": {m.name: c.latency.p90_ms for m, c in zip(modes, probes)},
-            "verdict": {m.name: c.latency.verdict for m, c in zip(modes, probes)},
-            "params": pruned.params_after,
-            **({"budget_ms": round(budget, 3)} if relative else {})}
+    return {
+        "p90_ms": {m.name: c.latency.p90_ms for m, c in zip(modes, probes)},
+        "verdict": {m.name: c.latency.verdict for m, c in zip(modes, probes)},
+        "params": pruned.params_after,
+        **({"budget_ms": round(budget, 3)} if relative else {}),
+    }
 
 
 def train_student(job: Student, task: tuple[PruneConfig, Path, TrainConfig]) -> dict:
@@ -147,22 +171,43 @@ def train_student(job: Student, task: tuple[PruneConfig, Path, TrainConfig]) -> 
     teacher = _teacher(job.teacher)
     tokenizer = job.builder.tokenizer
     pruned = make_student(teacher, cfg, job.batches, job.search.importance)
-    trained = distill_student(pruned, tokenizer, teacher, job.dataset, folder, recovery,
-                              resume=True, kind=job.search.distillation,
-                              target_accuracy=job.target_accuracy)
+    trained = distill_student(
+        pruned,
+        tokenizer,
+        teacher,
+        job.dataset,
+        folder,
+        recovery,
+        resume=True,
+        kind=job.search.distillation,
+        target_accuracy=job.target_accuracy,
+    )
     student, _ = load_checkpoint(trained.checkpoint)
     pruning = {**pruned.to_json(), "distilled": True, "train": trained.to_json()}
-    found, _ = job.builder.from_model(student, folder / "onnx", job.modes, job.evaluation,
-                                      prefix=f"{cfg.name}+", checkpoint=str(trained.checkpoint),
-                                      extra={"pruning": pruning})
+    found, _ = job.builder.from_model(
+        student,
+        folder / "onnx",
+        job.modes,
+        job.evaluation,
+        prefix=f"{cfg.name}+",
+        checkpoint=str(trained.checkpoint),
+        extra={"pruning": pruning},
+    )
     return {"candidates": [c.to_json() for c in found]}
 
 
-def run_search(teacher_checkpoint: Path, dataset: TextDataset, builder: CandidateBuilder,
-               work: Path, search: SearchSettings, recovery: TrainConfig,
-               reference_accuracy: float, executor: LocalExecutor | RayExecutor | None = None,
-               evaluation: EvalSet | None = None,
-               relative: tuple[Candidate, float] | None = None) -> tuple[list[Candidate], SearchLog]:
+def run_search(
+    teacher_checkpoint: Path,
+    dataset: TextDataset,
+    builder: CandidateBuilder,
+    work: Path,
+    search: SearchSettings,
+    recovery: TrainConfig,
+    reference_accuracy: float,
+    executor: LocalExecutor | RayExecutor | None = None,
+    evaluation: EvalSet | None = None,
+    relative: tuple[Candidate, float] | None = None,
+) -> tuple[list[Candidate], SearchLog]:
     """Pruned candidates measured on the profile (see the module docstring for the order);
     `evaluation`: what the dense candidates were measured on (default: the dataset's texts);
     `relative`: a budget that is a fraction of this unpruned candidate's p90 (see probe_latency)."""
@@ -172,8 +217,11 @@ def run_search(teacher_checkpoint: Path, dataset: TextDataset, builder: Candidat
     teacher, tokenizer = load_checkpoint(teacher_checkpoint)
     teacher_ref = str(teacher_checkpoint) if executor.remote else teacher
     num_layers = teacher.config.num_hidden_layers
-    configs = ([PruneConfig.parse(n) for n in search.prune_configs] if search.prune_configs
-               else default_prune_configs(num_layers))
+    configs = (
+        [PruneConfig.parse(n) for n in search.prune_configs]
+        if search.prune_configs
+        else default_prune_configs(num_layers)
+    )
     modes = resolve_modes(search.modes)
     modes_key = [m.to_json() for m in modes]
     source = file_digest(teacher_checkpoint / "model.safetensors")
@@ -188,12 +236,15 @@ def run_search(teacher_checkpoint: Path, dataset: TextDataset, builder: Candidat
 
     # 1. latency probes on untrained pruned copies (on Ray: on nodes of the profile)
     relative_key = [file_digest(Path(relative[0].model_path)), relative[1]] if relative else []
-    probe_key = {cfg.name: Cache.key("probe", source, cfg.to_json(), modes_key, profile_key,
-                                     *relative_key) for cfg in configs}
+    probe_key = {
+        cfg.name: Cache.key("probe", source, cfg.to_json(), modes_key, profile_key, *relative_key)
+        for cfg in configs
+    }
     todo = [cfg for cfg in configs if cache.get(probe_key[cfg.name], ProbeRecord) is None]
     log.from_cache += len(configs) - len(todo)
-    for cfg, record in executor.map(partial(probe_latency, teacher_ref, builder, modes, work, relative),
-                                    todo, "measure"):
+    for cfg, record in executor.map(
+        partial(probe_latency, teacher_ref, builder, modes, work, relative), todo, "measure"
+    ):
         cache.put(probe_key[cfg.name], record)
     probed: list[tuple[PruneConfig, int, bool]] = []
     for cfg in configs:
@@ -202,11 +253,15 @@ def run_search(teacher_checkpoint: Path, dataset: TextDataset, builder: Candidat
         best_mode, best_p90 = min(record["p90_ms"].items(), key=lambda kv: kv[1])
         if any(v != "missed" for v in record["verdict"].values()):  # met or marginal
             probed.append((cfg, record["params"], "met" in record["verdict"].values()))
-            log.say(f"probe {cfg.name}: p90 {best_p90:.2f} ms ({best_mode}) - feasible"
-                    + (f" (budget {record['budget_ms']:g} ms in its rounds)" if relative else ""))
+            log.say(
+                f"probe {cfg.name}: p90 {best_p90:.2f} ms ({best_mode}) - feasible"
+                + (f" (budget {record['budget_ms']:g} ms in its rounds)" if relative else "")
+            )
         else:
-            log.say(f"probe {cfg.name}: p90 {best_p90:.2f} ms ({best_mode}) > budget "
-                    f"{record.get('budget_ms', profile.latency_budget_ms):g} ms - not trained")
+            log.say(
+                f"probe {cfg.name}: p90 {best_p90:.2f} ms ({best_mode}) > budget "
+                f"{record.get('budget_ms', profile.latency_budget_ms):g} ms - not trained"
+            )
 
     # 2-3. train the feasible ones, most promising first
     feasible = training_order(probed, num_layers)
@@ -217,25 +272,54 @@ def run_search(teacher_checkpoint: Path, dataset: TextDataset, builder: Candidat
     params = count_parameters(teacher)
     weight = {cfg.name: max(0.1, 1.0 - kept / params) for cfg, kept in feasible}
     min_accuracy = reference_accuracy - search.max_accuracy_drop / 100.0
-    evaluation = evaluation or EvalSet(tokenizer, list(dataset.validation["text"]),
-                                       np.asarray(dataset.validation["label"]), max_length)
-    job = Student(teacher_ref, dataset, builder, modes, evaluation,
-                  scoring_batches(builder.tokenizer, dataset, max_length), search,
-                  min_accuracy + search.stop_margin / 100)
-    key_of = {cfg.name: Cache.key("trained", source, cfg.to_json(), modes_key, trained_profile_key,
-                                  recovery.model_dump(mode="json"), search.importance, max_length,
-                                  search.distillation) for cfg, _ in feasible}
+    evaluation = evaluation or EvalSet(
+        tokenizer,
+        list(dataset.validation["text"]),
+        np.asarray(dataset.validation["label"]),
+        max_length,
+    )
+    job = Student(
+        teacher_ref,
+        dataset,
+        builder,
+        modes,
+        evaluation,
+        scoring_batches(builder.tokenizer, dataset, max_length),
+        search,
+        min_accuracy + search.stop_margin / 100,
+    )
+    key_of = {
+        cfg.name: Cache.key(
+            "trained",
+            source,
+            cfg.to_json(),
+            modes_key,
+            trained_profile_key,
+            recovery.model_dump(mode="json"),
+            search.importance,
+            max_length,
+            search.distillation,
+        )
+        for cfg, _ in feasible
+    }
 
     def plan(index: int, cfg: PruneConfig) -> tuple[PruneConfig, Path, TrainConfig] | None:
         minutes_left = (deadline - time.monotonic()) / 60.0
         if minutes_left < 0.5:
             log.say(f"search budget spent: {cfg.name} and later configurations not trained")
             return None
-        share = recovery_share(cfg, [c for c, _ in feasible[index + 1:]], weight, num_layers,
-                               skip_rule=not executor.remote)
+        share = recovery_share(
+            cfg,
+            [c for c, _ in feasible[index + 1 :]],
+            weight,
+            num_layers,
+            skip_rule=not executor.remote,
+        )
         budget = min(recovery.max_train_minutes or minutes_left, minutes_left * share)
-        log.say(f"{cfg.name}: recovery budget {budget:.1f} min ({100 * share:.0f} % of the "
-                f"{minutes_left:.1f} left); stops early at accuracy {job.target_accuracy:.4f}")
+        log.say(
+            f"{cfg.name}: recovery budget {budget:.1f} min ({100 * share:.0f} % of the "
+            f"{minutes_left:.1f} left); stops early at accuracy {job.target_accuracy:.4f}"
+        )
         folder = work / "students" / f"{cfg.name}-{key_of[cfg.name][:8]}"  # resumable
         return cfg, folder, recovery.model_copy(update={"max_train_minutes": budget})
 
@@ -258,8 +342,10 @@ def run_search(teacher_checkpoint: Path, dataset: TextDataset, builder: Candidat
         worse_than = next((b for b in broke_bound if cfg.prunes_at_least(b, num_layers)), None)
         record = cache.get(key_of[cfg.name], TrainedRecord)
         if worse_than is not None and record is None:
-            log.say(f"skip {cfg.name}: prunes at least as much as {worse_than.name}, which broke "
-                    "the accuracy bound")
+            log.say(
+                f"skip {cfg.name}: prunes at least as much as {worse_than.name}, which broke "
+                "the accuracy bound"
+            )
             continue
         if record is None:
             if executor.remote or (task := plan(index, cfg)) is None:
@@ -271,8 +357,10 @@ def run_search(teacher_checkpoint: Path, dataset: TextDataset, builder: Candidat
         found = [Candidate.from_json(c) for c in record["candidates"]]
         candidates += found
         best = max(c.accuracy.accuracy for c in found)
-        log.say(f"{cfg.name}: best ONNX accuracy {best:.4f} "
-                f"({'within' if best >= min_accuracy else 'outside'} the bound {min_accuracy:.4f})")
+        log.say(
+            f"{cfg.name}: best ONNX accuracy {best:.4f} "
+            f"({'within' if best >= min_accuracy else 'outside'} the bound {min_accuracy:.4f})"
+        )
         if best < min_accuracy:
             broke_bound.append(cfg)
     return candidates, log

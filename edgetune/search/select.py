@@ -32,9 +32,14 @@ class Selection:
     objective: str = "latency"
 
     def to_json(self) -> dict:
-        return {"winner": self.winner.name if self.winner else None, "reason": self.reason,
-                "fastest": self.fastest.name, "pareto_frontier": self.pareto,
-                "objective": self.objective, "alpha": ALPHA}
+        return {
+            "winner": self.winner.name if self.winner else None,
+            "reason": self.reason,
+            "fastest": self.fastest.name,
+            "pareto_frontier": self.pareto,
+            "objective": self.objective,
+            "alpha": ALPHA,
+        }
 
 
 def check_budget(candidate: Candidate, profile: Profile) -> Candidate:
@@ -53,19 +58,26 @@ def check_budget(candidate: Candidate, profile: Profile) -> Candidate:
 
 def pareto_front(candidates: list[Candidate]) -> list[Candidate]:
     """Candidates no other candidate beats on accuracy and p90 at once (sorted by p90)."""
+
     def dominated(c: Candidate) -> bool:
         return any(
-            o.accuracy.accuracy >= c.accuracy.accuracy and o.latency.p90_ms <= c.latency.p90_ms
+            o.accuracy.accuracy >= c.accuracy.accuracy
+            and o.latency.p90_ms <= c.latency.p90_ms
             and (o.accuracy.accuracy > c.accuracy.accuracy or o.latency.p90_ms < c.latency.p90_ms)
             for o in candidates
         )
+
     return sorted((c for c in candidates if not dominated(c)), key=lambda c: c.latency.p90_ms)
 
 
 def _paired(a: Candidate, b: Candidate) -> PairedTest | None:
     """McNemar of `a` vs `b` on the same validation rows (None if the rows are not known)."""
-    if not (a.accuracy and b.accuracy and a.accuracy.correct
-            and len(a.accuracy.correct) == len(b.accuracy.correct)):
+    if not (
+        a.accuracy
+        and b.accuracy
+        and a.accuracy.correct
+        and len(a.accuracy.correct) == len(b.accuracy.correct)
+    ):
         return None
     return mcnemar_exact(a.accuracy.correct_mask(), b.accuracy.correct_mask())
 
@@ -73,9 +85,12 @@ def _paired(a: Candidate, b: Candidate) -> PairedTest | None:
 def _comparison(c: Candidate, other: Candidate) -> dict:
     test = _paired(other, c)
     drop = 100 * (other.accuracy.accuracy - c.accuracy.accuracy)
-    return {"against": other.name, "drop_points": round(drop, 3),
-            "significant": bool(test and test.p_value < ALPHA and drop > 0),
-            **(test.to_json() if test else {"p_value": None})}
+    return {
+        "against": other.name,
+        "drop_points": round(drop, 3),
+        "significant": bool(test and test.p_value < ALPHA and drop > 0),
+        **(test.to_json() if test else {"p_value": None}),
+    }
 
 
 def compare_accuracy(candidates: list[Candidate]) -> None:
@@ -94,8 +109,9 @@ def _speed(c: Candidate, profile: Profile) -> float:
     return budget_p90(c.latency, profile)[0]
 
 
-def _latency_ratio(c: Candidate, fastest: Candidate, profile: Profile,
-                   stored: dict | None) -> Interval | None:
+def _latency_ratio(
+    c: Candidate, fastest: Candidate, profile: Profile, stored: dict | None
+) -> Interval | None:
     """`c`'s budget p90 over `fastest`'s, bootstrapped over the interleaved rounds they shared;
     from `stored` (the report's record) where the rounds are gone, as in `edgetune report`."""
     rounds = "traffic_round_times" if budget_p90(c.latency, profile)[2] else "round_times"
@@ -107,8 +123,9 @@ def _latency_ratio(c: Candidate, fastest: Candidate, profile: Profile,
     return None
 
 
-def _latency_ties(pool: list[Candidate], fastest: Candidate, profile: Profile,
-                  stored: dict[str, dict]) -> list[Candidate]:
+def _latency_ties(
+    pool: list[Candidate], fastest: Candidate, profile: Profile, stored: dict[str, dict]
+) -> list[Candidate]:
     """`fastest` and the candidates of `pool` not significantly slower (ratio interval holding
     1); each one's ratio is kept in its stats, so the report shows it and can choose again."""
     ties = [fastest]
@@ -117,8 +134,11 @@ def _latency_ties(pool: list[Candidate], fastest: Candidate, profile: Profile,
         if ratio is None:
             continue
         tied = ratio.low <= 1.0 <= ratio.high
-        c.stats["latency_vs_fastest"] = {"against": fastest.name, "ratio": ratio.to_json(),
-                                         "tied": tied}
+        c.stats["latency_vs_fastest"] = {
+            "against": fastest.name,
+            "ratio": ratio.to_json(),
+            "tied": tied,
+        }
         ties += [c] if tied else []
     return ties
 
@@ -130,8 +150,12 @@ def _not_significantly_worse(c: Candidate, best: Candidate) -> bool:
     return test is not None and test.p_value >= ALPHA
 
 
-def choose(candidates: list[Candidate], profile: Profile, min_accuracy: float | None = None,
-           objective: Objective = "latency") -> Selection:
+def choose(
+    candidates: list[Candidate],
+    profile: Profile,
+    min_accuracy: float | None = None,
+    objective: Objective = "latency",
+) -> Selection:
     """Among candidates within the budget (and the accuracy bound): `accuracy` takes the most
     accurate (ties to the faster); `latency` (default) and `size` take the fastest (smallest)
     of those whose accuracy is not significantly below the most accurate one's, and of those
@@ -150,10 +174,12 @@ def choose(candidates: list[Candidate], profile: Profile, min_accuracy: float | 
         limit = f" and {profile.max_model_size_mb:g} MB" if profile.max_model_size_mb else ""
         bound = f" and accuracy >= {min_accuracy:.4f}" if min_accuracy is not None else ""
         best = max(candidates, key=lambda c: c.accuracy.accuracy)
-        reason = (f"no candidate meets the budget (p90 <= {profile.latency_budget_ms:g} ms{limit}"
-                  f"{bound}); the fastest is {fastest.name} at p90 {fastest.latency.p90_ms:.2f} ms"
-                  f" (accuracy {fastest.accuracy.accuracy:.4f}), the most accurate is {best.name}"
-                  f" at {best.accuracy.accuracy:.4f} (p90 {best.latency.p90_ms:.2f} ms)")
+        reason = (
+            f"no candidate meets the budget (p90 <= {profile.latency_budget_ms:g} ms{limit}"
+            f"{bound}); the fastest is {fastest.name} at p90 {fastest.latency.p90_ms:.2f} ms"
+            f" (accuracy {fastest.accuracy.accuracy:.4f}), the most accurate is {best.name}"
+            f" at {best.accuracy.accuracy:.4f} (p90 {best.latency.p90_ms:.2f} ms)"
+        )
         return Selection(None, reason, fastest, front, objective)
     best = max(feasible, key=lambda c: (c.accuracy.accuracy, -c.latency.p90_ms))
     if objective == "accuracy":
@@ -167,8 +193,11 @@ def choose(candidates: list[Candidate], profile: Profile, min_accuracy: float | 
         cheapest = min(ties, key=lambda c: (c.size_mb, _speed(c, profile)))
         tied = [c for c in ties if c.size_mb == cheapest.size_mb]
         winner = max(tied, key=lambda c: (c.accuracy.accuracy, -_speed(c, profile)))
-    reason = (_tie_reason(winner, cheapest, best, objective, profile) if winner is not cheapest
-              else _cost_reason(winner, best, feasible, ties, objective, profile))
+    reason = (
+        _tie_reason(winner, cheapest, best, objective, profile)
+        if winner is not cheapest
+        else _cost_reason(winner, best, feasible, ties, objective, profile)
+    )
     return Selection(winner, reason, fastest, front, objective)
 
 
@@ -178,26 +207,35 @@ def _accuracy_reason(winner: Candidate, feasible: list[Candidate]) -> str:
         return f"{winner.name} is the only candidate within the budget"
     runner = max(others, key=lambda c: (c.accuracy.accuracy, -c.latency.p90_ms))
     if runner.accuracy.accuracy == winner.accuracy.accuracy:
-        return (f"{winner.name} ties {runner.name} on accuracy and is faster "
-                f"(p90 {winner.latency.p90_ms:.2f} vs {runner.latency.p90_ms:.2f} ms)")
+        return (
+            f"{winner.name} ties {runner.name} on accuracy and is faster "
+            f"(p90 {winner.latency.p90_ms:.2f} vs {runner.latency.p90_ms:.2f} ms)"
+        )
     test = _paired(winner, runner)
     p = f"; McNemar p = {test.p_value:.2g}" if test else ""
-    return (f"{winner.name} is the most accurate within the budget ({winner.accuracy.accuracy:.4f} "
-            f"vs {runner.accuracy.accuracy:.4f} for {runner.name}{p}; objective: accuracy)")
+    return (
+        f"{winner.name} is the most accurate within the budget ({winner.accuracy.accuracy:.4f} "
+        f"vs {runner.accuracy.accuracy:.4f} for {runner.name}{p}; objective: accuracy)"
+    )
 
 
 def _p(test: PairedTest | None, n: int) -> str:
-    return f"on {n} examples, McNemar p = {test.p_value:.2g}" if test else "no per-row results to test"
+    return (
+        f"on {n} examples, McNemar p = {test.p_value:.2g}" if test else "no per-row results to test"
+    )
 
 
-def _tie_reason(winner: Candidate, cheapest: Candidate, best: Candidate, objective: str,
-                profile: Profile) -> str:
+def _tie_reason(
+    winner: Candidate, cheapest: Candidate, best: Candidate, objective: str, profile: Profile
+) -> str:
     """Why a candidate tied with the fastest (smallest) one won: its accuracy, or its speed."""
     gap = 100 * (winner.accuracy.accuracy - cheapest.accuracy.accuracy)
     if objective == "latency":
         r = winner.stats["latency_vs_fastest"]["ratio"]
-        tie = (f"tied on latency with the fastest, {cheapest.name} (p90 ratio {r[0]:.2f} "
-               f"[{r[1]:.2f}, {r[2]:.2f}] over the same interleaved rounds: not significant)")
+        tie = (
+            f"tied on latency with the fastest, {cheapest.name} (p90 ratio {r[0]:.2f} "
+            f"[{r[1]:.2f}, {r[2]:.2f}] over the same interleaved rounds: not significant)"
+        )
     else:
         tie = f"tied on size with {cheapest.name} ({cheapest.size_mb:.1f} MB each)"
     if gap > 0:
@@ -205,36 +243,55 @@ def _tie_reason(winner: Candidate, cheapest: Candidate, best: Candidate, objecti
     elif objective == "latency":
         better = f"as accurate and smaller ({winner.size_mb:.1f} vs {cheapest.size_mb:.1f} MB)"
     else:
-        better = (f"as accurate and faster (p90 {_speed(winner, profile):.2f} vs "
-                  f"{_speed(cheapest, profile):.2f} ms)")
+        better = (
+            f"as accurate and faster (p90 {_speed(winner, profile):.2f} vs "
+            f"{_speed(cheapest, profile):.2f} ms)"
+        )
     text = f"{winner.name} is {tie} and {better}: chosen"
     if winner is not best:
         n = winner.accuracy.examples
-        text += (f"; {best.name} is {100 * (best.accuracy.accuracy - winner.accuracy.accuracy):.1f}"
-                 f" points more accurate still ({_p(_paired(best, winner), n)}: not significant)")
+        text += (
+            f"; {best.name} is {100 * (best.accuracy.accuracy - winner.accuracy.accuracy):.1f}"
+            f" points more accurate still ({_p(_paired(best, winner), n)}: not significant)"
+        )
     return text
 
 
-def _cost_reason(winner: Candidate, best: Candidate, feasible: list[Candidate],
-                 ties: list[Candidate], objective: str, profile: Profile) -> str:
+def _cost_reason(
+    winner: Candidate,
+    best: Candidate,
+    feasible: list[Candidate],
+    ties: list[Candidate],
+    objective: str,
+    profile: Profile,
+) -> str:
     cheaper = "faster" if objective == "latency" else "smaller"
     if len(feasible) == 1:
         return f"{winner.name} is the only candidate within the budget"
     n = winner.accuracy.examples
     if winner is not best:
-        ratio = (_speed(best, profile) / _speed(winner, profile) if objective == "latency"
-                 else best.size_mb / winner.size_mb)
-        return (f"{best.name} is {100 * (best.accuracy.accuracy - winner.accuracy.accuracy):.1f} "
-                f"points more accurate than {winner.name} ({_p(_paired(best, winner), n)}: not "
-                f"significant); {winner.name} is {ratio:.1f}x {cheaper}"
-                f"{' at p90' if objective == 'latency' else ''}: chosen")
+        ratio = (
+            _speed(best, profile) / _speed(winner, profile)
+            if objective == "latency"
+            else best.size_mb / winner.size_mb
+        )
+        return (
+            f"{best.name} is {100 * (best.accuracy.accuracy - winner.accuracy.accuracy):.1f} "
+            f"points more accurate than {winner.name} ({_p(_paired(best, winner), n)}: not "
+            f"significant); {winner.name} is {ratio:.1f}x {cheaper}"
+            f"{' at p90' if objective == 'latency' else ''}: chosen"
+        )
     rivals = [c for c in feasible if c not in ties]
     if len(ties) > 1 or not rivals:
-        return (f"{winner.name} is the most accurate within the budget and {cheaper} than the "
-                f"{len(ties) - 1} other(s) whose accuracy is not significantly below it")
+        return (
+            f"{winner.name} is the most accurate within the budget and {cheaper} than the "
+            f"{len(ties) - 1} other(s) whose accuracy is not significantly below it"
+        )
     rival = min(rivals, key=lambda c: _speed(c, profile) if objective == "latency" else c.size_mb)
     gap = 100 * (winner.accuracy.accuracy - rival.accuracy.accuracy)
     test = _paired(winner, rival)
     significant = "significant" if test else "the smaller counts as worse"
-    return (f"{winner.name} is the most accurate within the budget, {gap:.1f} points above the "
-            f"{cheaper} {rival.name} ({_p(test, n)}: {significant}): chosen")
+    return (
+        f"{winner.name} is the most accurate within the budget, {gap:.1f} points above the "
+        f"{cheaper} {rival.name} ({_p(test, n)}: {significant}): chosen"
+    )

@@ -28,8 +28,9 @@ def auto_batch_size(trainer, config: TrainConfig, output_dir: Path, resume: bool
     trainer before the LR range test, so the LR found is the LR for this size."""
     if config.batch_size != "auto":
         return None
-    sized = from_main((batch_size.load(output_dir) if resume else None)
-                      or batch_size.find_batch_size(trainer))
+    sized = from_main(
+        (batch_size.load(output_dir) if resume else None) or batch_size.find_batch_size(trainer)
+    )
     if is_main_process():
         batch_size.save(sized, output_dir)
     trainer.args.per_device_train_batch_size = sized.chosen
@@ -63,14 +64,18 @@ def fit_schedule_to_time(trainer, config: TrainConfig, sized, rows: int) -> None
     fits = int(TIME_FIT * config.max_train_minutes * 60.0 * rate / sized.chosen)
     if fits > 0 and config.until_no_gain:
         trainer.args.max_steps = fits
-        console.log(f"schedule: {fits} steps fit in {config.max_train_minutes:g} min at {rate:g} "
-                    f"examples/s (about {fits / per_epoch:.1f} epochs); early stopping ends it "
-                    f"sooner once {config.early_stopping_patience} evaluations in a row gain no "
-                    f"more than {config.early_stopping_min_delta:g}")
+        console.log(
+            f"schedule: {fits} steps fit in {config.max_train_minutes:g} min at {rate:g} "
+            f"examples/s (about {fits / per_epoch:.1f} epochs); early stopping ends it "
+            f"sooner once {config.early_stopping_patience} evaluations in a row gain no "
+            f"more than {config.early_stopping_min_delta:g}"
+        )
     elif 0 < fits < planned:
         trainer.args.max_steps = fits
-        console.log(f"schedule: {fits} steps fit in {config.max_train_minutes:g} min at "
-                    f"{rate:g} examples/s (of {planned} for {config.planned_epochs:g} epochs)")
+        console.log(
+            f"schedule: {fits} steps fit in {config.max_train_minutes:g} min at "
+            f"{rate:g} examples/s (of {planned} for {config.planned_epochs:g} epochs)"
+        )
 
 
 def auto_learning_rate(trainer, config: TrainConfig, output_dir: Path, resume: bool):
@@ -82,6 +87,8 @@ def auto_learning_rate(trainer, config: TrainConfig, output_dir: Path, resume: b
         lr_find.save(found, output_dir)
     trainer.args.learning_rate = found.suggestion
     how = "" if found.method == lr_find.LrFindResult.method else f"; {found.method}"
-    console.log(f"learning rate {found.suggestion:.2g} (LR range test, {found.steps} steps, "
-                f"{found.seconds:.0f} s{how})")
+    console.log(
+        f"learning rate {found.suggestion:.2g} (LR range test, {found.steps} steps, "
+        f"{found.seconds:.0f} s{how})"
+    )
     return found

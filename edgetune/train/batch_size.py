@@ -30,11 +30,16 @@ class BatchSizeResult:
     examples_per_second: dict[int, float]
     stopped: str
     seconds: float
-    method: str = f"largest batch within {100 * (1 - KEEP):.0f} % of the best examples/s " \
-                  f"(forward + backward on {SAMPLE} training rows per size)"
+    method: str = (
+        f"largest batch within {100 * (1 - KEEP):.0f} % of the best examples/s "
+        f"(forward + backward on {SAMPLE} training rows per size)"
+    )
 
     def to_json(self) -> dict:  # JSON keys are strings; the same in memory as on disk
-        return {**asdict(self), "examples_per_second": {str(k): v for k, v in self.examples_per_second.items()}}
+        return {
+            **asdict(self),
+            "examples_per_second": {str(k): v for k, v in self.examples_per_second.items()},
+        }
 
 
 def choose(rates: dict[int, float]) -> int:
@@ -42,7 +47,9 @@ def choose(rates: dict[int, float]) -> int:
     return max(size for size, rate in rates.items() if rate >= KEEP * best)
 
 
-def find_batch_size(trainer, sizes: tuple[int, ...] = SIZES, sample: int = SAMPLE) -> BatchSizeResult:
+def find_batch_size(
+    trainer, sizes: tuple[int, ...] = SIZES, sample: int = SAMPLE
+) -> BatchSizeResult:
     """Time `trainer`'s model and loss at each size (see the module docstring)."""
     import torch
 
@@ -59,7 +66,7 @@ def find_batch_size(trainer, sizes: tuple[int, ...] = SIZES, sample: int = SAMPL
         if size > len(rows):
             stopped = f"the sample has {len(rows)} rows"
             break
-        batches = [collate(rows[i:i + size]) for i in range(0, len(rows) - size + 1, size)]
+        batches = [collate(rows[i : i + size]) for i in range(0, len(rows) - size + 1, size)]
         try:
             spent = 0.0
             for index, batch in enumerate(batches[:1] + batches):  # the first run is a warm-up

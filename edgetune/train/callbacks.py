@@ -76,7 +76,9 @@ class FitToTimeCallback(TrainerCallback):
         pace = (time.monotonic() - self.started) / done
         left = self.fit * self.minutes * 60.0 - (time.monotonic() - self.started)
         total = from_main(state.global_step + max(1, int(left / pace)))  # one end for all processes
-        if total < state.max_steps and _stretch(lr_scheduler, state.max_steps, total, state.global_step):
+        if total < state.max_steps and _stretch(
+            lr_scheduler, state.max_steps, total, state.global_step
+        ):
             self.replanned = (state.max_steps, total)
             state.max_steps = total
         else:
@@ -89,15 +91,19 @@ def _stretch(scheduler, old_total: int, new_total: int, done: int = 0) -> bool:
     `num_training_steps`) at a new total, its warm-up scaled alike (what is left of a warm-up
     under way is scaled, not what is done, so the rate does not jump); False if it is not one."""
     lambdas = getattr(scheduler, "lr_lambdas", None)
-    if not lambdas or not all(isinstance(f, partial) and "num_training_steps" in f.keywords
-                              for f in lambdas):
+    if not lambdas or not all(
+        isinstance(f, partial) and "num_training_steps" in f.keywords for f in lambdas
+    ):
         return False
     scale = new_total / old_total
     for index, f in enumerate(lambdas):
         keywords = {**f.keywords, "num_training_steps": new_total}
         if "num_warmup_steps" in keywords:
             warmup = keywords["num_warmup_steps"]
-            keywords["num_warmup_steps"] = (done + round((warmup - done) * scale) if done < warmup
-                                            else max(0, round(warmup * scale)))
+            keywords["num_warmup_steps"] = (
+                done + round((warmup - done) * scale)
+                if done < warmup
+                else max(0, round(warmup * scale))
+            )
         lambdas[index] = partial(f.func, *f.args, **keywords)
     return True

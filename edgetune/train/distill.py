@@ -64,14 +64,25 @@ class DistillationTrainer(Trainer):
         d = self.distill
         hidden, attention = d.hidden_weight > 0, d.attention_weight > 0
         # Only the outputs asked for: CNN image models take no `output_attentions` at all.
-        asked = {k: True for k, on in (("output_hidden_states", hidden), ("output_attentions", attention)) if on}
+        asked = {
+            k: True
+            for k, on in (("output_hidden_states", hidden), ("output_attentions", attention))
+            if on
+        }
         outputs = model(**inputs, **asked)
         with torch.no_grad():
             self.teacher.to(outputs.logits.device)
             taught = self.teacher(**inputs, **asked)
         t = d.temperature
-        kd = F.kl_div(F.log_softmax(outputs.logits / t, dim=-1), F.softmax(taught.logits / t, dim=-1),
-                      reduction="batchmean") * t * t
+        kd = (
+            F.kl_div(
+                F.log_softmax(outputs.logits / t, dim=-1),
+                F.softmax(taught.logits / t, dim=-1),
+                reduction="batchmean",
+            )
+            * t
+            * t
+        )
         loss = d.alpha * kd + (1.0 - d.alpha) * outputs.loss
         if hidden or attention:
             loss = loss + self._layer_loss(outputs, taught, inputs.get("attention_mask"))
@@ -82,8 +93,12 @@ class DistillationTrainer(Trainer):
         import torch
 
         d = self.distill
-        student_layers = len(outputs.hidden_states or outputs.attentions) - (1 if outputs.hidden_states else 0)
-        teacher_layers = len(taught.hidden_states or taught.attentions) - (1 if taught.hidden_states else 0)
+        student_layers = len(outputs.hidden_states or outputs.attentions) - (
+            1 if outputs.hidden_states else 0
+        )
+        teacher_layers = len(taught.hidden_states or taught.attentions) - (
+            1 if taught.hidden_states else 0
+        )
         mapping = d.layer_map or default_layer_map(student_layers, teacher_layers)
         if mask is None:
             mask = torch.ones(outputs.logits.shape[0], 1, device=outputs.logits.device)
@@ -95,8 +110,11 @@ class DistillationTrainer(Trainer):
                     total = total + d.hidden_weight * _masked_mse(s, te, mask) / len(mapping)
                 elif not self._warned:
                     self._warned = True
-                    LOG.warning("hidden sizes differ (%d vs %d): hidden-state distillation skipped",
-                                s.shape[-1], te.shape[-1])
+                    LOG.warning(
+                        "hidden sizes differ (%d vs %d): hidden-state distillation skipped",
+                        s.shape[-1],
+                        te.shape[-1],
+                    )
             if d.attention_weight > 0:
                 s, te = outputs.attentions[i], taught.attentions[j]
                 if s.shape == te.shape:  # this layer kept all its heads

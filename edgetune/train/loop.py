@@ -61,12 +61,19 @@ class TrainResult:
     epochs: float = 0.0  # epochs trained (fractional: where the run stopped)
 
     def to_json(self) -> dict:
-        return {"checkpoint": str(self.checkpoint), "metrics": self.metrics, "steps": self.steps,
-                "train_seconds": round(self.train_seconds, 1), "stopped_by": self.stopped_by,
-                "learning_rate": self.learning_rate, "lr_find": self.lr_find,
-                "precision": self.precision,
-                "examples_per_second": round(self.examples_per_second, 1),
-                "batch_size": self.batch_size, "epochs": round(self.epochs, 2)}
+        return {
+            "checkpoint": str(self.checkpoint),
+            "metrics": self.metrics,
+            "steps": self.steps,
+            "train_seconds": round(self.train_seconds, 1),
+            "stopped_by": self.stopped_by,
+            "learning_rate": self.learning_rate,
+            "lr_find": self.lr_find,
+            "precision": self.precision,
+            "examples_per_second": round(self.examples_per_second, 1),
+            "batch_size": self.batch_size,
+            "epochs": round(self.epochs, 2),
+        }
 
 
 def load_model_for_classification(model_source: str, label_names: list[str], dataset=None):
@@ -105,8 +112,15 @@ def fine_tune(
     output_dir = Path(output_dir)
     if model is None:
         model, tokenizer = load_model_for_classification(model_source, dataset.label_names, dataset)
-    task = task_for(dataset, tokenizer, config.max_length, config.group_by_length,
-                    getattr(model.config, "num_channels", 3), config.seed, config.image_size)
+    task = task_for(
+        dataset,
+        tokenizer,
+        config.max_length,
+        config.group_by_length,
+        getattr(model.config, "num_channels", 3),
+        config.seed,
+        config.image_size,
+    )
 
     train = dataset.train
     if config.max_train_samples and len(train) > config.max_train_samples:
@@ -118,7 +132,9 @@ def fine_tune(
     start_batch = 32 if config.batch_size == "auto" else config.batch_size
     eval_steps = config.eval_steps or eval_every(len(train_tok), start_batch, config)
     scheduler_type = "reduce_lr_on_plateau" if config.scheduler == "plateau" else config.scheduler
-    scheduler_kwargs = {"mode": "max", "factor": 0.5, "patience": 1} if config.scheduler == "plateau" else {}
+    scheduler_kwargs = (
+        {"mode": "max", "factor": 0.5, "patience": 1} if config.scheduler == "plateau" else {}
+    )
 
     use_bf16, precision_reason = training_precision(config.precision)
     console.log(f"training precision: {precision_reason}")
@@ -166,10 +182,15 @@ def fine_tune(
     callbacks = [early, RichProgressCallback()]
     budget = TimeBudgetCallback(config.max_train_minutes) if config.max_train_minutes else None
     target = TargetCallback(target_accuracy) if target_accuracy is not None else None
-    fit = (FitToTimeCallback(config.max_train_minutes, TIME_FIT)
-           if config.max_train_minutes and config.max_steps <= 0 else None)
+    fit = (
+        FitToTimeCallback(config.max_train_minutes, TIME_FIT)
+        if config.max_train_minutes and config.max_steps <= 0
+        else None
+    )
     callbacks += [c for c in (budget, target, fit) if c is not None]
-    extra = {"teacher": teacher, "distill": distill or DistillConfig()} if teacher is not None else {}
+    extra = (
+        {"teacher": teacher, "distill": distill or DistillConfig()} if teacher is not None else {}
+    )
     trainer = (DistillationTrainer if teacher is not None else Trainer)(
         **extra,
         model=model,
@@ -192,28 +213,49 @@ def fine_tune(
     train_seconds = time.monotonic() - started
 
     # The reported metrics in fp32, as the exported model computes, whatever training used.
-    metrics = classification_metrics(fp32_logits(trainer.model, task.batches(dataset.validation)),
-                                     np.asarray(dataset.validation["label"]))
+    metrics = classification_metrics(
+        fp32_logits(trainer.model, task.batches(dataset.validation)),
+        np.asarray(dataset.validation["label"]),
+    )
 
     best = output_dir / "best"
     trainer.save_model(str(best))  # every process calls it; only the main one writes
-    stopped_by = (f"target accuracy {target_accuracy:.4f} reached" if target and target.hit
-                  else _stop_reason(trainer, config, budget, fit, early))
+    stopped_by = (
+        f"target accuracy {target_accuracy:.4f} reached"
+        if target and target.hit
+        else _stop_reason(trainer, config, budget, fit, early)
+    )
     console.log(f"training stopped by {stopped_by} after {trainer.state.epoch or 0:.2f} epochs")
     steps_run = output.global_step - (int(Path(last).name.split("-")[1]) if last else 0)
     rate = steps_run * trainer._train_batch_size / max(train_seconds, 1e-9)
-    result = TrainResult(best, metrics, output.global_step, train_seconds, stopped_by,
-                         trainer.args.learning_rate, found.to_json() if found else None,
-                         precision_reason, rate, sized.to_json() if sized else None,
-                         trainer.state.epoch or 0.0)
+    result = TrainResult(
+        best,
+        metrics,
+        output.global_step,
+        train_seconds,
+        stopped_by,
+        trainer.args.learning_rate,
+        found.to_json() if found else None,
+        precision_reason,
+        rate,
+        sized.to_json() if sized else None,
+        trainer.state.epoch or 0.0,
+    )
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(best))
         if isinstance(model, PlainImageClassifier):  # what rebuilds it: factory + labels
             save_record(model, best)
         # Written last: its presence marks a finished run for `finished_training`.
-        write_json_atomic(best / TRAIN_RECORD, {"config": config.model_dump(mode="json"),
-                                                "processes": world_size(), **result.to_json()})
+        write_json_atomic(
+            best / TRAIN_RECORD,
+            {
+                "config": config.model_dump(mode="json"),
+                "processes": world_size(),
+                **result.to_json(),
+            },
+        )
     return result
+
 
 def finished_training(output_dir: str | Path, config: TrainConfig) -> TrainResult | None:
     """The result of an earlier run in `output_dir` that finished with the same settings.
@@ -228,11 +270,19 @@ def finished_training(output_dir: str | Path, config: TrainConfig) -> TrainResul
     if record.get("config") != config.model_dump(mode="json"):
         LOG.warning("--resume: training settings changed since the finished run; training again")
         return None
-    return TrainResult(record_path.parent, record["metrics"], record["steps"],
-                       record["train_seconds"], record["stopped_by"], record.get("learning_rate"),
-                       record.get("lr_find"), record.get("precision", "fp32"),
-                       record.get("examples_per_second", 0.0), record.get("batch_size"),
-                       record.get("epochs", 0.0))
+    return TrainResult(
+        record_path.parent,
+        record["metrics"],
+        record["steps"],
+        record["train_seconds"],
+        record["stopped_by"],
+        record.get("learning_rate"),
+        record.get("lr_find"),
+        record.get("precision", "fp32"),
+        record.get("examples_per_second", 0.0),
+        record.get("batch_size"),
+        record.get("epochs", 0.0),
+    )
 
 
 def evaluation_rows(validation, seed: int):
@@ -241,8 +291,9 @@ def evaluation_rows(validation, seed: int):
     if len(validation) <= EVAL_ROWS:
         return validation
     try:
-        return validation.train_test_split(test_size=EVAL_ROWS, seed=seed,
-                                           stratify_by_column="label")["test"]
+        return validation.train_test_split(
+            test_size=EVAL_ROWS, seed=seed, stratify_by_column="label"
+        )["test"]
     except ValueError:  # a label too rare to stratify: a plain seeded sample
         return validation.shuffle(seed=seed).select(range(EVAL_ROWS))
 
@@ -252,16 +303,23 @@ def _stop_reason(trainer, config: TrainConfig, budget, fit, early) -> str:
     if budget is not None and budget.hit:
         return f"time budget ({config.max_train_minutes:g} min)"
     if early.early_stopping_patience_counter >= config.early_stopping_patience:
-        return (f"early stopping: {config.early_stopping_patience} evaluations in a row without "
-                f"a gain above {config.early_stopping_min_delta:g} (--patience, --min-delta)")
+        return (
+            f"early stopping: {config.early_stopping_patience} evaluations in a row without "
+            f"a gain above {config.early_stopping_min_delta:g} (--patience, --min-delta)"
+        )
     state = trainer.state
     if config.max_steps > 0 and state.global_step >= config.max_steps:
         return f"max steps ({config.max_steps})"
     shortened = fit is not None and fit.replanned and fit.replanned[1] < fit.replanned[0]
-    if fit is not None and state.global_step >= state.max_steps and (
-            trainer.args.max_steps > 0 or shortened):  # the steps planned for the minutes ran
+    if (
+        fit is not None
+        and state.global_step >= state.max_steps
+        and (trainer.args.max_steps > 0 or shortened)
+    ):  # the steps planned for the minutes ran
         planned = fit.replanned[0] if fit.replanned else state.max_steps
-        return (f"time budget: the {state.max_steps} steps that fit in "
-                f"{config.max_train_minutes:g} min" + (f" (re-planned from {planned} at the pace "
-                                                       "measured)" if shortened else ""))
+        return (
+            f"time budget: the {state.max_steps} steps that fit in "
+            f"{config.max_train_minutes:g} min"
+            + (f" (re-planned from {planned} at the pace measured)" if shortened else "")
+        )
     return f"epochs ({config.planned_epochs:g})"

@@ -41,8 +41,10 @@ class LrFindResult:
 
 
 MIN_DESCENT = 0.01  # below this relative fall of the loss the curve has no minimum to read
-NO_DESCENT = (f"no descent in the sweep (lowest smoothed loss within {MIN_DESCENT:.0%} of its start): "
-              "the Trainer's default")
+NO_DESCENT = (
+    f"no descent in the sweep (lowest smoothed loss within {MIN_DESCENT:.0%} of its start): "
+    "the Trainer's default"
+)
 
 
 def suggest(learning_rates: list[float], losses: list[float], skip: float = 0.1) -> float | None:
@@ -59,15 +61,23 @@ def suggest(learning_rates: list[float], losses: list[float], skip: float = 0.1)
     return float(max(lrs[lowest] / 10.0, lrs[0]))
 
 
-def find_lr(trainer, steps: int = 100, start: float = 1e-7, end: float = 1.0,
-            beta: float = 0.98, diverge: float = 4.0, seed: int = 0) -> LrFindResult:
+def find_lr(
+    trainer,
+    steps: int = 100,
+    start: float = 1e-7,
+    end: float = 1.0,
+    beta: float = 0.98,
+    diverge: float = 4.0,
+    seed: int = 0,
+) -> LrFindResult:
     """Run the range test with `trainer`'s model, batches and loss; restore the weights."""
     import torch
 
     model = trainer.model
     saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=start,
-                                  weight_decay=trainer.args.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=start, weight_decay=trainer.args.weight_decay
+    )
     loader = trainer.get_train_dataloader()
     if trainer.args.group_by_length:
         # the run's own batches (grouped by length: cheap) in a shuffled order: such a loader
@@ -108,8 +118,13 @@ def find_lr(trainer, steps: int = 100, start: float = 1e-7, end: float = 1.0,
     del optimizer
     model.zero_grad(set_to_none=True)
     suggestion = suggest(lrs, smoothed) if lrs else None
-    result = LrFindResult(lrs, smoothed, suggestion or trainer.args.learning_rate, len(lrs),
-                          time.monotonic() - started)
+    result = LrFindResult(
+        lrs,
+        smoothed,
+        suggestion or trainer.args.learning_rate,
+        len(lrs),
+        time.monotonic() - started,
+    )
     if suggestion is None:
         result.method = f"{NO_DESCENT} {trainer.args.learning_rate:g}"
     return result
@@ -125,8 +140,12 @@ def save(result: LrFindResult, folder: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 3.8))
     ax.plot(result.learning_rates, result.losses, color="tab:blue")
-    ax.axvline(result.suggestion, color="tab:green", linestyle="--",
-               label=f"chosen {result.suggestion:.2g}")
+    ax.axvline(
+        result.suggestion,
+        color="tab:green",
+        linestyle="--",
+        label=f"chosen {result.suggestion:.2g}",
+    )
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("training loss (smoothed)")

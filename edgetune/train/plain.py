@@ -42,8 +42,12 @@ class PlainConfig:
         self.num_labels = len(labels)
 
     def to_json(self) -> dict:
-        return {"factory": self.factory, "labels": [self.id2label[i] for i in range(self.num_labels)],
-                "image_size": self.image_size, "num_channels": self.num_channels}
+        return {
+            "factory": self.factory,
+            "labels": [self.id2label[i] for i in range(self.num_labels)],
+            "image_size": self.image_size,
+            "num_channels": self.num_channels,
+        }
 
 
 class PlainImageClassifier(nn.Module):
@@ -62,7 +66,9 @@ class PlainImageClassifier(nn.Module):
 def _replace_head(body: nn.Module, num_labels: int, spec: str) -> None:
     linears = [(name, m) for name, m in body.named_modules() if isinstance(m, nn.Linear)]
     if not linears:
-        raise InputError(f"{spec}: the model has no nn.Linear head to replace for {num_labels} labels")
+        raise InputError(
+            f"{spec}: the model has no nn.Linear head to replace for {num_labels} labels"
+        )
     name, old = linears[-1]
     parent = body.get_submodule(name.rpartition(".")[0]) if "." in name else body
     setattr(parent, name.rpartition(".")[2], nn.Linear(old.in_features, num_labels))
@@ -79,9 +85,12 @@ def build(spec: str, labels: list[str], head: bool = True) -> tuple[PlainImageCl
     size = int(getattr(factory, "image_size", 224))
     if head:
         _replace_head(body, len(labels), spec)
-    processor = ViTImageProcessor(size={"height": size, "width": size}, do_resize=True,
-                                  image_mean=list(getattr(factory, "image_mean", IMAGENET_MEAN)),
-                                  image_std=list(getattr(factory, "image_std", IMAGENET_STD)))
+    processor = ViTImageProcessor(
+        size={"height": size, "width": size},
+        do_resize=True,
+        image_mean=list(getattr(factory, "image_mean", IMAGENET_MEAN)),
+        image_std=list(getattr(factory, "image_std", IMAGENET_STD)),
+    )
     return PlainImageClassifier(body, PlainConfig(spec, labels, size)), processor
 
 
@@ -111,8 +120,9 @@ def read_record(folder: Path) -> ModuleRecord:
         raise InputError(f"{path}: field '{field}': {message}") from None
 
 
-def load_plain_checkpoint(folder: Path,
-                          trust_factory: str | None = None) -> tuple[PlainImageClassifier, object]:
+def load_plain_checkpoint(
+    folder: Path, trust_factory: str | None = None
+) -> tuple[PlainImageClassifier, object]:
     """Rebuilt from the factory, if `trust_factory` (what the user named) is the one the record
     names; then the trained weights (safetensors) loaded strictly."""
     from safetensors.torch import load_file
@@ -137,9 +147,16 @@ def export_plain(model: PlainImageClassifier, target: Path, opset: int) -> Path:
     example = torch.zeros(1, channels, size, size)
     target.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
-        torch.onnx.export(_LogitsOnly(model).eval(), (example,), str(target), input_names=["pixel_values"],
-                          output_names=["logits"], opset_version=opset, dynamo=False,
-                          dynamic_axes={"pixel_values": {0: "batch_size"}, "logits": {0: "batch_size"}})
+        torch.onnx.export(
+            _LogitsOnly(model).eval(),
+            (example,),
+            str(target),
+            input_names=["pixel_values"],
+            output_names=["logits"],
+            opset_version=opset,
+            dynamo=False,
+            dynamic_axes={"pixel_values": {0: "batch_size"}, "logits": {0: "batch_size"}},
+        )
     return target
 
 

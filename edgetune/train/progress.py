@@ -38,8 +38,9 @@ class RichProgressCallback(TrainerCallback):
             return
         self.progress = make_progress()
         self.progress.start()
-        self.task = self.progress.add_task("fine-tune", total=state.max_steps, status="",
-                                           completed=state.global_step)
+        self.task = self.progress.add_task(
+            "fine-tune", total=state.max_steps, status="", completed=state.global_step
+        )
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.progress is not None:
@@ -51,16 +52,20 @@ class RichProgressCallback(TrainerCallback):
             rate = done / max(now - self.started, 1e-9)
             left = (state.max_steps - state.global_step) / rate if rate > 0 else float("inf")
             loss = f", loss {self.loss:.4f}" if self.loss is not None else ""
-            console.log(f"step {state.global_step}/{state.max_steps} "
-                        f"({100 * state.global_step / max(state.max_steps, 1):.0f} %){loss}, "
-                        f"{rate:.2f} steps/s, ETA {_duration(left)}")
+            console.log(
+                f"step {state.global_step}/{state.max_steps} "
+                f"({100 * state.global_step / max(state.max_steps, 1):.0f} %){loss}, "
+                f"{rate:.2f} steps/s, ETA {_duration(left)}"
+            )
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs:
             return
         if "eval_accuracy" in logs:
-            console.log(f"step {state.global_step}: eval accuracy {logs['eval_accuracy']:.4f}"
-                        f"  macro-F1 {logs.get('eval_macro_f1', float('nan')):.4f}")
+            console.log(
+                f"step {state.global_step}: eval accuracy {logs['eval_accuracy']:.4f}"
+                f"  macro-F1 {logs.get('eval_macro_f1', float('nan')):.4f}"
+            )
         elif "loss" in logs:
             self.loss = logs["loss"]
             if self.progress is not None:

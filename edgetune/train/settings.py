@@ -17,22 +17,31 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     epochs: float | None = Field(
-        None, gt=0, description="None: 3, or with a time budget (and no max_steps) until early "
-        "stopping or the budget ends")
+        None,
+        gt=0,
+        description="None: 3, or with a time budget (and no max_steps) until early "
+        "stopping or the budget ends",
+    )
     max_steps: int = Field(-1, description="stop after N steps (-1: no limit)")
     max_train_minutes: float | None = Field(None, gt=0)
     learning_rate: float | Literal["auto"] = Field(
-        "auto", description="a number, or auto: an LR range test picks it (train/lr_find.py)")
+        "auto", description="a number, or auto: an LR range test picks it (train/lr_find.py)"
+    )
     batch_size: int | Literal["auto"] = Field(
-        "auto", description="a number (lowered if it does not fit), or auto: the largest that "
-        "does not lower examples/s, measured (train/batch_size.py)")
+        "auto",
+        description="a number (lowered if it does not fit), or auto: the largest that "
+        "does not lower examples/s, measured (train/batch_size.py)",
+    )
     auto_find_batch_size: bool = True
     scheduler: Scheduler = "linear"
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
     eval_steps: int | None = Field(
-        None, ge=1, description="None: every epoch (4 times an epoch when training until early "
-        "stopping), at most 500 steps apart")
+        None,
+        ge=1,
+        description="None: every epoch (4 times an epoch when training until early "
+        "stopping), at most 500 steps apart",
+    )
     early_stopping_patience: int = Field(3, ge=1)
     early_stopping_min_delta: float = Field(0.0, ge=0)
     metric: Literal["accuracy", "macro_f1"] = "accuracy"
@@ -40,10 +49,15 @@ class TrainConfig(BaseModel):
     seed: int = 42
     max_train_samples: int | None = Field(None, ge=1)
     precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="auto: bf16 autocast where the device computes bf16 natively")
+        "auto", description="auto: bf16 autocast where the device computes bf16 natively"
+    )
     group_by_length: bool = Field(True, description="batches of similar length: less padding")
-    image_size: int | None = Field(None, ge=8, description="image models: the side images are "
-                                   "resized to (None: the image processor's own; tune sets the profile's)")
+    image_size: int | None = Field(
+        None,
+        ge=8,
+        description="image models: the side images are "
+        "resized to (None: the image processor's own; tune sets the profile's)",
+    )
 
     @field_validator("batch_size", mode="before")
     @classmethod

@@ -13,8 +13,15 @@ from edgetune.errors import InputError
 from edgetune.hub import check_hub_id
 
 LOG = logging.getLogger(__name__)
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json",
-                   "spiece.model", "sentencepiece.bpe.model", "spm.model")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "vocab.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "spm.model",
+)
 
 
 def check_model_source(model_source: str, images: bool = False) -> None:
@@ -28,21 +35,29 @@ def check_model_source(model_source: str, images: bool = False) -> None:
     path = Path(model_source).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise InputError(f"model '{model_source}' is a file; give a Hugging Face model folder "
-                             "(config.json, weights, tokenizer files) or a hub id")
+            raise InputError(
+                f"model '{model_source}' is a file; give a Hugging Face model folder "
+                "(config.json, weights, tokenizer files) or a hub id"
+            )
         if not (path / "config.json").is_file():
-            raise InputError(f"model path '{model_source}' holds no model (no config.json); "
-                             "give a Hugging Face model folder or a hub id")
+            raise InputError(
+                f"model path '{model_source}' holds no model (no config.json); "
+                "give a Hugging Face model folder or a hub id"
+            )
         if images:
             if not (path / "preprocessor_config.json").is_file():
-                raise InputError(f"model path '{model_source}' holds no image processor (no "
-                                 "preprocessor_config.json); save it beside the model with "
-                                 "image_processor.save_pretrained(folder)")
+                raise InputError(
+                    f"model path '{model_source}' holds no image processor (no "
+                    "preprocessor_config.json); save it beside the model with "
+                    "image_processor.save_pretrained(folder)"
+                )
             return
         if not any((path / name).is_file() for name in TOKENIZER_FILES):
-            raise InputError(f"model path '{model_source}' holds no tokenizer (none of "
-                             f"{', '.join(TOKENIZER_FILES[:3])}, ...); save it beside the model "
-                             "with tokenizer.save_pretrained(folder)")
+            raise InputError(
+                f"model path '{model_source}' holds no tokenizer (none of "
+                f"{', '.join(TOKENIZER_FILES[:3])}, ...); save it beside the model "
+                "with tokenizer.save_pretrained(folder)"
+            )
         return
     if model_source.startswith((".", "/", "~")) or model_source.count("/") > 1:
         raise InputError(f"model path '{model_source}' does not exist")
@@ -66,13 +81,21 @@ def check_trainable(model_source: str, images: bool = False) -> str:
         config = AutoConfig.from_pretrained(model_source, trust_remote_code=False)
     except (OSError, ValueError, KeyError) as exc:
         first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
-        raise InputError(f"model '{model_source}': its config.json cannot be read ({first})") from None
-    heads = MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING if images else MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
+        raise InputError(
+            f"model '{model_source}': its config.json cannot be read ({first})"
+        ) from None
+    heads = (
+        MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING
+        if images
+        else MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
+    )
     if type(config) not in heads:
         kind = "image" if images else "sequence"
-        raise InputError(f"model '{model_source}' is a {config.model_type} model, which has no "
-                         f"{kind}-classification head in transformers; edgetune tunes text and "
-                         "image classifiers")
+        raise InputError(
+            f"model '{model_source}' is a {config.model_type} model, which has no "
+            f"{kind}-classification head in transformers; edgetune tunes text and "
+            "image classifiers"
+        )
     return config.model_type
 
 
@@ -104,7 +127,9 @@ def _safetensors_whole(path: Path) -> bool:
         with path.open("rb") as handle:
             (length,) = struct.unpack("<Q", handle.read(8))
             header = json.loads(handle.read(length))
-        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        end = max(
+            (v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0
+        )
         return path.stat().st_size == 8 + length + end
     except (OSError, ValueError, KeyError, struct.error):
         return False
@@ -129,6 +154,9 @@ def last_good_checkpoint(folder: Path) -> str | None:
         # Not "checkpoint-*": the Trainer would take it for a checkpoint again (and rotate it).
         aside = Path(last).with_name(f"damaged-{Path(last).name}-{int(time.time())}")
         Path(last).rename(aside)
-        LOG.warning("--resume: %s is damaged (torn write?); set aside as %s, trying the one before",
-                    last, aside.name)
+        LOG.warning(
+            "--resume: %s is damaged (torn write?); set aside as %s, trying the one before",
+            last,
+            aside.name,
+        )
     return None

@@ -22,9 +22,13 @@ def _pretrained(model_source: str, label_names: list[str], model_class, preproce
     try:
         preprocessor = preprocessor_class.from_pretrained(model_source, trust_remote_code=False)
         model = model_class.from_pretrained(
-            model_source, ignore_mismatched_sizes=True, trust_remote_code=False,
-            num_labels=len(label_names), id2label=id2label,
-            label2id={name: i for i, name in id2label.items()})
+            model_source,
+            ignore_mismatched_sizes=True,
+            trust_remote_code=False,
+            num_labels=len(label_names),
+            id2label=id2label,
+            label2id={name: i for i, name in id2label.items()},
+        )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise InputError(f"model '{model_source}' could not be loaded: {first}") from None
@@ -42,14 +46,20 @@ class TextTask:
     def load(model_source: str, label_names: list[str]):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        return _pretrained(model_source, label_names, AutoModelForSequenceClassification, AutoTokenizer)
+        return _pretrained(
+            model_source, label_names, AutoModelForSequenceClassification, AutoTokenizer
+        )
 
     def encode(self, split: datasets.Dataset, training: bool) -> datasets.Dataset:
         from edgetune.data.encoding import tokenize
 
-        return split.map(lambda batch: tokenize(self.tokenizer, batch["text"], truncation=True,
-                                                max_length=self.max_length),
-                         batched=True, remove_columns=["text"])
+        return split.map(
+            lambda batch: tokenize(
+                self.tokenizer, batch["text"], truncation=True, max_length=self.max_length
+            ),
+            batched=True,
+            remove_columns=["text"],
+        )
 
     def collator(self):
         from transformers import DataCollatorWithPadding
@@ -80,7 +90,9 @@ class ImageTask:
             from edgetune.train.plain import build
 
             return build(model_source, label_names)
-        return _pretrained(model_source, label_names, AutoModelForImageClassification, AutoImageProcessor)
+        return _pretrained(
+            model_source, label_names, AutoModelForImageClassification, AutoImageProcessor
+        )
 
     def encode(self, split: datasets.Dataset, training: bool) -> datasets.Dataset:
         """Decoded and processed on access (`with_transform`): training rows augmented."""
@@ -101,8 +113,10 @@ class ImageTask:
         import torch
 
         def collate(rows):
-            return {"pixel_values": torch.stack([r["pixel_values"] for r in rows]),
-                    "labels": torch.tensor([int(r["labels"]) for r in rows])}
+            return {
+                "pixel_values": torch.stack([r["pixel_values"] for r in rows]),
+                "labels": torch.tensor([int(r["labels"]) for r in rows]),
+            }
 
         return collate
 
@@ -112,8 +126,15 @@ class ImageTask:
         return pixel_batches(self.processor, split["image"], self.channels, batch_size)
 
 
-def task_for(dataset, preprocessor, max_length: int, group_by_length: bool, channels: int = 3,
-             seed: int = 42, image_size: int | None = None):
+def task_for(
+    dataset,
+    preprocessor,
+    max_length: int,
+    group_by_length: bool,
+    channels: int = 3,
+    seed: int = 42,
+    image_size: int | None = None,
+):
     """The task of `dataset` (an `ImageDataset` or a `TextDataset`); images at `image_size`."""
     from edgetune.data.images import ImageDataset
     from edgetune.data.pixels import sized_processor

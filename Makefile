@@ -27,6 +27,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check edgetune tests benchmarks
+	$(BIN)/ruff format --check edgetune tests benchmarks
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

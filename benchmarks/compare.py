@@ -373,11 +373,16 @@ def render(result: dict) -> str:
             f"{h['transformers']}, onnxruntime {h['onnxruntime']}, optimum {h['optimum']}."
         ),
         (
-            f"Profile {p['name']}: {p['intra_op_threads'] or h['cores']} threads, batch {p['batch_size']}, "
-            f"sequence {p['sequence_length']}; accuracy on {result['examples']} validation examples."
+            f"Profile {p['name']}: {p['intra_op_threads'] or h['cores']} threads, batch "
+            f"{p['batch_size']}, "
+            f"sequence {p['sequence_length']}; accuracy on {result['examples']} validation "
+            f"examples."
         ),
         "",
-        "| row | accuracy | macro-F1 | size MB | p50 ms [95% CI] | p90 ms [95% CI] | p99 ms | items/s @ b32 | p50 / PyTorch [CI] | p50 / Optimum [CI] |",
+        (
+            "| row | accuracy | macro-F1 | size MB | p50 ms [95% CI] | p90 ms [95% CI] | p99 "
+            "ms | items/s @ b32 | p50 / PyTorch [CI] | p50 / Optimum [CI] |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
 
@@ -398,7 +403,8 @@ def render(result: dict) -> str:
         "",
         (
             f"Harness check (same ONNX file, same process): edgetune bench p50 "
-            f"{hc['edgetune_p50_ms']:.3f} ms, bare session.run loop p50 {hc['bare_loop_p50_ms']:.3f} ms, "
+            f"{hc['edgetune_p50_ms']:.3f} ms, bare session.run loop p50 "
+            f"{hc['bare_loop_p50_ms']:.3f} ms, "
             f"difference {100 * hc['difference']:.1f} %."
         ),
     ]

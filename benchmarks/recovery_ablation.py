@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     rows = []
     print(
-        "| distillation | learning rate | steps | ONNX accuracy [95 % interval] |\n|---|---|---|---|"
+        "| distillation | learning rate | steps | ONNX accuracy [95 % interval] "
+        "|\n|---|---|---|---|"
     )
     for distillation in ("logits", "layerwise"):
         for lr in (args.fixed_lr, "auto"):
@@ -77,7 +78,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
             interval = wilson_interval(round(accuracy * n), n)
             used = f"{train['learning_rate']:.2g}" + (" (found)" if lr == "auto" else " (fixed)")
             print(
-                f"| {distillation} | {used} | {train['steps']} | {accuracy:.4f} [{interval.low:.3f}, {interval.high:.3f}] |",
+                (
+                    f"| {distillation} | {used} | {train['steps']} | {accuracy:.4f} "
+                    f"[{interval.low:.3f}, {interval.high:.3f}] |"
+                ),
                 flush=True,
             )
             rows.append(

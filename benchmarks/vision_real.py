@@ -77,7 +77,8 @@ def main(argv: list[str]) -> int:
     print(result.output[-3000:])
     report = json.loads((out / "report.json").read_text())
     print(
-        "| candidate | accuracy [95% CI] | vs fp32 (McNemar p) | p50 ms [95% CI] | p90 ms [95% CI] | images/s | size MB |"
+        "| candidate | accuracy [95% CI] | vs fp32 (McNemar p) | p50 ms [95% CI] | p90 ms "
+        "[95% CI] | images/s | size MB |"
     )
     print("|---|---|---|---|---|---|---|")
     for c in report["candidates"]:

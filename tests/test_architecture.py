@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "edgetune"
 # The layers, lowest first (docs/ARCHITECTURE.md): a module may import its own layer and those
@@ -175,3 +180,23 @@ def test_the_public_api_is_exported_from_the_package():
     assert set(edgetune.__all__) == {"__version__", *edgetune._EXPORTS}
     for name in ("tune", "export", "quantize", "prune", "bench", "load_bundle"):
         assert callable(getattr(edgetune, name)), name
+
+
+@pytest.mark.skipif(
+    shutil.which("ruff", path=str(Path(sys.executable).parent)) is None
+    and shutil.which("ruff") is None,
+    reason="ruff is in the dev extra",
+)
+@pytest.mark.parametrize("command", [["check"], ["format", "--check"]])
+def test_the_code_is_linted_and_formatted(command):
+    """`make lint` in the suite: ruff's rules with E501 (100 characters) and its format."""
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    root = PACKAGE.parent
+    done = subprocess.run(
+        [ruff, *command, "edgetune", "tests", "benchmarks"],
+        cwd=root,
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]

@@ -264,7 +264,10 @@ CASES = [
         "flag-word-lr",
         T(*TUNE, "--lr", "fast"),
         USAGE,
-        "--learning-rate: Input should be a valid number, unable to parse string as a number, or 'auto'",
+        (
+            "--learning-rate: Input should be a valid number, unable to parse string as a "
+            "number, or 'auto'"
+        ),
     ),
     ("flag-unknown-mode", T(*TUNE, "--modes", "fp32,int3"), USAGE, "unknown mode(s) int3"),
     ("flag-unknown-search-mode", T(*TUNE, "--search-modes", "int3"), USAGE, "unknown mode(s) int3"),

@@ -38,7 +38,10 @@ def _limit(name: str, help_text: str):
     "--max-batch",
     type=int,
     default=None,
-    help="Texts one run may batch (default: the profile's serve_max_batch, or else measured at start: the size with the lowest time per text).",
+    help=(
+        "Texts one run may batch (default: the profile's serve_max_batch, or else measured at "
+        "start: the size with the lowest time per text)."
+    ),
 )
 @click.option(
     "--max-wait-ms",

@@ -314,7 +314,10 @@ def quantize(
     "--shape",
     "shapes",
     multiple=True,
-    help="NAME=1x3x224x224: an input's shape, for models without a tokenizer (inputs are made from the graph).",
+    help=(
+        "NAME=1x3x224x224: an input's shape, for models without a tokenizer (inputs are made "
+        "from the graph)."
+    ),
 )
 @click.option(
     "--min-runs", type=int, default=50, show_default=True, help="Runs per model, over all rounds."
@@ -323,7 +326,9 @@ def quantize(
     "--min-seconds",
     type=float,
     default=None,
-    help="Seconds per model, over all rounds (default: the profile's measure_seconds, 3 s shipped).",
+    help=(
+        "Seconds per model, over all rounds (default: the profile's measure_seconds, 3 s shipped)."
+    ),
 )
 @click.option(
     "--rounds", type=int, default=10, show_default=True, help="Interleaved rounds (order rotates)."

@@ -28,7 +28,12 @@ TUNE_FLAGS: list[tuple[str, tuple[str, ...], object, str]] = [
         "data",
         ("--data",),
         str,
-        "CSV/TSV/JSON/JSONL/parquet file, folder of split files or <label>/*.txt, or hub id; for an image model, a folder of <label>/*.jpg|png (or train/ and validation/ folders of them), a CSV of path,label, or a hub dataset with an image column. Default: BBC News.",
+        (
+            "CSV/TSV/JSON/JSONL/parquet file, folder of split files or <label>/*.txt, or hub "
+            "id; for an image model, a folder of <label>/*.jpg|png (or train/ and validation/ "
+            "folders of them), a CSV of path,label, or a hub dataset with an image column. "
+            "Default: BBC News."
+        ),
     ),
     (
         "profile",
@@ -46,7 +51,10 @@ TUNE_FLAGS: list[tuple[str, tuple[str, ...], object, str]] = [
         "relative_budget",
         ("--relative-budget",),
         float,
-        "Budget = this fraction of the run's own unpruned dynamic INT8 p90 (e.g. 0.5 for half), measured before the search, in each probe's rounds and in the final rounds.",
+        (
+            "Budget = this fraction of the run's own unpruned dynamic INT8 p90 (e.g. 0.5 for "
+            "half), measured before the search, in each probe's rounds and in the final rounds."
+        ),
     ),
     ("out", ("--out",), str, "Run folder (bundle in OUT/best)."),
     ("text_column", ("--text-column",), str, "Text column (default: detected)."),
@@ -54,7 +62,10 @@ TUNE_FLAGS: list[tuple[str, tuple[str, ...], object, str]] = [
         "image_column",
         ("--image-column",),
         str,
-        "Image models: the column of image paths in a CSV, or the image column of a hub dataset (default: detected).",
+        (
+            "Image models: the column of image paths in a CSV, or the image column of a hub "
+            "dataset (default: detected)."
+        ),
     ),
     ("label_column", ("--label-column",), str, "Label column (default: detected)."),
     (
@@ -72,7 +83,8 @@ TUNE_FLAGS: list[tuple[str, tuple[str, ...], object, str]] = [
         ("--max-train-minutes",),
         float,
         (
-            "Training time budget (best checkpoint kept); without --epochs or --max-steps, training "
+            "Training time budget (best checkpoint kept); without --epochs or --max-steps, "
+            "training "
             "runs until early stopping (--patience, --min-delta) or the budget, the LR schedule "
             "planned for the budget."
         ),
@@ -87,7 +99,10 @@ TUNE_FLAGS: list[tuple[str, tuple[str, ...], object, str]] = [
         "train.batch_size",
         ("--batch-size",),
         str,
-        "Training batch size, or auto: the largest that does not lower examples/s, measured in a few steps (a number is lowered automatically if it does not fit).",
+        (
+            "Training batch size, or auto: the largest that does not lower examples/s, "
+            "measured in a few steps (a number is lowered automatically if it does not fit)."
+        ),
     ),
     (
         "train.scheduler",
@@ -140,7 +155,10 @@ TUNE_FLAGS: list[tuple[str, tuple[str, ...], object, str]] = [
         "train.precision",
         ("--train-precision",),
         click.Choice(["auto", "fp32", "bf16"]),
-        "auto: bf16 autocast where the CPU/GPU computes bf16 natively (avx512_bf16, AMX, CUDA), fp32 elsewhere.",
+        (
+            "auto: bf16 autocast where the CPU/GPU computes bf16 natively (avx512_bf16, AMX, "
+            "CUDA), fp32 elsewhere."
+        ),
     ),
     ("atol", ("--atol",), float, "ONNX vs PyTorch logits tolerance (default 1e-4)."),
     ("opset", ("--opset",), int, "ONNX opset (default 18)."),
@@ -148,7 +166,10 @@ TUNE_FLAGS: list[tuple[str, tuple[str, ...], object, str]] = [
         "modes",
         ("--modes",),
         LIST,
-        "Comma-separated candidate modes (see `edgetune quantize --help`). Default: the menu for the profile's device and precisions.",
+        (
+            "Comma-separated candidate modes (see `edgetune quantize --help`). Default: the "
+            "menu for the profile's device and precisions."
+        ),
     ),
     (
         "calibration_samples",
@@ -166,7 +187,10 @@ TUNE_FLAGS: list[tuple[str, tuple[str, ...], object, str]] = [
         "search.prune_configs",
         ("--prune-configs",),
         LIST,
-        "Comma-separated configs for the search, e.g. L4,L3-F0.5,H0.5 (default: a grid over layers, heads and FFN).",
+        (
+            "Comma-separated configs for the search, e.g. L4,L3-F0.5,H0.5 (default: a grid "
+            "over layers, heads and FFN)."
+        ),
     ),
     ("search.modes", ("--search-modes",), LIST, "Modes each pruned model is built in."),
     (
@@ -185,7 +209,10 @@ TUNE_FLAGS: list[tuple[str, tuple[str, ...], object, str]] = [
         "search.budget_minutes",
         ("--search-budget-minutes",),
         float,
-        "Time for the pruning search (probes + recovery training; default: the rest of an hour-long run, at least 10 min).",
+        (
+            "Time for the pruning search (probes + recovery training; default: the rest of an "
+            "hour-long run, at least 10 min)."
+        ),
     ),
     (
         "search.recovery_minutes",
@@ -203,7 +230,10 @@ TUNE_FLAGS: list[tuple[str, tuple[str, ...], object, str]] = [
         "search.executor",
         ("--executor",),
         click.Choice(["local", "ray"]),
-        "Where the search's latency probes and students run: here, or as Ray tasks (probes only on nodes with the resource profile:<name>).",
+        (
+            "Where the search's latency probes and students run: here, or as Ray tasks (probes "
+            "only on nodes with the resource profile:<name>)."
+        ),
     ),
     (
         "search.ray_address",
@@ -215,20 +245,27 @@ TUNE_FLAGS: list[tuple[str, tuple[str, ...], object, str]] = [
         "search.max_accuracy_drop",
         ("--max-accuracy-drop",),
         float,
-        "Accuracy points a candidate may lose vs the fine-tuned fp32 ONNX model (with --prune-search).",
+        (
+            "Accuracy points a candidate may lose vs the fine-tuned fp32 ONNX model (with "
+            "--prune-search)."
+        ),
     ),
     (
         "objective",
         ("--objective",),
         click.Choice(["latency", "accuracy", "size"]),
-        "What the choice minimises among candidates within the budget whose accuracy is not significantly below the best (accuracy: take the most accurate).",
+        (
+            "What the choice minimises among candidates within the budget whose accuracy is "
+            "not significantly below the best (accuracy: take the most accurate)."
+        ),
     ),
     (
         "target",
         ("--target",),
         str,
         (
-            "URL of an `edgetune agent` on the device: every latency of the run (final rounds, probes, "
+            "URL of an `edgetune agent` on the device: every latency of the run (final "
+            "rounds, probes, "
             "the relative budget's reference) is measured there; token from $EDGETUNE_AGENT_TOKEN."
         ),
     ),
@@ -249,7 +286,10 @@ TUNE_FLAGS: list[tuple[str, tuple[str, ...], object, str]] = [
         "loadtest",
         ("--loadtest",),
         FLAG,
-        "Serve the chosen bundle on 127.0.0.1 and find the requests/s it holds within the budget (`edgetune loadtest`); capacity goes in the report and the manifest.",
+        (
+            "Serve the chosen bundle on 127.0.0.1 and find the requests/s it holds within the "
+            "budget (`edgetune loadtest`); capacity goes in the report and the manifest."
+        ),
     ),
     (
         "drop_unseen_labels",

@@ -1,4 +1,5 @@
-"""Where each encoder family (text and ViT-like image encoders) keeps the parts structured pruning cuts.
+"""Where each encoder family (text and ViT-like image encoders) keeps the parts structured
+pruning cuts.
 
 The pruning passes and the importance scores reach layers, attention projections and FFN
 layers only through a `Family`, so a new encoder family is one entry here (and a tiny-model

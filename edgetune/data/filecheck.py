@@ -54,7 +54,8 @@ def _check_fields(path: Path, text: str, delimiter: str) -> None:
                 name = "tab" if delimiter == "\t" else "comma"
                 raise InputError(
                     f"{path}, line {reader.line_num}: {len(row)} fields where the header has "
-                    f"{len(header)} ({name}-separated); quote a text that holds a {name}, or fix the line"
+                    f"{len(header)} ({name}-separated); quote a text that holds a {name}, "
+                    "or fix the line"
                 )
     except csv.Error as exc:
         raise InputError(f"{path}, line {reader.line_num}: {exc}") from None

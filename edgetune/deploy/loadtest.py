@@ -164,7 +164,8 @@ async def _run(
             await closed_loop(session, url, texts, concurrency, seconds_left(step_seconds), left[0])
         )
         log(
-            f"{concurrency} clients: {saturated.throughput_rps:.0f} req/s, p99 {saturated.p99_ms} ms"
+            f"{concurrency} clients: {saturated.throughput_rps:.0f} req/s, p99 "
+            f"{saturated.p99_ms} ms"
         )
         plan = rates or [round(f * saturated.throughput_rps, 1) for f in OPEN_FRACTIONS]
         steps, misses, stopped = [warm, single, saturated], 0, "every planned rate was run"
@@ -187,7 +188,8 @@ async def _run(
             )
             steps.append(step)
             log(
-                f"open loop {rate:.1f} req/s: served {step.throughput_rps:.1f}, p99 {step.p99_ms} ms, "
+                f"open loop {rate:.1f} req/s: served {step.throughput_rps:.1f}, p99 "
+                f"{step.p99_ms} ms, "
                 f"{step.errors} errors -> {'within' if step.within_budget else 'over'} budget"
             )
             return step

@@ -70,7 +70,8 @@ def predict(config: PredictConfig) -> PredictResult:
         return _predict_images(config, bundle)
     if config.images:
         raise InputError(
-            f"--image: {config.bundle} classifies {bundle.manifest.task.split('-c')[0]}s; give --text"
+            f"--image: {config.bundle} classifies {bundle.manifest.task.split('-c')[0]}s; "
+            f"give --text"
         )
     predictor = Predictor(bundle, config.threads)
     batch = config.batch_size or predictor.bundle.manifest.profile.batch_size

@@ -345,7 +345,8 @@ def _modes_for_family(config: TuneConfig, modes: list[Mode], model_type: str) ->
 def train_settings(config: TuneConfig, profile: Profile):
     """The fine-tuning settings: the profile's sequence length where unset, and with
     `--prune-search` and no `--max-train-minutes`, a 20-minute cap, so that fine-tuning, the
-    search (the rest of the hour) and the bundles fit in about an hour (the schedule is fitted to the cap)."""
+    search (the rest of the hour) and the bundles fit in about an hour (the schedule is fitted
+    to the cap)."""
     cfg = config.train.for_length(profile.sequence_length)
     if profile.image_size and cfg.image_size is None:
         cfg = cfg.model_copy(update={"image_size": profile.image_size})

@@ -46,7 +46,8 @@ def create_session(model_path: str | Path, profile: Profile) -> ort.InferenceSes
     # libraries): a CUDA profile measured on the CPU would be a lie, so refuse.
     if profile.device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
         raise InputError(
-            f"profile '{profile.name}' needs CUDA but ONNX Runtime could not start the CUDA provider "
+            f"profile '{profile.name}' needs CUDA but ONNX Runtime could not start the "
+            f"CUDA provider "
             "(check the CUDA/cuDNN libraries and that onnxruntime-gpu replaced onnxruntime)"
         )
     return session

@@ -4,9 +4,10 @@ It loads one session, warms it up, then waits on stdin for slices to run, so the
 interleave many systems round by round while nothing but ONNX Runtime runs in each measuring
 process, and each process's peak RSS is its own session's. One JSON object per line, each way:
 
-    {"op": "load", "model": ..., "profile": {...}, "feeds": "x.npz", "io_binding": false, "warmup": 10}
-    {"op": "run", "feed": "fixed" | "traffic", "runs": 5, "seconds": 0.3}   -> {"times": [ms, ...]}
-    {"op": "stats"}                                                           -> {"peak_rss_mb": ...}
+    {"op": "load", "model": ..., "profile": {...}, "feeds": "x.npz", "io_binding": false,
+     "warmup": 10}
+    {"op": "run", "feed": "fixed" | "traffic", "runs": 5, "seconds": 0.3}  -> {"times": [...]}
+    {"op": "stats"}                                                      -> {"peak_rss_mb": ...}
 """
 
 from __future__ import annotations
@@ -101,8 +102,9 @@ def serve(stdin=sys.stdin, stdout=sys.stdout) -> None:
             else:
                 reply = measured.stats()
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises
+            first_line = str(exc).splitlines()[0] if str(exc) else ""
             reply = {
-                "error": f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                "error": f"{exc.__class__.__name__}: {first_line}",
                 "input_error": exc.__class__.__name__ == "InputError",
             }
         stdout.write(json.dumps(reply) + "\n")

@@ -1,1 +1,2 @@
-"""Stage 6: build and measure candidates, search pruning configurations, choose within the budget."""
+"""Stage 6: build and measure candidates, search pruning configurations, choose within the
+budget."""

@@ -98,3 +98,22 @@ def test_recovery_ablation_runs_its_four_variants(tuned_run, tiny_data_csv, tiny
     assert rows[0]["learning_rate"] == 5e-5 and all(r["steps"] > 0 for r in rows)
     for row in rows:  # the ONNX model on the same validation rows as the PyTorch one
         assert abs(row["accuracy"] - row["pytorch_accuracy"]) <= 0.05
+
+
+def test_agent_overhead_alternates_blocks_and_gives_a_ratio(tuned_run, tiny_profile, tmp_path):
+    out, _ = tuned_run
+    result = load("agent_overhead").main(
+        [
+            str(out / "best"),
+            "--profile",
+            str(tiny_profile),
+            "--blocks",
+            "2",
+            "--seconds",
+            "0.1",
+            "--store",
+            str(tmp_path / "store"),
+        ]
+    )
+    low, high = result["interval"]
+    assert result["ratio"] > 0 and low <= high

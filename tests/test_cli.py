@@ -48,6 +48,10 @@ def test_tune_writes_bundle_and_report(tuned_run):
     ]  # int4 not in the profile
     assert report["selection"]["winner"] == manifest["candidate"]
     assert (out / "report.md").read_text().startswith("# edgetune report")
+    from edgetune.hardware import fingerprint  # every latency says where it was measured
+
+    assert "**Latency measured on:** " in (out / "report.md").read_text()
+    assert {c["latency"]["machine"]["id"] for c in report["candidates"]} == {fingerprint()["id"]}
     stopped = report["run"]["train"]["stopped_by"]  # --epochs 8, --patience 8: one or the other
     assert stopped == "epochs (8)" or stopped.startswith("early stopping: 8 evaluations")
     assert f"**Fine-tuning** stopped by {stopped} (" in (out / "report.md").read_text()

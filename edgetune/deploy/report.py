@@ -8,6 +8,7 @@ from rich.table import Table
 
 from edgetune.deploy.plot import plot_pareto
 from edgetune.fsutil import write_json_atomic, write_text_atomic
+from edgetune.hardware import describe
 from edgetune.profiles import Profile
 from edgetune.search.record import Candidate
 from edgetune.search.select import Selection, choose
@@ -105,6 +106,7 @@ def render_markdown(
         "",
         f"**Choice:** {selection.reason}.",
         "",
+        *_machines_line(candidates),
         *_training_line(context.get("train")),
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "|".join("---" for _ in COLUMNS) + "|",
@@ -158,6 +160,25 @@ def render_markdown(
         lines += [f"- {key}: {value}" for key, value in context.items() if key != "loadtest"]
         lines.append("")
     return "\n".join(lines)
+
+
+def _machines_line(candidates: list[Candidate]) -> list[str]:
+    """Where the latencies were measured; several machines are named as such, never blended."""
+    machines = {}
+    for c in candidates:
+        machine = c.latency.machine if c.latency else {}
+        if machine:
+            machines.setdefault(machine.get("id"), (machine, []))[1].append(c.name)
+    if not machines:
+        return []
+    if len(machines) == 1:
+        ((machine, _),) = machines.values()
+        return [f"**Latency measured on:** {describe(machine)}.", ""]
+    parts = [f"{describe(m)}: {', '.join(names)}" for m, names in machines.values()]
+    return [
+        "**Latencies from different machines (not comparable across):** " + "; ".join(parts) + ".",
+        "",
+    ]
 
 
 def _training_line(train: dict | None) -> list[str]:

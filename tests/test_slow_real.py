@@ -51,6 +51,8 @@ def sst2_run(tmp_path_factory, minilm):
             "60",
             "--lr",
             "1e-4",
+            "--modes",  # the real components all run; only the modes asserted on are built
+            "fp32,dynamic-int8",
             "--out",
             str(out),
             # pinned: on auto, the batch finder and the precision follow the machine's speed and

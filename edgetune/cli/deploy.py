@@ -219,10 +219,7 @@ def loadtest(
         )
     )
     click.echo(result_summary(result))
-    from pathlib import Path
-
-    plot = f", {out}/loadtest.png" if (Path(out) / "loadtest.png").is_file() else ""
-    click.echo(f"written: {out}/loadtest.json{plot}")
+    click.echo(f"written: {out}/loadtest.json, {out}/loadtest.png")
 
 
 def result_summary(result) -> str:

@@ -6,12 +6,9 @@ to the tokenizer as two lists, so they get the model's separator and segment ids
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:  # transformers' or data/tokenizer.py's JsonTokenizer: called the same way
-    from transformers import PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 
 def tokenize(tokenizer: PreTrainedTokenizerBase, texts: Sequence, **kwargs):

@@ -248,3 +248,28 @@ def test_tune_on_a_target_gives_the_local_candidates_and_verdicts(
     if shutil.which("taskset"):
         assert report["candidates"][0]["latency"]["machine"]["cores"] == 1
     assert TOKEN not in (out / "recipe.toml").read_text()
+
+
+def test_a_target_that_redirects_is_refused_naming_the_redirect():
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(307)
+            self.send_header("Location", "http://127.0.0.1:9/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        result = run("bench", SHIPPED, "--target", url, *FAST)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.exit_code == 2 and "answered a redirect (307)" in result.output
+    assert "http://127.0.0.1:9/elsewhere" in result.output

@@ -25,7 +25,6 @@ import hashlib
 import hmac
 import json
 import re
-import shutil
 import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -316,5 +315,5 @@ def make_server(host: str, port: int, state: AgentState) -> ThreadingHTTPServer:
 
 def clear_uploads(store: Path) -> None:
     """Uploads a killed agent left half-written (never the kept files)."""
-    for partial in store.glob("*/.upload-*"):
-        partial.unlink(missing_ok=True) if partial.is_file() else shutil.rmtree(partial)
+    for partial in store.glob("*/.upload-*"):  # temp files of `_put`, never folders
+        partial.unlink(missing_ok=True)

@@ -6,7 +6,6 @@ any ONNX model it is sent. The ready line prints the URL (with `--port 0`, the r
 
 from __future__ import annotations
 
-import ipaddress
 import signal
 import threading
 from pathlib import Path
@@ -16,23 +15,15 @@ from edgetune.deploy.agent import AgentState, clear_uploads, make_server
 from edgetune.errors import InputError
 from edgetune.hardware import describe, fingerprint
 from edgetune.measure.remote import TOKEN_ENV, read_token
+from edgetune.netutil import is_loopback_host
 
 READY = "edgetune agent: ready on"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def agent(config: AgentConfig) -> None:
     """Serve until SIGTERM/SIGINT; the measurement in progress is finished first."""
     token = read_token(config.token_file)
-    if token is None and not is_loopback(config.host):
+    if token is None and not is_loopback_host(config.host):
         raise InputError(
             f"--host {config.host} is beyond loopback: give a token "
             f"(--token-file FILE or ${TOKEN_ENV}) or listen on 127.0.0.1"

@@ -7,7 +7,6 @@ tool sends traffic nowhere else. Writes `loadtest.json` and `loadtest.png` under
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import signal
@@ -29,16 +28,11 @@ from edgetune.deploy import SAMPLE_TEXTS
 from edgetune.deploy.loadtest import LoadTestResult, run_load_test
 from edgetune.errors import InputError
 from edgetune.fsutil import write_json_atomic
+from edgetune.netutil import direct_opener, is_loopback_host
 
 
 def is_loopback(url: str) -> bool:
-    host = urlparse(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(urlparse(url).hostname or "")
 
 
 @contextmanager
@@ -131,22 +125,10 @@ def _served_task(url: str) -> str | None:
     """The `task` an edgetune server reports on /healthz (None if it says none or is down:
     the load test itself then reports the server's state)."""
     try:
-        with _loopback_only_opener().open(url.rstrip("/") + "/healthz", timeout=5) as reply:
+        with direct_opener().open(url.rstrip("/") + "/healthz", timeout=5) as reply:
             return json.loads(reply.read()).get("task")
     except (OSError, ValueError, AttributeError):  # a redirect too: HTTPError is an OSError
         return None
-
-
-def _loopback_only_opener():
-    """urllib without proxies (environment variables could name one) and without redirects:
-    the loopback check holds for every hop."""
-    import urllib.request
-
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args, **kwargs):
-            return None  # urllib then raises HTTPError with the 3xx status
-
-    return urllib.request.build_opener(urllib.request.ProxyHandler({}), NoRedirect())
 
 
 def _budget(config: LoadtestConfig, bundle: str | None) -> tuple[float, str]:

@@ -26,22 +26,12 @@ import numpy as np
 from edgetune.errors import InputError
 from edgetune.measure.latency import LatencyResult, LatencySettings, System, _summary
 from edgetune.measure.worker import save_feeds
+from edgetune.netutil import direct_opener
 from edgetune.profiles import Profile
 
 TOKEN_ENV = "EDGETUNE_AGENT_TOKEN"
 CONNECT_TIMEOUT_S = 30.0  # uploads and small requests
 BUSY_RETRIES = 60  # 503 busy answers waited out (Retry-After each) before giving up
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        raise InputError(
-            f"agent {req.full_url} answered a redirect ({code}) to {newurl}; "
-            "give the agent's own address"
-        )
-
-
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
 
 
 def read_token(token_file: str | Path | None = None) -> str | None:
@@ -83,12 +73,17 @@ class Target:
         for _ in range(BUSY_RETRIES):
             request = urllib.request.Request(self.url + path, body, headers, method=method)
             try:
-                with _OPENER.open(request, timeout=timeout) as response:
+                with direct_opener().open(request, timeout=timeout) as response:
                     raw = response.read()
                     return response.status, json.loads(raw) if raw else {}
             except urllib.error.HTTPError as exc:
                 if exc.code == 404 and method == "HEAD":
                     return 404, {}
+                if 300 <= exc.code < 400:
+                    raise InputError(
+                        f"agent {self.url} answered a redirect ({exc.code}) to "
+                        f"{exc.headers.get('Location')}; give the agent's own address"
+                    ) from None
                 if exc.code == 503 and exc.headers.get("Retry-After"):
                     time.sleep(float(exc.headers["Retry-After"]))
                     continue

@@ -13,7 +13,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[demo,dev,serve,ray]'
+	$(BIN)/pip install --quiet -e '.[tune,demo,dev,serve,ray]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -49,6 +49,29 @@ class NoCandidate(EdgetuneError):
         self.result = result
 
 
+# What `pip install 'edgetune[tune]'` adds to the runtime-only install (training, export,
+# compression, the report's plot): a command reaching one of these without it says so.
+TUNE_EXTRA_MODULES = frozenset(
+    {
+        "torch",
+        "transformers",
+        "optimum",
+        "onnxscript",
+        "datasets",
+        "accelerate",
+        "torch_pruning",
+        "matplotlib",
+    }
+)
+TUNE_EXTRA = "pip install 'edgetune[tune]'"
+
+
+def missing_tune_extra(exc: BaseException) -> bool:
+    """True when `exc` is the import of a module only the `tune` extra installs."""
+    name = getattr(exc, "name", None) or ""
+    return isinstance(exc, ModuleNotFoundError) and name.split(".")[0] in TUNE_EXTRA_MODULES
+
+
 _BRANCH = re.compile(r"(int|float|str|bool|none|literal\[.*\]|function-.*)")
 
 

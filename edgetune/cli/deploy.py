@@ -219,7 +219,10 @@ def loadtest(
         )
     )
     click.echo(result_summary(result))
-    click.echo(f"written: {out}/loadtest.json, {out}/loadtest.png")
+    from pathlib import Path
+
+    plot = f", {out}/loadtest.png" if (Path(out) / "loadtest.png").is_file() else ""
+    click.echo(f"written: {out}/loadtest.json{plot}")
 
 
 def result_summary(result) -> str:

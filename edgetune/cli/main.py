@@ -20,7 +20,13 @@ from edgetune.cli.agent import agent
 from edgetune.cli.deploy import loadtest, serve
 from edgetune.cli.tools import bench, export, predict, prune, quantize
 from edgetune.cli.tune import tune
-from edgetune.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EdgetuneError
+from edgetune.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERNAL,
+    TUNE_EXTRA,
+    EdgetuneError,
+    missing_tune_extra,
+)
 
 DEBUG_ENV = "EDGETUNE_DEBUG"
 # Errors of the machine, not of edgetune: said in one line, with what to do.
@@ -58,6 +64,12 @@ class EdgetuneGroup(click.Group):
         except Exception as exc:
             if _debug(ctx):
                 raise
+            if missing_tune_extra(exc):  # a runtime-only install (no torch, transformers...)
+                command = ctx.invoked_subcommand or "this command"
+                click.echo(
+                    f"error: edgetune {command} needs the training extra: {TUNE_EXTRA}", err=True
+                )
+                ctx.exit(EXIT_BAD_INPUT)
             first = (str(exc).strip().splitlines() or [""])[0]
             click.echo(
                 f"internal error: {exc.__class__.__name__}: {first} "
@@ -85,8 +97,10 @@ def cli(debug: bool) -> None:
       edgetune tune --data reviews.csv --profile cpu-edge --out runs/reviews
     """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    import datasets
-
+    try:
+        import datasets
+    except ModuleNotFoundError:  # a runtime-only install: the commands that load data say so
+        return
     datasets.disable_progress_bars()
 
 

@@ -6,9 +6,12 @@ to the tokenizer as two lists, so they get the model's separator and segment ids
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from transformers import PreTrainedTokenizerBase
+
+if TYPE_CHECKING:  # transformers' or data/tokenizer.py's JsonTokenizer: called the same way
+    from transformers import PreTrainedTokenizerBase
 
 
 def tokenize(tokenizer: PreTrainedTokenizerBase, texts: Sequence, **kwargs):

@@ -98,16 +98,14 @@ def label_scores(logits: np.ndarray, labels: list[str]) -> list[dict]:
 
 
 class ImagePredictor:
-    """An image bundle on image files: ONNX Runtime, and the bundle's image processor (from
-    transformers, numpy only) preparing pixels exactly as in training and the export check."""
+    """An image bundle on image files: ONNX Runtime, and the bundle's preprocessor_config.json
+    applied with Pillow and numpy (data/image_processor.py), as in training."""
 
     def __init__(self, bundle: Bundle, threads: int = 0):
-        from transformers import AutoImageProcessor
+        from edgetune.data.image_processor import load_image_processor
 
         self.bundle, self.labels = bundle, bundle.label_names
-        self.processor = AutoImageProcessor.from_pretrained(
-            str(bundle.path), trust_remote_code=False
-        )
+        self.processor = load_image_processor(bundle.path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 3

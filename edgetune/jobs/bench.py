@@ -10,11 +10,11 @@ import numpy as np
 
 from edgetune.config import BenchConfig
 from edgetune.data.arrays import is_array_data, load_array_data
-from edgetune.data.labels import align_labels
-from edgetune.data.text import load_text_dataset
+from edgetune.data.image_processor import load_image_processor
+from edgetune.data.tokenizer import load_tokenizer
 from edgetune.deploy.bundle import Bundle, load_bundle
 from edgetune.errors import InputError
-from edgetune.jobs.common import check_is_onnx, load_image_processor, load_tokenizer, pick_split
+from edgetune.jobs.common import check_is_onnx, pick_split
 from edgetune.measure.bench import BenchResult, EvalSet, Subject, bench_copies
 from edgetune.measure.latency import LatencySettings
 from edgetune.measure.remote import Target, read_token
@@ -108,6 +108,7 @@ def _image_subject(
 
 def _image_split(config: BenchConfig, bundle: Bundle):
     from edgetune.data.images import load_image_dataset
+    from edgetune.data.labels import align_labels
 
     dataset = load_image_dataset(
         config.data, None, config.label_column, config.validation_fraction, config.seed
@@ -162,6 +163,9 @@ def bench(config: BenchConfig) -> BenchReport:
     ):
         evaluation = _image_evaluation(first_bundle, config)
     elif config.data is not None:
+        from edgetune.data.labels import align_labels
+        from edgetune.data.text import load_text_dataset
+
         dataset = load_text_dataset(
             config.data,
             config.text_column,

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgetune.console import console
-from edgetune.data.text import TextDataset, load_text_dataset
 from edgetune.errors import InputError
 from edgetune.measure.bench import FALLBACK_TEXTS
+
+if TYPE_CHECKING:
+    from edgetune.data.text import TextDataset
 
 VALIDATION_SAMPLE = "edgetune_validation_sample.json"
 
@@ -29,24 +32,6 @@ def onnx_opset(path: Path) -> int:
 
     model = onnx.load(str(path), load_external_data=False)
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-
-
-def load_tokenizer(folder: str | Path):
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
-    except (OSError, ValueError, TypeError):
-        raise InputError(f"no tokenizer in {folder}; pass --tokenizer DIR") from None
-
-
-def load_image_processor(folder: str | Path):
-    from transformers import AutoImageProcessor
-
-    try:
-        return AutoImageProcessor.from_pretrained(str(folder), trust_remote_code=False)
-    except (OSError, ValueError, TypeError):
-        raise InputError(f"no image processor in {folder} (preprocessor_config.json)") from None
 
 
 def model_type_of(folder: Path | None) -> str | None:
@@ -76,6 +61,8 @@ def task_of(texts: list) -> str:
 def validation_texts(checkpoint: Path, data: str | None) -> list[str]:
     """Texts to check an export on: the data's, the sample `tune` saved, or built-in ones."""
     if data is not None:
+        from edgetune.data.text import load_text_dataset
+
         return list(load_text_dataset(data).validation["text"])
     sample = checkpoint / VALIDATION_SAMPLE
     if sample.is_file():

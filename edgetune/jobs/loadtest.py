@@ -7,6 +7,7 @@ tool sends traffic nowhere else. Writes `loadtest.json` and `loadtest.png` under
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -26,7 +27,7 @@ from edgetune.data.columns import split_text_columns
 from edgetune.deploy import READY_LINE as READY
 from edgetune.deploy import SAMPLE_TEXTS
 from edgetune.deploy.loadtest import LoadTestResult, run_load_test
-from edgetune.errors import InputError
+from edgetune.errors import TUNE_EXTRA, InputError
 from edgetune.fsutil import write_json_atomic
 from edgetune.netutil import direct_opener, is_loopback_host
 
@@ -211,8 +212,12 @@ def loadtest(config: LoadtestConfig, texts: list | None = None) -> LoadTestResul
         result.notes.append(
             f"the server and this load generator shared this machine's {os.cpu_count()} cores"
         )
+    plot = importlib.util.find_spec("matplotlib") is not None
+    if not plot:
+        result.notes.append(f"no loadtest.png: the plot needs matplotlib ({TUNE_EXTRA})")
     write_json_atomic(out / "loadtest.json", result.to_json())
-    from edgetune.deploy.plot import plot_load
+    if plot:
+        from edgetune.deploy.plot import plot_load
 
-    plot_load(result, out / "loadtest.png")
+        plot_load(result, out / "loadtest.png")
     return result

@@ -11,11 +11,11 @@ from edgetune.compress.passes import PassContext
 from edgetune.config import QuantizeConfig
 from edgetune.data.arrays import is_array_data, load_array_data
 from edgetune.data.encoding import calibration_batches
-from edgetune.data.text import load_text_dataset
+from edgetune.data.tokenizer import load_tokenizer
 from edgetune.deploy.bundle import MANIFEST_NAME, Bundle, load_bundle, write_bundle
 from edgetune.errors import InputError
 from edgetune.fsutil import build_dir_atomic, check_output_dir
-from edgetune.jobs.common import check_is_onnx, load_tokenizer, model_type_of
+from edgetune.jobs.common import check_is_onnx, model_type_of
 from edgetune.measure.synthetic import graph_input_specs
 
 
@@ -72,6 +72,8 @@ def quantize(config: QuantizeConfig) -> dict[str, Path]:
 
 
 def _text_calibration(config: QuantizeConfig, bundle: Bundle | None, source: Path) -> list[dict]:
+    from edgetune.data.text import load_text_dataset
+
     tokenizer = load_tokenizer(config.tokenizer or (bundle.path if bundle else source.parent))
     length = bundle.max_length if bundle else config.max_length
     texts = list(load_text_dataset(config.calibration_data).train["text"])
@@ -81,9 +83,9 @@ def _text_calibration(config: QuantizeConfig, bundle: Bundle | None, source: Pat
 def _image_calibration(config: QuantizeConfig, bundle: Bundle) -> list[dict]:
     """Training images of `--calibration-data` (a folder or CSV of images) through the
     bundle's own image processor."""
+    from edgetune.data.image_processor import load_image_processor
     from edgetune.data.images import load_image_dataset
     from edgetune.data.pixels import calibration_pixels
-    from edgetune.jobs.common import load_image_processor
 
     images = load_image_dataset(config.calibration_data).train["image"]
     return calibration_pixels(

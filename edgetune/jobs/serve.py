@@ -44,16 +44,15 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def server_stack():
-    """deploy.server, or a one-line error when the `serve` extra is not installed."""
+    """deploy.server, or a one-line error when its packages (in the base install) are missing."""
     try:
-        import aiohttp  # noqa: F401 - loadtest's client: the same extra
+        import aiohttp  # noqa: F401 - loadtest's client
         import uvicorn  # noqa: F401
 
         from edgetune.deploy import server
     except ImportError as exc:
         raise InputError(
-            f"serving needs the 'serve' extra ({exc.name} is missing): "
-            "pip install 'edgetune[serve]'"
+            f"serving needs {exc.name}, which `pip install edgetune` installs: reinstall it"
         ) from None
     return server
 
@@ -129,7 +128,7 @@ def uvicorn_server(app, config: ServeConfig):
 
 def serve(config: ServeConfig) -> None:
     """Serve until SIGTERM/SIGINT."""
-    stack = server_stack()  # before loading anything: a missing extra is a one-line error
+    stack = server_stack()  # before loading anything: a missing package is a one-line error
     app_args = app_settings(config)
     info = app_args["info"]
     sock = bind(config.host, config.port)

@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 def one_run(args) -> list[dict]:
     from edgetune.data.text import load_text_dataset
     from edgetune.defaults import default_model
+    from edgetune.modality.text import TextModality
     from edgetune.train.loop import TrainConfig, fine_tune
 
     precision, grouped = SETTINGS[args.one]
@@ -95,7 +96,10 @@ def one_run(args) -> list[dict]:
     )
     with tempfile.TemporaryDirectory() as tmp:
         result = fine_tune(
-            args.model or default_model(), load_text_dataset(args.data), Path(tmp), config
+            args.model or default_model(),
+            TextModality().adopt(load_text_dataset(args.data)),
+            Path(tmp),
+            config,
         )
     row = {
         "precision": result.precision,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,7 @@ LAYERS = [
     "compress",
     "search",
     "deploy",
+    "modality",
     "jobs",
     "cli",
 ]
@@ -110,7 +112,7 @@ def layer_of(module: str) -> str:
     if module in TOP_LEVEL_LAYER:
         return TOP_LEVEL_LAYER[module]
     parts = module.split(".")
-    return parts[1] if len(parts) > 2 and parts[1] in LAYERS else "base"
+    return parts[1] if len(parts) >= 2 and parts[1] in LAYERS else "base"
 
 
 def upward_imports(graph: dict[str, set[str]]) -> list[str]:
@@ -200,3 +202,23 @@ def test_the_code_is_linted_and_formatted(command):
         text=True,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]
+
+
+KIND_BRANCH = re.compile(
+    r"kind ==|isinstance\([^)]*Image|manifest\.task ==|is_image_model|\.kind\b(?! ==)"
+)
+
+
+def test_no_job_or_search_module_picks_a_behaviour_by_input_kind():
+    """What text or images need is the modality's to say (`edgetune/modality/`): a job or the
+    search that asks "is this an image?" again is where the copies used to disagree."""
+    for branch in ('if inputs.kind == "image":', "isinstance(dataset, ImageDataset)"):
+        assert KIND_BRANCH.search(branch), branch  # the check would catch one
+    found = [
+        f"{path.relative_to(PACKAGE.parent)}:{number}: {line.strip()}"
+        for name, path in MODULES.items()
+        if name.startswith(("edgetune.jobs", "edgetune.search"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if KIND_BRANCH.search(line) and "executor" not in name
+    ]
+    assert not found, "\n".join(found)

@@ -17,8 +17,9 @@ from edgetune.train.lr_find import suggest
 @pytest.fixture(scope="module")
 def dataset(tiny_data_csv):
     from edgetune.data.text import load_text_dataset
+    from edgetune.modality.text import TextModality
 
-    return load_text_dataset(tiny_data_csv)
+    return TextModality().adopt(load_text_dataset(tiny_data_csv))
 
 
 def test_suggestion_is_a_tenth_of_the_lowest_loss_lr():
@@ -210,6 +211,7 @@ def slow_learner(tmp_path_factory):
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     from edgetune.data.text import load_text_dataset
+    from edgetune.modality.text import TextModality
 
     folder = tmp_path_factory.mktemp("slow-learner")
     cues = {label: [f"{label[:3]}{i}" for i in range(40)] for label in ("positive", "negative")}
@@ -247,7 +249,7 @@ def slow_learner(tmp_path_factory):
         words += rng.choices(cues[label], weights=[1 / (rank + 1) for rank in range(40)])
         rng.shuffle(words)
         rows.append((" ".join(words), label))
-    return folder, load_text_dataset(write_csv(folder / "cues.csv", rows))
+    return folder, TextModality().adopt(load_text_dataset(write_csv(folder / "cues.csv", rows)))
 
 
 def test_a_time_budget_without_epochs_trains_past_three_epochs_while_it_improves(

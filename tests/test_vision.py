@@ -401,3 +401,32 @@ def test_prune_search_on_a_vit(tmp_path, image_folder, tiny_profile):
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     pruned = [c for c in report["candidates"] if c["settings"].get("pruning")]
     assert pruned and all(c["accuracy"]["examples"] == 6 for c in pruned)
+
+
+def test_export_and_prune_of_an_image_checkpoint_record_the_image_side(
+    tuned, image_folder, tiny_profile, tmp_path
+):
+    """One modality answers for every command: `export` checks an image checkpoint on images
+    (the data's, or stand-ins) and calibrates on them; `export` and `prune` record the image
+    side as the bundle's input size, not the profile's sequence length (64 here)."""
+    profile = tmp_path / "long.toml"
+    profile.write_text(
+        tiny_profile.read_text().replace("sequence_length = 32", "sequence_length = 64")
+    )
+    checkpoint = tuned["vit"] / "work" / "best"
+    for data in ([], ["--data", image_folder]):
+        out = tmp_path / f"export{len(data)}"
+        result = _run(
+            "export", checkpoint, "--profile", profile, "--out", out,
+            "--quantize", "static-int8-minmax", *data,
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        manifest = json.loads((out / "edgetune.json").read_text())
+        assert manifest["task"] == "image-classification" and manifest["max_length"] == 32
+        assert manifest["export_check"]["examples"] == (6 if data else 2)
+    result = _run(
+        "prune", checkpoint, "--layers", "1", "--data", image_folder, "--profile", profile,
+        "--out", tmp_path / "pruned", "--epochs", "1", "--lr", "1e-3",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "pruned" / "edgetune.json").read_text())["max_length"] == 32

@@ -12,9 +12,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgetune.compress.onnx_passes import check_onnx
 from edgetune.compress.passes import PassContext, Step, get_pass
 from edgetune.errors import InputError
+from edgetune.onnxfile import check_onnx
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ def build_variants(
     from edgetune.compress.onnx_passes import NothingToQuantize
     from edgetune.console import console
 
-    check_onnx(fp32)
+    check_onnx(fp32, validate=True)
     fp32, out_dir = Path(fp32).resolve(), Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     prefixes: dict[tuple[Step, ...], tuple[Path, list[dict]]] = {(): (fp32, [])}

@@ -55,13 +55,6 @@ def has_fusion_recipe(model_type: str | None) -> bool:
     return True
 
 
-def check_onnx(path: str | Path) -> None:
-    try:
-        onnx.checker.check_model(str(path))
-    except Exception as exc:  # noqa: BLE001 - checker and parser errors alike
-        raise InputError(f"{path}: not a valid ONNX model ({str(exc).splitlines()[0]})") from None
-
-
 class NothingToQuantize(InputError):
     """A quantization pass found nothing it quantizes in this graph (e.g. int4 on a CNN)."""
 

@@ -16,8 +16,6 @@ import torch
 from edgetune.compress.importance import Importance, importance_named
 from edgetune.compress.passes import PassContext, Step
 from edgetune.compress.pruning import PruneConfig, count_parameters, run_torch_steps
-from edgetune.data.encoding import tokenize
-from edgetune.data.text import TextDataset
 from edgetune.train.distill import DistillConfig
 from edgetune.train.loop import TrainConfig, TrainResult, fine_tune
 
@@ -52,42 +50,25 @@ STRUCTURED = ("layer-drop", "head-prune", "ffn-prune")
 
 
 def scoring_batches(
-    tokenizer,
-    dataset: TextDataset,
-    max_length: int,
+    preprocessor,
+    model,
+    dataset,
+    config: TrainConfig,
     batches: int = 8,
     batch_size: int = 16,
     seed: int = 0,
 ) -> list[dict[str, torch.Tensor]]:
-    """A few seeded training batches with labels, for gradient x weight importance (`tokenizer`:
-    the image processor, for images)."""
-    sample = dataset.train.shuffle(seed=seed).select(
-        range(min(len(dataset.train), batches * batch_size))
-    )
-    out = []
-    for start in range(0, len(sample), batch_size):
-        chunk = sample[start : start + batch_size]
-        if getattr(dataset, "kind", "text") == "image":
-            from edgetune.data.pixels import pixel_values
-
-            out.append(
-                {
-                    "pixel_values": torch.from_numpy(pixel_values(tokenizer, chunk["image"])),
-                    "labels": torch.tensor(list(chunk["label"])),
-                }
-            )
-            continue
-        enc = tokenize(
-            tokenizer,
-            chunk["text"],
-            padding=True,
-            truncation=True,
-            max_length=max_length,
-            return_tensors="pt",
-        )
-        enc["labels"] = torch.tensor(list(chunk["label"]))
-        out.append(dict(enc))
-    return out
+    """A few seeded training rows with labels, for gradient x weight importance: encoded and
+    collated by the dataset's modality exactly as training batches are."""
+    train = dataset.train
+    sample = train.shuffle(seed=seed).select(range(min(len(train), batches * batch_size)))
+    task = dataset.modality.train_task(preprocessor, model, config)
+    rows = task.encode(sample, training=False)
+    collate = task.collator()
+    return [
+        dict(collate([rows[i] for i in range(start, min(start + batch_size, len(rows)))]))
+        for start in range(0, len(rows), batch_size)
+    ]
 
 
 def make_student(
@@ -122,7 +103,7 @@ def distill_student(
     pruned: PrunedModel,
     tokenizer,
     teacher,
-    dataset: TextDataset,
+    dataset,  # adopted by its modality
     work_dir: str | Path,
     train_config: TrainConfig,
     distill: DistillConfig | None = None,

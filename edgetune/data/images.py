@@ -45,7 +45,7 @@ class ImageDataset:
     source: str
     dropped: dict[str, int] = field(default_factory=dict)
     is_pair = False
-    kind = "image"
+    modality: object = field(default=None, repr=False, compare=False)  # set by its modality
 
     @property
     def num_labels(self) -> int:

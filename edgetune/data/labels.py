@@ -95,3 +95,11 @@ def align_labels(dataset, label_names: list[str]):
         validation=remap(dataset.validation),
         label_names=label_names,
     )  # any modality's dataset
+
+
+def pick_split(dataset, split: str):
+    if split == "all":
+        return datasets.concatenate_datasets([dataset.train, dataset.validation])
+    if split not in ("train", "validation"):
+        raise InputError(f"unknown split '{split}': use train, validation or all")
+    return getattr(dataset, split)

@@ -45,7 +45,7 @@ class TextDataset:
     label_names: list[str]
     source: str
     dropped: dict[str, int] = field(default_factory=dict)  # rows left out, by reason
-    kind = "text"
+    modality: object = field(default=None, repr=False, compare=False)  # set by its modality
 
     @property
     def num_labels(self) -> int:

@@ -37,6 +37,11 @@ class Bundle:
         return self.manifest.max_length
 
     @property
+    def pairs(self) -> bool:
+        """Whether the model classifies sentence pairs (two texts per row)."""
+        return self.manifest.task == "text-pair-classification"
+
+    @property
     def channels(self) -> int:
         """An image bundle's input channels (its config.json, or a plain module's record)."""
         config = next(

@@ -29,6 +29,8 @@ from edgetune.errors import InputError
 class Predictor:
     """A bundle loaded for prediction (CPU, `threads` intra-op threads; 0 = all cores)."""
 
+    takes = "texts"  # what `predict` hands it
+
     def __init__(self, bundle: str | Path | Bundle, threads: int = 0):
         from tokenizers import Tokenizer
 
@@ -55,7 +57,7 @@ class Predictor:
         )
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.labels = self.bundle.label_names
-        self.pairs = self.bundle.manifest.task == "text-pair-classification"
+        self.pairs = self.bundle.pairs
 
     def _pad_token(self) -> str:
         config = self.bundle.path / "tokenizer_config.json"
@@ -100,6 +102,8 @@ def label_scores(logits: np.ndarray, labels: list[str]) -> list[dict]:
 class ImagePredictor:
     """An image bundle on image files: ONNX Runtime, and the bundle's preprocessor_config.json
     applied with Pillow and numpy (data/image_processor.py), as in training."""
+
+    takes = "images"
 
     def __init__(self, bundle: Bundle, threads: int = 0):
         from edgetune.data.image_processor import load_image_processor

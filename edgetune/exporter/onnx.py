@@ -42,6 +42,11 @@ def is_image_classifier(model) -> bool:
     return type(model.config) in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING
 
 
+def label_names(model) -> list[str]:
+    """A classifier's label names in id order (its config's id2label)."""
+    return [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
+
+
 def load_checkpoint(checkpoint: str | Path, trust_factory: str | None = None):
     """A fine-tuned classification checkpoint and its preprocessor: the tokenizer, or for an
     image model its image processor (no remote code). A plain PyTorch module's checkpoint is

@@ -10,11 +10,10 @@ import numpy as np
 
 from edgetune.config import BenchConfig
 from edgetune.data.arrays import is_array_data, load_array_data
-from edgetune.data.image_processor import load_image_processor
 from edgetune.data.tokenizer import load_tokenizer
-from edgetune.deploy.bundle import Bundle, load_bundle
+from edgetune.deploy.bundle import Bundle
 from edgetune.errors import InputError
-from edgetune.jobs.common import check_is_onnx, pick_split
+from edgetune.jobs.common import open_model
 from edgetune.measure.bench import BenchResult, EvalSet, Subject, bench_copies
 from edgetune.measure.latency import LatencySettings
 from edgetune.measure.remote import Target, read_token
@@ -25,6 +24,8 @@ from edgetune.measure.synthetic import (
     parse_shapes,
     synthetic_feed,
 )
+from edgetune.modality import BenchData, for_bundle
+from edgetune.modality.text import TextModality
 from edgetune.profiles import Profile, load_profile
 
 TEXT_INPUTS = {"input_ids", "attention_mask", "token_type_ids"}
@@ -46,31 +47,36 @@ class BenchReport:
         }
 
 
+def _bench_data(config: BenchConfig) -> BenchData:
+    return BenchData(
+        config.data,
+        config.split,
+        config.text_column,
+        config.label_column,
+        config.validation_fraction,
+        config.seed,
+    )
+
+
 def _open(model: str, config: BenchConfig, profile: Profile) -> tuple[Subject, Bundle | None, int]:
+    """A bundle as its modality times it; a bare ONNX file from the data's arrays, a tokenizer
+    beside it (or named), or inputs made from its signature."""
+    bundle, model_path = open_model(model)
     path = Path(model)
-    if not path.exists():
-        raise InputError(f"'{model}' does not exist; give a model.onnx file or a bundle folder")
-    bundle: Bundle | None = None
-    try:
-        bundle = load_bundle(path)
-    except InputError:
-        if path.is_dir():
-            raise
-    model_path = bundle.model_path if bundle else path
-    check_is_onnx(model_path)
     max_length = bundle.max_length if bundle else profile.sequence_length
-    inputs = graph_inputs(model_path)
-    if bundle and bundle.manifest.task == "image-classification" and not is_array_data(config.data):
-        return _image_subject(model, model_path, bundle, config, profile), bundle, max_length
     if is_array_data(config.data):  # the data's own rows are what it is timed on
         arrays = load_array_data(config.data, graph_input_specs(model_path), config.labels)
         return Subject(model, model_path, None, arrays.feed(profile.batch_size)), bundle, max_length
+    if bundle:
+        subject = for_bundle(bundle).bench_subject(model, bundle, _bench_data(config), profile)
+        return subject, bundle, max_length
+    inputs = graph_inputs(model_path)
     if set(inputs) <= TEXT_INPUTS:
         try:
-            tokenizer = load_tokenizer(config.tokenizer or (bundle.path if bundle else path.parent))
+            tokenizer = load_tokenizer(config.tokenizer or path.parent)
             return Subject(model, model_path, tokenizer), bundle, max_length
         except InputError:
-            if bundle or config.tokenizer or config.data:
+            if config.tokenizer or config.data:
                 raise  # a tokenizer was expected: say it is missing
     if config.data is not None:
         raise InputError(
@@ -84,44 +90,6 @@ def _open(model: str, config: BenchConfig, profile: Profile) -> tuple[Subject, B
         )
     feed = synthetic_feed(model_path, profile, parse_shapes(config.shapes))
     return Subject(model, model_path, None, feed), bundle, max_length
-
-
-def _image_subject(
-    model: str, model_path: Path, bundle: Bundle, config: BenchConfig, profile: Profile
-) -> Subject:
-    """An image bundle, timed on one batch of the data's images (or a grey image) as its own
-    image processor makes them."""
-    from PIL import Image
-
-    from edgetune.data.pixels import fixed_batch
-
-    processor = load_image_processor(bundle.path)
-    images = (
-        [Image.new("RGB", (bundle.max_length, bundle.max_length), (128, 128, 128))]
-        if config.data is None
-        else _image_split(config, bundle)["image"][:8]
-    )
-    return Subject(
-        model, model_path, None, fixed_batch(processor, images, profile.batch_size, bundle.channels)
-    )
-
-
-def _image_split(config: BenchConfig, bundle: Bundle):
-    from edgetune.data.images import load_image_dataset
-    from edgetune.data.labels import align_labels
-
-    dataset = load_image_dataset(
-        config.data, None, config.label_column, config.validation_fraction, config.seed
-    )
-    return pick_split(align_labels(dataset, bundle.label_names), config.split)
-
-
-def _image_evaluation(bundle: Bundle, config: BenchConfig) -> EvalSet:
-    from edgetune.data.pixels import pixel_batches
-
-    split = _image_split(config, bundle)
-    batches = pixel_batches(load_image_processor(bundle.path), split["image"], bundle.channels)
-    return EvalSet(None, [], np.asarray(split["label"]), bundle.max_length, batches)
 
 
 def _array_evaluation(subject: Subject, config: BenchConfig, profile: Profile) -> EvalSet | None:
@@ -156,29 +124,13 @@ def bench(config: BenchConfig) -> BenchReport:
         )
     if is_array_data(config.data):
         evaluation = _array_evaluation(first_subject, config, profile)
-    elif (
-        config.data is not None
-        and first_bundle
-        and first_bundle.manifest.task == "image-classification"
-    ):
-        evaluation = _image_evaluation(first_bundle, config)
-    elif config.data is not None:
-        from edgetune.data.labels import align_labels
-        from edgetune.data.text import load_text_dataset
-
-        dataset = load_text_dataset(
-            config.data,
-            config.text_column,
-            config.label_column,
-            config.validation_fraction,
-            config.seed,
-        )
-        if first_bundle:  # the data's label ids, renumbered to the model's order by name
-            dataset = align_labels(dataset, first_bundle.label_names)
-        split = pick_split(dataset, config.split)
-        evaluation = EvalSet(
-            first_subject.tokenizer, list(split["text"]), np.asarray(split["label"]), max_length
-        )
+    elif config.data is not None and first_bundle:
+        modality = for_bundle(first_bundle)
+        evaluation = modality.bench_evaluation(first_bundle, first_subject, _bench_data(config))
+    elif config.data is not None:  # a bare text ONNX file with its tokenizer
+        split = TextModality.split_of(_bench_data(config), None)
+        texts, labels = list(split["text"]), np.asarray(split["label"])
+        evaluation = EvalSet(first_subject.tokenizer, texts, labels, max_length)
     seconds = profile.measure_seconds if config.min_seconds is None else config.min_seconds
     target = Target(config.target, read_token(config.target_token_file)) if config.target else None
     settings = LatencySettings(

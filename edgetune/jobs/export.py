@@ -10,13 +10,13 @@ from pathlib import Path
 from edgetune.compress.modes import build_variants, resolve_modes
 from edgetune.compress.passes import PassContext
 from edgetune.config import ExportConfig
-from edgetune.data.encoding import calibration_batches
 from edgetune.deploy.bundle import Bundle, write_bundle
 from edgetune.deploy.manifest import candidate_manifest
 from edgetune.errors import InputError
-from edgetune.exporter.onnx import ExportCheck, export_validated, load_checkpoint
+from edgetune.exporter.onnx import ExportCheck, export_validated, label_names, load_checkpoint
 from edgetune.fsutil import build_dir_atomic, check_output_dir
-from edgetune.jobs.common import onnx_opset, task_of, validation_texts
+from edgetune.modality import for_model
+from edgetune.onnxfile import onnx_opset
 from edgetune.profiles import load_profile
 
 
@@ -75,27 +75,36 @@ def export(config: ExportConfig) -> Bundle | ModuleExport:
     [mode] = resolve_modes([config.quantize])
     check_output_dir(config.out, config.overwrite)
     checkpoint = Path(config.checkpoint).expanduser().resolve()
-    model, tokenizer = load_checkpoint(checkpoint, config.trust_factory)
+    model, preprocessor = load_checkpoint(checkpoint, config.trust_factory)
+    modality = for_model(str(checkpoint))
     max_length = config.max_length or profile.sequence_length
-    texts = validation_texts(checkpoint, config.data)
-    labels = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
+    prepared = modality.prepare(model, preprocessor, profile, max_length)
+    samples = 128 if mode.needs_calibration else 0
+    inputs = modality.checkpoint_inputs(checkpoint, config.data, prepared, samples)
+    labels = label_names(model)
     with tempfile.TemporaryDirectory(prefix="edgetune-export-") as tmp:
         fp32, check = export_validated(
-            model, tokenizer, Path(tmp) / "model.onnx", texts, max_length, config.opset, config.atol
+            model,
+            prepared.processor,
+            Path(tmp) / "model.onnx",
+            [],
+            prepared.input_size,
+            config.opset,
+            config.atol,
+            inputs.check_batches,
         )
         ctx = PassContext(model_type=model.config.model_type)
-        if mode.needs_calibration:
-            ctx.calibration = calibration_batches(tokenizer, texts, max_length, 128, 0)
+        ctx.calibration = inputs.calibration or None
         path, settings = build_variants(fp32, Path(tmp) / "variants", [mode], ctx)[mode.name]
         manifest = candidate_manifest(
             labels,
-            max_length,
+            prepared.input_size,
             mode.precision,
             profile,
             settings,
             export_check=check.to_json(),
             source=str(checkpoint),
             opset=onnx_opset(fp32),
-            task=task_of(texts),
+            task=inputs.task,
         )
         return write_bundle(config.out, path, checkpoint, manifest, config.overwrite)

@@ -116,7 +116,7 @@ def _is_pair_target(config: LoadtestConfig, bundle: str | None) -> bool:
     if bundle is not None:
         from edgetune.deploy.bundle import load_bundle
 
-        return load_bundle(bundle).manifest.task == "text-pair-classification"
+        return load_bundle(bundle).pairs
     if len(split_text_columns(config.text_column) or []) == 2:
         return True
     return _served_task(config.target) == "text-pair-classification"

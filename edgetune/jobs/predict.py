@@ -13,9 +13,10 @@ from pathlib import Path
 from edgetune.config import PredictConfig
 from edgetune.console import make_progress
 from edgetune.deploy.bundle import load_bundle
-from edgetune.deploy.runtime import Predictor, read_rows
+from edgetune.deploy.runtime import read_rows
 from edgetune.errors import InputError
 from edgetune.fsutil import make_readable
+from edgetune.modality import for_bundle
 
 
 @dataclass
@@ -26,15 +27,13 @@ class PredictResult:
     out: Path | None
 
 
-def _predict_images(config: PredictConfig, bundle) -> PredictResult:
-    from edgetune.deploy.runtime import ImagePredictor
-
+def _predict_images(config: PredictConfig, predictor) -> PredictResult:
     if not config.images or config.texts or config.input:
         raise InputError(f"{config.bundle} classifies images: give --image PATH (repeatable)")
     missing = [p for p in config.images if not Path(p).is_file()]
     if missing:
         raise InputError(f"--image {missing[0]}: no such file")
-    predictor, batch = ImagePredictor(bundle, config.threads), config.batch_size or 32
+    batch = config.batch_size or 32
     predictions = [
         p
         for i in range(0, len(config.images), batch)
@@ -66,14 +65,14 @@ def _given_texts(config: PredictConfig, pairs: bool) -> list:
 
 def predict(config: PredictConfig) -> PredictResult:
     bundle = load_bundle(config.bundle)
-    if bundle.manifest.task == "image-classification":
-        return _predict_images(config, bundle)
+    predictor = for_bundle(bundle).predictor(bundle, config.threads)
+    if predictor.takes == "images":
+        return _predict_images(config, predictor)
     if config.images:
         raise InputError(
             f"--image: {config.bundle} classifies {bundle.manifest.task.split('-c')[0]}s; "
             f"give --text"
         )
-    predictor = Predictor(bundle, config.threads)
     batch = config.batch_size or predictor.bundle.manifest.profile.batch_size
     if config.texts:
         return PredictResult(

@@ -19,9 +19,9 @@ from edgetune.console import console
 from edgetune.data.labels import align_labels
 from edgetune.deploy.bundle import Bundle, write_bundle
 from edgetune.deploy.manifest import candidate_manifest
-from edgetune.exporter.onnx import export_validated, load_checkpoint
+from edgetune.exporter.onnx import export_validated, label_names, load_checkpoint
 from edgetune.fsutil import check_output_dir
-from edgetune.jobs.inputs import RunInputs
+from edgetune.modality import for_model
 from edgetune.profiles import load_profile
 
 
@@ -38,12 +38,14 @@ def prune(config: PruneJobConfig) -> Bundle:
     check_output_dir(config.out, config.overwrite)
     checkpoint = Path(config.checkpoint).expanduser().resolve()
     teacher, tokenizer = load_checkpoint(checkpoint, config.trust_factory)
-    names = [str(teacher.config.id2label[i]) for i in range(teacher.config.num_labels)]
+    names = label_names(teacher)
     train = config.train.for_length(profile.sequence_length)
-    inputs = RunInputs.load(config, train.seed, model=str(checkpoint))
-    dataset = align_labels(inputs.dataset, names)
-    inputs.dataset = dataset
-    batches = scoring_batches(tokenizer, dataset, train.max_length, seed=train.seed)
+    if profile.image_size and train.image_size is None:
+        train = train.model_copy(update={"image_size": profile.image_size})
+    modality = for_model(str(checkpoint))
+    dataset = align_labels(modality.load_data(config, train.seed, str(checkpoint)), names)
+    prepared = modality.prepare(teacher, tokenizer, profile, train.max_length)
+    batches = scoring_batches(prepared.processor, teacher, dataset, train, seed=train.seed)
     pruned = make_student(teacher, structured, batches, config.importance, before)
     console.log(
         f"pruned {pruned.name}: {pruned.params_after / 1e6:.1f}M of "
@@ -52,7 +54,7 @@ def prune(config: PruneJobConfig) -> Bundle:
     with tempfile.TemporaryDirectory(prefix="edgetune-prune-") as tmp:
         trained = distill_student(
             pruned,
-            tokenizer,
+            prepared.processor,
             teacher,
             dataset,
             Path(tmp) / "train",
@@ -68,15 +70,14 @@ def prune(config: PruneJobConfig) -> Bundle:
             else load_checkpoint(trained.checkpoint, config.trust_factory)[0]
         )
         pruned.steps += run_torch_steps(student, after, PassContext())
-        channels = getattr(student.config, "num_channels", 3)
         fp32, check = export_validated(
             student,
-            tokenizer,
+            prepared.processor,
             Path(tmp) / "model.onnx",
-            inputs.validation_texts(),
-            train.max_length,
+            [],
+            prepared.input_size,
             atol=config.atol,
-            batches=inputs.check_batches(tokenizer, channels),
+            batches=modality.check_batches(dataset, prepared),
         )
         pruning = {
             **pruned.to_json(),
@@ -88,7 +89,7 @@ def prune(config: PruneJobConfig) -> Bundle:
         }
         manifest = candidate_manifest(
             names,
-            train.max_length,
+            prepared.input_size,
             "fp32",
             profile,
             {},
@@ -97,6 +98,6 @@ def prune(config: PruneJobConfig) -> Bundle:
             metrics={"pytorch_accuracy": trained.metrics["accuracy"]},
             train=trained.to_json(),
             export_check=check.to_json(),
-            task=inputs.task,
+            task=modality.task(dataset),
         )
         return write_bundle(config.out, fp32, trained.checkpoint, manifest, config.overwrite)

@@ -7,7 +7,6 @@ stopped at any point can be repeated with `--config OUT/recipe.toml`.
 
 from __future__ import annotations
 
-import json
 import platform
 import shutil
 import time
@@ -26,11 +25,10 @@ from edgetune.deploy.report import write_report
 from edgetune.errors import EdgetuneError, InputError, NoCandidate
 from edgetune.exporter.onnx import load_checkpoint
 from edgetune.fsutil import check_output_dir, run_lock
-from edgetune.jobs.common import VALIDATION_SAMPLE
-from edgetune.jobs.inputs import RunInputs, check_image_profile, image_settings
 from edgetune.measure.latency import LatencySettings
 from edgetune.measure.remote import Target, read_token
 from edgetune.measure.session import check_providers
+from edgetune.modality import for_model
 from edgetune.profiles import Profile, available_profiles, load_profile
 from edgetune.search.budget import relative_budget
 from edgetune.search.candidates import CandidateBuilder
@@ -38,7 +36,6 @@ from edgetune.search.notes import note_slower_than_fp32
 from edgetune.search.record import Candidate
 from edgetune.search.select import Selection, choose
 from edgetune.train.distributed import is_main_process
-from edgetune.train.sources import check_model_source, check_trainable, is_image_model
 
 
 @dataclass
@@ -114,14 +111,12 @@ def _tune(
     cfg = train_settings(config, profile)
     stages: dict[str, float] = {}
     started = t0 = time.monotonic()
-    images = is_image_model(config.model)
+    modality = for_model(config.model)  # decided once; every step below asks it
     if not (config.resume and finished_training(out / "work", cfg)):
-        check_model_source(config.model, images)
-    modes = _modes_for_family(config, modes, check_trainable(config.model, images))  # resumed too
-    if images:
-        check_image_profile(config.model, profile)  # before training
-    inputs = RunInputs.load(config, cfg.seed)
-    dataset = inputs.dataset
+        modality.check_source(config.model)
+    modes = _modes_for_family(config, modes, modality.check_trainable(config.model))  # resumed too
+    modality.check_profile(config.model, profile)  # before training
+    dataset = modality.load_data(config, cfg.seed, config.model)
     console.log(
         f"data: {len(dataset.train)} train / {len(dataset.validation)} validation, "
         f"{dataset.num_labels} labels {dataset.label_names[:8]}"
@@ -141,9 +136,7 @@ def _tune(
     stages["fine_tune"] = time.monotonic() - t0
     if (work / "lr_find.png").is_file():  # the range test's curve, beside the report
         shutil.copy2(work / "lr_find.png", out / "lr_find.png")
-    val_texts = inputs.validation_texts()
-    if inputs.kind == "text":  # what `export` checks on and `serve` times batches with
-        (trained.checkpoint / VALIDATION_SAMPLE).write_text(json.dumps(val_texts[:128]))
+    modality.keep_sample(trained.checkpoint, dataset)  # what a later `export` checks on
     console.log(
         f"fine-tuned: PyTorch validation accuracy {trained.metrics['accuracy']:.4f} "
         f"({trained.steps} steps, stopped by {trained.stopped_by})"
@@ -151,13 +144,11 @@ def _tune(
 
     t0 = time.monotonic()
     torch_model, tokenizer = load_checkpoint(trained.checkpoint, trust_factory=config.model)
-    channels, max_length = 3, cfg.max_length
-    if inputs.kind == "image":  # the processor at the profile's size; max_length = the image side
-        tokenizer, channels, max_length = image_settings(torch_model, tokenizer, profile)
+    prepared = modality.prepare(torch_model, tokenizer, profile, cfg.max_length)
     ctx = PassContext(model_type=torch_model.config.model_type)
     if any(m.needs_calibration for m in modes):
-        ctx.calibration = inputs.calibration(
-            tokenizer, cfg.max_length, config.calibration_samples, cfg.seed, channels
+        ctx.calibration = modality.calibration(
+            dataset, prepared, config.calibration_samples, cfg.seed
         )
     settings = settings or LatencySettings(
         rounds=config.latency_rounds,
@@ -169,15 +160,16 @@ def _tune(
     )
     builder = CandidateBuilder(
         profile,
-        tokenizer,
+        prepared.processor,
         ctx,
         settings,
         config.opset,
         config.atol,
-        inputs.latency_feed(tokenizer, profile, channels),
+        modality.latency_feed(dataset, prepared, profile),
         skip_inapplicable=config.modes is None,
+        check_batches=modality.check_batches(dataset, prepared),
     )
-    evaluation = inputs.evaluation(tokenizer, max_length, channels)
+    evaluation = modality.evaluation(dataset, prepared)
     candidates, check = builder.from_model(
         torch_model, work / "onnx", modes, evaluation, checkpoint=str(trained.checkpoint)
     )
@@ -196,7 +188,7 @@ def _tune(
         t0 = time.monotonic()
         fp32 = next((c for c in candidates if c.name == "fp32"), None)
         reference = fp32.accuracy.accuracy if fp32 else trained.metrics["accuracy"]
-        min_accuracy = reference - config.search.max_accuracy_drop / 100.0
+        min_accuracy = config.search.min_accuracy(reference)
         recovery = cfg.model_copy(
             update={
                 "max_train_minutes": config.search.recovery_minutes,
@@ -218,8 +210,8 @@ def _tune(
             search,
             recovery,
             reference,
-            executor,
             evaluation,
+            executor,
             relative,
         )
         candidates += pruned
@@ -248,7 +240,7 @@ def _tune(
         context["search"] = search_log.to_json()
         context["min_accuracy"] = min_accuracy
 
-    task = inputs.task
+    task = modality.task(dataset)
 
     def manifest(c: Candidate):
         metrics = {
@@ -259,7 +251,7 @@ def _tune(
         }
         return candidate_manifest(
             dataset.label_names,
-            max_length,
+            prepared.input_size,
             c.precision,
             profile,
             c.settings,
@@ -292,12 +284,13 @@ def _tune(
         context["best_bundle"] = str(best)
     elif (out / "best").exists():
         shutil.rmtree(out / "best")  # a stale winner from an earlier run would mislead
-    if config.loadtest and best is not None and inputs.kind == "text":
+    loadtest_inputs = modality.loadtest_inputs(dataset)
+    if config.loadtest and best is not None and loadtest_inputs is not None:
         from edgetune.jobs.loadtest import load_test_bundle
 
         t0 = time.monotonic()
         try:
-            context["loadtest"] = load_test_bundle(best, out / "loadtest", val_texts)
+            context["loadtest"] = load_test_bundle(best, out / "loadtest", loadtest_inputs)
         except EdgetuneError as exc:  # the bundle and the report still matter more
             context["loadtest_failed"] = str(exc)
             console.log(f"load test failed: {exc}")
@@ -363,6 +356,5 @@ def _train_only(config: TuneConfig, profile: Profile) -> None:
     work = Path(config.out) / "work"
     if config.resume and finished_training(work, cfg):
         return
-    fine_tune(
-        config.model, RunInputs.load(config, cfg.seed).dataset, work, cfg, resume=config.resume
-    )
+    dataset = for_model(config.model).load_data(config, cfg.seed, config.model)
+    fine_tune(config.model, dataset, work, cfg, resume=config.resume)

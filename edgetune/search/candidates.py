@@ -25,39 +25,26 @@ from edgetune.search.select import check_budget
 @dataclass
 class CandidateBuilder:
     profile: Profile
-    tokenizer: object
+    processor: object  # the modality's preprocessor (`Prepared.processor`)
     ctx: PassContext
     settings: LatencySettings | None = None
     opset: int | None = None
     atol: float | None = None
     feed: dict | None = None  # a model that takes no text (images): the fixed batch it is timed on
     skip_inapplicable: bool = False  # a default menu: modes with nothing to quantize left out
+    check_batches: list[dict] | None = None  # the modality's inputs an export is checked on
 
-    def export(
-        self,
-        model,
-        target: Path,
-        check_texts: list[str] | None,
-        max_length: int,
-        batches: list[dict] | None = None,
-    ) -> tuple[Path, ExportCheck | None]:
-        """Export to ONNX; checked against PyTorch on `check_texts` or input `batches` (both
-        None: a latency probe). `tokenizer` is the preprocessor (an image processor too)."""
-        if check_texts is None and batches is None:
-            return export_onnx(model.eval(), self.tokenizer, target), None
+    def export(self, model, target: Path, checked: bool) -> tuple[Path, ExportCheck | None]:
+        """Export to ONNX; checked against PyTorch on `check_batches` (not for a latency
+        probe: its weights are untrained)."""
+        if not checked or not self.check_batches:
+            return export_onnx(model.eval(), self.processor, target), None
         return export_validated(
-            model,
-            self.tokenizer,
-            target,
-            check_texts or [],
-            max_length,
-            self.opset,
-            self.atol,
-            batches,
+            model, self.processor, target, [], 0, self.opset, self.atol, self.check_batches
         )
 
     def subject(self, name: str, path: Path) -> Subject:
-        return Subject(name, path, None if self.feed is not None else self.tokenizer, self.feed)
+        return Subject(name, path, None if self.feed is not None else self.processor, self.feed)
 
     def build(
         self,
@@ -101,16 +88,8 @@ class CandidateBuilder:
         checkpoint: str = "",
         extra: dict | None = None,
     ) -> tuple[list[Candidate], ExportCheck | None]:
-        """Export a PyTorch model (checked on the evaluation texts), then `build`."""
-        texts = evaluation.texts if evaluation else None
-        max_length = evaluation.max_length if evaluation else self.profile.sequence_length
-        fp32, check = self.export(
-            model,
-            out_dir / "model.fp32.onnx",
-            texts,
-            max_length,
-            evaluation.batches if evaluation else None,
-        )
+        """Export a PyTorch model (checked given an `evaluation`: not a probe), then `build`."""
+        fp32, check = self.export(model, out_dir / "model.fp32.onnx", evaluation is not None)
         return self.build(fp32, modes, out_dir, evaluation, prefix, checkpoint, extra), check
 
     def measure(self, candidates: list[Candidate], evaluation: EvalSet | None) -> list[Candidate]:

@@ -20,13 +20,10 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
-import numpy as np
-
 from edgetune.compress.modes import resolve_modes
 from edgetune.compress.pruning import PruneConfig, count_parameters
 from edgetune.compress.recover import distill_student, make_student, scoring_batches
 from edgetune.console import console
-from edgetune.data.text import TextDataset
 from edgetune.exporter.onnx import load_checkpoint
 from edgetune.measure.bench import EvalSet
 from edgetune.measure.latency import judge
@@ -124,7 +121,7 @@ class Student:
     """What one student's recovery needs, picklable so a Ray task can take it."""
 
     teacher: object  # the loaded teacher here, or its checkpoint folder for a remote task
-    dataset: TextDataset
+    dataset: object  # adopted by its modality
     builder: CandidateBuilder
     modes: list
     evaluation: EvalSet
@@ -169,11 +166,11 @@ def train_student(job: Student, task: tuple[PruneConfig, Path, TrainConfig]) -> 
     """One student distilled (resumable in `folder`), built in every mode, accuracy measured."""
     cfg, folder, recovery = task
     teacher = _teacher(job.teacher)
-    tokenizer = job.builder.tokenizer
+    processor = job.builder.processor
     pruned = make_student(teacher, cfg, job.batches, job.search.importance)
     trained = distill_student(
         pruned,
-        tokenizer,
+        processor,
         teacher,
         job.dataset,
         folder,
@@ -198,23 +195,23 @@ def train_student(job: Student, task: tuple[PruneConfig, Path, TrainConfig]) -> 
 
 def run_search(
     teacher_checkpoint: Path,
-    dataset: TextDataset,
+    dataset,
     builder: CandidateBuilder,
     work: Path,
     search: SearchSettings,
     recovery: TrainConfig,
     reference_accuracy: float,
+    evaluation: EvalSet,
     executor: LocalExecutor | RayExecutor | None = None,
-    evaluation: EvalSet | None = None,
     relative: tuple[Candidate, float] | None = None,
 ) -> tuple[list[Candidate], SearchLog]:
     """Pruned candidates measured on the profile (see the module docstring for the order);
-    `evaluation`: what the dense candidates were measured on (default: the dataset's texts);
+    `evaluation`: what the dense candidates were measured on (the modality's validation rows);
     `relative`: a budget that is a fraction of this unpruned candidate's p90 (see probe_latency)."""
     log = SearchLog()
     executor = executor or LocalExecutor()
     cache = Cache(work / "cache")
-    teacher, tokenizer = load_checkpoint(teacher_checkpoint)
+    teacher, _ = load_checkpoint(teacher_checkpoint)
     teacher_ref = str(teacher_checkpoint) if executor.remote else teacher
     num_layers = teacher.config.num_hidden_layers
     configs = (
@@ -271,20 +268,14 @@ def run_search(
     # the bound plus a margin) go to the next.
     params = count_parameters(teacher)
     weight = {cfg.name: max(0.1, 1.0 - kept / params) for cfg, kept in feasible}
-    min_accuracy = reference_accuracy - search.max_accuracy_drop / 100.0
-    evaluation = evaluation or EvalSet(
-        tokenizer,
-        list(dataset.validation["text"]),
-        np.asarray(dataset.validation["label"]),
-        max_length,
-    )
+    min_accuracy = search.min_accuracy(reference_accuracy)
     job = Student(
         teacher_ref,
         dataset,
         builder,
         modes,
         evaluation,
-        scoring_batches(builder.tokenizer, dataset, max_length),
+        scoring_batches(builder.processor, teacher, dataset, recovery),
         search,
         min_accuracy + search.stop_margin / 100,
     )

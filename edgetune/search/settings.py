@@ -42,3 +42,7 @@ class SearchSettings(BaseModel):
     ray_address: str | None = Field(
         None, description="auto, HOST:PORT, or None: a local Ray instance"
     )
+
+    def min_accuracy(self, reference: float) -> float:
+        """The lowest accuracy a pruned candidate may keep: `reference` less the allowed drop."""
+        return reference - self.max_accuracy_drop / 100.0

@@ -1,4 +1,5 @@
-"""Fine-tune a pretrained encoder for text classification with transformers' `Trainer`.
+"""Fine-tune a pretrained classifier (any modality: the dataset's says how its rows become
+inputs) with transformers' `Trainer`.
 
 The loop people expect: evaluation on held-out data every epoch (or N steps), a learning-rate
 schedule (warm-up then linear/cosine, or reduce-on-plateau), early stopping on a preset
@@ -21,7 +22,6 @@ import numpy as np
 from transformers import Trainer
 
 from edgetune.console import console
-from edgetune.data.text import TextDataset
 from edgetune.fsutil import write_json_atomic
 from edgetune.measure.metrics import classification_metrics
 from edgetune.train.autoset import (
@@ -38,8 +38,7 @@ from edgetune.train.plain import PlainImageClassifier, save_record
 from edgetune.train.precision import fp32_logits, training_precision
 from edgetune.train.progress import RichProgressCallback
 from edgetune.train.settings import TrainConfig
-from edgetune.train.sources import check_model_source, last_good_checkpoint
-from edgetune.train.tasks import loader_for, task_for
+from edgetune.train.sources import last_good_checkpoint
 
 LOG = logging.getLogger(__name__)
 TRAIN_RECORD = "edgetune_train.json"
@@ -76,16 +75,9 @@ class TrainResult:
         }
 
 
-def load_model_for_classification(model_source: str, label_names: list[str], dataset=None):
-    """Pretrained weights + a new classification head sized for `label_names` (an image model
-    and its image processor when `dataset` holds images)."""
-    check_model_source(model_source, images=getattr(dataset, "kind", "text") == "image")
-    return loader_for(dataset)(model_source, label_names)
-
-
 def fine_tune(
     model_source: str,
-    dataset: TextDataset,
+    dataset,  # a TextDataset or ImageDataset, adopted by its modality
     output_dir: str | Path,
     config: TrainConfig,
     resume: bool = False,
@@ -110,17 +102,13 @@ def fine_tune(
     datasets.disable_progress_bars()
     set_seed(config.seed)
     output_dir = Path(output_dir)
+    modality = dataset.modality  # decided when the data was loaded (`edgetune.modality`)
+    if modality is None:
+        raise ValueError("fine_tune needs a dataset loaded through its modality (adopt it)")
     if model is None:
-        model, tokenizer = load_model_for_classification(model_source, dataset.label_names, dataset)
-    task = task_for(
-        dataset,
-        tokenizer,
-        config.max_length,
-        config.group_by_length,
-        getattr(model.config, "num_channels", 3),
-        config.seed,
-        config.image_size,
-    )
+        modality.check_source(model_source)
+        model, tokenizer = modality.load_pretrained(model_source, dataset.label_names)
+    task = modality.train_task(tokenizer, model, config)
 
     train = dataset.train
     if config.max_train_samples and len(train) > config.max_train_samples:
@@ -170,7 +158,7 @@ def fine_tune(
         fp16=False,
         bf16=use_bf16,
         group_by_length=task.group_by_length,
-        remove_unused_columns=task.kind == "text",  # images are processed on access
+        remove_unused_columns=task.remove_unused_columns,
         save_safetensors=True,
     )
 

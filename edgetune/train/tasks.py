@@ -1,4 +1,4 @@
-"""What differs between text and image classification inside the one training loop.
+"""The training loop's view of a modality's rows (text or images): one class each.
 
 The loop (`train/loop.py`) asks a task for its model and preprocessor, the training and
 validation rows as model inputs, the collator, and numpy batches of the validation rows
@@ -40,7 +40,7 @@ class TextTask:
     tokenizer: object
     max_length: int
     group_by_length: bool = True
-    kind = "text"
+    remove_unused_columns = True  # the text column goes once tokenized
 
     @staticmethod
     def load(model_source: str, label_names: list[str]):
@@ -77,8 +77,8 @@ class ImageTask:
     processor: object
     channels: int = 3
     seed: int = 42
-    kind = "image"
     group_by_length = False
+    remove_unused_columns = False  # images are processed on access, from the `image` column
 
     @staticmethod
     def load(model_source: str, label_names: list[str]):
@@ -124,27 +124,3 @@ class ImageTask:
         from edgetune.data.pixels import pixel_batches
 
         return pixel_batches(self.processor, split["image"], self.channels, batch_size)
-
-
-def task_for(
-    dataset,
-    preprocessor,
-    max_length: int,
-    group_by_length: bool,
-    channels: int = 3,
-    seed: int = 42,
-    image_size: int | None = None,
-):
-    """The task of `dataset` (an `ImageDataset` or a `TextDataset`); images at `image_size`."""
-    from edgetune.data.images import ImageDataset
-    from edgetune.data.pixels import sized_processor
-
-    if isinstance(dataset, ImageDataset):
-        return ImageTask(sized_processor(preprocessor, image_size), channels, seed)
-    return TextTask(preprocessor, max_length, group_by_length)
-
-
-def loader_for(dataset):
-    from edgetune.data.images import ImageDataset
-
-    return ImageTask.load if isinstance(dataset, ImageDataset) else TextTask.load

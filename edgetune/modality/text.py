@@ -1,0 +1,166 @@
+"""Text classification, single texts or sentence pairs: tokenizer, text columns, padded batches.
+
+The fallback modality: a model that no other modality claims is read as a text classifier."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edgetune.console import console
+from edgetune.data.encoding import calibration_batches, eval_batches
+from edgetune.deploy.batch_choice import SAMPLE_NAME as VALIDATION_SAMPLE
+from edgetune.deploy.bundle import Bundle
+from edgetune.measure.bench import FALLBACK_TEXTS, EvalSet, Subject
+from edgetune.modality.base import BenchData, CheckpointInputs, Modality, Prepared
+from edgetune.profiles import Profile
+
+CHECK_ROWS = 128
+
+
+def pair_task(texts: list) -> str:
+    """The task of texts (a pair is a [first, second] list)."""
+    pair = bool(texts) and isinstance(texts[0], (list, tuple))
+    return "text-pair-classification" if pair else "text-classification"
+
+
+class TextModality(Modality):
+    name = "text"
+    tasks = ("text-classification", "text-pair-classification")
+
+    @classmethod
+    def claims_model(cls, model_source: str) -> bool:
+        return True  # asked last
+
+    def check_source(self, model_source: str) -> None:
+        from edgetune.train.sources import check_model_source
+
+        check_model_source(model_source, images=False)
+
+    def check_trainable(self, model_source: str) -> str:
+        from edgetune.train.sources import check_trainable
+
+        return check_trainable(model_source, images=False)
+
+    def load_data(self, config, seed: int, model_source: str):
+        from edgetune.data.images import looks_like_images
+        from edgetune.data.text import load_text_dataset
+        from edgetune.errors import InputError
+
+        if looks_like_images(config.data):
+            raise InputError(
+                f"{config.data} holds images but model '{model_source}' is a text "
+                "model; give an image-classification model (ViT, ResNet, ...)"
+            )
+        dataset = load_text_dataset(
+            config.data,
+            config.text_column,
+            config.label_column,
+            getattr(config, "validation_fraction", 0.1),
+            seed,
+            getattr(config, "drop_unseen_labels", False),
+        )
+        return self.adopt(dataset)
+
+    def task(self, dataset) -> str:
+        return "text-pair-classification" if dataset.is_pair else "text-classification"
+
+    def load_pretrained(self, model_source: str, label_names: list[str]):
+        from edgetune.train.tasks import TextTask
+
+        return TextTask.load(model_source, label_names)
+
+    def train_task(self, preprocessor, model, config):
+        from edgetune.train.tasks import TextTask
+
+        return TextTask(preprocessor, config.max_length, config.group_by_length)
+
+    def prepare(self, model, preprocessor, profile: Profile, max_length: int) -> Prepared:
+        return Prepared(preprocessor, max_length)
+
+    def calibration(self, dataset, prepared: Prepared, samples: int, seed: int) -> list[dict]:
+        texts = list(dataset.train["text"])
+        return calibration_batches(prepared.processor, texts, prepared.input_size, samples, seed)
+
+    def evaluation(self, dataset, prepared: Prepared) -> EvalSet:
+        texts = list(dataset.validation["text"])
+        labels = np.asarray(dataset.validation["label"])
+        return EvalSet(prepared.processor, texts, labels, prepared.input_size)
+
+    def check_batches(self, dataset, prepared: Prepared) -> list[dict]:
+        return self._check_batches(list(dataset.validation["text"]), prepared)
+
+    def _check_batches(self, texts: list, prepared: Prepared) -> list[dict]:
+        return eval_batches(prepared.processor, texts[:CHECK_ROWS], prepared.input_size, 32)
+
+    def keep_sample(self, checkpoint: Path, dataset) -> None:
+        texts = list(dataset.validation["text"])[:CHECK_ROWS]
+        (checkpoint / VALIDATION_SAMPLE).write_text(json.dumps(texts))
+
+    def loadtest_inputs(self, dataset) -> list | None:
+        return list(dataset.validation["text"])
+
+    def checkpoint_inputs(
+        self, checkpoint: Path, data: str | None, prepared: Prepared, calibration_samples: int
+    ) -> CheckpointInputs:
+        texts = self._checkpoint_texts(checkpoint, data)
+        calibration = (
+            calibration_batches(
+                prepared.processor, texts, prepared.input_size, calibration_samples, 0
+            )
+            if calibration_samples
+            else []
+        )
+        return CheckpointInputs(self._check_batches(texts, prepared), pair_task(texts), calibration)
+
+    @staticmethod
+    def _checkpoint_texts(checkpoint: Path, data: str | None) -> list:
+        if data is not None:
+            from edgetune.data.text import load_text_dataset
+
+            return list(load_text_dataset(data).validation["text"])
+        sample = checkpoint / VALIDATION_SAMPLE
+        if sample.is_file():
+            return json.loads(sample.read_text())
+        console.log(
+            "no --data and no saved validation sample: checking the export on built-in sentences"
+        )
+        return FALLBACK_TEXTS
+
+    def bench_subject(self, name: str, bundle: Bundle, data: BenchData, profile: Profile):
+        from edgetune.data.tokenizer import load_tokenizer
+
+        return Subject(name, bundle.model_path, load_tokenizer(bundle.path))
+
+    def bench_evaluation(self, bundle: Bundle, subject: Subject, data: BenchData) -> EvalSet:
+        split = self.split_of(data, bundle.label_names)
+        texts, labels = list(split["text"]), np.asarray(split["label"])
+        return EvalSet(subject.tokenizer, texts, labels, bundle.max_length)
+
+    @staticmethod
+    def split_of(data: BenchData, label_names: list[str] | None):
+        """The data's split, its labels renumbered to `label_names` (by name) when given."""
+        from edgetune.data.labels import align_labels, pick_split
+        from edgetune.data.text import load_text_dataset
+
+        dataset = load_text_dataset(
+            data.data, data.text_column, data.label_column, data.validation_fraction, data.seed
+        )
+        if label_names:  # the data's label ids, renumbered to the model's order by name
+            dataset = align_labels(dataset, label_names)
+        return pick_split(dataset, data.split)
+
+    def bundle_calibration(self, bundle: Bundle, data: str, samples: int) -> list[dict]:
+        from edgetune.data.text import load_text_dataset
+        from edgetune.data.tokenizer import load_tokenizer
+
+        texts = list(load_text_dataset(data).train["text"])
+        tokenizer = load_tokenizer(bundle.path)
+        return calibration_batches(tokenizer, texts, bundle.max_length, samples, 0)
+
+    def predictor(self, bundle: Bundle, threads: int = 0):
+        from edgetune.deploy.runtime import Predictor
+
+        return Predictor(bundle, threads)

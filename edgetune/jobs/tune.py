@@ -7,34 +7,23 @@ stopped at any point can be repeated with `--config OUT/recipe.toml`.
 
 from __future__ import annotations
 
-import platform
-import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgetune._version import __version__
 from edgetune.compress.modes import Mode, default_modes, resolve_modes, unfused
-from edgetune.compress.passes import PassContext
-from edgetune.config import RECIPE_NAME, TuneConfig, write_recipe
+from edgetune.config import TuneConfig
 from edgetune.console import console
 from edgetune.defaults import default_data, default_model
-from edgetune.deploy.bundle import write_bundle
-from edgetune.deploy.manifest import candidate_manifest
 from edgetune.deploy.report import write_report
-from edgetune.errors import EdgetuneError, InputError, NoCandidate
-from edgetune.exporter.onnx import load_checkpoint
+from edgetune.errors import InputError, NoCandidate
 from edgetune.fsutil import check_output_dir, run_lock
+from edgetune.jobs.tune_stages import RunState, run_stages
 from edgetune.measure.latency import LatencySettings
-from edgetune.measure.remote import Target, read_token
 from edgetune.measure.session import check_providers
 from edgetune.modality import for_model
 from edgetune.profiles import Profile, available_profiles, load_profile
-from edgetune.search.budget import relative_budget
-from edgetune.search.candidates import CandidateBuilder
-from edgetune.search.notes import note_slower_than_fp32
 from edgetune.search.record import Candidate
-from edgetune.search.select import Selection, choose
+from edgetune.search.select import Selection
 from edgetune.train.distributed import is_main_process
 
 
@@ -106,198 +95,22 @@ def _tune(
     out: Path,
     settings: LatencySettings | None,
 ) -> TuneResult:
-    from edgetune.train.loop import fine_tune, finished_training
+    """The checks that must come before any training, then the stages (`tune_stages.py`)."""
+    from edgetune.train.loop import finished_training
 
-    cfg = train_settings(config, profile)
-    stages: dict[str, float] = {}
-    started = t0 = time.monotonic()
-    modality = for_model(config.model)  # decided once; every step below asks it
-    if not (config.resume and finished_training(out / "work", cfg)):
+    train = train_settings(config, profile)
+    modality = for_model(config.model)  # decided once; every stage asks it
+    if not (config.resume and finished_training(out / "work", train)):
         modality.check_source(config.model)
     modes = _modes_for_family(config, modes, modality.check_trainable(config.model))  # resumed too
-    modality.check_profile(config.model, profile)  # before training
-    dataset = modality.load_data(config, cfg.seed, config.model)
-    console.log(
-        f"data: {len(dataset.train)} train / {len(dataset.validation)} validation, "
-        f"{dataset.num_labels} labels {dataset.label_names[:8]}"
+    modality.check_profile(config.model, profile)
+    state = run_stages(RunState(config, profile, modes, out, modality, train, settings))
+    candidates, selection = state.candidates, state.selection
+    _, report_md = write_report(out, candidates, selection, state.profile, state.context)
+    result = TuneResult(
+        out, candidates, selection, state.best, report_md, state.recipe, state.profile, state.stages
     )
-    for reason, count in dataset.dropped.items():
-        console.log(f"data: left out {count} row(s): {reason}")
-    work = out / "work"
-    if config.overwrite and not config.resume and out.exists():
-        shutil.rmtree(work, ignore_errors=True)
-    recipe = write_recipe(config, out / RECIPE_NAME)
-    stages["data"] = time.monotonic() - t0
-
-    t0 = time.monotonic()
-    trained = (finished_training(work, cfg) if config.resume else None) or fine_tune(
-        config.model, dataset, work, cfg, resume=config.resume
-    )
-    stages["fine_tune"] = time.monotonic() - t0
-    if (work / "lr_find.png").is_file():  # the range test's curve, beside the report
-        shutil.copy2(work / "lr_find.png", out / "lr_find.png")
-    modality.keep_sample(trained.checkpoint, dataset)  # what a later `export` checks on
-    console.log(
-        f"fine-tuned: PyTorch validation accuracy {trained.metrics['accuracy']:.4f} "
-        f"({trained.steps} steps, stopped by {trained.stopped_by})"
-    )
-
-    t0 = time.monotonic()
-    torch_model, tokenizer = load_checkpoint(trained.checkpoint, trust_factory=config.model)
-    prepared = modality.prepare(torch_model, tokenizer, profile, cfg.max_length)
-    ctx = PassContext(model_type=torch_model.config.model_type)
-    if any(m.needs_calibration for m in modes):
-        ctx.calibration = modality.calibration(
-            dataset, prepared, config.calibration_samples, cfg.seed
-        )
-    settings = settings or LatencySettings(
-        rounds=config.latency_rounds,
-        max_rounds=config.max_rounds,
-        min_seconds=profile.measure_seconds,
-        target=Target(config.target, read_token(config.target_token_file))
-        if config.target
-        else None,
-    )
-    builder = CandidateBuilder(
-        profile,
-        prepared.processor,
-        ctx,
-        settings,
-        config.opset,
-        config.atol,
-        modality.latency_feed(dataset, prepared, profile),
-        skip_inapplicable=config.modes is None,
-        check_batches=modality.check_batches(dataset, prepared),
-    )
-    evaluation = modality.evaluation(dataset, prepared)
-    candidates, check = builder.from_model(
-        torch_model, work / "onnx", modes, evaluation, checkpoint=str(trained.checkpoint)
-    )
-    del torch_model
-    stages["compress_and_accuracy"] = time.monotonic() - t0
-
-    relative = None
-    if config.relative_budget is not None and config.search.enabled:  # the search needs it now
-        profile, base = relative_budget(builder, candidates, evaluation, config.relative_budget)
-        relative = (base, config.relative_budget)
-    min_accuracy = search_log = None
-    if config.search.enabled:
-        from edgetune.search.executor import make_executor
-        from edgetune.search.pruning import default_budget_minutes, run_search
-
-        t0 = time.monotonic()
-        fp32 = next((c for c in candidates if c.name == "fp32"), None)
-        reference = fp32.accuracy.accuracy if fp32 else trained.metrics["accuracy"]
-        min_accuracy = config.search.min_accuracy(reference)
-        recovery = cfg.model_copy(
-            update={
-                "max_train_minutes": config.search.recovery_minutes,
-                "learning_rate": config.search.recovery_lr or cfg.learning_rate,
-            }
-        )
-        executor = make_executor(config.search.executor, config.search.ray_address, profile.name)
-        search = config.search.model_copy(
-            update={
-                "budget_minutes": config.search.budget_minutes
-                or default_budget_minutes((t0 - started) / 60)
-            }
-        )
-        pruned, search_log = run_search(
-            trained.checkpoint,
-            dataset,
-            builder,
-            work / "search",
-            search,
-            recovery,
-            reference,
-            evaluation,
-            executor,
-            relative,
-        )
-        candidates += pruned
-        stages["search"] = time.monotonic() - t0
-
-    t0 = time.monotonic()
-    builder.measure(candidates, evaluation)  # all of them side by side, the search's too
-    if config.relative_budget is not None:  # the budget follows the same rounds as the rest
-        profile, _ = relative_budget(builder, candidates, None, config.relative_budget)
-    stages["latency"] = time.monotonic() - t0
-    note_slower_than_fp32(candidates)
-    selection = choose(candidates, profile, min_accuracy, config.objective)
-    context = {
-        "edgetune_version": __version__,
-        "model": config.model,
-        "data": config.data,
-        "dropped_rows": dataset.dropped,
-        "recipe": str(recipe),
-        "train": trained.to_json(),
-        "pytorch_accuracy": trained.metrics["accuracy"],
-        "export_check": check.to_json(),
-        "stage_seconds": {k: round(v, 1) for k, v in stages.items()},
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-    }
-    if search_log is not None:
-        context["search"] = search_log.to_json()
-        context["min_accuracy"] = min_accuracy
-
-    task = modality.task(dataset)
-
-    def manifest(c: Candidate):
-        metrics = {
-            "accuracy": c.accuracy.to_json(),
-            "latency": c.latency.to_json(),
-            "size_mb": c.size_mb,
-            "pytorch_accuracy": trained.metrics["accuracy"],
-        }
-        return candidate_manifest(
-            dataset.label_names,
-            prepared.input_size,
-            c.precision,
-            profile,
-            c.settings,
-            source=config.model,
-            candidate=c.name,
-            metrics=metrics,
-            export_check=check.to_json(),
-            task=task,
-        )
-
-    for c in candidates:
-        bundle = write_bundle(
-            out / "candidates" / c.name,
-            c.model_path,
-            c.checkpoint or trained.checkpoint,
-            manifest(c),
-            overwrite=True,
-        )
-        c.model_path = str(bundle.model_path)
-    best = None
-    if selection.winner is not None:
-        w = selection.winner
-        best = write_bundle(
-            out / "best",
-            w.model_path,
-            w.checkpoint or trained.checkpoint,
-            manifest(w),
-            overwrite=True,
-        ).path
-        context["best_bundle"] = str(best)
-    elif (out / "best").exists():
-        shutil.rmtree(out / "best")  # a stale winner from an earlier run would mislead
-    loadtest_inputs = modality.loadtest_inputs(dataset)
-    if config.loadtest and best is not None and loadtest_inputs is not None:
-        from edgetune.jobs.loadtest import load_test_bundle
-
-        t0 = time.monotonic()
-        try:
-            context["loadtest"] = load_test_bundle(best, out / "loadtest", loadtest_inputs)
-        except EdgetuneError as exc:  # the bundle and the report still matter more
-            context["loadtest_failed"] = str(exc)
-            console.log(f"load test failed: {exc}")
-        stages["loadtest"] = time.monotonic() - t0
-    _, report_md = write_report(out, candidates, selection, profile, context)
-    result = TuneResult(out, candidates, selection, best, report_md, recipe, profile, stages)
-    if best is None:
+    if state.best is None:
         raise NoCandidate(selection.reason + f"; report: {report_md}", result)
     return result
 

@@ -1,0 +1,304 @@
+"""`tune` as named stages over one run state: each stage reads what the earlier ones left in
+`RunState` and adds its own part; `run_stages` times them (`stage_seconds` in the report).
+
+data -> fine_tune -> compress_and_accuracy -> search (with --prune-search) -> latency ->
+choose -> bundles -> loadtest (with --loadtest, for modalities served over HTTP).
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgetune._version import __version__
+from edgetune.compress.modes import Mode
+from edgetune.compress.passes import PassContext
+from edgetune.config import RECIPE_NAME, TuneConfig, write_recipe
+from edgetune.console import console
+from edgetune.deploy.bundle import write_bundle
+from edgetune.deploy.manifest import candidate_manifest
+from edgetune.errors import EdgetuneError
+from edgetune.exporter.onnx import load_checkpoint
+from edgetune.measure.bench import EvalSet
+from edgetune.measure.latency import LatencySettings
+from edgetune.measure.remote import Target, read_token
+from edgetune.modality import Modality, Prepared
+from edgetune.profiles import Profile
+from edgetune.search.budget import relative_budget
+from edgetune.search.candidates import CandidateBuilder
+from edgetune.search.notes import note_slower_than_fp32
+from edgetune.search.record import Candidate
+from edgetune.search.select import Selection, choose
+
+
+@dataclass
+class RunState:
+    """Everything one `tune` run knows, filled in stage by stage."""
+
+    config: TuneConfig
+    profile: Profile  # a relative budget replaces it with the measured one
+    modes: list[Mode]
+    out: Path
+    modality: Modality
+    train: object  # TrainConfig
+    settings: LatencySettings | None = None
+    started: float = field(default_factory=time.monotonic)
+    stages: dict[str, float] = field(default_factory=dict)
+    dataset: object = None
+    recipe: Path | None = None
+    trained: object = None  # TrainResult
+    prepared: Prepared | None = None
+    builder: CandidateBuilder | None = None
+    evaluation: EvalSet | None = None
+    candidates: list[Candidate] = field(default_factory=list)
+    check: object = None  # the fp32 export's ExportCheck
+    relative: tuple[Candidate, float] | None = None
+    min_accuracy: float | None = None
+    search_log: object = None
+    selection: Selection | None = None
+    context: dict = field(default_factory=dict)
+    best: Path | None = None
+
+    @property
+    def work(self) -> Path:
+        return self.out / "work"
+
+
+def load_data(state: RunState) -> None:
+    config = state.config
+    dataset = state.modality.load_data(config, state.train.seed, config.model)
+    console.log(
+        f"data: {len(dataset.train)} train / {len(dataset.validation)} validation, "
+        f"{dataset.num_labels} labels {dataset.label_names[:8]}"
+    )
+    for reason, count in dataset.dropped.items():
+        console.log(f"data: left out {count} row(s): {reason}")
+    if config.overwrite and not config.resume and state.out.exists():
+        shutil.rmtree(state.work, ignore_errors=True)
+    state.dataset = dataset
+    state.recipe = write_recipe(config, state.out / RECIPE_NAME)
+
+
+def fine_tune_model(state: RunState) -> None:
+    from edgetune.train.loop import fine_tune, finished_training
+
+    config, work = state.config, state.work
+    trained = (finished_training(work, state.train) if config.resume else None) or fine_tune(
+        config.model, state.dataset, work, state.train, resume=config.resume
+    )
+    if (work / "lr_find.png").is_file():  # the range test's curve, beside the report
+        shutil.copy2(work / "lr_find.png", state.out / "lr_find.png")
+    state.modality.keep_sample(trained.checkpoint, state.dataset)  # what `export` checks on
+    console.log(
+        f"fine-tuned: PyTorch validation accuracy {trained.metrics['accuracy']:.4f} "
+        f"({trained.steps} steps, stopped by {trained.stopped_by})"
+    )
+    state.trained = trained
+
+
+def latency_settings(config: TuneConfig, profile: Profile) -> LatencySettings:
+    """How long and where the run's latencies are measured (here, or an agent's device)."""
+    target = Target(config.target, read_token(config.target_token_file)) if config.target else None
+    return LatencySettings(
+        rounds=config.latency_rounds,
+        max_rounds=config.max_rounds,
+        min_seconds=profile.measure_seconds,
+        target=target,
+    )
+
+
+def build_candidates(state: RunState) -> None:
+    """The fine-tuned model exported and checked, every mode built, accuracy on each ONNX."""
+    config, modality, dataset = state.config, state.modality, state.dataset
+    model, processor = load_checkpoint(state.trained.checkpoint, trust_factory=config.model)
+    prepared = modality.prepare(model, processor, state.profile, state.train.max_length)
+    ctx = PassContext(model_type=model.config.model_type)
+    if any(m.needs_calibration for m in state.modes):
+        samples, seed = config.calibration_samples, state.train.seed
+        ctx.calibration = modality.calibration(dataset, prepared, samples, seed)
+    state.builder = CandidateBuilder(
+        state.profile,
+        prepared.processor,
+        ctx,
+        state.settings or latency_settings(config, state.profile),
+        config.opset,
+        config.atol,
+        modality.latency_feed(dataset, prepared, state.profile),
+        skip_inapplicable=config.modes is None,
+        check_batches=modality.check_batches(dataset, prepared),
+    )
+    state.prepared = prepared
+    state.evaluation = modality.evaluation(dataset, prepared)
+    state.candidates, state.check = state.builder.from_model(
+        model,
+        state.work / "onnx",
+        state.modes,
+        state.evaluation,
+        checkpoint=str(state.trained.checkpoint),
+    )
+
+
+def search_pruned(state: RunState) -> None:
+    """Pruned students (`--prune-search`), through the same builder as the dense menu."""
+    from edgetune.search.executor import make_executor
+    from edgetune.search.pruning import default_budget_minutes, run_search
+
+    config, train = state.config, state.train
+    if config.relative_budget is not None:  # the search's probes need the budget now
+        state.profile, base = relative_budget(
+            state.builder, state.candidates, state.evaluation, config.relative_budget
+        )
+        state.relative = (base, config.relative_budget)
+    fp32 = next((c for c in state.candidates if c.name == "fp32"), None)
+    reference = fp32.accuracy.accuracy if fp32 else state.trained.metrics["accuracy"]
+    state.min_accuracy = config.search.min_accuracy(reference)
+    recovery = train.model_copy(
+        update={
+            "max_train_minutes": config.search.recovery_minutes,
+            "learning_rate": config.search.recovery_lr or train.learning_rate,
+        }
+    )
+    elapsed = (time.monotonic() - state.started) / 60
+    budget = config.search.budget_minutes or default_budget_minutes(elapsed)
+    search = config.search.model_copy(update={"budget_minutes": budget})
+    executor = make_executor(search.executor, search.ray_address, state.profile.name)
+    pruned, state.search_log = run_search(
+        state.trained.checkpoint,
+        state.dataset,
+        state.builder,
+        state.work / "search",
+        search,
+        recovery,
+        reference,
+        state.evaluation,
+        executor,
+        state.relative,
+    )
+    state.candidates += pruned
+
+
+def measure_latency(state: RunState) -> None:
+    """All candidates side by side, the search's too; a relative budget from the same rounds."""
+    state.builder.measure(state.candidates, state.evaluation)
+    if state.config.relative_budget is not None:
+        state.profile, _ = relative_budget(
+            state.builder, state.candidates, None, state.config.relative_budget
+        )
+
+
+def choose_model(state: RunState) -> None:
+    config, trained = state.config, state.trained
+    note_slower_than_fp32(state.candidates)
+    state.selection = choose(state.candidates, state.profile, state.min_accuracy, config.objective)
+    state.context = {
+        "edgetune_version": __version__,
+        "model": config.model,
+        "data": config.data,
+        "dropped_rows": state.dataset.dropped,
+        "recipe": str(state.recipe),
+        "train": trained.to_json(),
+        "pytorch_accuracy": trained.metrics["accuracy"],
+        "export_check": state.check.to_json(),
+        "stage_seconds": {k: round(v, 1) for k, v in state.stages.items()},
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+    }
+    if state.search_log is not None:
+        state.context["search"] = state.search_log.to_json()
+        state.context["min_accuracy"] = state.min_accuracy
+
+
+def _manifest(state: RunState, c: Candidate):
+    trained = state.trained
+    metrics = {
+        "accuracy": c.accuracy.to_json(),
+        "latency": c.latency.to_json(),
+        "size_mb": c.size_mb,
+        "pytorch_accuracy": trained.metrics["accuracy"],
+    }
+    return candidate_manifest(
+        state.dataset.label_names,
+        state.prepared.input_size,
+        c.precision,
+        state.profile,
+        c.settings,
+        source=state.config.model,
+        candidate=c.name,
+        metrics=metrics,
+        export_check=state.check.to_json(),
+        task=state.modality.task(state.dataset),
+    )
+
+
+def write_bundles(state: RunState) -> None:
+    """A bundle per candidate, and the winner's as `best` (a stale `best` removed)."""
+    out, fallback = state.out, state.trained.checkpoint
+    for c in state.candidates:
+        path = out / "candidates" / c.name
+        bundle = write_bundle(
+            path, c.model_path, c.checkpoint or fallback, _manifest(state, c), overwrite=True
+        )
+        c.model_path = str(bundle.model_path)
+    winner = state.selection.winner
+    if winner is not None:
+        checkpoint = winner.checkpoint or fallback
+        manifest = _manifest(state, winner)
+        state.best = write_bundle(
+            out / "best", winner.model_path, checkpoint, manifest, overwrite=True
+        ).path
+        state.context["best_bundle"] = str(state.best)
+    elif (out / "best").exists():
+        shutil.rmtree(out / "best")  # a stale winner from an earlier run would mislead
+
+
+def load_test(state: RunState) -> None:
+    from edgetune.jobs.loadtest import load_test_bundle
+
+    inputs = state.modality.loadtest_inputs(state.dataset)
+    try:
+        state.context["loadtest"] = load_test_bundle(state.best, state.out / "loadtest", inputs)
+    except EdgetuneError as exc:  # the bundle and the report still matter more
+        state.context["loadtest_failed"] = str(exc)
+        console.log(f"load test failed: {exc}")
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Callable[[RunState], None]
+    when: Callable[[RunState], bool] = lambda state: True
+    timed: bool = True  # in `stage_seconds`
+
+
+STAGES = (
+    Stage("data", load_data),
+    Stage("fine_tune", fine_tune_model),
+    Stage("compress_and_accuracy", build_candidates),
+    Stage("search", search_pruned, lambda s: s.config.search.enabled),
+    Stage("latency", measure_latency),
+    Stage("choose", choose_model, timed=False),
+    Stage("bundles", write_bundles, timed=False),
+    Stage(
+        "loadtest",
+        load_test,
+        lambda s: (
+            bool(s.config.loadtest)
+            and s.best is not None
+            and s.modality.loadtest_inputs(s.dataset) is not None
+        ),
+    ),
+)
+
+
+def run_stages(state: RunState, stages: tuple[Stage, ...] = STAGES) -> RunState:
+    for stage in stages:
+        if not stage.when(state):
+            continue
+        t0 = time.monotonic()
+        stage.run(state)
+        if stage.timed:
+            state.stages[stage.name] = time.monotonic() - t0
+    return state

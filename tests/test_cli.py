@@ -343,7 +343,8 @@ def test_prune_command_distils_and_bundles(tuned_run, tmp_path, tiny_data_csv, t
         "0.1",
     )
     assert bench.exit_code == 0, bench.output
-    assert json.loads(bench.output)["accuracy"]["accuracy"] >= 0.5
+    # learnt, well above chance (0.5, balanced): it reaches 1.0 on these 24 texts (seeds 1-5, 42)
+    assert json.loads(bench.output)["accuracy"]["accuracy"] >= 0.8
 
 
 def test_quantize_command_on_a_bundle(tuned_run, tmp_path, tiny_data_csv):

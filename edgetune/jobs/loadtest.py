@@ -149,10 +149,12 @@ def _budget(config: LoadtestConfig, bundle: str | None) -> tuple[float, str]:
 
 
 def load_test_bundle(bundle: Path, out: Path, texts: list) -> dict:
-    """`tune --loadtest`: the chosen bundle's capacity, also written into its manifest."""
+    """`tune --loadtest`: the chosen bundle's capacity, also written into its manifest; steps
+    as long as its profile's `loadtest_step_seconds`."""
     from edgetune.deploy.bundle import MANIFEST_NAME, load_bundle
 
-    step_seconds = float(os.environ.get("EDGETUNE_LOADTEST_STEP_SECONDS", "4"))
+    manifest = load_bundle(bundle).manifest
+    step_seconds = manifest.profile.loadtest_step_seconds
     result = loadtest(
         LoadtestConfig(
             target=str(bundle),
@@ -171,8 +173,8 @@ def load_test_bundle(bundle: Path, out: Path, texts: list) -> dict:
         "notes": result.notes,
         "details": str(out / "loadtest.json"),
     }
-    manifest = load_bundle(bundle).manifest.model_copy(update={"serving": summary})
-    write_json_atomic(bundle / MANIFEST_NAME, manifest.to_json())
+    serving = manifest.model_copy(update={"serving": summary})
+    write_json_atomic(bundle / MANIFEST_NAME, serving.to_json())
     return summary
 
 

@@ -190,7 +190,7 @@ def loadtest(config: LoadtestConfig, texts: list | None = None) -> LoadTestResul
         raise InputError(f"{target}: neither a bundle folder nor an http:// URL")
     budget_ms, budget_from = _budget(config, None if is_url else target)
     texts = texts or _texts(config, _is_pair_target(config, None if is_url else target))
-    out = Path(config.out or "loadtest")
+    out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     server = nullcontext(target) if is_url else local_server(target, config.server_args)
     with server as base:

@@ -9,8 +9,8 @@ Every row runs in a worker process of its own (`compare.py --worker`), so no row
 (PyTorch's OpenMP pool included) are left running beside another's; latencies are taken in
 interleaved rounds whose order rotates (A B C, B C A, C A B, ...) so machine drift hits every
 row alike, with 95 % intervals (cluster bootstrap over rounds) and ratios paired by round.
-Threads are pinned to the profile's. Also checks the harness: edgetune's bench p50 vs a bare
-`session.run` loop on the same ONNX file, in the same process.
+Threads are pinned to the profile's. Also checks the harness: edgetune's bench p50 (taken in its
+worker process, as `bench` takes it) vs a bare `session.run` loop on the same ONNX file here.
 
     python benchmarks/compare.py --run runs/sst2 --data ../shared/data/sst2 --profile cpu-edge
 """
@@ -209,11 +209,11 @@ def worker(kind: str, path: str, threads: str, feeds_path: str) -> None:
 
 
 def harness_check(path: Path, profile, feed, seconds: float) -> tuple[float, float]:
-    """edgetune's measured p50 vs a bare session.run loop, same file, same process."""
+    """edgetune's measured p50 (its worker process) vs a bare session.run loop here, same file."""
     from edgetune.measure.latency import LatencySettings, measure_latency
 
     settings = LatencySettings(warmup_runs=10, min_runs=50, min_seconds=seconds)
-    ours = measure_latency(path, profile, feed, settings, isolated=False).p50_ms
+    ours = measure_latency(path, profile, feed, settings).p50_ms
     run, _ = ort_runner(path, profile.threads)
     timed(run, feed, 10)
     bare = []
@@ -402,7 +402,7 @@ def render(result: dict) -> str:
     lines += [
         "",
         (
-            f"Harness check (same ONNX file, same process): edgetune bench p50 "
+            f"Harness check (same ONNX file): edgetune bench p50 (its worker process) "
             f"{hc['edgetune_p50_ms']:.3f} ms, bare session.run loop p50 "
             f"{hc['bare_loop_p50_ms']:.3f} ms, "
             f"difference {100 * hc['difference']:.1f} %."

@@ -228,7 +228,7 @@ class ServeConfig(_Config):
 
 class LoadtestConfig(_Config):
     target: str  # a bundle folder (the server is started on loopback) or a loopback URL
-    out: str | None = None
+    out: str = Field("loadtest", description="the folder for loadtest.json and loadtest.png")
     profile: str | None = None  # whose budget; default: the bundle's own profile
     budget_ms: float | None = Field(None, gt=0, description="p99 budget; default: the profile's")
     concurrency: int = Field(

@@ -54,6 +54,13 @@ class Profile(BaseModel):
     serve_max_wait_ms: float = Field(
         2.0, ge=0, description="`serve`: how long a batch waits to fill"
     )
+    loadtest_step_seconds: float = Field(
+        4.0,
+        gt=0,
+        le=600,
+        description="`tune --loadtest`: seconds of each traffic step (30 steps at most; tests "
+        "set it low)",
+    )
     image_size: int | None = Field(
         None,
         ge=8,

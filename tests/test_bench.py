@@ -46,7 +46,7 @@ def test_latency_with_and_without_io_binding(onnx_and_feed, io_binding):
         name="p", latency_budget_ms=10, intra_op_threads=1, batch_size=2, sequence_length=16
     )
     settings = LatencySettings(warmup_runs=2, min_runs=7, min_seconds=0.05, io_binding=io_binding)
-    result = measure_latency(path, profile, feed, settings, isolated=False)
+    result = measure_latency(path, profile, feed, settings)
     assert result.runs >= 7 and result.batch_size == 2 and result.sequence_length == 16
     assert 0 < result.p50_ms <= result.p90_ms <= result.p99_ms
     assert result.gpu_memory_mb is None and result.peak_rss_mb > 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import click
 import pytest
 from click.testing import CliRunner
 from conftest import make_rows, write_csv
@@ -300,6 +301,52 @@ def test_every_command_has_help_with_an_example():
         assert result.exit_code == 0 and "Example:" in result.output, args
 
 
+# flag parameter -> config key, where the names differ
+CONFIG_KEYS = {
+    "profile_name": "profile",
+    "out_dir": "out",
+    "out_file": "out",
+    "input_file": "input",
+    "tokenizer_dir": "tokenizer",
+    "texts_file": "texts",
+    "epochs": "train.epochs",
+    "learning_rate": "train.learning_rate",
+    "max_train_minutes": "train.max_train_minutes",
+    "max_train_samples": "train.max_train_samples",
+}
+
+
+def test_every_flag_defaults_to_its_config():
+    """A flag and the config key it sets hold one default (a literal in a flag would drift)."""
+    from edgetune import config as configs
+    from edgetune.cli.options import config_default
+
+    commands = {
+        "export": configs.ExportConfig,
+        "prune": configs.PruneJobConfig,
+        "quantize": configs.QuantizeConfig,
+        "bench": configs.BenchConfig,
+        "predict": configs.PredictConfig,
+        "serve": configs.ServeConfig,
+        "loadtest": configs.LoadtestConfig,
+        "agent": configs.AgentConfig,
+    }
+    checked = 0
+    for name, config in commands.items():
+        context = click.Context(cli.commands[name])
+        for param in cli.commands[name].params:
+            key = CONFIG_KEYS.get(param.name, param.name)
+            if param.required or param.multiple or key.split(".")[0] not in config.model_fields:
+                continue
+            expected = config_default(config, key)
+            if isinstance(expected, list):  # a comma-separated flag (--rates) fills a list
+                continue
+            default = param.get_default(context)
+            assert default == expected, f"{name} --{param.name}: {default} != {expected}"
+            checked += 1
+    assert checked > 50
+
+
 def test_prune_command_distils_and_bundles(tuned_run, tmp_path, tiny_data_csv, tiny_profile):
     out, _ = tuned_run
     target = tmp_path / "pruned"
@@ -343,7 +390,8 @@ def test_prune_command_distils_and_bundles(tuned_run, tmp_path, tiny_data_csv, t
         "0.1",
     )
     assert bench.exit_code == 0, bench.output
-    assert json.loads(bench.output)["accuracy"]["accuracy"] >= 0.5
+    # learnt, well above chance (0.5, balanced): it reaches 1.0 on these 24 texts (seeds 1-5, 42)
+    assert json.loads(bench.output)["accuracy"]["accuracy"] >= 0.8
 
 
 def test_quantize_command_on_a_bundle(tuned_run, tmp_path, tiny_data_csv):

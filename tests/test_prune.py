@@ -9,7 +9,8 @@ from conftest import make_rows
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from edgetune.compress.importance import compute_scores
-from edgetune.compress.pruning import PruneConfig, count_parameters, prune_model
+from edgetune.compress.pruning import PruneConfig, count_parameters
+from edgetune.compress.recover import make_student
 from edgetune.errors import InputError
 from edgetune.exporter.onnx import export_onnx, validate_onnx
 
@@ -60,11 +61,10 @@ def _batches(tokenizer, n=2):
 def test_pruning_shrinks_saves_exports_and_validates(
     model_and_tok, tmp_path, config, check, importance
 ):
-    model, tokenizer = model_and_tok
-    before = count_parameters(model)
-    scores = compute_scores(model, _batches(tokenizer), importance)
-    prune_model(model, config, scores)
-    assert check(model) and count_parameters(model) < before
+    teacher, tokenizer = model_and_tok
+    pruned = make_student(teacher, config, _batches(tokenizer), importance)
+    model = pruned.model
+    assert check(model) and pruned.params_after < pruned.params_before
     model.save_pretrained(tmp_path / "ckpt")
     tokenizer.save_pretrained(tmp_path / "ckpt")
     reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "ckpt").eval()
@@ -84,12 +84,14 @@ def test_taylor_scores_have_the_right_shapes(model_and_tok):
 
 
 def test_layer_drop_keeps_the_most_important(model_and_tok):
-    model, _ = model_and_tok
-    scores = compute_scores(model, None, "magnitude")
-    second = model.bert.encoder.layer[1]
-    scores.layers = torch.tensor([0.0, 1.0])
-    prune_model(model, PruneConfig(layers=1), scores)
-    assert model.bert.encoder.layer[0] is second
+    teacher, _ = model_and_tok
+    second = teacher.bert.encoder.layer[1]
+    with torch.no_grad():  # the second layer's weights the largest: magnitude keeps it
+        for parameter in second.parameters():
+            parameter.mul_(10.0)
+    student = make_student(teacher, PruneConfig(layers=1), importance="magnitude").model
+    kept = dict(student.bert.encoder.layer[0].named_parameters())
+    assert all(torch.equal(kept[name], p) for name, p in second.named_parameters())
 
 
 def test_bad_ratios_are_input_errors():

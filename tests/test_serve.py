@@ -290,11 +290,12 @@ def test_serving_without_its_packages_says_what_to_install(tuned_run, monkeypatc
 
 
 def test_tune_with_loadtest_puts_the_capacity_in_the_report_and_the_manifest(
-    tiny_model_dir, tiny_data_csv, tiny_profile, tmp_path, monkeypatch
+    tiny_model_dir, tiny_data_csv, tiny_profile, tmp_path
 ):
     from conftest import TINY_TRAIN
 
-    monkeypatch.setenv("EDGETUNE_LOADTEST_STEP_SECONDS", "0.5")
+    profile = tmp_path / "quick-loadtest.toml"  # steps of 0.5 s, not the default 4
+    profile.write_text(tiny_profile.read_text() + "loadtest_step_seconds = 0.5\n")
     out = tmp_path / "run"
     result = CliRunner().invoke(
         cli,
@@ -307,7 +308,7 @@ def test_tune_with_loadtest_puts_the_capacity_in_the_report_and_the_manifest(
                 "--data",
                 tiny_data_csv,
                 "--profile",
-                tiny_profile,
+                profile,
                 "--out",
                 out,
                 "--modes",
@@ -320,6 +321,8 @@ def test_tune_with_loadtest_puts_the_capacity_in_the_report_and_the_manifest(
     assert result.exit_code == 0, result.output
     serving = json.loads((out / "best" / "edgetune.json").read_text())["serving"]
     assert serving["saturated_rps"] > 0 and (out / "loadtest" / "loadtest.png").is_file()
+    details = json.loads((out / "loadtest" / "loadtest.json").read_text())
+    assert details["single_stream"]["seconds"] < 3  # the profile's step length was used
     report = (out / "report.md").read_text()
     assert "## Served" in report and "Capacity at budget of the chosen bundle" in report
     assert "loadtest" in json.loads((out / "report.json").read_text())["run"]

@@ -4,30 +4,17 @@ from __future__ import annotations
 
 import click
 
+from edgetune.cli.options import config_option
 from edgetune.config import AgentConfig
-
-FIELDS = AgentConfig.model_fields
 
 
 @click.command()
-@click.option(
-    "--host",
-    default=FIELDS["host"].default,
-    show_default=True,
-    help="Address to listen on (beyond loopback only with a token).",
+@config_option(
+    AgentConfig, "host", help="Address to listen on (beyond loopback only with a token)."
 )
-@click.option(
-    "--port",
-    type=int,
-    default=FIELDS["port"].default,
-    show_default=True,
-    help="Port (0: any free one, printed when ready).",
-)
-@click.option(
-    "--store",
-    default=FIELDS["store"].default,
-    show_default=True,
-    help="Folder where uploaded models and inputs are kept by content hash.",
+@config_option(AgentConfig, "port", help="Port (0: any free one, printed when ready).")
+@config_option(
+    AgentConfig, "store", help="Folder where uploaded models and inputs are kept by content hash."
 )
 @click.option(
     "--token-file",
@@ -36,19 +23,9 @@ FIELDS = AgentConfig.model_fields
     help="File whose first line is the token callers must send (default: "
     "$EDGETUNE_AGENT_TOKEN; never given on the command line).",
 )
-@click.option(
-    "--max-upload-mb",
-    type=float,
-    default=FIELDS["max_upload_mb"].default,
-    show_default=True,
-    help="Largest upload accepted.",
-)
-@click.option(
-    "--busy-wait-s",
-    type=float,
-    default=FIELDS["busy_wait_s"].default,
-    show_default=True,
-    help="How long a caller waits for a measurement in progress.",
+@config_option(AgentConfig, "max_upload_mb", help="Largest upload accepted.")
+@config_option(
+    AgentConfig, "busy_wait_s", help="How long a caller waits for a measurement in progress."
 )
 def agent(host, port, store, token_file, max_upload_mb, busy_wait_s) -> None:
     """Measure ONNX models sent by `tune`/`bench --target URL`, on this machine.

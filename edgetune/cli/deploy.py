@@ -4,33 +4,14 @@ from __future__ import annotations
 
 import click
 
-from edgetune.cli.options import split_list
-from edgetune.config import ServeConfig
-
-
-def _limit(name: str, help_text: str):
-    """A `serve` limit flag whose type, default and meaning come from `ServeConfig`."""
-    field = ServeConfig.model_fields[name]
-    return click.option(
-        f"--{name.replace('_', '-')}",
-        name,
-        type=field.annotation,
-        default=field.default,
-        show_default=True,
-        help=help_text,
-    )
+from edgetune.cli.options import config_option, split_list
+from edgetune.config import LoadtestConfig, ServeConfig
 
 
 @click.command()
 @click.argument("bundle", type=click.Path())
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option(
-    "--port",
-    type=int,
-    default=8000,
-    show_default=True,
-    help="Port (0: any free one, printed when ready).",
-)
+@config_option(ServeConfig, "host", help="Address to listen on.")
+@config_option(ServeConfig, "port", help="Port (0: any free one, printed when ready).")
 @click.option(
     "--threads", type=int, default=None, help="ONNX Runtime threads (default: the profile's)."
 )
@@ -49,22 +30,31 @@ def _limit(name: str, help_text: str):
     default=None,
     help="How long a batch waits to fill (default: the profile's serve_max_wait_ms).",
 )
-@click.option("--max-texts", type=int, default=64, show_default=True, help="Texts per request.")
-@click.option(
-    "--max-text-chars", type=int, default=10_000, show_default=True, help="Characters per text."
+@config_option(ServeConfig, "max_texts", help="Texts per request.")
+@config_option(ServeConfig, "max_text_chars", help="Characters per text.")
+@config_option(ServeConfig, "max_body_bytes", help="Request body size.")
+@config_option(
+    ServeConfig, "max_queue", help="Texts waiting for the model; more: 503 with Retry-After."
 )
-@click.option(
-    "--max-body-bytes", type=int, default=1 << 20, show_default=True, help="Request body size."
+@config_option(
+    ServeConfig,
+    "request_timeout_s",
+    help="Seconds from a request's arrival to its answer; later: 504.",
 )
-@_limit("max_queue", "Texts waiting for the model; more: 503 with Retry-After.")
-@_limit("request_timeout_s", "Seconds from a request's arrival to its answer; later: 504.")
-@_limit(
+@config_option(
+    ServeConfig,
     "read_timeout_s",
-    "Seconds a client has to send its request headers (else the "
+    help="Seconds a client has to send its request headers (else the "
     "connection is closed), then its body (else 408).",
 )
-@_limit("max_connections", "Open connections; a new one past it is answered 503 and closed.")
-@_limit("keep_alive_s", "An idle connection is closed after this many seconds.")
+@config_option(
+    ServeConfig,
+    "max_connections",
+    help="Open connections; a new one past it is answered 503 and closed.",
+)
+@config_option(
+    ServeConfig, "keep_alive_s", help="An idle connection is closed after this many seconds."
+)
 def serve(
     bundle,
     host,
@@ -114,12 +104,7 @@ def serve(
 
 @click.command()
 @click.argument("target")
-@click.option(
-    "--out",
-    default="loadtest",
-    show_default=True,
-    help="Folder for loadtest.json and loadtest.png.",
-)
+@config_option(LoadtestConfig, "out", help="Folder for loadtest.json and loadtest.png.")
 @click.option(
     "--profile",
     "profile_name",
@@ -132,31 +117,15 @@ def serve(
     default=None,
     help="p99 budget in ms (default: the profile's latency budget).",
 )
-@click.option(
-    "--concurrency",
-    type=int,
-    default=8,
-    show_default=True,
-    help="Closed-loop clients of the saturation step.",
-)
-@click.option(
-    "--step-seconds", type=float, default=5.0, show_default=True, help="Length of each step."
-)
+@config_option(LoadtestConfig, "concurrency", help="Closed-loop clients of the saturation step.")
+@config_option(LoadtestConfig, "step_seconds", help="Length of each step.")
 @click.option(
     "--rates",
     default=None,
     help="Open-loop rates, e.g. '50,100,200' (default: fractions of the saturated throughput).",
 )
-@click.option(
-    "--max-seconds",
-    type=float,
-    default=180.0,
-    show_default=True,
-    help="The whole test stops by then.",
-)
-@click.option(
-    "--max-requests", type=int, default=200_000, show_default=True, help="Requests in all, at most."
-)
+@config_option(LoadtestConfig, "max_seconds", help="The whole test stops by then.")
+@config_option(LoadtestConfig, "max_requests", help="Requests in all, at most.")
 @click.option(
     "--texts",
     "texts_file",
@@ -192,7 +161,7 @@ def loadtest(
       edgetune loadtest runs/sst2/best --out runs/sst2/loadtest
     """
     import edgetune
-    from edgetune.config import LoadtestConfig, validated
+    from edgetune.config import validated
 
     try:
         rate_list = [float(r) for r in split_list(rates) or []]

@@ -6,8 +6,22 @@ import json
 
 import click
 
-from edgetune.cli.options import profile_option, split_list, stdout_console, trust_factory_option
+from edgetune.cli.options import (
+    config_option,
+    profile_option,
+    split_list,
+    stdout_console,
+    trust_factory_option,
+)
 from edgetune.compress.modes import MODES
+from edgetune.config import (
+    BenchConfig,
+    ExportConfig,
+    PredictConfig,
+    PruneJobConfig,
+    QuantizeConfig,
+    validated,
+)
 
 MODE_LIST = ", ".join(MODES)
 
@@ -15,9 +29,7 @@ MODE_LIST = ", ".join(MODES)
 @click.command()
 @click.argument("checkpoint", type=click.Path())
 @click.option("--out", "out_dir", required=True, help="Bundle folder to write.")
-@click.option(
-    "--quantize", default="none", show_default=True, help=f"none (fp32) or any mode: {MODE_LIST}."
-)
+@config_option(ExportConfig, "quantize", help=f"none (fp32) or any mode: {MODE_LIST}.")
 @click.option("--opset", type=int, default=None, help="ONNX opset (default 18).")
 @click.option(
     "--atol", type=float, default=None, help="ONNX vs PyTorch logits tolerance (default 1e-4)."
@@ -27,7 +39,7 @@ MODE_LIST = ", ".join(MODES)
     default=None,
     help="Data whose validation texts check the export (default: the sample saved by tune).",
 )
-@profile_option()
+@profile_option(ExportConfig)
 @click.option(
     "--input-shape",
     "input_shapes",
@@ -58,7 +70,6 @@ def export(
       edgetune export mymodels.vision:build_net --input-shape x=1x3x224x224 --out exports/net
     """
     import edgetune
-    from edgetune.config import ExportConfig, validated
 
     config = validated(
         ExportConfig,
@@ -95,20 +106,8 @@ def export(
 @click.option(
     "--layers", type=int, default=None, help="Keep this many encoder layers (most important)."
 )
-@click.option(
-    "--heads",
-    type=float,
-    default=0.0,
-    show_default=True,
-    help="Fraction of attention heads to remove per layer.",
-)
-@click.option(
-    "--ffn",
-    type=float,
-    default=0.0,
-    show_default=True,
-    help="Fraction of FFN neurons to remove per layer.",
-)
+@config_option(PruneJobConfig, "heads", help="Fraction of attention heads to remove per layer.")
+@config_option(PruneJobConfig, "ffn", help="Fraction of FFN neurons to remove per layer.")
 @click.option(
     "--pass",
     "passes",
@@ -116,39 +115,36 @@ def export(
     help="Another torch pass, NAME[:key=value,...] "
     "(see `edgetune passes`), e.g. magnitude-sparsity:sparsity=0.5. Repeatable.",
 )
-@click.option(
-    "--importance",
-    type=click.Choice(["taylor", "magnitude"]),
-    default="taylor",
-    show_default=True,
+@config_option(
+    PruneJobConfig,
+    "importance",
     help="taylor: |gradient x weight| on a few batches; magnitude: |weight|.",
 )
-@click.option(
+@config_option(
+    PruneJobConfig,
+    "distill",
     "--distill/--no-distill",
-    default=True,
-    show_default=True,
     help="Recover with distillation from the unpruned model.",
 )
-@click.option(
-    "--distillation",
-    type=click.Choice(["layerwise", "logits"]),
-    default="layerwise",
-    show_default=True,
+@config_option(
+    PruneJobConfig,
+    "distillation",
     help="layerwise: logits KL + hidden states of the kept teacher layers; logits: KL only.",
 )
-@click.option("--epochs", type=float, default=1.0, show_default=True)
+@config_option(PruneJobConfig, "train.epochs")
 @click.option("--max-train-minutes", type=float, default=None)
 @click.option("--max-train-samples", type=int, default=None)
-@click.option(
+@config_option(
+    PruneJobConfig,
+    "train.learning_rate",
     "--learning-rate",
     "--lr",
-    default="auto",
-    show_default=True,
+    "learning_rate",
     help="A number, or auto: an LR range test on the pruned student picks it.",
 )
 @click.option("--text-column", default=None)
 @click.option("--label-column", default=None)
-@profile_option()
+@profile_option(PruneJobConfig)
 @click.option("--overwrite", is_flag=True)
 @trust_factory_option()
 def prune(
@@ -180,7 +176,6 @@ def prune(
           --data data/sst2 --max-train-minutes 10 --out runs/sst2-L4
     """
     import edgetune
-    from edgetune.config import PruneJobConfig, validated
 
     train = {
         "epochs": epochs,
@@ -234,17 +229,11 @@ def prune(
     help="Data whose training texts calibrate static INT8; "
     "for a model without text inputs, a .npz of arrays named after its inputs (or a .npy).",
 )
-@click.option("--calibration-samples", type=int, default=128, show_default=True)
+@config_option(QuantizeConfig, "calibration_samples")
 @click.option(
     "--tokenizer", "tokenizer_dir", default=None, help="Tokenizer folder for a bare .onnx file."
 )
-@click.option(
-    "--max-length",
-    type=int,
-    default=128,
-    show_default=True,
-    help="Calibration length for a bare .onnx file.",
-)
+@config_option(QuantizeConfig, "max_length", help="Calibration length for a bare .onnx file.")
 @click.option("--overwrite", is_flag=True)
 def quantize(
     model,
@@ -266,7 +255,6 @@ def quantize(
           --calibration-data data/sst2 --out runs/sst2/quantized
     """
     import edgetune
-    from edgetune.config import QuantizeConfig, validated
 
     config = validated(
         QuantizeConfig,
@@ -286,7 +274,7 @@ def quantize(
 
 @click.command()
 @click.argument("models", nargs=-1, required=True, type=click.Path())
-@profile_option()
+@profile_option(BenchConfig)
 @click.option(
     "--data",
     default=None,
@@ -299,12 +287,7 @@ def quantize(
     help="A .npy of class indices, one per row of --data arrays "
     "(or a `labels` array inside the .npz).",
 )
-@click.option(
-    "--split",
-    type=click.Choice(["validation", "train", "all"]),
-    default="validation",
-    show_default=True,
-)
+@config_option(BenchConfig, "split")
 @click.option("--text-column", default=None)
 @click.option("--label-column", default=None)
 @click.option(
@@ -319,9 +302,7 @@ def quantize(
         "from the graph)."
     ),
 )
-@click.option(
-    "--min-runs", type=int, default=50, show_default=True, help="Runs per model, over all rounds."
-)
+@config_option(BenchConfig, "min_runs", help="Runs per model, over all rounds.")
 @click.option(
     "--min-seconds",
     type=float,
@@ -330,24 +311,14 @@ def quantize(
         "Seconds per model, over all rounds (default: the profile's measure_seconds, 3 s shipped)."
     ),
 )
-@click.option(
-    "--rounds", type=int, default=10, show_default=True, help="Interleaved rounds (order rotates)."
-)
-@click.option(
-    "--repeat",
-    type=int,
-    default=1,
-    show_default=True,
+@config_option(BenchConfig, "rounds", help="Interleaved rounds (order rotates).")
+@config_option(
+    BenchConfig,
+    "repeat",
     help="Time every model N times, as N processes in the same interleaved rounds (an A/A "
     "check: each copy's p50 ratio to the first, with its interval, should hold 1).",
 )
-@click.option(
-    "--seed",
-    type=int,
-    default=42,
-    show_default=True,
-    help="Seed of the held-out split (as in tune).",
-)
+@config_option(BenchConfig, "seed", help="Seed of the held-out split (as in tune).")
 @click.option(
     "--target",
     default=None,
@@ -393,7 +364,6 @@ def bench(
       edgetune bench runs/x/best --target http://device:8765   # on the device's agent
     """
     import edgetune
-    from edgetune.config import BenchConfig, validated
 
     report = edgetune.bench(
         validated(
@@ -545,9 +515,7 @@ def repeat_table(report):
     default=None,
     help="Texts per run (default: the bundle's profile batch).",
 )
-@click.option(
-    "--threads", type=int, default=0, show_default=True, help="ONNX Runtime threads (0: all cores)."
-)
+@config_option(PredictConfig, "threads", help="ONNX Runtime threads (0: all cores).")
 def predict(
     bundle, texts, text_pairs, images, input_file, text_column, out_file, batch_size, threads
 ) -> None:
@@ -563,7 +531,6 @@ def predict(
       edgetune predict runs/photos/best --image cat.jpg --image dog.png
     """
     import edgetune
-    from edgetune.config import PredictConfig, validated
 
     result = edgetune.predict(
         validated(

@@ -10,7 +10,7 @@ import click
 from click.core import ParameterSource
 from pydantic import ValidationError
 
-from edgetune.cli.options import print_candidates, split_list, stdout_console
+from edgetune.cli.options import config_default, print_candidates, split_list, stdout_console
 from edgetune.config import TuneConfig, read_recipe
 from edgetune.errors import InputError, NoCandidate, first_problem
 
@@ -306,7 +306,6 @@ TUNE_FLAGS: list[tuple[str, tuple[str, ...], object, str]] = [
     ("resume", ("--resume",), FLAG, "Continue an interrupted run in OUT from its last checkpoint."),
     ("overwrite", ("--overwrite",), FLAG, "Allow writing into an existing OUT."),
 ]
-DEFAULTS = TuneConfig().model_dump()
 
 
 def param_name(key: str) -> str:
@@ -314,9 +313,7 @@ def param_name(key: str) -> str:
 
 
 def _default(key: str):
-    value = DEFAULTS
-    for part in key.split("."):
-        value = value[part]
+    value = config_default(TuneConfig, key)
     return ",".join(value) if isinstance(value, list) else value
 
 

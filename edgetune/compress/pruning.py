@@ -188,12 +188,5 @@ def run_torch_steps(model: nn.Module, steps: list[Step], ctx: PassContext) -> li
     return done
 
 
-def prune_model(model: nn.Module, config: PruneConfig, scores: Scores) -> nn.Module:
-    """Prune `model` in place as `config` says, keeping the highest-scoring parts."""
-    ctx = PassContext(scores=scores)
-    run_torch_steps(model, config.steps(), ctx)
-    return model
-
-
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

@@ -149,10 +149,12 @@ def _budget(config: LoadtestConfig, bundle: str | None) -> tuple[float, str]:
 
 
 def load_test_bundle(bundle: Path, out: Path, texts: list) -> dict:
-    """`tune --loadtest`: the chosen bundle's capacity, also written into its manifest."""
+    """`tune --loadtest`: the chosen bundle's capacity, also written into its manifest; steps
+    as long as its profile's `loadtest_step_seconds`."""
     from edgetune.deploy.bundle import MANIFEST_NAME, load_bundle
 
-    step_seconds = float(os.environ.get("EDGETUNE_LOADTEST_STEP_SECONDS", "4"))
+    manifest = load_bundle(bundle).manifest
+    step_seconds = manifest.profile.loadtest_step_seconds
     result = loadtest(
         LoadtestConfig(
             target=str(bundle),
@@ -171,8 +173,8 @@ def load_test_bundle(bundle: Path, out: Path, texts: list) -> dict:
         "notes": result.notes,
         "details": str(out / "loadtest.json"),
     }
-    manifest = load_bundle(bundle).manifest.model_copy(update={"serving": summary})
-    write_json_atomic(bundle / MANIFEST_NAME, manifest.to_json())
+    serving = manifest.model_copy(update={"serving": summary})
+    write_json_atomic(bundle / MANIFEST_NAME, serving.to_json())
     return summary
 
 
@@ -188,7 +190,7 @@ def loadtest(config: LoadtestConfig, texts: list | None = None) -> LoadTestResul
         raise InputError(f"{target}: neither a bundle folder nor an http:// URL")
     budget_ms, budget_from = _budget(config, None if is_url else target)
     texts = texts or _texts(config, _is_pair_target(config, None if is_url else target))
-    out = Path(config.out or "loadtest")
+    out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     server = nullcontext(target) if is_url else local_server(target, config.server_args)
     with server as base:

@@ -292,28 +292,7 @@ def measure_latency(
     profile: Profile,
     feed: dict[str, np.ndarray],
     settings: LatencySettings | None = None,
-    isolated: bool = True,
 ) -> LatencyResult:
-    """One model alone: in a worker process (`isolated`, peak RSS its own) or in this one."""
-    settings = settings or LatencySettings()
+    """One model alone, in a worker process as `bench` runs it (peak RSS its own)."""
     system = System(Path(model_path).name, Path(model_path), feed)
-    if isolated:
-        return measure_interleaved([system], profile, settings)[system.name]
-    from edgetune.measure.worker import Measured
-
-    with tempfile.TemporaryDirectory(prefix="edgetune-bench-") as tmp:
-        save_feeds(f"{tmp}/f.npz", {"fixed": [feed]})
-        measured = Measured(
-            {
-                "model": str(model_path),
-                "profile": profile.model_dump(),
-                "feeds": f"{tmp}/f.npz",
-                "io_binding": settings.io_binding,
-                "warmup": settings.warmup_runs,
-            }
-        )
-    for _ in range(settings.rounds):
-        system.rounds.append(
-            np.asarray(measured.run("fixed", settings.slice_runs(), settings.slice_seconds()))
-        )
-    return _summary(system, profile, measured.stats(), None)
+    return measure_interleaved([system], profile, settings)[system.name]

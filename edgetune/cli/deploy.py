@@ -32,7 +32,10 @@ def _limit(name: str, help_text: str):
     help="Port (0: any free one, printed when ready).",
 )
 @click.option(
-    "--threads", type=int, default=None, help="ONNX Runtime threads (default: the profile's)."
+    "--threads",
+    type=int,
+    default=None,
+    help="ONNX Runtime threads (default: the bundle's tuned session settings, else its profile's).",
 )
 @click.option(
     "--max-batch",

@@ -31,6 +31,7 @@ from edgetune.jobs.inputs import RunInputs, check_image_profile, image_settings
 from edgetune.measure.latency import LatencySettings
 from edgetune.measure.remote import Target, read_token
 from edgetune.measure.session import check_providers
+from edgetune.measure.tuning import SessionTuning, measure_settings, tune_session
 from edgetune.profiles import Profile, available_profiles, load_profile
 from edgetune.search.budget import relative_budget
 from edgetune.search.candidates import CandidateBuilder
@@ -232,6 +233,11 @@ def _tune(
     stages["latency"] = time.monotonic() - t0
     note_slower_than_fp32(candidates)
     selection = choose(candidates, profile, min_accuracy, config.objective)
+    tuning = None
+    if config.tune_session and selection.winner is not None:
+        t0 = time.monotonic()
+        tuning = _tune_session(selection.winner, builder, profile, evaluation)
+        stages["session_tuning"] = time.monotonic() - t0
     context = {
         "edgetune_version": __version__,
         "model": config.model,
@@ -247,10 +253,12 @@ def _tune(
     if search_log is not None:
         context["search"] = search_log.to_json()
         context["min_accuracy"] = min_accuracy
+    if tuning is not None:
+        context["session_tuning"] = tuning.to_json()
 
     task = inputs.task
 
-    def manifest(c: Candidate):
+    def manifest(c: Candidate, tuned: SessionTuning | None = None):
         metrics = {
             "accuracy": c.accuracy.to_json(),
             "latency": c.latency.to_json(),
@@ -268,6 +276,8 @@ def _tune(
             metrics=metrics,
             export_check=check.to_json(),
             task=task,
+            session=tuned.chosen if tuned else None,
+            session_tuning=tuned.summary() if tuned else None,
         )
 
     for c in candidates:
@@ -286,7 +296,7 @@ def _tune(
             out / "best",
             w.model_path,
             w.checkpoint or trained.checkpoint,
-            manifest(w),
+            manifest(w, tuning),
             overwrite=True,
         ).path
         context["best_bundle"] = str(best)
@@ -307,6 +317,17 @@ def _tune(
     if best is None:
         raise NoCandidate(selection.reason + f"; report: {report_md}", result)
     return result
+
+
+def _tune_session(
+    winner: Candidate, builder: CandidateBuilder, profile: Profile, evaluation
+) -> SessionTuning:
+    """The chosen model's session settings, timed where its latency was (`measure/tuning.py`)."""
+    subject = builder.subject(winner.name, Path(winner.model_path))
+    texts = evaluation.texts if evaluation else None
+    tuning = tune_session(profile, measure_settings(subject, profile, texts, builder.settings))
+    console.log(f"session settings: {tuning.reason}")
+    return tuning
 
 
 SEARCH_TRAIN_MINUTES = 20.0  # fine-tuning's cap with --prune-search: the whole run ~ an hour

@@ -67,6 +67,11 @@ class TuneConfig(_Config):
     target_token_file: str | None = Field(
         None, description="the agent's token (default: $EDGETUNE_AGENT_TOKEN; never in a recipe)"
     )
+    tune_session: bool = Field(
+        True,
+        description="time the chosen model under a few other ONNX Runtime session settings and "
+        "record one in its bundle only if faster beyond its interval",
+    )
     loadtest: bool = Field(
         False,
         description="load-test the chosen bundle over loopback HTTP; "
@@ -168,6 +173,9 @@ class BenchConfig(_Config):
     target_token_file: str | None = Field(
         None, description="the agent's token (default: $EDGETUNE_AGENT_TOKEN)"
     )
+    tune_session: bool = Field(
+        False, description="also time the first model under other session settings, side by side"
+    )
 
 
 class AgentConfig(_Config):
@@ -196,14 +204,18 @@ class PredictConfig(_Config):
     text_column: str | None = None
     out: str | None = None
     batch_size: int | None = Field(None, ge=1, description="default: the bundle's profile batch")
-    threads: int = Field(0, ge=0, description="0: all cores")
+    threads: int | None = Field(
+        None, ge=0, description="0: all cores; default: the bundle's session settings"
+    )
 
 
 class ServeConfig(_Config):
     bundle: str
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535, description="0: any free port (printed when ready)")
-    threads: int | None = Field(None, ge=0, description="default: the profile's intra_op_threads")
+    threads: int | None = Field(
+        None, ge=0, description="default: the bundle's session settings, else its profile's"
+    )
     max_batch: int | None = Field(
         None, ge=1, description="texts per session run; default: the profile's"
     )

@@ -13,7 +13,10 @@ from edgetune.config import LoadtestConfig, ServeConfig
 @config_option(ServeConfig, "host", help="Address to listen on.")
 @config_option(ServeConfig, "port", help="Port (0: any free one, printed when ready).")
 @click.option(
-    "--threads", type=int, default=None, help="ONNX Runtime threads (default: the profile's)."
+    "--threads",
+    type=int,
+    default=None,
+    help="ONNX Runtime threads (default: the bundle's tuned session settings, else its profile's).",
 )
 @click.option(
     "--max-batch",

@@ -330,6 +330,13 @@ def quantize(
     type=click.Path(dir_okay=False),
     help="The agent's token (default: $EDGETUNE_AGENT_TOKEN).",
 )
+@click.option(
+    "--tune-session",
+    is_flag=True,
+    help="Also time the first MODEL under other ONNX Runtime session settings (threads, "
+    "spinning, graph optimization, execution mode), side by side with the default, and say "
+    "which one is faster beyond its interval (the default otherwise).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def bench(
     models,
@@ -348,6 +355,7 @@ def bench(
     seed,
     target,
     target_token_file,
+    tune_session,
     as_json,
 ) -> None:
     """Latency (p50/p90/p99 with 95 % intervals, throughput, peak RSS, size) and accuracy of
@@ -362,6 +370,7 @@ def bench(
       edgetune bench resnet.onnx --shape pixel_values=1x3x224x224
       edgetune bench resnet.onnx --data images.npz --labels labels.npy
       edgetune bench runs/x/best --target http://device:8765   # on the device's agent
+      edgetune bench runs/x/best --tune-session   # which session settings are fastest here
     """
     import edgetune
 
@@ -385,13 +394,14 @@ def bench(
             seed=seed,
             target=target,
             target_token_file=target_token_file,
+            tune_session=tune_session,
         )
     )
+    tuning = report.session_tuning.to_json() if report.session_tuning else None
     if as_json:
         single = len(models) == 1 and repeat == 1
-        click.echo(
-            json.dumps(report.results[0].to_json() if single else report.to_json(), indent=2)
-        )
+        data = report.results[0].to_json() if single else report.to_json()
+        click.echo(json.dumps({**data, "session_tuning": tuning} if single else data, indent=2))
         return
     console = stdout_console()
     first = report.results[0]
@@ -403,6 +413,10 @@ def bench(
     console.print(bench_table(report.results, report.ratios, title))
     if repeat > 1:
         console.print(repeat_table(report))
+    if tuning:
+        from edgetune.deploy.report import session_tuning_table
+
+        console.print(session_tuning_table(tuning))
 
 
 def _ci(value: float, ci: list[float]) -> str:
@@ -515,7 +529,12 @@ def repeat_table(report):
     default=None,
     help="Texts per run (default: the bundle's profile batch).",
 )
-@config_option(PredictConfig, "threads", help="ONNX Runtime threads (0: all cores).")
+@config_option(
+    PredictConfig,
+    "threads",
+    help="ONNX Runtime threads (0: all cores; default: the bundle's tuned session settings, "
+    "else its profile's).",
+)
 def predict(
     bundle, texts, text_pairs, images, input_file, text_column, out_file, batch_size, threads
 ) -> None:

@@ -283,6 +283,17 @@ TUNE_FLAGS: list[tuple[str, tuple[str, ...], object, str]] = [
         "Cap on rounds for candidates whose p90 interval straddles the budget.",
     ),
     (
+        "tune_session",
+        ("--tune-session/--no-tune-session",),
+        bool,
+        (
+            "Time the chosen model under a few ONNX Runtime session settings (threads, "
+            "spinning, graph optimization, execution mode) side by side with the default, and "
+            "record one in the bundle only if it is faster beyond its interval (on the target "
+            "with --target)."
+        ),
+    ),
+    (
         "loadtest",
         ("--loadtest",),
         FLAG,

@@ -10,8 +10,9 @@ the machine's fingerprint.
     PUT  /models/<sha256>   a plain ONNX file (checked: no external data, no custom-op domain)
     PUT  /feeds/<sha256>    an .npz of input batches (no pickles)
     HEAD /models/<sha256>   200 if kept (uploads are skipped), 404 if not; /feeds likewise
-    POST /measure           {"systems": [{"name", "model", "feeds"}], "profile", "settings",
-                             "budget_ms"} -> {"fingerprint", "results": {name: rounds + stats}}
+    POST /measure           {"systems": [{"name", "model", "feeds", "session"}], "profile",
+                             "settings", "budget_ms"}
+                            -> {"fingerprint", "results": {name: rounds + stats}}
     GET  /healthz           {"ok", "busy", "fingerprint"}
 
 One measurement runs at a time (two would disturb each other); a caller that finds it busy
@@ -35,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from edgetune.errors import InputError
 from edgetune.hardware import fingerprint
 from edgetune.measure.latency import LatencySettings, System, measure_interleaved
+from edgetune.measure.session import SessionSettings
 from edgetune.measure.worker import load_feeds
 from edgetune.profiles import Profile
 
@@ -61,6 +63,7 @@ class MeasuredSystem(BaseModel):
     name: str = Field(pattern=NAME.pattern)
     model: str = Field(pattern=SHA256.pattern)
     feeds: str = Field(pattern=SHA256.pattern)
+    session: SessionSettings | None = None  # checked strictly: a bad value is a 400
 
 
 class MeasureRequest(BaseModel):
@@ -151,7 +154,8 @@ def measure(state: AgentState, request: MeasureRequest) -> dict:
         batches = load_feeds(str(feeds))
         if not batches.get("fixed"):
             raise RequestError(400, f"{s.name}: the feeds hold no fixed batch")
-        systems.append(System(s.name, model, batches["fixed"][0], batches.get("traffic", [])))
+        fixed, traffic = batches["fixed"][0], batches.get("traffic", [])
+        systems.append(System(s.name, model, fixed, traffic, session=s.session))
     if len({s.name for s in systems}) != len(systems):
         raise RequestError(400, "system names must differ")
     try:

@@ -1,9 +1,10 @@
 """The bundle's manifest (`edgetune.json`) as one typed record: written here, validated on load.
 
 It says what a server needs to run the model (task, labels, input names, max length,
-precision, profile) and what was measured and done to it (metrics, export check, the pass
-steps with their configs). `format` is checked first, so a bundle from a newer edgetune gets
-a clear "upgrade" instead of a confusing field error. Unknown keys are kept, not dropped.
+precision, profile, the tuned session settings) and what was measured and done to it (metrics,
+export check, the pass steps with their configs). `format` is checked first, so a bundle from a
+newer edgetune gets a clear "upgrade" instead of a confusing field error. Unknown keys are kept,
+not dropped.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from edgetune._version import __version__
 from edgetune.errors import InputError, first_problem
+from edgetune.measure.session import SessionSettings
 from edgetune.profiles import Profile
 
 FORMAT_NAME = "edgetune-bundle"
@@ -46,6 +48,10 @@ class Manifest(BaseModel):
     pruning: dict | None = None
     train: dict | None = None
     serving: dict | None = None  # `tune --loadtest`: capacity at budget over loopback HTTP
+    # session settings tuned where the model runs: predict, serve and bench open it with them
+    # (None: a bundle from before tuning, or tuning off: the defaults)
+    session: SessionSettings | None = None
+    session_tuning: dict | None = None  # how `session` was chosen: the machine, the ratio
 
     @field_validator("format")
     @classmethod

@@ -9,6 +9,7 @@ from rich.table import Table
 from edgetune.deploy.plot import plot_pareto
 from edgetune.fsutil import write_json_atomic, write_text_atomic
 from edgetune.hardware import describe
+from edgetune.measure.tuning import TABLE_COLUMNS, table_rows
 from edgetune.profiles import Profile
 from edgetune.search.record import Candidate
 from edgetune.search.select import Selection, choose
@@ -152,14 +153,49 @@ def render_markdown(
             "![latency vs rate](loadtest/loadtest.png)",
             "",
         ]
+    lines += _session_lines(context.get("session_tuning"))
     notes = [f"- {c.name}: {n}" for c in candidates for n in c.notes]
     if notes:
         lines += ["## Notes", "", *notes, ""]
     if context:
         lines += ["## Run", ""]
-        lines += [f"- {key}: {value}" for key, value in context.items() if key != "loadtest"]
+        lines += [
+            f"- {key}: {value}"
+            for key, value in context.items()
+            if key not in ("loadtest", "session_tuning")
+        ]
         lines.append("")
     return "\n".join(lines)
+
+
+def session_tuning_table(tuning: dict, title: str | None = None) -> Table:
+    """A session tuning (`measure/tuning.py`'s JSON) as a rich table: every setting tried."""
+    table = Table(title=title or f"session settings: {tuning['reason']}")
+    for name in TABLE_COLUMNS:
+        table.add_column(name, justify="left" if name == "setting" else "right")
+    for row in table_rows(tuning):
+        table.add_row(*row)
+    return table
+
+
+def _session_lines(tuning: dict | None) -> list[str]:
+    """The report's section on the chosen model's session settings, tuned where it runs."""
+    if not tuning:
+        return []
+    return [
+        "## Session settings",
+        "",
+        (
+            f"The chosen bundle runs with **{tuning['chosen']}**: {tuning['reason']}. Rule: "
+            f"{tuning['rule']}. Measured on {tuning['machine'].get('cpu') or '?'} "
+            f"({tuning['machine'].get('id', '?')})."
+        ),
+        "",
+        "| " + " | ".join(TABLE_COLUMNS) + " |",
+        "|" + "|".join("---" for _ in TABLE_COLUMNS) + "|",
+        *("| " + " | ".join(row) + " |" for row in table_rows(tuning)),
+        "",
+    ]
 
 
 def _machines_line(candidates: list[Candidate]) -> list[str]:

@@ -24,14 +24,34 @@ from edgetune.data.columns import (
 )
 from edgetune.deploy.bundle import Bundle, load_bundle
 from edgetune.errors import InputError
+from edgetune.measure.session import create_session
+
+
+def bundle_session(bundle: Bundle, threads: int | None = None) -> ort.InferenceSession:
+    """A CPU session on the bundle with the session settings it records (tuned where it runs;
+    the defaults and its profile's threads if none); `threads` given (0: all cores) overrides
+    the thread count alone."""
+    profile = bundle.manifest.profile
+    settings = bundle.manifest.session
+    if threads is not None and settings is not None:
+        settings = settings.model_copy(update={"intra_op_threads": None})
+    cpu = profile.model_copy(
+        update={
+            "device": "cpu",
+            "execution_providers": ["CPUExecutionProvider"],
+            "intra_op_threads": profile.intra_op_threads if threads is None else threads,
+        }
+    )
+    return create_session(bundle.model_path, cpu, settings)
 
 
 class Predictor:
-    """A bundle loaded for prediction (CPU, `threads` intra-op threads; 0 = all cores)."""
+    """A bundle loaded for prediction on the CPU, with its recorded session settings
+    (`bundle_session`; `threads` overrides their thread count, 0 = all cores)."""
 
     takes = "texts"  # what `predict` hands it
 
-    def __init__(self, bundle: str | Path | Bundle, threads: int = 0):
+    def __init__(self, bundle: str | Path | Bundle, threads: int | None = None):
         from tokenizers import Tokenizer
 
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
@@ -49,12 +69,7 @@ class Predictor:
         self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
         self.tokenizer.enable_truncation(self.bundle.max_length)
         self.tokenizer.enable_padding(pad_id=self._pad_id(), pad_token=self._pad_token())
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(
-            str(self.bundle.model_path), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = bundle_session(self.bundle, threads)
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.labels = self.bundle.label_names
         self.pairs = self.bundle.pairs
@@ -105,17 +120,12 @@ class ImagePredictor:
 
     takes = "images"
 
-    def __init__(self, bundle: Bundle, threads: int = 0):
+    def __init__(self, bundle: Bundle, threads: int | None = None):
         from edgetune.data.image_processor import load_image_processor
 
         self.bundle, self.labels = bundle, bundle.label_names
         self.processor = load_image_processor(bundle.path)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(
-            str(bundle.model_path), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = bundle_session(bundle, threads)
         self.channels = bundle.channels
 
     def predict(self, paths: list[str | Path]) -> list[dict]:

@@ -3,7 +3,7 @@ data if given; with several models, each one's p50/p90 ratio to the first, with 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ from edgetune.measure.synthetic import (
     parse_shapes,
     synthetic_feed,
 )
+from edgetune.measure.tuning import SessionTuning, measure_settings, tune_session
 from edgetune.modality import BenchData, for_bundle
 from edgetune.modality.text import TextModality
 from edgetune.profiles import Profile, load_profile
@@ -37,6 +38,7 @@ class BenchReport:
     ratios: list[dict] = field(default_factory=list)  # model i vs the first (i >= 1)
     repeats: list[list[BenchResult]] = field(default_factory=list)  # per copy (--repeat)
     repeat_ratios: list[dict] = field(default_factory=list)  # copy k of a model vs its first
+    session_tuning: SessionTuning | None = None  # --tune-session: the first model's
 
     def to_json(self) -> dict:
         return {
@@ -44,6 +46,7 @@ class BenchReport:
             "ratios": self.ratios,
             "repeats": [[r.latency.to_json() for r in rep] for rep in self.repeats],
             "repeat_ratios": self.repeat_ratios,
+            "session_tuning": self.session_tuning.to_json() if self.session_tuning else None,
         }
 
 
@@ -113,7 +116,8 @@ def _ratios(a: BenchResult, b: BenchResult, quantiles: tuple[int, ...]) -> dict:
 def bench(config: BenchConfig) -> BenchReport:
     profile = load_profile(config.profile)
     opened = [_open(m, config, profile) for m in config.models]
-    subjects = [s for s, _, _ in opened]
+    # a bundle runs with the session settings it records (tuned where it runs)
+    subjects = [replace(s, session=b.manifest.session) if b else s for s, b, _ in opened]
     if len({s.name for s in subjects}) < len(subjects):
         raise InputError("the same model is given twice; use --repeat to measure one model again")
     first_subject, first_bundle, max_length = opened[0]
@@ -149,4 +153,8 @@ def bench(config: BenchConfig) -> BenchReport:
         for k, row in enumerate(repeats[1:], start=1)
         for first, r in zip(results, row)
     ]
-    return BenchReport(results, ratios, repeats, same_file)
+    tuning = None
+    if config.tune_session:
+        texts = evaluation.texts if evaluation else None
+        tuning = tune_session(profile, measure_settings(subjects[0], profile, texts, settings))
+    return BenchReport(results, ratios, repeats, same_file, tuning)

@@ -23,6 +23,7 @@ from edgetune.deploy.batch_choice import choose_max_batch, sample_texts
 from edgetune.deploy.bundle import load_bundle
 from edgetune.deploy.runtime import Predictor
 from edgetune.errors import InputError
+from edgetune.measure.session import session_in_use
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -61,9 +62,7 @@ def app_settings(config: ServeConfig) -> dict:
     """`create_app`'s arguments for a bundle: its predictor, batching and limits."""
     bundle = load_bundle(config.bundle)
     profile = bundle.manifest.profile
-    predictor = Predictor(
-        bundle, profile.intra_op_threads if config.threads is None else config.threads
-    )
+    predictor = Predictor(bundle, config.threads)  # the bundle's session settings
     max_batch = config.max_batch or profile.serve_max_batch
     batching = "set by " + ("--max-batch" if config.max_batch else "the profile")
     if max_batch is None:
@@ -81,6 +80,10 @@ def app_settings(config: ServeConfig) -> dict:
         "batching": batching,
         "max_wait_ms": max_wait_ms,
         "task": bundle.manifest.task,
+        "session": {
+            **session_in_use(predictor.session),
+            "tuned": bundle.manifest.session is not None and config.threads is None,
+        },
     }
     limits = server_stack().Limits(
         config.max_texts,

@@ -105,6 +105,7 @@ def _tune(
     modes = _modes_for_family(config, modes, modality.check_trainable(config.model))  # resumed too
     modality.check_profile(config.model, profile)
     state = run_stages(RunState(config, profile, modes, out, modality, train, settings))
+    state.context["stage_seconds"] = {k: round(v, 1) for k, v in state.stages.items()}
     candidates, selection = state.candidates, state.selection
     _, report_md = write_report(out, candidates, selection, state.profile, state.context)
     result = TuneResult(

@@ -2,7 +2,8 @@
 `RunState` and adds its own part; `run_stages` times them (`stage_seconds` in the report).
 
 data -> fine_tune -> compress_and_accuracy -> search (with --prune-search) -> latency ->
-choose -> bundles -> loadtest (with --loadtest, for modalities served over HTTP).
+choose -> session_tuning (the winner's ONNX Runtime settings, with --tune-session) -> bundles
+-> loadtest (with --loadtest, for modalities served over HTTP).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from edgetune.exporter.onnx import load_checkpoint
 from edgetune.measure.bench import EvalSet
 from edgetune.measure.latency import LatencySettings
 from edgetune.measure.remote import Target, read_token
+from edgetune.measure.tuning import SessionTuning, measure_settings, tune_session
 from edgetune.modality import Modality, Prepared
 from edgetune.profiles import Profile
 from edgetune.search.budget import relative_budget
@@ -61,6 +63,7 @@ class RunState:
     search_log: object = None
     selection: Selection | None = None
     context: dict = field(default_factory=dict)
+    tuning: SessionTuning | None = None  # the winner's session settings (--tune-session)
     best: Path | None = None
 
     @property
@@ -203,7 +206,6 @@ def choose_model(state: RunState) -> None:
         "train": trained.to_json(),
         "pytorch_accuracy": trained.metrics["accuracy"],
         "export_check": state.check.to_json(),
-        "stage_seconds": {k: round(v, 1) for k, v in state.stages.items()},
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
     }
     if state.search_log is not None:
@@ -211,7 +213,18 @@ def choose_model(state: RunState) -> None:
         state.context["min_accuracy"] = state.min_accuracy
 
 
-def _manifest(state: RunState, c: Candidate):
+def tune_session_settings(state: RunState) -> None:
+    """The chosen model's session settings, timed where its latency was (`measure/tuning.py`)."""
+    winner, builder, evaluation = state.selection.winner, state.builder, state.evaluation
+    subject = builder.subject(winner.name, Path(winner.model_path))
+    texts = evaluation.texts if evaluation else None
+    measured = measure_settings(subject, state.profile, texts, builder.settings)
+    state.tuning = tune_session(state.profile, measured)
+    console.log(f"session settings: {state.tuning.reason}")
+    state.context["session_tuning"] = state.tuning.to_json()
+
+
+def _manifest(state: RunState, c: Candidate, tuned: SessionTuning | None = None):
     trained = state.trained
     metrics = {
         "accuracy": c.accuracy.to_json(),
@@ -230,6 +243,8 @@ def _manifest(state: RunState, c: Candidate):
         metrics=metrics,
         export_check=state.check.to_json(),
         task=state.modality.task(state.dataset),
+        session=tuned.chosen if tuned else None,
+        session_tuning=tuned.summary() if tuned else None,
     )
 
 
@@ -245,7 +260,7 @@ def write_bundles(state: RunState) -> None:
     winner = state.selection.winner
     if winner is not None:
         checkpoint = winner.checkpoint or fallback
-        manifest = _manifest(state, winner)
+        manifest = _manifest(state, winner, state.tuning)
         state.best = write_bundle(
             out / "best", winner.model_path, checkpoint, manifest, overwrite=True
         ).path
@@ -280,6 +295,11 @@ STAGES = (
     Stage("search", search_pruned, lambda s: s.config.search.enabled),
     Stage("latency", measure_latency),
     Stage("choose", choose_model, timed=False),
+    Stage(
+        "session_tuning",
+        tune_session_settings,
+        lambda s: s.config.tune_session and s.selection.winner is not None,
+    ),
     Stage("bundles", write_bundles, timed=False),
     Stage(
         "loadtest",

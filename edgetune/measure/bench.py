@@ -13,7 +13,7 @@ import onnxruntime as ort
 from edgetune.data.encoding import eval_batches, latency_feed
 from edgetune.measure.latency import LatencyResult, LatencySettings, System, measure_interleaved
 from edgetune.measure.metrics import classification_metrics
-from edgetune.measure.session import check_providers, create_session, feed_for
+from edgetune.measure.session import SessionSettings, check_providers, create_session, feed_for
 from edgetune.measure.stats import wilson_interval
 from edgetune.profiles import Profile
 
@@ -90,12 +90,14 @@ class EvalSet:
 
 @dataclass
 class Subject:
-    """One model to bench, under a name, with the tokenizer that feeds it."""
+    """One model to bench, under a name, with the tokenizer that feeds it and the session
+    settings it runs with (a bundle's recorded ones)."""
 
     name: str
     model_path: Path
     tokenizer: object  # None: `feed` (inputs made from the graph) is what it is timed on
     feed: dict[str, np.ndarray] | None = None
+    session: SessionSettings | None = None
 
 
 @dataclass
@@ -119,7 +121,7 @@ class BenchResult:
 
 
 def evaluate(subject: Subject, profile: Profile, evaluation: EvalSet) -> AccuracyResult:
-    session = create_session(subject.model_path, profile)
+    session = create_session(subject.model_path, profile, subject.session)
     batches = evaluation.batches
     if batches is None:
         batches = eval_batches(subject.tokenizer, evaluation.texts, evaluation.max_length)
@@ -139,6 +141,16 @@ def traffic_batches(
     return eval_batches(tokenizer, picked, max_length, batch_size=batch_size)
 
 
+def fixed_feed(subject: Subject, profile: Profile, texts: list[str] | None) -> dict:
+    """The batch a subject is timed on at the profile's fixed shape: its own feed (inputs made
+    from the graph, or arrays), else texts (or built-in ones) padded to the profile's length."""
+    if subject.tokenizer is None:
+        return subject.feed
+    return latency_feed(
+        subject.tokenizer, texts or FALLBACK_TEXTS, profile.batch_size, profile.sequence_length
+    )
+
+
 def measure_latencies(
     subjects: list[Subject],
     profile: Profile,
@@ -154,16 +166,15 @@ def measure_latencies(
         check_providers(profile)  # one clear error here, before any worker starts
     systems = []
     for s in subjects:  # each worker keeps the inputs its graph declares
-        if s.tokenizer is None:
-            systems.append(System(s.name, s.model_path, s.feed))
-            continue
-        fixed = latency_feed(
-            s.tokenizer, texts or FALLBACK_TEXTS, profile.batch_size, profile.sequence_length
+        traffic = (
+            traffic_batches(
+                s.tokenizer, texts or [], profile.batch_size, max_length, settings.traffic_batches
+            )
+            if s.tokenizer is not None
+            else []
         )
-        traffic = traffic_batches(
-            s.tokenizer, texts or [], profile.batch_size, max_length, settings.traffic_batches
-        )
-        systems.append(System(s.name, s.model_path, fixed, traffic))
+        fixed = fixed_feed(s, profile, texts)
+        systems.append(System(s.name, s.model_path, fixed, traffic, session=s.session))
     if settings.target is not None:  # on the device, by its agent
         return settings.target.measure_interleaved(systems, profile, settings, budget_ms)
     return measure_interleaved(systems, profile, settings, budget_ms)

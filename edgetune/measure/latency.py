@@ -23,6 +23,7 @@ import numpy as np
 
 from edgetune.errors import InputError
 from edgetune.hardware import fingerprint
+from edgetune.measure.session import SessionSettings
 from edgetune.measure.stats import CI_METHOD, percentile_interval
 from edgetune.measure.worker import save_feeds
 from edgetune.profiles import Profile
@@ -93,12 +94,14 @@ class LatencyResult:
 
 @dataclass
 class System:
-    """One model to measure: its fixed-shape batch and, optionally, traffic batches."""
+    """One model to measure: its fixed-shape batch and, optionally, traffic batches; the
+    session settings it runs with (a bundle's tuned ones, a tuning trial's; None: default)."""
 
     name: str
     model_path: Path
     feed: dict[str, np.ndarray]
     traffic: list[dict[str, np.ndarray]] = field(default_factory=list)
+    session: SessionSettings | None = None
     rounds: list[np.ndarray] = field(default_factory=list)
     traffic_rounds: list[np.ndarray] = field(default_factory=list)
 
@@ -123,6 +126,7 @@ class _Worker:
             "op": "load",
             "model": str(system.model_path),
             "profile": profile.model_dump(),
+            "session": system.session.model_dump() if system.session else None,
             "feeds": str(feeds),
             "io_binding": settings.io_binding,
             "warmup": settings.warmup_runs,
@@ -191,7 +195,7 @@ def _summary(
         throughput_items_per_s=float(batch * 1000.0 / p50),
         peak_rss_mb=float(stats["peak_rss_mb"]),
         providers=stats["providers"],
-        threads=profile.threads,
+        threads=(system.session and system.session.intra_op_threads) or profile.threads,
         gpu_memory_mb=stats["gpu_memory_mb"],
         p50_ci=_interval(system.rounds, 50),
         p90_ci=_interval(system.rounds, 90),

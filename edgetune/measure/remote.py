@@ -129,6 +129,7 @@ class Target:
                         "name": f"m{i}",  # the agent sees no local names or paths
                         "model": self.upload("models", Path(s.model_path)),
                         "feeds": self.upload("feeds", feeds),
+                        "session": s.session.model_dump() if s.session else None,
                     }
                 )
         body = {

@@ -1,5 +1,6 @@
-"""ONNX Runtime sessions on a profile: providers and threads, no silent fallback, IO binding,
-and the memory a process holds. No torch here, on purpose."""
+"""ONNX Runtime sessions on a profile: providers and threads, the session settings a bundle
+records (`SessionSettings`), no silent fallback, IO binding, and the memory a process holds.
+No torch here, on purpose."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import resource
 import subprocess
 import sys
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import onnxruntime as ort
+from pydantic import BaseModel, ConfigDict, Field
 
 from edgetune.errors import InputError
 from edgetune.profiles import Profile
@@ -26,14 +29,90 @@ def check_providers(profile: Profile) -> None:
         )
 
 
-def create_session(model_path: str | Path, profile: Profile) -> ort.InferenceSession:
-    """An ORT session with the profile's providers and threads; clear errors, no silent fallback."""
-    check_providers(profile)
+SPINNING = "session.intra_op.allow_spinning"  # ORT's session config keys
+INTER_SPINNING = "session.inter_op.allow_spinning"
+OPTIMIZATION = {
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+}
+EXECUTION = {
+    "sequential": ort.ExecutionMode.ORT_SEQUENTIAL,
+    "parallel": ort.ExecutionMode.ORT_PARALLEL,
+}
+
+
+class SessionSettings(BaseModel):
+    """The few ONNX Runtime settings that change a CPU session's speed: what session tuning
+    chooses among (`measure/tuning.py`), a bundle records and every session of it uses. The
+    defaults are the session every measurement used before tuning, so "untuned" is unchanged.
+    Strict: a manifest or a request saying `"yes"` for a bool is refused, not guessed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    intra_op_threads: int | None = Field(None, ge=1, le=1024, description="None: the profile's")
+    allow_spinning: bool = Field(True, description="idle pool threads spin (ORT's default)")
+    graph_optimization: Literal["all", "extended", "basic"] = "all"
+    execution_mode: Literal["sequential", "parallel"] = "sequential"
+    inter_op_threads: int = Field(1, ge=1, le=1024, description="parallel mode's node threads")
+
+    def changes(self) -> dict:
+        """The settings that differ from the default (what a tuning trial varies)."""
+        return self.model_dump(exclude_defaults=True)
+
+    def label(self) -> str:
+        """`default`, or the changes, e.g. `threads=1 spinning=off`."""
+        words = {
+            "intra_op_threads": "threads={}",
+            "allow_spinning": "spinning={}",
+            "graph_optimization": "optimization={}",
+            "execution_mode": "execution={}",
+            "inter_op_threads": "inter-op={}",
+        }
+        parts = [
+            words[k].format({True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v)
+            for k, v in self.changes().items()
+        ]
+        return " ".join(parts) or "default"
+
+
+def session_options(settings: SessionSettings, threads: int) -> ort.SessionOptions:
+    """ORT options for `settings`; `threads` (the profile's) where they name no thread count."""
     options = ort.SessionOptions()
-    options.intra_op_num_threads = profile.threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = settings.intra_op_threads or threads
+    options.inter_op_num_threads = settings.inter_op_threads
+    options.execution_mode = EXECUTION[settings.execution_mode]
+    options.graph_optimization_level = OPTIMIZATION[settings.graph_optimization]
+    spin = "1" if settings.allow_spinning else "0"
+    options.add_session_config_entry(SPINNING, spin)
+    options.add_session_config_entry(INTER_SPINNING, spin)
     options.log_severity_level = 3
+    return options
+
+
+def session_in_use(session: ort.InferenceSession) -> dict:
+    """The settings a live session runs with, read back from ONNX Runtime (what `/healthz`
+    shows: the truth, not what was asked for)."""
+    options = session.get_session_options()
+    return {
+        "intra_op_threads": options.intra_op_num_threads,
+        "allow_spinning": options.get_session_config_entry(SPINNING) != "0",
+        "graph_optimization": next(
+            k for k, v in OPTIMIZATION.items() if v == options.graph_optimization_level
+        ),
+        "execution_mode": next(k for k, v in EXECUTION.items() if v == options.execution_mode),
+        "inter_op_threads": options.inter_op_num_threads,
+        "providers": session.get_providers(),
+    }
+
+
+def create_session(
+    model_path: str | Path, profile: Profile, settings: SessionSettings | None = None
+) -> ort.InferenceSession:
+    """An ORT session with the profile's providers and threads, and `settings` (a bundle's
+    tuned ones; None: the defaults); clear errors, no silent fallback."""
+    check_providers(profile)
+    options = session_options(settings or SessionSettings(), profile.threads)
     try:
         session = ort.InferenceSession(
             str(model_path), sess_options=options, providers=profile.execution_providers

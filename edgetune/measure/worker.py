@@ -4,8 +4,8 @@ It loads one session, warms it up, then waits on stdin for slices to run, so the
 interleave many systems round by round while nothing but ONNX Runtime runs in each measuring
 process, and each process's peak RSS is its own session's. One JSON object per line, each way:
 
-    {"op": "load", "model": ..., "profile": {...}, "feeds": "x.npz", "io_binding": false,
-     "warmup": 10}
+    {"op": "load", "model": ..., "profile": {...}, "session": {...} | null, "feeds": "x.npz",
+     "io_binding": false, "warmup": 10}
     {"op": "run", "feed": "fixed" | "traffic", "runs": 5, "seconds": 0.3}  -> {"times": [...]}
     {"op": "stats"}                                                      -> {"peak_rss_mb": ...}
 """
@@ -18,7 +18,13 @@ import time
 
 import numpy as np
 
-from edgetune.measure.session import create_session, gpu_memory_mb, make_runner, peak_rss_mb
+from edgetune.measure.session import (
+    SessionSettings,
+    create_session,
+    gpu_memory_mb,
+    make_runner,
+    peak_rss_mb,
+)
 from edgetune.profiles import Profile
 
 CUDA_WARMUP_RUNS = 50
@@ -49,7 +55,8 @@ def save_feeds(path: str, feeds: dict[str, list[dict[str, np.ndarray]]]) -> None
 class Measured:
     def __init__(self, request: dict):
         self.profile = Profile(**request["profile"])
-        self.session = create_session(request["model"], self.profile)
+        settings = SessionSettings.model_validate(request.get("session") or {})
+        self.session = create_session(request["model"], self.profile, settings)
         names = [i.name for i in self.session.get_inputs()]
         io_binding = self.profile.device == "cuda" or request.get("io_binding", False)
         self.runners = {

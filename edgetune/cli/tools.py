@@ -350,14 +350,28 @@ def quantize(
 )
 @click.option(
     "--target",
-    default=None,
-    help="URL of an `edgetune agent` on the device: latency is measured there.",
+    multiple=True,
+    help="URL of an `edgetune agent` on the device: latency is measured there (repeat for "
+    "alike devices; default: the profile's targets).",
 )
 @click.option(
     "--target-token-file",
     default=None,
     type=click.Path(dir_okay=False),
     help="The agent's token (default: $EDGETUNE_AGENT_TOKEN).",
+)
+@click.option(
+    "--allow-mixed-targets",
+    is_flag=True,
+    help="Accept agents of different machines (each number keeps its machine; never blended).",
+)
+@click.option(
+    "--accuracy-on",
+    type=click.Choice(["host", "target"]),
+    default="host",
+    show_default=True,
+    help="Where --data's accuracy is measured: here, or by the agent (it sends back "
+    "the predictions; scored here the same way).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def bench(
@@ -377,6 +391,8 @@ def bench(
     seed,
     target,
     target_token_file,
+    allow_mixed_targets,
+    accuracy_on,
     as_json,
 ) -> None:
     """Latency (p50/p90/p99 with 95 % intervals, throughput, peak RSS, size) and accuracy of
@@ -413,8 +429,10 @@ def bench(
             rounds=rounds,
             repeat=repeat,
             seed=seed,
-            target=target,
+            target=list(target),
             target_token_file=target_token_file,
+            allow_mixed_targets=allow_mixed_targets,
+            accuracy_on=accuracy_on,
         )
     )
     if as_json:
@@ -430,6 +448,8 @@ def bench(
         f"on {first.profile}, measured on {where.get('cpu') or '?'} ({where.get('cores')} "
         f"cores, {where.get('id')})"
     )
+    if first.accuracy and first.accuracy.machine.get("id") not in (None, where.get("id")):
+        title += f"; accuracy on {first.accuracy.machine.get('id')}"
     console.print(bench_table(report.results, report.ratios, title))
     if repeat > 1:
         console.print(repeat_table(report))

@@ -14,10 +14,9 @@ from edgetune.data.image_processor import load_image_processor
 from edgetune.data.tokenizer import load_tokenizer
 from edgetune.deploy.bundle import Bundle, load_bundle
 from edgetune.errors import InputError
-from edgetune.jobs.common import check_is_onnx, pick_split
+from edgetune.jobs.common import accuracy_agents, check_is_onnx, measuring_agents, pick_split
 from edgetune.measure.bench import BenchResult, EvalSet, Subject, bench_copies
 from edgetune.measure.latency import LatencySettings
-from edgetune.measure.remote import Target, read_token
 from edgetune.measure.stats import ratio_interval
 from edgetune.measure.synthetic import (
     graph_input_specs,
@@ -180,11 +179,14 @@ def bench(config: BenchConfig) -> BenchReport:
             first_subject.tokenizer, list(split["text"]), np.asarray(split["label"]), max_length
         )
     seconds = profile.measure_seconds if config.min_seconds is None else config.min_seconds
-    target = Target(config.target, read_token(config.target_token_file)) if config.target else None
+    agents = measuring_agents(config, profile)
+    on_agents = accuracy_agents(config, agents)
+    if on_agents is not None and evaluation is None:
+        raise InputError("--accuracy-on target: give labelled --data (accuracy needs labels)")
     settings = LatencySettings(
-        min_runs=config.min_runs, min_seconds=seconds, rounds=config.rounds, target=target
+        min_runs=config.min_runs, min_seconds=seconds, rounds=config.rounds, target=agents
     )
-    repeats = bench_copies(subjects, profile, evaluation, settings, config.repeat)
+    repeats = bench_copies(subjects, profile, evaluation, settings, config.repeat, on_agents)
     results = repeats[0]
     for result, (_, bundle, _) in zip(results, opened):
         result.manifest_metrics = bundle.manifest.metrics if bundle else None

@@ -11,7 +11,10 @@ from edgetune.errors import InputError
 from edgetune.measure.bench import FALLBACK_TEXTS
 
 if TYPE_CHECKING:
+    from edgetune.config import BenchConfig, TuneConfig
     from edgetune.data.text import TextDataset
+    from edgetune.measure.fleet import Fleet
+    from edgetune.profiles import Profile
 
 VALIDATION_SAMPLE = "edgetune_validation_sample.json"
 
@@ -71,3 +74,22 @@ def validation_texts(checkpoint: Path, data: str | None) -> list[str]:
         "no --data and no saved validation sample: checking the export on built-in sentences"
     )
     return FALLBACK_TEXTS
+
+
+def measuring_agents(config: TuneConfig | BenchConfig, profile: Profile) -> Fleet | None:
+    """The agents that measure for this run (`--target`, else the profile's `targets`),
+    asked for their fingerprints now, before any work; None: measured here."""
+    from edgetune.measure.fleet import fleet_for
+
+    return fleet_for(config.target, profile, config.target_token_file, config.allow_mixed_targets)
+
+
+def accuracy_agents(config: TuneConfig | BenchConfig, agents: Fleet | None) -> Fleet | None:
+    """Who runs the validation set: None (here), or the agents with `--accuracy-on target`."""
+    if config.accuracy_on == "host":
+        return None
+    if agents is None:
+        raise InputError(
+            "--accuracy-on target needs an agent: give --target URL (or targets in the profile)"
+        )
+    return agents

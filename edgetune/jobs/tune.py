@@ -26,10 +26,9 @@ from edgetune.deploy.report import write_report
 from edgetune.errors import EdgetuneError, InputError, NoCandidate
 from edgetune.exporter.onnx import load_checkpoint
 from edgetune.fsutil import check_output_dir, run_lock
-from edgetune.jobs.common import VALIDATION_SAMPLE
+from edgetune.jobs.common import VALIDATION_SAMPLE, accuracy_agents, measuring_agents
 from edgetune.jobs.inputs import RunInputs, check_image_profile, image_settings
 from edgetune.measure.latency import LatencySettings
-from edgetune.measure.remote import Target, read_token
 from edgetune.measure.session import check_providers
 from edgetune.profiles import Profile, available_profiles, load_profile
 from edgetune.search.budget import relative_budget
@@ -98,6 +97,14 @@ def tune(config: TuneConfig, settings: LatencySettings | None = None) -> TuneRes
         from edgetune.jobs.serve import server_stack
 
         server_stack()  # `--loadtest` without the serve extra: say so before training
+    if settings is None:
+        settings = LatencySettings(
+            rounds=config.latency_rounds,
+            max_rounds=config.max_rounds,
+            min_seconds=profile.measure_seconds,
+            target=measuring_agents(config, profile),  # wrong agents are said before training
+        )
+    accuracy_agents(config, settings.target)  # refused now, not after training
     with run_lock(out, config.force_unlock, take_stale=config.resume):
         return _tune(config, profile, modes, out, settings)
 
@@ -107,7 +114,7 @@ def _tune(
     profile: Profile,
     modes: list[Mode],
     out: Path,
-    settings: LatencySettings | None,
+    settings: LatencySettings,
 ) -> TuneResult:
     from edgetune.train.loop import fine_tune, finished_training
 
@@ -159,14 +166,6 @@ def _tune(
         ctx.calibration = inputs.calibration(
             tokenizer, cfg.max_length, config.calibration_samples, cfg.seed, channels
         )
-    settings = settings or LatencySettings(
-        rounds=config.latency_rounds,
-        max_rounds=config.max_rounds,
-        min_seconds=profile.measure_seconds,
-        target=Target(config.target, read_token(config.target_token_file))
-        if config.target
-        else None,
-    )
     builder = CandidateBuilder(
         profile,
         tokenizer,
@@ -176,6 +175,7 @@ def _tune(
         config.atol,
         inputs.latency_feed(tokenizer, profile, channels),
         skip_inapplicable=config.modes is None,
+        accuracy_on=accuracy_agents(config, settings.target),
     )
     evaluation = inputs.evaluation(tokenizer, max_length, channels)
     candidates, check = builder.from_model(
@@ -203,7 +203,12 @@ def _tune(
                 "learning_rate": config.search.recovery_lr or cfg.learning_rate,
             }
         )
-        executor = make_executor(config.search.executor, config.search.ray_address, profile.name)
+        executor = make_executor(
+            config.search.executor,
+            config.search.ray_address,
+            profile.name,
+            getattr(settings.target, "size", 1),  # agents measure probes at once
+        )
         search = config.search.model_copy(
             update={
                 "budget_minutes": config.search.budget_minutes

@@ -116,8 +116,20 @@ def test_two_agents_share_the_search_probes(
     monkeypatch.setenv("EDGETUNE_AGENT_TOKEN", TOKEN)
     a, b = agents.start("a"), agents.start("b")
     out = tmp_path / "run"
-    result = tune(out, tiny_model_dir, tiny_data_csv, tiny_profile, "--target", a, "--target", b)
+    result = tune(
+        out,
+        tiny_model_dir,
+        tiny_data_csv,
+        tiny_profile,
+        "--target",
+        a,
+        "--target",
+        b,
+        "--accuracy-on",
+        "target",
+    )
     assert result.exit_code == 0, result.output
+    assert "**Accuracy measured on:**" in (out / "report.md").read_text()
     probes = probe_models(out)
     assert len(probes) == 3
     for store in (tmp_path / "a", tmp_path / "b"):  # each agent measured some probe
@@ -144,15 +156,22 @@ def test_agents_of_different_machines_are_refused_unless_allowed(agents):
         env=ENV,
     )
     assert mixed.exit_code == 0, mixed.output
+    report = json.loads(mixed.output)  # each machine's numbers apart
+    cores = [
+        r["results"][0]["latency"]["machine"]["cores"] for r in (report, *report["other_machines"])
+    ]
+    assert len(cores) == 2 and cores[1] == 1 and cores[0] > 1
 
 
 def test_an_agent_killed_mid_measurement_is_replaced_by_another(agents, tmp_path):
     victim, survivor = agents.start("victim"), agents.start("survivor")
-    watcher = kill_when_busy(agents, victim)
-    slow = ["--rounds", "4", "--min-runs", "4", "--min-seconds", "3"]
-    result = run(
-        "bench", SHIPPED, "--target", victim, "--target", survivor, "--json", *slow, env=ENV
+    profile = tmp_path / "fleet.toml"  # the agents named by the profile, not on the command line
+    profile.write_text(
+        f'name = "fleet"\nlatency_budget_ms = 100.0\ntargets = ["{victim}", "{survivor}"]\n'
     )
+    watcher = kill_when_busy(agents, victim)
+    slow = ["--rounds", "4", "--min-runs", "4", "--min-seconds", "2"]
+    result = run("bench", SHIPPED, "--profile", profile, "--json", *slow, env=ENV)
     watcher.join(timeout=30)
     assert result.exit_code == 0, result.output
     assert agents.procs[victim].poll() is not None  # it was killed during the run

@@ -436,23 +436,24 @@ def bench(
         )
     )
     if as_json:
-        single = len(models) == 1 and repeat == 1
+        single = len(models) == 1 and repeat == 1 and not report.other_machines
         click.echo(
             json.dumps(report.results[0].to_json() if single else report.to_json(), indent=2)
         )
         return
     console = stdout_console()
-    first = report.results[0]
-    where = first.latency.machine if first.latency else {}
-    title = (
-        f"on {first.profile}, measured on {where.get('cpu') or '?'} ({where.get('cores')} "
-        f"cores, {where.get('id')})"
-    )
-    if first.accuracy and first.accuracy.machine.get("id") not in (None, where.get("id")):
-        title += f"; accuracy on {first.accuracy.machine.get('id')}"
-    console.print(bench_table(report.results, report.ratios, title))
-    if repeat > 1:
-        console.print(repeat_table(report))
+    for machine_report in (report, *report.other_machines):  # apart: one table per machine
+        first = machine_report.results[0]
+        where = first.latency.machine if first.latency else {}
+        title = (
+            f"on {first.profile}, measured on {where.get('cpu') or '?'} ({where.get('cores')} "
+            f"cores, {where.get('id')})"
+        )
+        if first.accuracy and first.accuracy.machine.get("id") not in (None, where.get("id")):
+            title += f"; accuracy on {first.accuracy.machine.get('id')}"
+        console.print(bench_table(machine_report.results, machine_report.ratios, title))
+        if repeat > 1:
+            console.print(repeat_table(machine_report))
 
 
 def _ci(value: float, ci: list[float]) -> str:

@@ -35,6 +35,8 @@ class BenchReport:
     ratios: list[dict] = field(default_factory=list)  # model i vs the first (i >= 1)
     repeats: list[list[BenchResult]] = field(default_factory=list)  # per copy (--repeat)
     repeat_ratios: list[dict] = field(default_factory=list)  # copy k of a model vs its first
+    # --allow-mixed-targets: the same bench on each other kind of machine, never blended
+    other_machines: list[BenchReport] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {
@@ -42,6 +44,11 @@ class BenchReport:
             "ratios": self.ratios,
             "repeats": [[r.latency.to_json() for r in rep] for rep in self.repeats],
             "repeat_ratios": self.repeat_ratios,
+            **(
+                {"other_machines": [o.to_json() for o in self.other_machines]}
+                if self.other_machines
+                else {}
+            ),
         }
 
 
@@ -183,10 +190,28 @@ def bench(config: BenchConfig) -> BenchReport:
     on_agents = accuracy_agents(config, agents)
     if on_agents is not None and evaluation is None:
         raise InputError("--accuracy-on target: give labelled --data (accuracy needs labels)")
-    settings = LatencySettings(
-        min_runs=config.min_runs, min_seconds=seconds, rounds=config.rounds, target=agents
-    )
-    repeats = bench_copies(subjects, profile, evaluation, settings, config.repeat, on_agents)
+    reports = []
+    for part in agents.by_kind() if agents is not None else [None]:  # one kind of machine each
+        settings = LatencySettings(
+            min_runs=config.min_runs, min_seconds=seconds, rounds=config.rounds, target=part
+        )
+        on = part if on_agents is not None else None
+        reports.append(_measured(opened, profile, evaluation, settings, config.repeat, on))
+    reports[0].other_machines = reports[1:]
+    return reports[0]
+
+
+def _measured(
+    opened: list[tuple[Subject, Bundle | None, int]],
+    profile: Profile,
+    evaluation: EvalSet | None,
+    settings: LatencySettings,
+    repeat: int,
+    accuracy_on: object | None,
+) -> BenchReport:
+    """Every model on one machine (here, or one kind of agent), with the ratios to the first."""
+    subjects = [s for s, _, _ in opened]
+    repeats = bench_copies(subjects, profile, evaluation, settings, repeat, accuracy_on)
     results = repeats[0]
     for result, (_, bundle, _) in zip(results, opened):
         result.manifest_metrics = bundle.manifest.metrics if bundle else None

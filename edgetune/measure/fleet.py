@@ -13,6 +13,7 @@ unless the user allows it; then each number still carries the one machine it cam
 
 from __future__ import annotations
 
+import copy
 import threading
 from pathlib import Path
 
@@ -59,6 +60,19 @@ class Fleet:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._setup()
+
+    def by_kind(self) -> list[Fleet]:
+        """One fleet per kind of machine, the first-named agent's kind first: with
+        `--allow-mixed-targets`, `bench` measures on each and keeps their numbers apart."""
+        kind_of = {t.url: machine_id(self.machines[t.url]) for t in self.live}
+        parts = []
+        for kind in dict.fromkeys(kind_of.values()):
+            part = copy.copy(self)
+            part.live = [t for t in self.live if kind_of[t.url] == kind]
+            part.kinds = [kind]
+            part._setup()
+            parts.append(part)
+        return parts
 
     @property
     def size(self) -> int:

@@ -8,12 +8,16 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import threading
 import time
 from pathlib import Path
 
 import pytest
 from test_agent import FAST, SHIPPED, TOKEN, call, run, start_agent
+
+from edgetune.errors import InputError
+from edgetune.measure.fleet import Fleet
 
 # probes only: a search budget under half a minute trains no student
 PROBES_ONLY = [
@@ -51,13 +55,15 @@ class Agents:
         self.procs[url] = proc
         return url
 
-    def kill(self, url: str) -> None:
-        self.procs[url].kill()
-        self.procs[url].wait(timeout=30)
+    def signal(self, url: str, name: str) -> None:
+        self.procs[url].send_signal(getattr(signal, name))
+        if name == "SIGKILL":
+            self.procs[url].wait(timeout=30)
 
     def stop(self) -> None:
         for proc in self.procs.values():
             if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)  # a frozen one too
                 proc.terminate()
                 proc.wait(timeout=30)
 
@@ -69,8 +75,11 @@ def agents(tmp_path):
     started.stop()
 
 
-def kill_when_busy(agents: Agents, url: str, episode: int = 1) -> threading.Thread:
-    """Kill the agent at `url` during its `episode`-th measurement (seen on /healthz)."""
+def kill_when_busy(
+    agents: Agents, url: str, episode: int = 1, signal_name: str = "SIGKILL"
+) -> threading.Thread:
+    """Kill (or with SIGSTOP, freeze) the agent at `url` during its `episode`-th measurement
+    (seen on /healthz)."""
 
     def watch() -> None:
         seen, was_busy = 0, False
@@ -83,7 +92,7 @@ def kill_when_busy(agents: Agents, url: str, episode: int = 1) -> threading.Thre
             if busy and not was_busy:
                 seen += 1
                 if seen == episode:
-                    agents.kill(url)
+                    agents.signal(url, signal_name)
                     return
             was_busy = busy
             time.sleep(0.02)
@@ -179,6 +188,45 @@ def test_an_agent_killed_mid_measurement_is_replaced_by_another(agents, tmp_path
     assert kept_models(tmp_path / "survivor")
 
 
+def test_an_agent_that_stops_answering_is_given_up_after_a_bounded_wait(agents, monkeypatch):
+    from edgetune.measure import remote
+
+    monkeypatch.setattr(remote, "measure_timeout", lambda systems, settings: 15.0)
+    monkeypatch.setenv("EDGETUNE_AGENT_TOKEN", TOKEN)
+    frozen, survivor = agents.start("frozen"), agents.start("survivor")
+    watcher = kill_when_busy(agents, frozen, signal_name="SIGSTOP")
+    slow = ["--rounds", "4", "--min-runs", "4", "--min-seconds", "1"]
+    started = time.monotonic()
+    result = run("bench", SHIPPED, "--target", frozen, "--target", survivor, "--json", *slow)
+    watcher.join(timeout=30)
+    assert result.exit_code == 0, result.output
+    assert "timed out" in result.output and "redone on another agent" in result.output
+    assert time.monotonic() - started < 120
+
+
+class RefusingAgent:
+    """Stands in for a `Target` whose agent answers with a refusal (a bad model, say)."""
+
+    def __init__(self, url: str):
+        self.url, self.calls = url, 0
+
+    def fingerprint(self) -> dict:
+        return {"cores": 1}
+
+    def measure_interleaved(self, *args):
+        self.calls += 1
+        raise InputError(f"agent {self.url}: measuring m0: no such provider")
+
+
+def test_a_refusal_is_not_retried_elsewhere_and_frees_the_agent():
+    first, second = RefusingAgent("http://a"), RefusingAgent("http://b")
+    fleet = Fleet([first, second])
+    for _ in range(3):  # would wait forever if a refusal left its agent taken
+        with pytest.raises(InputError, match="no such provider"):
+            fleet.measure_interleaved([], None)
+    assert first.calls + second.calls == 3 and fleet.size == 2
+
+
 def test_the_last_agent_lost_stops_in_one_line_and_resume_reuses_the_cache(
     agents, tmp_path, tiny_model_dir, tiny_data_csv, tiny_profile, monkeypatch
 ):
@@ -216,7 +264,7 @@ def test_accuracy_on_the_target_equals_the_hosts(agents, tuned_run, tiny_data_cs
     assert on_target["machine"]["id"] and on_host["machine"]["id"]
 
 
-def test_accuracy_on_target_is_refused_where_it_does_not_apply(agents):
+def test_accuracy_on_target_refused_where_it_does_not_apply_and_a_down_agent_left_out(agents):
     agent_url = agents.start("one")
     alone = run("bench", SHIPPED, "--accuracy-on", "target", *FAST)
     assert alone.exit_code == 2 and "needs an agent" in alone.output
@@ -224,3 +272,7 @@ def test_accuracy_on_target_is_refused_where_it_does_not_apply(agents):
         "bench", SHIPPED, "--accuracy-on", "target", "--target", agent_url, *FAST, env=ENV
     )
     assert no_data.exit_code == 2 and "labelled --data" in no_data.output
+    dead_first = run(
+        "bench", SHIPPED, "--target", "http://127.0.0.1:9", "--target", agent_url, *FAST, env=ENV
+    )
+    assert dead_first.exit_code == 0 and "left out" in dead_first.output  # the others measure

@@ -112,16 +112,15 @@ class Fleet:
                     "of the profile is left (`tune --resume` continues from the measurements "
                     "that finished)"
                 )
+            gone = False
             try:
-                result = call(target)
+                return call(target)  # any other error (a refusal) would be the same anywhere
             except AgentUnreachable as exc:
-                self._release(target, lost=True)
-                lost = exc
-                if self.live:
-                    console.log(f"{exc}; its measurement is redone on another agent")
-                continue
-            self._release(target, lost=False)
-            return result
+                lost, gone = exc, True
+            finally:  # always freed: a caller waiting for an agent must not wait forever
+                self._release(target, lost=gone)
+            if self.live:
+                console.log(f"{lost}; its measurement is redone on another agent")
 
     def measure_interleaved(
         self,

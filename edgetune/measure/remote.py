@@ -4,6 +4,8 @@
 each model and its input batches (skipped when the agent already keeps that content hash),
 asks the agent for the interleaved rounds, and builds the results from the raw times with the
 same statistics as a local run. Each result's `machine` is the agent's fingerprint.
+`Target.predict` has the agent run a validation set (`--accuracy-on target`). An agent that does
+not answer raises `AgentUnreachable`, so that a fleet (`measure/fleet.py`) can go to another.
 
 Every call has a bounded timeout, follows no redirect and ignores proxy variables; the token
 comes from `EDGETUNE_AGENT_TOKEN` or a file, never from the command line.

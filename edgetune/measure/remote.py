@@ -178,7 +178,7 @@ class Target:
                 "feeds": self.upload("feeds", feeds),
                 "profile": profile.model_dump(),
             }
-        timeout = CONNECT_TIMEOUT_S + 60.0 + 5.0 * len(batches)  # loading, then each batch
+        timeout = CONNECT_TIMEOUT_S + 60.0 + 20.0 * len(batches)  # loading, then each batch
         _, answer = self._call("POST", "/predict", json.dumps(body).encode(), timeout=timeout)
         return np.asarray(answer["predictions"]), answer["classes"], answer["fingerprint"]
 

@@ -276,3 +276,16 @@ def test_accuracy_on_target_refused_where_it_does_not_apply_and_a_down_agent_lef
         "bench", SHIPPED, "--target", "http://127.0.0.1:9", "--target", agent_url, *FAST, env=ENV
     )
     assert dead_first.exit_code == 0 and "left out" in dead_first.output  # the others measure
+
+
+def test_targets_come_from_a_list_or_one_url_and_stay_out_of_the_profiles_dump(tmp_path):
+    from edgetune.config import BenchConfig, TuneConfig
+    from edgetune.profiles import load_profile
+
+    assert TuneConfig(target="http://a:1").target == ["http://a:1"]  # a recipe before fleets
+    assert BenchConfig(models=["m"], target=["http://a:1", "http://b:1"]).target[1] == "http://b:1"
+    path = tmp_path / "p.toml"
+    path.write_text('name = "p"\nlatency_budget_ms = 5.0\ntargets = ["http://a:1"]\n')
+    profile = load_profile(path)
+    assert profile.targets == ["http://a:1"]
+    assert "targets" not in profile.model_dump()  # never in cache keys, bundles or requests

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from edgetune.errors import InputError, first_problem
 from edgetune.fsutil import write_text_atomic
@@ -21,6 +21,14 @@ from edgetune.search.settings import SearchSettings
 from edgetune.train.settings import TrainConfig
 
 RECIPE_NAME = "recipe.toml"
+# agent URLs: a list, or one URL as recipes written before fleets have it
+Targets = Annotated[
+    list[str], BeforeValidator(lambda v: [] if v is None else [v] if isinstance(v, str) else v)
+]
+AccuracyOn = Annotated[
+    Literal["host", "target"],
+    Field(description="where accuracy is measured: here, or by the agents (their outputs)"),
+]
 
 
 class _Config(BaseModel):
@@ -63,7 +71,11 @@ class TuneConfig(_Config):
     )
     latency_rounds: int = Field(10, ge=2, description="interleaved rounds per candidate")
     max_rounds: int = Field(30, ge=2, description="cap on rounds for marginal verdicts")
-    target: str | None = Field(None, description="an `edgetune agent` URL: latency measured there")
+    target: Targets = Field(
+        default_factory=list,
+        description="`edgetune agent` URLs (alike devices sharing the work): latency measured "
+        "there (default: the profile's targets)",
+    )
     target_token_file: str | None = Field(
         None, description="the agent's token (default: $EDGETUNE_AGENT_TOKEN; never in a recipe)"
     )
@@ -72,6 +84,10 @@ class TuneConfig(_Config):
         description="time the chosen model under a few other ONNX Runtime session settings and "
         "record one in its bundle only if faster beyond its interval",
     )
+    allow_mixed_targets: bool = Field(
+        False, description="accept agents of different machines (each number keeps its own)"
+    )
+    accuracy_on: AccuracyOn = "host"
     loadtest: bool = Field(
         False,
         description="load-test the chosen bundle over loopback HTTP; "
@@ -169,13 +185,21 @@ class BenchConfig(_Config):
     )
     seed: int = 42
     validation_fraction: float = Field(0.1, gt=0, lt=1)
-    target: str | None = Field(None, description="an `edgetune agent` URL: latency measured there")
+    target: Targets = Field(
+        default_factory=list,
+        description="`edgetune agent` URLs (alike devices): latency measured there (default: "
+        "the profile's targets)",
+    )
     target_token_file: str | None = Field(
         None, description="the agent's token (default: $EDGETUNE_AGENT_TOKEN)"
     )
     tune_session: bool = Field(
         False, description="also time the first model under other session settings, side by side"
     )
+    allow_mixed_targets: bool = Field(
+        False, description="accept agents of different machines (each number keeps its own)"
+    )
+    accuracy_on: AccuracyOn = "host"
 
 
 class AgentConfig(_Config):

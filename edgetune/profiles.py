@@ -76,6 +76,13 @@ class Profile(BaseModel):
         "deployed model takes (None: the model's own; checked)",
     )
 
+    targets: list[str] = Field(
+        default_factory=list,
+        exclude=True,  # where it is measured is not what it is: never in keys, bundles, requests
+        description="`edgetune agent` URLs of alike devices that measure for this profile, "
+        "sharing the work (`--target` overrides)",
+    )
+
     @field_validator("execution_providers")
     @classmethod
     def _known_providers(cls, providers: list[str]) -> list[str]:

@@ -321,8 +321,9 @@ def quantize(
 @config_option(BenchConfig, "seed", help="Seed of the held-out split (as in tune).")
 @click.option(
     "--target",
-    default=None,
-    help="URL of an `edgetune agent` on the device: latency is measured there.",
+    multiple=True,
+    help="URL of an `edgetune agent` on the device: latency is measured there (repeat for "
+    "alike devices; default: the profile's targets).",
 )
 @click.option(
     "--target-token-file",
@@ -336,6 +337,19 @@ def quantize(
     help="Also time the first MODEL under other ONNX Runtime session settings (threads, "
     "spinning, graph optimization, execution mode), side by side with the default, and say "
     "which one is faster beyond its interval (the default otherwise).",
+)
+@click.option(
+    "--allow-mixed-targets",
+    is_flag=True,
+    help="Accept agents of different machines (each number keeps its machine; never blended).",
+)
+@click.option(
+    "--accuracy-on",
+    type=click.Choice(["host", "target"]),
+    default="host",
+    show_default=True,
+    help="Where --data's accuracy is measured: here, or by the agent (it sends back "
+    "the predictions; scored here the same way).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def bench(
@@ -356,6 +370,8 @@ def bench(
     target,
     target_token_file,
     tune_session,
+    allow_mixed_targets,
+    accuracy_on,
     as_json,
 ) -> None:
     """Latency (p50/p90/p99 with 95 % intervals, throughput, peak RSS, size) and accuracy of
@@ -392,27 +408,32 @@ def bench(
             rounds=rounds,
             repeat=repeat,
             seed=seed,
-            target=target,
+            target=list(target),
             target_token_file=target_token_file,
             tune_session=tune_session,
+            allow_mixed_targets=allow_mixed_targets,
+            accuracy_on=accuracy_on,
         )
     )
     tuning = report.session_tuning.to_json() if report.session_tuning else None
     if as_json:
-        single = len(models) == 1 and repeat == 1
+        single = len(models) == 1 and repeat == 1 and not report.other_machines
         data = report.results[0].to_json() if single else report.to_json()
         click.echo(json.dumps({**data, "session_tuning": tuning} if single else data, indent=2))
         return
     console = stdout_console()
-    first = report.results[0]
-    where = first.latency.machine if first.latency else {}
-    title = (
-        f"on {first.profile}, measured on {where.get('cpu') or '?'} ({where.get('cores')} "
-        f"cores, {where.get('id')})"
-    )
-    console.print(bench_table(report.results, report.ratios, title))
-    if repeat > 1:
-        console.print(repeat_table(report))
+    for machine_report in (report, *report.other_machines):  # apart: one table per machine
+        first = machine_report.results[0]
+        where = first.latency.machine if first.latency else {}
+        title = (
+            f"on {first.profile}, measured on {where.get('cpu') or '?'} ({where.get('cores')} "
+            f"cores, {where.get('id')})"
+        )
+        if first.accuracy and first.accuracy.machine.get("id") not in (None, where.get("id")):
+            title += f"; accuracy on {first.accuracy.machine.get('id')}"
+        console.print(bench_table(machine_report.results, machine_report.ratios, title))
+        if repeat > 1:
+            console.print(repeat_table(machine_report))
     if tuning:
         from edgetune.deploy.report import session_tuning_table
 

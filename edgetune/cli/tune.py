@@ -15,6 +15,7 @@ from edgetune.config import TuneConfig, read_recipe
 from edgetune.errors import InputError, NoCandidate, first_problem
 
 LIST = "list"  # a comma-separated flag that fills a list key
+MULTI = "multi"  # a repeatable flag that fills a list key
 FLAG = "flag"
 # (recipe key, flag names, type or LIST/FLAG, help)
 TUNE_FLAGS: list[tuple[str, tuple[str, ...], object, str]] = [
@@ -262,14 +263,27 @@ TUNE_FLAGS: list[tuple[str, tuple[str, ...], object, str]] = [
     (
         "target",
         ("--target",),
-        str,
+        MULTI,
         (
             "URL of an `edgetune agent` on the device: every latency of the run (final "
             "rounds, probes, "
-            "the relative budget's reference) is measured there; token from $EDGETUNE_AGENT_TOKEN."
+            "the relative budget's reference) is measured there; token from $EDGETUNE_AGENT_TOKEN. "
+            "Repeat for alike devices: they share the probes; default: the profile's targets."
         ),
     ),
     ("target_token_file", ("--target-token-file",), str, "A file holding the agent's token."),
+    (
+        "allow_mixed_targets",
+        ("--allow-mixed-targets",),
+        FLAG,
+        "Accept agents of different machines (each number keeps its machine; never blended).",
+    ),
+    (
+        "accuracy_on",
+        ("--accuracy-on",),
+        click.Choice(["host", "target"]),
+        "Where accuracy is measured: here, or by the agents (their predictions, scored here).",
+    ),
     (
         "latency_rounds",
         ("--rounds",),
@@ -333,6 +347,8 @@ def _with_flags(command):
         default = _default(key)
         if kind == FLAG:
             command = click.option(*names, param_name(key), is_flag=True, help=help_text)(command)
+        elif kind == MULTI:
+            command = click.option(*names, param_name(key), multiple=True, help=help_text)(command)
         else:
             command = click.option(
                 *names,
@@ -357,7 +373,13 @@ def config_from_command_line(ctx: click.Context, params: dict) -> TuneConfig:
             ParameterSource.ENVIRONMENT,
         ):
             continue
-        value = split_list(params[name]) if kind == LIST else params[name]
+        value = (
+            split_list(params[name])
+            if kind == LIST
+            else list(params[name])
+            if kind == MULTI
+            else params[name]
+        )
         *parents, leaf = key.split(".")
         table = data
         for part in parents:

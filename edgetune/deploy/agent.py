@@ -13,6 +13,9 @@ the machine's fingerprint.
     POST /measure           {"systems": [{"name", "model", "feeds", "session"}], "profile",
                              "settings", "budget_ms"}
                             -> {"fingerprint", "results": {name: rounds + stats}}
+    POST /predict           {"model", "feeds", "profile"} -> {"fingerprint", "predictions",
+                             "classes"}: the argmax of the first output for every `fixed` batch
+                             (accuracy on the device, scored by the caller)
     GET  /healthz           {"ok", "busy", "fingerprint"}
 
 One measurement runs at a time (two would disturb each other); a caller that finds it busy
@@ -73,6 +76,14 @@ class MeasureRequest(BaseModel):
     profile: Profile
     settings: dict = Field(default_factory=dict)
     budget_ms: float | None = Field(None, gt=0)
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(pattern=SHA256.pattern)
+    feeds: str = Field(pattern=SHA256.pattern)
+    profile: Profile
 
 
 class AgentState:
@@ -140,18 +151,43 @@ def check_feeds(path: Path) -> None:
         )
 
 
+def kept(state: AgentState, name: str, model_digest: str, feeds_digest: str) -> tuple[Path, dict]:
+    """The kept model's path and its feeds' batches (409 if either was not uploaded)."""
+    model, feeds = state.path("models", model_digest), state.path("feeds", feeds_digest)
+    if not model.is_file() or not feeds.is_file():
+        raise RequestError(
+            409,
+            f"{name}: upload the model and feeds first (PUT /models/<sha256>, PUT /feeds/<sha256>)",
+        )
+    return model, load_feeds(str(feeds))
+
+
+def predict(state: AgentState, request: PredictRequest) -> dict:
+    """The model's argmax predictions on every `fixed` batch, with this machine's session."""
+    from edgetune.measure.bench import predict_logits
+    from edgetune.measure.session import create_session
+
+    model, batches = kept(state, "predict", request.model, request.feeds)
+    if not state.slot.acquire(timeout=state.busy_wait_s):
+        raise RequestError(503, "busy measuring for another caller", retry_after=5)
+    try:
+        logits = predict_logits(create_session(model, request.profile), batches.get("fixed", []))
+    except (InputError, RuntimeError, ValueError) as exc:  # the sender's model, feeds, providers
+        raise RequestError(422, str(exc).splitlines()[0]) from None
+    finally:
+        state.slot.release()
+    return {
+        "fingerprint": fingerprint(),
+        "predictions": logits.argmax(-1).tolist(),
+        "classes": int(logits.shape[-1]),
+    }
+
+
 def measure(state: AgentState, request: MeasureRequest) -> dict:
     """The interleaved rounds on this machine; raw times per system, and the fingerprint."""
     systems = []
     for s in request.systems:
-        model, feeds = state.path("models", s.model), state.path("feeds", s.feeds)
-        if not model.is_file() or not feeds.is_file():
-            raise RequestError(
-                409,
-                f"{s.name}: upload the model and feeds first (PUT /models/"
-                "<sha256>, PUT /feeds/<sha256>)",
-            )
-        batches = load_feeds(str(feeds))
+        model, batches = kept(state, s.name, s.model, s.feeds)
         if not batches.get("fixed"):
             raise RequestError(400, f"{s.name}: the feeds hold no fixed batch")
         fixed, traffic = batches["fixed"][0], batches.get("traffic", [])
@@ -268,16 +304,20 @@ class AgentHandler(BaseHTTPRequestHandler):
         return 201, {"stored": digest, "bytes": length}
 
     def _post(self) -> tuple[int, dict]:
-        if self.path != "/measure":
+        routes = {"/measure": (MeasureRequest, measure), "/predict": (PredictRequest, predict)}
+        if self.path not in routes:
             raise RequestError(404, f"no such resource: {self.path[:100]}")
+        schema, run = routes[self.path]
         raw = self.rfile.read(self._length(MAX_REQUEST_BYTES))
         try:
-            request = MeasureRequest.model_validate_json(raw)
+            request = schema.model_validate_json(raw)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "body"
-            raise RequestError(400, f"bad measure request: {where}: {first['msg']}") from None
-        return 200, measure(self.state, request)
+            raise RequestError(
+                400, f"bad {self.path[1:]} request: {where}: {first['msg']}"
+            ) from None
+        return 200, run(self.state, request)
 
     def _length(self, limit: int) -> int:
         value = self.headers.get("Content-Length")

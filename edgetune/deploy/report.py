@@ -108,6 +108,7 @@ def render_markdown(
         f"**Choice:** {selection.reason}.",
         "",
         *_machines_line(candidates),
+        *_machines_line(candidates, "accuracy"),
         *_training_line(context.get("train")),
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "|".join("---" for _ in COLUMNS) + "|",
@@ -198,21 +199,25 @@ def _session_lines(tuning: dict | None) -> list[str]:
     ]
 
 
-def _machines_line(candidates: list[Candidate]) -> list[str]:
-    """Where the latencies were measured; several machines are named as such, never blended."""
+def _machines_line(candidates: list[Candidate], what: str = "latency") -> list[str]:
+    """Where the latencies (or accuracies) were measured; several machines are named as such,
+    never blended."""
     machines = {}
     for c in candidates:
-        machine = c.latency.machine if c.latency else {}
+        measured = getattr(c, what)
+        machine = measured.machine if measured else {}
         if machine:
             machines.setdefault(machine.get("id"), (machine, []))[1].append(c.name)
     if not machines:
         return []
     if len(machines) == 1:
         ((machine, _),) = machines.values()
-        return [f"**Latency measured on:** {describe(machine)}.", ""]
+        return [f"**{what.capitalize()} measured on:** {describe(machine)}.", ""]
     parts = [f"{describe(m)}: {', '.join(names)}" for m, names in machines.values()]
     return [
-        "**Latencies from different machines (not comparable across):** " + "; ".join(parts) + ".",
+        f"**{what.capitalize()} from different machines (not comparable across):** "
+        + "; ".join(parts)
+        + ".",
         "",
     ]
 

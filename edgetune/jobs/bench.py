@@ -13,10 +13,9 @@ from edgetune.data.arrays import is_array_data, load_array_data
 from edgetune.data.tokenizer import load_tokenizer
 from edgetune.deploy.bundle import Bundle
 from edgetune.errors import InputError
-from edgetune.jobs.common import open_model
+from edgetune.jobs.common import accuracy_agents, measuring_agents, open_model
 from edgetune.measure.bench import BenchResult, EvalSet, Subject, bench_copies
 from edgetune.measure.latency import LatencySettings
-from edgetune.measure.remote import Target, read_token
 from edgetune.measure.stats import ratio_interval
 from edgetune.measure.synthetic import (
     graph_input_specs,
@@ -39,6 +38,8 @@ class BenchReport:
     repeats: list[list[BenchResult]] = field(default_factory=list)  # per copy (--repeat)
     repeat_ratios: list[dict] = field(default_factory=list)  # copy k of a model vs its first
     session_tuning: SessionTuning | None = None  # --tune-session: the first model's
+    # --allow-mixed-targets: the same bench on each other kind of machine, never blended
+    other_machines: list[BenchReport] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {
@@ -47,6 +48,11 @@ class BenchReport:
             "repeats": [[r.latency.to_json() for r in rep] for rep in self.repeats],
             "repeat_ratios": self.repeat_ratios,
             "session_tuning": self.session_tuning.to_json() if self.session_tuning else None,
+            **(
+                {"other_machines": [o.to_json() for o in self.other_machines]}
+                if self.other_machines
+                else {}
+            ),
         }
 
 
@@ -115,10 +121,12 @@ def _ratios(a: BenchResult, b: BenchResult, quantiles: tuple[int, ...]) -> dict:
 
 def bench(config: BenchConfig) -> BenchReport:
     profile = load_profile(config.profile)
-    opened = [_open(m, config, profile) for m in config.models]
     # a bundle runs with the session settings it records (tuned where it runs)
-    subjects = [replace(s, session=b.manifest.session) if b else s for s, b, _ in opened]
-    if len({s.name for s in subjects}) < len(subjects):
+    opened = [
+        (replace(s, session=b.manifest.session) if b else s, b, length)
+        for s, b, length in (_open(m, config, profile) for m in config.models)
+    ]
+    if len({s.name for s, _, _ in opened}) < len(opened):
         raise InputError("the same model is given twice; use --repeat to measure one model again")
     first_subject, first_bundle, max_length = opened[0]
     evaluation = None
@@ -136,11 +144,36 @@ def bench(config: BenchConfig) -> BenchReport:
         texts, labels = list(split["text"]), np.asarray(split["label"])
         evaluation = EvalSet(first_subject.tokenizer, texts, labels, max_length)
     seconds = profile.measure_seconds if config.min_seconds is None else config.min_seconds
-    target = Target(config.target, read_token(config.target_token_file)) if config.target else None
-    settings = LatencySettings(
-        min_runs=config.min_runs, min_seconds=seconds, rounds=config.rounds, target=target
-    )
-    repeats = bench_copies(subjects, profile, evaluation, settings, config.repeat)
+    agents = measuring_agents(config, profile)
+    on_agents = accuracy_agents(config, agents)
+    if on_agents is not None and evaluation is None:
+        raise InputError("--accuracy-on target: give labelled --data (accuracy needs labels)")
+    reports = []
+    for part in agents.by_kind() if agents is not None else [None]:  # one kind of machine each
+        settings = LatencySettings(
+            min_runs=config.min_runs, min_seconds=seconds, rounds=config.rounds, target=part
+        )
+        on = part if on_agents is not None else None
+        reports.append(
+            _measured(opened, profile, evaluation, settings, config.repeat, on, config.tune_session)
+        )
+    reports[0].other_machines = reports[1:]
+    return reports[0]
+
+
+def _measured(
+    opened: list[tuple[Subject, Bundle | None, int]],
+    profile: Profile,
+    evaluation: EvalSet | None,
+    settings: LatencySettings,
+    repeat: int,
+    accuracy_on: object | None,
+    tune: bool = False,
+) -> BenchReport:
+    """Every model on one machine (here, or one kind of agent), with the ratios to the first;
+    `tune`: the first model's session settings tuned there too."""
+    subjects = [s for s, _, _ in opened]
+    repeats = bench_copies(subjects, profile, evaluation, settings, repeat, accuracy_on)
     results = repeats[0]
     for result, (_, bundle, _) in zip(results, opened):
         result.manifest_metrics = bundle.manifest.metrics if bundle else None
@@ -154,7 +187,7 @@ def bench(config: BenchConfig) -> BenchReport:
         for first, r in zip(results, row)
     ]
     tuning = None
-    if config.tune_session:
+    if tune:
         texts = evaluation.texts if evaluation else None
         tuning = tune_session(profile, measure_settings(subjects[0], profile, texts, settings))
     return BenchReport(results, ratios, repeats, same_file, tuning)

@@ -17,6 +17,7 @@ from edgetune.defaults import default_data, default_model
 from edgetune.deploy.report import write_report
 from edgetune.errors import InputError, NoCandidate
 from edgetune.fsutil import check_output_dir, run_lock
+from edgetune.jobs.common import accuracy_agents, measuring_agents
 from edgetune.jobs.tune_stages import RunState, run_stages
 from edgetune.measure.latency import LatencySettings
 from edgetune.measure.session import check_providers
@@ -84,6 +85,14 @@ def tune(config: TuneConfig, settings: LatencySettings | None = None) -> TuneRes
         from edgetune.jobs.serve import server_stack
 
         server_stack()  # `--loadtest` without the serve extra: say so before training
+    if settings is None:
+        settings = LatencySettings(
+            rounds=config.latency_rounds,
+            max_rounds=config.max_rounds,
+            min_seconds=profile.measure_seconds,
+            target=measuring_agents(config, profile),  # wrong agents are said before training
+        )
+    accuracy_agents(config, settings.target)  # refused now, not after training
     with run_lock(out, config.force_unlock, take_stale=config.resume):
         return _tune(config, profile, modes, out, settings)
 
@@ -93,7 +102,7 @@ def _tune(
     profile: Profile,
     modes: list[Mode],
     out: Path,
-    settings: LatencySettings | None,
+    settings: LatencySettings,
 ) -> TuneResult:
     """The checks that must come before any training, then the stages (`tune_stages.py`)."""
     from edgetune.train.loop import finished_training

@@ -24,9 +24,9 @@ from edgetune.deploy.bundle import write_bundle
 from edgetune.deploy.manifest import candidate_manifest
 from edgetune.errors import EdgetuneError
 from edgetune.exporter.onnx import load_checkpoint
+from edgetune.jobs.common import accuracy_agents
 from edgetune.measure.bench import EvalSet
 from edgetune.measure.latency import LatencySettings
-from edgetune.measure.remote import Target, read_token
 from edgetune.measure.tuning import SessionTuning, measure_settings, tune_session
 from edgetune.modality import Modality, Prepared
 from edgetune.profiles import Profile
@@ -47,7 +47,7 @@ class RunState:
     out: Path
     modality: Modality
     train: object  # TrainConfig
-    settings: LatencySettings | None = None
+    settings: LatencySettings  # how long and where (here, or the profile's agents)
     started: float = field(default_factory=time.monotonic)
     stages: dict[str, float] = field(default_factory=dict)
     dataset: object = None
@@ -103,17 +103,6 @@ def fine_tune_model(state: RunState) -> None:
     state.trained = trained
 
 
-def latency_settings(config: TuneConfig, profile: Profile) -> LatencySettings:
-    """How long and where the run's latencies are measured (here, or an agent's device)."""
-    target = Target(config.target, read_token(config.target_token_file)) if config.target else None
-    return LatencySettings(
-        rounds=config.latency_rounds,
-        max_rounds=config.max_rounds,
-        min_seconds=profile.measure_seconds,
-        target=target,
-    )
-
-
 def build_candidates(state: RunState) -> None:
     """The fine-tuned model exported and checked, every mode built, accuracy on each ONNX."""
     config, modality, dataset = state.config, state.modality, state.dataset
@@ -127,12 +116,13 @@ def build_candidates(state: RunState) -> None:
         state.profile,
         prepared.processor,
         ctx,
-        state.settings or latency_settings(config, state.profile),
+        state.settings,
         config.opset,
         config.atol,
         modality.latency_feed(dataset, prepared, state.profile),
         skip_inapplicable=config.modes is None,
         check_batches=modality.check_batches(dataset, prepared),
+        accuracy_on=accuracy_agents(config, state.settings.target),
     )
     state.prepared = prepared
     state.evaluation = modality.evaluation(dataset, prepared)
@@ -168,7 +158,8 @@ def search_pruned(state: RunState) -> None:
     elapsed = (time.monotonic() - state.started) / 60
     budget = config.search.budget_minutes or default_budget_minutes(elapsed)
     search = config.search.model_copy(update={"budget_minutes": budget})
-    executor = make_executor(search.executor, search.ray_address, state.profile.name)
+    agents = getattr(state.settings.target, "size", 1)  # agents measure probes at once
+    executor = make_executor(search.executor, search.ray_address, state.profile.name, agents)
     pruned, state.search_log = run_search(
         state.trained.checkpoint,
         state.dataset,

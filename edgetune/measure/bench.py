@@ -4,6 +4,7 @@ models can be compared on the same rows), size on disk, and latency measured sid
 
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -11,8 +12,9 @@ import numpy as np
 import onnxruntime as ort
 
 from edgetune.data.encoding import eval_batches, latency_feed
+from edgetune.hardware import fingerprint
+from edgetune.measure import metrics
 from edgetune.measure.latency import LatencyResult, LatencySettings, System, measure_interleaved
-from edgetune.measure.metrics import classification_metrics
 from edgetune.measure.session import SessionSettings, check_providers, create_session, feed_for
 from edgetune.measure.stats import wilson_interval
 from edgetune.profiles import Profile
@@ -25,6 +27,9 @@ FALLBACK_TEXTS = [
     "Shares fell sharply after the company missed its earnings forecast.",
     "The match ended in a draw after extra time.",
 ]
+# Work done here for measurements that run at once on several agents (the search's probes):
+# fast tokenizers and torch's ONNX export are not safe to share between threads.
+HOST_WORK = threading.RLock()
 
 
 @dataclass
@@ -34,6 +39,7 @@ class AccuracyResult:
     examples: int
     ci: list[float] = field(default_factory=list)  # 95 % Wilson interval of the accuracy
     correct: str = ""  # per validation row, "1" right / "0" wrong: for paired tests
+    machine: dict = field(default_factory=dict)  # where the model ran (hardware.fingerprint)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -53,17 +59,25 @@ def predict_logits(
 def measure_accuracy(
     session: ort.InferenceSession, batches: list[dict[str, np.ndarray]], labels: np.ndarray
 ) -> AccuracyResult:
-    """Accuracy, macro-F1 and the per-row outcome of the ONNX model itself."""
+    """Accuracy, macro-F1 and the per-row outcome of the ONNX model itself, run here."""
     logits = predict_logits(session, batches)
-    metrics = classification_metrics(logits, labels)
-    right = logits.argmax(-1) == np.asarray(labels)
+    return scored(logits.argmax(-1), logits.shape[-1], labels, fingerprint())
+
+
+def scored(
+    predictions: np.ndarray, classes: int, labels: np.ndarray, machine: dict
+) -> AccuracyResult:
+    """One scoring for predictions made here or by an agent: accuracy, macro-F1, interval,
+    the per-row outcome, and the machine the model ran on."""
+    right = np.asarray(predictions) == np.asarray(labels)
     interval = wilson_interval(int(right.sum()), len(labels))
     return AccuracyResult(
-        metrics["accuracy"],
-        metrics["macro_f1"],
+        metrics.accuracy(predictions, labels),
+        metrics.macro_f1(predictions, labels, classes),
         len(labels),
         [interval.low, interval.high],
         "".join("1" if r else "0" for r in right),
+        machine,
     )
 
 
@@ -120,11 +134,19 @@ class BenchResult:
         }
 
 
-def evaluate(subject: Subject, profile: Profile, evaluation: EvalSet) -> AccuracyResult:
-    session = create_session(subject.model_path, profile, subject.session)
+def evaluate(
+    subject: Subject, profile: Profile, evaluation: EvalSet, on: object | None = None
+) -> AccuracyResult:
+    """Accuracy of the ONNX model here, or (`on`: a `measure.fleet.Fleet`) on an agent, which
+    sends back the predictions: the batches and the scoring are the same either way."""
     batches = evaluation.batches
     if batches is None:
-        batches = eval_batches(subject.tokenizer, evaluation.texts, evaluation.max_length)
+        with HOST_WORK:
+            batches = eval_batches(subject.tokenizer, evaluation.texts, evaluation.max_length)
+    if on is not None:
+        predictions, classes, machine = on.predict(subject.model_path, batches, profile)
+        return scored(predictions, classes, evaluation.labels, machine)
+    session = create_session(subject.model_path, profile, subject.session)
     return measure_accuracy(session, batches, evaluation.labels)
 
 
@@ -164,20 +186,25 @@ def measure_latencies(
     settings = settings or LatencySettings()
     if settings.target is None:
         check_providers(profile)  # one clear error here, before any worker starts
-    systems = []
-    for s in subjects:  # each worker keeps the inputs its graph declares
-        traffic = (
-            traffic_batches(
-                s.tokenizer, texts or [], profile.batch_size, max_length, settings.traffic_batches
-            )
-            if s.tokenizer is not None
-            else []
-        )
-        fixed = fixed_feed(s, profile, texts)
-        systems.append(System(s.name, s.model_path, fixed, traffic, session=s.session))
+    with HOST_WORK:
+        systems = [_system(s, profile, texts, max_length, settings) for s in subjects]
     if settings.target is not None:  # on the device, by its agent
         return settings.target.measure_interleaved(systems, profile, settings, budget_ms)
     return measure_interleaved(systems, profile, settings, budget_ms)
+
+
+def _system(
+    s: Subject, profile: Profile, texts: list[str] | None, max_length: int, settings
+) -> System:
+    """What a subject is timed on: the inputs its graph declares, at the profile's shape, with
+    its session settings."""
+    fixed = fixed_feed(s, profile, texts)
+    if s.tokenizer is None:
+        return System(s.name, s.model_path, fixed, session=s.session)
+    traffic = traffic_batches(
+        s.tokenizer, texts or [], profile.batch_size, max_length, settings.traffic_batches
+    )
+    return System(s.name, s.model_path, fixed, traffic, session=s.session)
 
 
 def bench_models(
@@ -196,14 +223,19 @@ def bench_copies(
     evaluation: EvalSet | None,
     settings: LatencySettings | None = None,
     copies: int = 1,
+    accuracy_on: object | None = None,
 ) -> list[list[BenchResult]]:
     """Like `bench_models`, with every subject timed `copies` times, each copy in a worker
     process of its own, all in the same interleaved rounds: an A/A check of the measurement
     (copies of one file see the same drift, so they should agree within their intervals).
-    One list per copy, in `subjects` order; accuracy is measured once per subject."""
+    One list per copy, in `subjects` order; accuracy is measured once per subject (here, or
+    by an agent: `accuracy_on`, see `evaluate`)."""
     texts = evaluation.texts if evaluation else None
     max_length = evaluation.max_length if evaluation else profile.sequence_length
-    accuracy = {s.name: evaluate(s, profile, evaluation) if evaluation else None for s in subjects}
+    accuracy = {
+        s.name: evaluate(s, profile, evaluation, accuracy_on) if evaluation else None
+        for s in subjects
+    }
     named = [
         [replace(s, name=s.name if copies == 1 else f"{s.name} #{k + 1}") for s in subjects]
         for k in range(copies)

@@ -4,6 +4,8 @@
 each model and its input batches (skipped when the agent already keeps that content hash),
 asks the agent for the interleaved rounds, and builds the results from the raw times with the
 same statistics as a local run. Each result's `machine` is the agent's fingerprint.
+`Target.predict` has the agent run a validation set (`--accuracy-on target`). An agent that does
+not answer raises `AgentUnreachable`, so that a fleet (`measure/fleet.py`) can go to another.
 
 Every call has a bounded timeout, follows no redirect and ignores proxy variables; the token
 comes from `EDGETUNE_AGENT_TOKEN` or a file, never from the command line.
@@ -12,6 +14,7 @@ comes from `EDGETUNE_AGENT_TOKEN` or a file, never from the command line.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import tempfile
@@ -32,6 +35,14 @@ from edgetune.profiles import Profile
 TOKEN_ENV = "EDGETUNE_AGENT_TOKEN"
 CONNECT_TIMEOUT_S = 30.0  # uploads and small requests
 BUSY_RETRIES = 60  # 503 busy answers waited out (Retry-After each) before giving up
+
+
+class AgentUnreachable(InputError):
+    """The agent did not answer, or stopped answering mid-call: another agent may."""
+
+    def __init__(self, message: str, url: str):
+        super().__init__(message)
+        self.url = url
 
 
 def read_token(token_file: str | Path | None = None) -> str | None:
@@ -88,11 +99,12 @@ class Target:
                     time.sleep(float(exc.headers["Retry-After"]))
                     continue
                 raise InputError(f"agent {self.url}: {_error_line(exc)}") from None
-            except (urllib.error.URLError, OSError) as exc:
-                reason = getattr(exc, "reason", exc)
-                raise InputError(
+            except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
+                reason = getattr(exc, "reason", exc) or exc.__class__.__name__
+                raise AgentUnreachable(
                     f"agent {self.url} did not answer ({reason}); check that "
-                    "`edgetune agent` runs there and the address"
+                    "`edgetune agent` runs there and the address",
+                    self.url,
                 ) from None
         raise InputError(f"agent {self.url} stayed busy; try again when it is free")
 
@@ -152,6 +164,24 @@ class Target:
             results[s.name] = _summary(s, profile, raw["stats"], budget_ms)
             results[s.name].machine = answer["fingerprint"]
         return results
+
+    def predict(
+        self, model_path: Path, batches: list[dict[str, np.ndarray]], profile: Profile
+    ) -> tuple[np.ndarray, int, dict]:
+        """The model's argmax predictions on `batches`, run by the agent: predictions, the
+        number of classes, and the agent's fingerprint."""
+        self.fingerprint()
+        with tempfile.TemporaryDirectory(prefix="edgetune-target-") as tmp:
+            feeds = Path(tmp) / "eval.npz"
+            save_feeds(str(feeds), {"fixed": batches})
+            body = {
+                "model": self.upload("models", Path(model_path)),
+                "feeds": self.upload("feeds", feeds),
+                "profile": profile.model_dump(),
+            }
+        timeout = CONNECT_TIMEOUT_S + 60.0 + 20.0 * len(batches)  # loading, then each batch
+        _, answer = self._call("POST", "/predict", json.dumps(body).encode(), timeout=timeout)
+        return np.asarray(answer["predictions"]), answer["classes"], answer["fingerprint"]
 
 
 def measure_timeout(systems: int, settings: LatencySettings) -> float:

@@ -33,6 +33,7 @@ class CandidateBuilder:
     feed: dict | None = None  # a model that takes no text (images): the fixed batch it is timed on
     skip_inapplicable: bool = False  # a default menu: modes with nothing to quantize left out
     check_batches: list[dict] | None = None  # the modality's inputs an export is checked on
+    accuracy_on: object | None = None  # None: here; a `measure.fleet.Fleet`: on its agents
 
     def export(self, model, target: Path, checked: bool) -> tuple[Path, ExportCheck | None]:
         """Export to ONNX; checked against PyTorch on `check_batches` (not for a latency
@@ -63,7 +64,11 @@ class CandidateBuilder:
         for mode in (m for m in modes if m.name in built):
             path, settings = built[mode.name]
             subject = self.subject(mode.name, path)
-            accuracy = evaluate(subject, self.profile, evaluation) if evaluation else None
+            accuracy = (
+                evaluate(subject, self.profile, evaluation, self.accuracy_on)
+                if evaluation
+                else None
+            )
             candidates.append(
                 Candidate(
                     name=prefix + mode.name,

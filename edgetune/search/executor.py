@@ -14,6 +14,7 @@ Ray retries a task whose worker died (`max_retries`); a task's own exception is 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Literal
 
 from edgetune.errors import InputError
@@ -23,14 +24,31 @@ MAX_RETRIES = 3
 
 
 class LocalExecutor:
-    """In this process, in order: the default, and what needs no cluster."""
+    """In this process: the default, and what needs no cluster. With several agents
+    (`measurers` > 1), that many probes at once, each measured by a free agent (their builds
+    take turns: `measure.bench.HOST_WORK`); otherwise one after another."""
 
     name = "local"
     remote = False
 
+    def __init__(self, measurers: int = 1):
+        self.measurers = measurers
+
     def map(self, fn: Callable, items: list, kind: Kind) -> Iterator[tuple[object, object]]:
-        for item in items:
-            yield item, fn(item)
+        if kind != "measure" or self.measurers < 2 or len(items) < 2:
+            for item in items:
+                yield item, fn(item)
+            return
+        with ThreadPoolExecutor(min(self.measurers, len(items))) as pool:
+            futures = {pool.submit(fn, item): item for item in items}
+            failed = None
+            for future in as_completed(futures):  # as each is done: the caller caches it
+                if future.exception() is not None:  # the others still finish (and are cached)
+                    failed = failed or future.exception()
+                    continue
+                yield futures[future], future.result()
+            if failed is not None:
+                raise failed
 
 
 class RayExecutor:
@@ -81,7 +99,10 @@ def _call(fn: Callable, item: object) -> object:
     return fn(item)
 
 
-def make_executor(name: str, address: str | None, profile_name: str) -> LocalExecutor | RayExecutor:
+def make_executor(
+    name: str, address: str | None, profile_name: str, measurers: int = 1
+) -> LocalExecutor | RayExecutor:
+    """`measurers`: the agents measuring for the profile (the local executor's probes at once)."""
     if name == "ray":
         return RayExecutor(None if address in (None, "local") else address, profile_name)
-    return LocalExecutor()
+    return LocalExecutor(measurers)

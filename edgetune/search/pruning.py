@@ -25,7 +25,7 @@ from edgetune.compress.pruning import PruneConfig, count_parameters
 from edgetune.compress.recover import distill_student, make_student, scoring_batches
 from edgetune.console import console
 from edgetune.exporter.onnx import load_checkpoint
-from edgetune.measure.bench import EvalSet
+from edgetune.measure.bench import HOST_WORK, EvalSet
 from edgetune.measure.latency import judge
 from edgetune.search.budget import fraction_of
 from edgetune.search.cache import Cache, ProbeRecord, TrainedRecord, file_digest
@@ -146,8 +146,9 @@ def probe_latency(
     With a relative budget (`relative`: the unpruned reference and the fraction), the reference
     is timed in the same rounds and the budget is that fraction of its p90 there, so drift
     since the budget was set does not decide feasibility."""
-    pruned = make_student(_teacher(teacher), cfg, importance="magnitude")
-    probes, _ = builder.from_model(pruned.model, work / "probes" / cfg.name, modes, None)
+    with HOST_WORK:  # built one at a time; the measurements may run at once on several agents
+        pruned = make_student(_teacher(teacher), cfg, importance="magnitude")
+        probes, _ = builder.from_model(pruned.model, work / "probes" / cfg.name, modes, None)
     reference = [replace(relative[0], name="unpruned reference")] if relative else []
     builder.measure([*probes, *reference], None)
     if relative:
@@ -158,6 +159,7 @@ def probe_latency(
         "p90_ms": {m.name: c.latency.p90_ms for m, c in zip(modes, probes)},
         "verdict": {m.name: c.latency.verdict for m, c in zip(modes, probes)},
         "params": pruned.params_after,
+        "machine": probes[0].latency.machine.get("id", ""),  # where: kept apart if agents differ
         **({"budget_ms": round(budget, 3)} if relative else {}),
     }
 
@@ -233,10 +235,20 @@ def run_search(
 
     # 1. latency probes on untrained pruned copies (on Ray: on nodes of the profile)
     relative_key = [file_digest(Path(relative[0].model_path)), relative[1]] if relative else []
+    target = builder.settings.target if builder.settings else None
+    # on agents: the kinds of machine they are (a live agent of the kind resumes a dead one's)
+    where = [list(target.kinds)] if getattr(target, "kinds", None) else []
     probe_key = {
-        cfg.name: Cache.key("probe", source, cfg.to_json(), modes_key, profile_key, *relative_key)
+        cfg.name: Cache.key(
+            "probe", source, cfg.to_json(), modes_key, profile_key, *relative_key, *where
+        )
         for cfg in configs
     }
+    mixed = len(where[0]) > 1 if where else False  # agents of different machines
+
+    def on(record: dict) -> str:
+        return f" on {record.get('machine') or '?'}" if mixed else ""
+
     todo = [cfg for cfg in configs if cache.get(probe_key[cfg.name], ProbeRecord) is None]
     log.from_cache += len(configs) - len(todo)
     for cfg, record in executor.map(
@@ -251,12 +263,12 @@ def run_search(
         if any(v != "missed" for v in record["verdict"].values()):  # met or marginal
             probed.append((cfg, record["params"], "met" in record["verdict"].values()))
             log.say(
-                f"probe {cfg.name}: p90 {best_p90:.2f} ms ({best_mode}) - feasible"
+                f"probe {cfg.name}: p90 {best_p90:.2f} ms ({best_mode}{on(record)}) - feasible"
                 + (f" (budget {record['budget_ms']:g} ms in its rounds)" if relative else "")
             )
         else:
             log.say(
-                f"probe {cfg.name}: p90 {best_p90:.2f} ms ({best_mode}) > budget "
+                f"probe {cfg.name}: p90 {best_p90:.2f} ms ({best_mode}{on(record)}) > budget "
                 f"{record.get('budget_ms', profile.latency_budget_ms):g} ms - not trained"
             )
 

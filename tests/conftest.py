@@ -110,6 +110,7 @@ def tune_tiny(out: Path, model: Path, data: Path, profile: Path, *args: object):
             str(a)
             for a in (
                 "tune",
+                "--no-tune-session",  # timed in test_session_tuning
                 "--model",
                 model,
                 "--data",

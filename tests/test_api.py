@@ -76,6 +76,7 @@ def test_flags_override_the_recipe(api_run, tmp_path):
         cli,
         [
             "tune",
+            "--no-tune-session",  # timed in test_session_tuning
             "--config",
             str(api_run.recipe),
             "--out",

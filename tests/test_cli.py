@@ -171,6 +171,7 @@ def test_no_candidate_meets_budget_exit_code_and_report(
     out = tmp_path / "out"
     result = run(
         "tune",
+        "--no-tune-session",  # timed in test_session_tuning
         "--model",
         tiny_model_dir,
         "--data",
@@ -238,6 +239,7 @@ def test_no_label_column(tmp_path, tiny_model_dir):
 def test_unknown_profile(tmp_path, tiny_model_dir, tiny_data_csv):
     result = run(
         "tune",
+        "--no-tune-session",  # timed in test_session_tuning
         "--model",
         tiny_model_dir,
         "--data",

@@ -25,6 +25,7 @@ def test_tune_under_torchrun_with_two_cpu_processes(tmp_path, tiny_model_dir, ti
         "-m",
         "edgetune.cli.main",
         "tune",
+        "--no-tune-session",  # timed in test_session_tuning
         "--model",
         str(tiny_model_dir),
         "--data",

@@ -156,6 +156,7 @@ def T(*args):
 
 TUNE = (
     "tune",
+    "--no-tune-session",  # timed in test_session_tuning
     "--model",
     "{model}",
     "--data",

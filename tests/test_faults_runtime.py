@@ -26,6 +26,7 @@ def tune(model, data, profile, out, *extra):
             str(a)
             for a in (
                 "tune",
+                "--no-tune-session",  # timed in test_session_tuning
                 "--model",
                 model,
                 "--data",
@@ -103,6 +104,7 @@ def test_sigkill_while_writing_candidates_then_resume(
         "-m",
         "edgetune.cli.main",
         "tune",
+        "--no-tune-session",  # timed in test_session_tuning
         "--model",
         str(tiny_model_dir),
         "--data",

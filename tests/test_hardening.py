@@ -287,6 +287,7 @@ def test_a_model_neither_local_nor_reachable_fails_in_seconds(tmp_path, tiny_dat
     env |= {"HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HOME": str(tmp_path / "hf")}
     args = [
         "tune",
+        "--no-tune-session",  # timed in test_session_tuning
         "--model",
         "models/missing",
         "--data",

@@ -43,6 +43,7 @@ def test_rerun_with_resume_trains_nothing_new(
 ):
     result = run(
         "tune",
+        "--no-tune-session",  # timed in test_session_tuning
         "--model",
         tiny_model_dir,
         "--data",

@@ -303,6 +303,7 @@ def test_tune_with_loadtest_puts_the_capacity_in_the_report_and_the_manifest(
             str(a)
             for a in (
                 "tune",
+                "--no-tune-session",  # timed in test_session_tuning
                 "--model",
                 tiny_model_dir,
                 "--data",

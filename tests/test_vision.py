@@ -22,7 +22,9 @@ from vision_fixtures import (
 from edgetune.cli import cli
 from edgetune.errors import InputError
 
-TRAIN = ["--epochs", "2", "--lr", "1e-3", "--batch-size", "8", "--rounds", "2"]
+TRAIN = [
+    "--epochs", "2", "--lr", "1e-3", "--batch-size", "8", "--rounds", "2", "--no-tune-session"
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

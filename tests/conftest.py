@@ -127,9 +127,11 @@ def tune_tiny(out: Path, model: Path, data: Path, profile: Path, *args: object):
 
 @pytest.fixture(scope="session")
 def tuned_run(tmp_path_factory, tiny_model_dir, tiny_data_csv, tiny_profile):
-    """One `edgetune tune` on the tiny model, shared by the tests that read its outputs."""
+    """One `edgetune tune` on the tiny model, shared by the tests that read its outputs (with
+    the session tuning that other test runs leave out)."""
     out = tmp_path_factory.mktemp("run") / "out"
-    result = tune_tiny(out, tiny_model_dir, tiny_data_csv, tiny_profile, *TINY_TRAIN)
+    args = (*TINY_TRAIN, "--tune-session")
+    result = tune_tiny(out, tiny_model_dir, tiny_data_csv, tiny_profile, *args)
     assert result.exit_code == 0, result.output
     return out, result
 

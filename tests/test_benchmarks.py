@@ -117,3 +117,24 @@ def test_agent_overhead_alternates_blocks_and_gives_a_ratio(tuned_run, tiny_prof
     )
     low, high = result["interval"]
     assert result["ratio"] > 0 and low <= high
+
+
+def test_one_core_agent_times_every_candidate_on_both_sides(
+    tuned_run, tiny_profile, tmp_path, capsys
+):
+    import shutil
+
+    import pytest
+
+    if shutil.which("taskset") is None:
+        pytest.skip("taskset is not installed")
+    out, _ = tuned_run
+    store = str(tmp_path / "store")
+    result = load("one_core_agent").main(
+        [str(out), "--profile", str(tiny_profile), "--seconds", "0.1", "--store", store]
+    )
+    printed = capsys.readouterr().out
+    assert "(taskset -c 0)" in printed and "1 cores" in printed
+    candidates = sorted(p.name for p in (out / "candidates").iterdir())
+    assert all(name in printed for name in candidates)
+    assert isinstance(result["changed"], list)

@@ -61,6 +61,7 @@ def sst2_run(tmp_path_factory, minilm):
             "32",
             "--train-precision",
             "fp32",
+            "--no-tune-session",  # timed in test_session_tuning, on the tiny model
         ],
     )
     assert result.exit_code == 0, result.output

@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/edgetune tune --epochs 1 --out runs/demo --overwrite
 
-# two processes, a test file each at a time (module fixtures stay in one): 772 s vs 987 s serial
+# two processes, a test file each at a time (module fixtures stay in one)
 test: $(STAMP)
 	$(BIN)/pytest -q -n 2 --dist loadfile
 

@@ -164,9 +164,3 @@ def search_run(tmp_path_factory, tiny_model_dir, tiny_data_csv, tiny_profile):
     result = tune_tiny(out, tiny_model_dir, tiny_data_csv, tiny_profile, *SEARCH_ARGS)
     assert result.exit_code == 0, result.output
     return out
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The slow (real-model) tests first: under `-n 2 --dist loadfile` their file starts on one
-    process while the other takes the rest, instead of running alone at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -205,7 +205,7 @@ def test_the_code_is_linted_and_formatted(command):
 
 
 KIND_BRANCH = re.compile(
-    r"kind ==|isinstance\([^)]*Image|manifest\.task ==|is_image_model|\.kind\b(?! ==)"
+    r"kind ==|isinstance\([^)]*Image|manifest\.task ==|is_image_model|\.kind\b"
 )
 
 

@@ -52,6 +52,16 @@ class CheckpointInputs:
     calibration: list[dict]
 
 
+def holdout(config, seed: int) -> dict:
+    """How a run's data is split: the loaders' hold-out keywords, from a TuneConfig-like object
+    (a config without them, e.g. prune's, takes the loaders' defaults)."""
+    return {
+        "validation_fraction": getattr(config, "validation_fraction", 0.1),
+        "seed": seed,
+        "drop_unseen_labels": getattr(config, "drop_unseen_labels", False),
+    }
+
+
 class Modality(ABC):
     name: ClassVar[str]
     tasks: ClassVar[tuple[str, ...]]  # the manifest tasks it writes and reads

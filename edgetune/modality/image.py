@@ -11,7 +11,7 @@ import numpy as np
 from edgetune.deploy.bundle import Bundle
 from edgetune.errors import InputError
 from edgetune.measure.bench import EvalSet, Subject
-from edgetune.modality.base import BenchData, CheckpointInputs, Modality, Prepared
+from edgetune.modality.base import BenchData, CheckpointInputs, Modality, Prepared, holdout
 from edgetune.profiles import Profile
 
 CHECK_ROWS = 128
@@ -56,14 +56,8 @@ class ImageModality(Modality):
     def load_data(self, config, seed: int, model_source: str):
         from edgetune.data.images import load_image_dataset
 
-        dataset = load_image_dataset(
-            config.data,
-            getattr(config, "image_column", None),
-            config.label_column,
-            getattr(config, "validation_fraction", 0.1),
-            seed,
-            getattr(config, "drop_unseen_labels", False),
-        )
+        columns = (getattr(config, "image_column", None), config.label_column)
+        dataset = load_image_dataset(config.data, *columns, **holdout(config, seed))
         return self.adopt(dataset)
 
     def task(self, dataset) -> str:

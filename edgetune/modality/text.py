@@ -14,7 +14,7 @@ from edgetune.data.encoding import calibration_batches, eval_batches
 from edgetune.deploy.batch_choice import SAMPLE_NAME as VALIDATION_SAMPLE
 from edgetune.deploy.bundle import Bundle
 from edgetune.measure.bench import FALLBACK_TEXTS, EvalSet, Subject
-from edgetune.modality.base import BenchData, CheckpointInputs, Modality, Prepared
+from edgetune.modality.base import BenchData, CheckpointInputs, Modality, Prepared, holdout
 from edgetune.profiles import Profile
 
 CHECK_ROWS = 128
@@ -54,14 +54,8 @@ class TextModality(Modality):
                 f"{config.data} holds images but model '{model_source}' is a text "
                 "model; give an image-classification model (ViT, ResNet, ...)"
             )
-        dataset = load_text_dataset(
-            config.data,
-            config.text_column,
-            config.label_column,
-            getattr(config, "validation_fraction", 0.1),
-            seed,
-            getattr(config, "drop_unseen_labels", False),
-        )
+        columns = (config.text_column, config.label_column)
+        dataset = load_text_dataset(config.data, *columns, **holdout(config, seed))
         return self.adopt(dataset)
 
     def task(self, dataset) -> str:

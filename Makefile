@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/edgetune tune --epochs 1 --out runs/demo --overwrite
+	$(BIN)/edgetune tune --max-train-minutes 1.5 --out runs/demo --overwrite
 
 # two processes, a test file each at a time (module fixtures stay in one)
 test: $(STAMP)

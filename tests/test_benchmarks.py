@@ -138,3 +138,16 @@ def test_one_core_agent_times_every_candidate_on_both_sides(
     candidates = sorted(p.name for p in (out / "candidates").iterdir())
     assert all(name in printed for name in candidates)
     assert isinstance(result["changed"], list)
+
+
+def test_paused_workers_times_both_ways_and_gives_a_ratio_per_model(
+    tuned_run, tiny_profile, capsys
+):
+    out, _ = tuned_run
+    models = [str(out / "candidates" / n / "model.onnx") for n in ("fp32", "dynamic-int8")]
+    args = [*models, "--profile", str(tiny_profile), "--seconds", "0.05", "--blocks", "1"]
+    summary = load("paused_workers").main(args)
+    printed = capsys.readouterr().out
+    assert "block 0 pause" in printed and "block 0 sleep" in printed
+    assert set(summary) == {"fp32", "dynamic-int8"}
+    assert all(ratio > 0 for ratio in summary.values())

@@ -411,10 +411,15 @@ def test_quantize_command_on_a_bundle(tuned_run, tmp_path, tiny_data_csv):
         tmp_path / "q",
     )
     assert result.exit_code == 0, result.output
+    base = json.loads((out / "candidates" / "fp32" / "edgetune.json").read_text())
     for mode in ("dynamic-int8", "static-int8-minmax"):
         manifest = json.loads((tmp_path / "q" / mode / "edgetune.json").read_text())
         assert manifest["candidate"] == mode and manifest["precision"] == "int8"
         assert manifest["metrics"] is None  # not measured here: bench it
+        assert manifest["session"] is None and manifest["serving"] is None
+        assert manifest["train"] == base["train"] and manifest["task"] == base["task"]
+        old = len(base["steps"])  # the model's history, then this quantization
+        assert manifest["steps"][:old] == base["steps"] and len(manifest["steps"]) > old
 
 
 def test_quantize_static_needs_calibration_data(tuned_run, tmp_path):

@@ -96,6 +96,9 @@ class FakeWorker:
     def send(self, request):
         pass
 
+    def pause(self):
+        pass
+
     def ask(self, request):
         if request and request["op"] == "run":
             return {"times": list(self.rng.normal(self.mean, 1.0, request["runs"]))}

@@ -130,11 +130,15 @@ def test_target_callback_stops_at_the_target():
     assert control.should_training_stop and callback.hit
 
 
-def test_the_batch_size_is_the_largest_that_keeps_the_best_throughput():
-    from edgetune.train.batch_size import choose
+def test_the_batch_size_is_the_smallest_that_reaches_the_best_throughput():
+    from edgetune.train.batch_size import choose, saturated
 
-    assert choose({8: 100.0, 16: 190.0, 32: 200.0, 64: 195.0, 128: 150.0}) == 64
+    assert choose({8: 100.0, 16: 190.0, 32: 200.0, 64: 195.0, 128: 150.0}) == 16
     assert choose({8: 300.0, 16: 200.0}) == 8  # bigger was slower: stay small
+    assert choose({8: 10.1, 16: 10.0, 32: 10.2, 64: 9.9, 128: 10.0}) == 8  # flat (CPU, long rows)
+    assert not saturated({8: 100.0}) and not saturated({8: 100.0, 16: 190.0})
+    assert saturated({8: 100.0, 16: 190.0, 32: 199.0})  # under 5 % more: the sweep stops
+    assert saturated({8: 300.0, 16: 200.0})
 
 
 def test_auto_batch_size_is_measured_before_the_lr_and_kept_on_resume(
@@ -147,7 +151,7 @@ def test_auto_batch_size_is_measured_before_the_lr_and_kept_on_resume(
     sized = result.batch_size
     assert sized["chosen"] in SIZES and sized["examples_per_second"]
     rates = {int(s): r for s, r in sized["examples_per_second"].items()}
-    assert sized["chosen"] == max(s for s, r in rates.items() if r >= 0.95 * max(rates.values()))
+    assert sized["chosen"] == min(s for s, r in rates.items() if r >= 0.95 * max(rates.values()))
     assert result.lr_find is not None  # found after, for the chosen size
     saved = json.loads((tmp_path / "batch_size.json").read_text())
     again = fine_tune(str(tiny_model_dir), dataset, tmp_path, config, resume=True)

@@ -101,7 +101,7 @@ TUNE_FLAGS: list[tuple[str, tuple[str, ...], object, str]] = [
         ("--batch-size",),
         str,
         (
-            "Training batch size, or auto: the largest that does not lower examples/s, "
+            "Training batch size, or auto: the smallest that reaches the best examples/s, "
             "measured in a few steps (a number is lowered automatically if it does not fit)."
         ),
     ),

@@ -91,3 +91,26 @@ def candidate_manifest(
         profile=profile,
         **{**settings, **fields},
     )
+
+
+# measured on a bundle's model, so not true of a model built from it
+MEASURED = {"metrics", "serving", "session", "session_tuning"}
+
+
+def derived_manifest(base: Manifest, precision: str, settings: dict, **fields) -> Manifest:
+    """The manifest of a model built from `base`'s (`edgetune quantize` on a bundle): what
+    describes the inputs and the model's history is kept, the new steps follow the old ones,
+    and what was measured on the old model is dropped (bench the new one)."""
+    kept = base.model_dump(
+        exclude={"format", "edgetune_version", "labels", "max_length", "precision", "profile"}
+        | MEASURED
+    )
+    steps = [*base.steps, *settings.get("steps", [])]
+    return candidate_manifest(
+        base.labels,
+        base.max_length,
+        precision,
+        base.profile,
+        {**kept, **settings, "steps": steps},
+        **fields,
+    )

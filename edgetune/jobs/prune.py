@@ -39,9 +39,7 @@ def prune(config: PruneJobConfig) -> Bundle:
     checkpoint = Path(config.checkpoint).expanduser().resolve()
     teacher, tokenizer = load_checkpoint(checkpoint, config.trust_factory)
     names = label_names(teacher)
-    train = config.train.for_length(profile.sequence_length)
-    if profile.image_size and train.image_size is None:
-        train = train.model_copy(update={"image_size": profile.image_size})
+    train = config.train.for_profile(profile)
     modality = for_model(str(checkpoint))
     dataset = align_labels(modality.load_data(config, train.seed, str(checkpoint)), names)
     prepared = modality.prepare(teacher, tokenizer, profile, train.max_length)

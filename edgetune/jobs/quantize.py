@@ -13,6 +13,7 @@ from edgetune.data.arrays import is_array_data, load_array_data
 from edgetune.data.encoding import calibration_batches
 from edgetune.data.tokenizer import load_tokenizer
 from edgetune.deploy.bundle import write_bundle
+from edgetune.deploy.manifest import derived_manifest
 from edgetune.errors import InputError
 from edgetune.fsutil import build_dir_atomic, check_output_dir
 from edgetune.jobs.common import model_type_of, open_model
@@ -45,13 +46,8 @@ def quantize(config: QuantizeConfig) -> dict[str, Path]:
             model_file, settings = built[mode.name]
             target = Path(config.out) / mode.name
             if bundle:
-                manifest = bundle.manifest.model_copy(
-                    update={
-                        **settings,
-                        "precision": mode.precision,
-                        "candidate": mode.name,
-                        "metrics": None,
-                    }
+                manifest = derived_manifest(
+                    bundle.manifest, mode.precision, settings, candidate=mode.name
                 )
                 written[mode.name] = write_bundle(
                     target, model_file, bundle.path, manifest, config.overwrite

@@ -163,9 +163,7 @@ def train_settings(config: TuneConfig, profile: Profile):
     `--prune-search` and no `--max-train-minutes`, a 20-minute cap, so that fine-tuning, the
     search (the rest of the hour) and the bundles fit in about an hour (the schedule is fitted
     to the cap)."""
-    cfg = config.train.for_length(profile.sequence_length)
-    if profile.image_size and cfg.image_size is None:
-        cfg = cfg.model_copy(update={"image_size": profile.image_size})
+    cfg = config.train.for_profile(profile)
     if config.search.enabled and cfg.max_train_minutes is None:
         cfg = cfg.model_copy(update={"max_train_minutes": SEARCH_TRAIN_MINUTES})
     return cfg

@@ -15,7 +15,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import numpy as np
 
 from edgetune.errors import InputError
 from edgetune.hardware import fingerprint
+from edgetune.measure import park
 from edgetune.measure.session import SessionSettings
 from edgetune.measure.stats import CI_METHOD, percentile_interval
 from edgetune.measure.worker import save_feeds
@@ -132,7 +132,17 @@ class _Worker:
             "warmup": settings.warmup_runs,
         }
 
+        self.paused = False
+
+    def pause(self) -> None:
+        """Stopped until the next request (`measure/park.py`)."""
+        park.pause(self.proc.pid)
+        self.paused = True
+
     def send(self, request: dict) -> None:
+        if self.paused:
+            park.resume(self.proc.pid)
+            self.paused = False
         self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
 
@@ -152,6 +162,8 @@ class _Worker:
 
     def close(self) -> None:
         if self.proc.poll() is None:
+            if self.paused:
+                park.resume(self.proc.pid)
             self.proc.stdin.close()
             self.proc.wait(timeout=30)
 
@@ -237,13 +249,11 @@ def _round(
             if feed == "fixed"
             else (max(1, len(s.traffic) // settings.rounds), 0.0)
         )
-        times = np.asarray(
-            workers[s.name].ask({"op": "run", "feed": feed, "runs": runs, "seconds": seconds})[
-                "times"
-            ]
-        )
+        worker = workers[s.name]
+        request = {"op": "run", "feed": feed, "runs": runs, "seconds": seconds}
+        times = np.asarray(worker.ask(request)["times"])
         (s.rounds if feed == "fixed" else s.traffic_rounds).append(times)
-        time.sleep(0.01)  # let the last system's pool threads park before the next starts
+        worker.pause()  # its pool threads spin on: the next system must not share the cores
 
 
 def measure_interleaved(

@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from edgetune.measure.park import die_with_parent
 from edgetune.measure.session import (
     SessionSettings,
     create_session,
@@ -119,4 +120,5 @@ def serve(stdin=sys.stdin, stdout=sys.stdout) -> None:
 
 
 if __name__ == "__main__":
+    die_with_parent()  # the parent pauses it between slices (measure/park.py)
     serve()

@@ -9,12 +9,18 @@ runs a function over items and hands back each item's result, in order. Two kind
   or one GPU when the cluster has GPUs.
 Ray retries a task whose worker died (`max_retries`); a task's own exception is not retried
 (it would fail the same way) and reaches the caller.
+
+The students' order is a policy of the executor too (`schedule`): here they are trained one
+after another, each planned just before it starts, so what the earlier ones showed (a bound
+broken, minutes left unused) shapes it; on Ray they are all planned up front and trained side
+by side, where no result can change a later plan.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from typing import Literal
 
 from edgetune.errors import InputError
@@ -23,16 +29,46 @@ Kind = Literal["measure", "train"]
 MAX_RETRIES = 3
 
 
+@dataclass
+class Known:
+    """A plan's answer for an item that needs no run: its result is already known (cached),
+    or None (skipped)."""
+
+    result: object = None
+
+
+# plan(index, item, in_turn) -> a task for `run`, a Known, or None: stop (no later item runs).
+# in_turn: the items before it have finished, and their results were seen by the caller.
+Plan = Callable[[int, object, bool], object]
+Scheduled = Iterator[tuple[object, object, bool]]  # item, result, whether it was run now
+
+
 class LocalExecutor:
     """In this process: the default, and what needs no cluster. With several agents
     (`measurers` > 1), that many probes at once, each measured by a free agent (their builds
     take turns: `measure.bench.HOST_WORK`); otherwise one after another."""
 
     name = "local"
-    remote = False
+    policy = "students trained one after another, each planned when the last is done"
 
     def __init__(self, measurers: int = 1):
         self.measurers = measurers
+
+    def shippable(self, model: object, path: str) -> object:
+        """What a task gets for a loaded model: here, the object itself."""
+        return model
+
+    def schedule(self, items: list, plan: Plan, run: Callable) -> Scheduled:
+        """One after another, each planned when the ones before it are done (lazily: the
+        caller sees each result before the next item is planned)."""
+        for index, item in enumerate(items):
+            task = plan(index, item, True)
+            if task is None:
+                return
+            if isinstance(task, Known):
+                yield item, task.result, False
+            else:
+                yield item, run(task), True
 
     def map(self, fn: Callable, items: list, kind: Kind) -> Iterator[tuple[object, object]]:
         if kind != "measure" or self.measurers < 2 or len(items) < 2:
@@ -55,7 +91,7 @@ class RayExecutor:
     """Each item a Ray task on the cluster at `address` (None: a local Ray instance)."""
 
     name = "ray"
-    remote = True
+    policy = "students planned up front and trained side by side as parallel tasks"
 
     def __init__(self, address: str | None, profile_name: str):
         try:
@@ -79,6 +115,27 @@ class RayExecutor:
                 f"ray start ... --resources='{{\"{self.resource}\": 1}}'"
             )
         self.gpus = resources.get("GPU", 0) >= 1
+
+    def shippable(self, model: object, path: str) -> object:
+        """What a task gets for a loaded model: its path (each worker loads it)."""
+        return path
+
+    def schedule(self, items: list, plan: Plan, run: Callable) -> Scheduled:
+        """All planned up front, the ones to run trained side by side as `train` tasks; the
+        results come back in the items' order."""
+        planned = []
+        for index, item in enumerate(items):
+            task = plan(index, item, False)
+            if task is None:
+                break
+            planned.append((item, task))
+        tasks = [task for _, task in planned if not isinstance(task, Known)]
+        results = (result for _, result in self.map(run, tasks, "train"))
+        for item, task in planned:
+            if isinstance(task, Known):
+                yield item, task.result, False
+            else:
+                yield item, next(results), True
 
     def options(self, kind: Kind) -> dict:
         if kind == "measure":

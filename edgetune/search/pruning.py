@@ -30,7 +30,7 @@ from edgetune.measure.latency import judge
 from edgetune.search.budget import fraction_of
 from edgetune.search.cache import Cache, ProbeRecord, TrainedRecord, file_digest
 from edgetune.search.candidates import CandidateBuilder
-from edgetune.search.executor import LocalExecutor, RayExecutor
+from edgetune.search.executor import Known, LocalExecutor, RayExecutor
 from edgetune.search.record import Candidate
 from edgetune.search.settings import SearchSettings
 from edgetune.train.settings import TrainConfig
@@ -214,7 +214,7 @@ def run_search(
     executor = executor or LocalExecutor()
     cache = Cache(work / "cache")
     teacher, _ = load_checkpoint(teacher_checkpoint)
-    teacher_ref = str(teacher_checkpoint) if executor.remote else teacher
+    teacher_ref = executor.shippable(teacher, str(teacher_checkpoint))
     num_layers = teacher.config.num_hidden_layers
     configs = (
         [PruneConfig.parse(n) for n in search.prune_configs]
@@ -306,57 +306,48 @@ def run_search(
         for cfg, _ in feasible
     }
 
-    def plan(index: int, cfg: PruneConfig) -> tuple[PruneConfig, Path, TrainConfig] | None:
+    broke_bound: list[PruneConfig] = []
+
+    def plan(index: int, cfg: PruneConfig, in_turn: bool):
+        """The cached record, a skip, a student's task with its minutes, or None: budget spent.
+        In turn, the minutes left are the deadline's; planned up front (side by side), each
+        task's minutes come off the deadline as if they ran one after another."""
+        nonlocal deadline
+        if (record := cache.get(key_of[cfg.name], TrainedRecord)) is not None:
+            log.from_cache += 1
+            return Known(record)
+        worse_than = next((b for b in broke_bound if cfg.prunes_at_least(b, num_layers)), None)
+        if worse_than is not None:
+            log.say(
+                f"skip {cfg.name}: prunes at least as much as {worse_than.name}, which broke "
+                "the accuracy bound"
+            )
+            return Known(None)
         minutes_left = (deadline - time.monotonic()) / 60.0
         if minutes_left < 0.5:
             log.say(f"search budget spent: {cfg.name} and later configurations not trained")
             return None
-        share = recovery_share(
-            cfg,
-            [c for c, _ in feasible[index + 1 :]],
-            weight,
-            num_layers,
-            skip_rule=not executor.remote,
-        )
+        later = [c for c, _ in feasible[index + 1 :]]
+        share = recovery_share(cfg, later, weight, num_layers, skip_rule=in_turn)
         budget = min(recovery.max_train_minutes or minutes_left, minutes_left * share)
         log.say(
             f"{cfg.name}: recovery budget {budget:.1f} min ({100 * share:.0f} % of the "
             f"{minutes_left:.1f} left); stops early at accuracy {job.target_accuracy:.4f}"
         )
+        if not in_turn:
+            deadline -= budget * 60.0
         folder = work / "students" / f"{cfg.name}-{key_of[cfg.name][:8]}"  # resumable
         return cfg, folder, recovery.model_copy(update={"max_train_minutes": budget})
 
-    cached = {name for name, key in key_of.items() if cache.get(key, TrainedRecord) is not None}
-    if executor.remote:  # side by side: budgets planned up front, the skip rule cannot apply
-        tasks = []
-        for index, (cfg, _) in enumerate(feasible):
-            if cfg.name not in cached:
-                if (task := plan(index, cfg)) is None:
-                    break
-                deadline -= task[2].max_train_minutes * 60.0  # planned as if one after another
-                tasks.append(task)
-        log.say(f"{executor.name}: {len(tasks)} student(s) trained as parallel tasks")
-        for (cfg, _, _), record in executor.map(partial(train_student, job), tasks, "train"):
-            cache.put(key_of[cfg.name], record)
-            log.trained += 1
-    broke_bound: list[PruneConfig] = []
+    log.say(f"{executor.name}: {executor.policy}")
     candidates: list[Candidate] = []
-    for index, (cfg, _) in enumerate(feasible):
-        worse_than = next((b for b in broke_bound if cfg.prunes_at_least(b, num_layers)), None)
-        record = cache.get(key_of[cfg.name], TrainedRecord)
-        if worse_than is not None and record is None:
-            log.say(
-                f"skip {cfg.name}: prunes at least as much as {worse_than.name}, which broke "
-                "the accuracy bound"
-            )
+    trained = executor.schedule([cfg for cfg, _ in feasible], plan, partial(train_student, job))
+    for cfg, record, fresh in trained:
+        if record is None:  # skipped
             continue
-        if record is None:
-            if executor.remote or (task := plan(index, cfg)) is None:
-                break
-            record = train_student(job, task)
+        if fresh:
             cache.put(key_of[cfg.name], record)
             log.trained += 1
-        log.from_cache += cfg.name in cached
         found = [Candidate.from_json(c) for c in record["candidates"]]
         candidates += found
         best = max(c.accuracy.accuracy for c in found)

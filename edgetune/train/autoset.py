@@ -78,11 +78,21 @@ def fit_schedule_to_time(trainer, config: TrainConfig, sized, rows: int) -> None
         )
 
 
+def planned_steps(trainer) -> int:
+    """The optimizer steps the run is planned for: its max steps, else its epochs'."""
+    if trainer.args.max_steps > 0:
+        return trainer.args.max_steps
+    batches = math.ceil(len(trainer.train_dataset) / trainer._train_batch_size)
+    per_epoch = math.ceil(batches / trainer.args.gradient_accumulation_steps)
+    return math.ceil(trainer.args.num_train_epochs * per_epoch)
+
+
 def auto_learning_rate(trainer, config: TrainConfig, output_dir: Path, resume: bool):
     """With `learning_rate = "auto"`: the range test's choice (the saved one on resume)."""
     if config.learning_rate != "auto":
         return None
-    found = from_main((lr_find.load(output_dir) if resume else None) or lr_find.find_lr(trainer))
+    saved = lr_find.load(output_dir) if resume else None
+    found = from_main(saved or lr_find.find_lr(trainer, lr_find.steps_for(planned_steps(trainer))))
     if is_main_process():
         lr_find.save(found, output_dir)
     trainer.args.learning_rate = found.suggestion

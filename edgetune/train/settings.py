@@ -3,9 +3,12 @@ importing torch or transformers (so `edgetune serve` and `predict` start light).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+if TYPE_CHECKING:
+    from edgetune.profiles import Profile
 
 Scheduler = Literal["linear", "cosine", "plateau"]
 DEFAULT_EPOCHS = 3.0  # when epochs are not given, unless a time budget alone sets the length
@@ -29,8 +32,8 @@ class TrainConfig(BaseModel):
     )
     batch_size: int | Literal["auto"] = Field(
         "auto",
-        description="a number (lowered if it does not fit), or auto: the largest that "
-        "does not lower examples/s, measured (train/batch_size.py)",
+        description="a number (lowered if it does not fit), or auto: the smallest that "
+        "reaches the best examples/s, measured (train/batch_size.py)",
     )
     auto_find_batch_size: bool = True
     scheduler: Scheduler = "linear"
@@ -82,6 +85,12 @@ class TrainConfig(BaseModel):
     def planned_epochs(self) -> float:
         return self.epochs if self.epochs is not None else DEFAULT_EPOCHS
 
-    def for_length(self, sequence_length: int) -> TrainConfig:
-        """This config with `max_length` set, the profile's `sequence_length` where unset."""
-        return self.model_copy(update={"max_length": self.max_length or sequence_length})
+    def for_profile(self, profile: Profile) -> TrainConfig:
+        """This config with the input shape the profile deploys where unset: `max_length` its
+        sequence length, `image_size` its image side (None for a text profile)."""
+        return self.model_copy(
+            update={
+                "max_length": self.max_length or profile.sequence_length,
+                "image_size": self.image_size or profile.image_size,
+            }
+        )

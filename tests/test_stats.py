@@ -126,3 +126,21 @@ def test_a_verdict_near_the_line_gets_more_rounds():
         worker=FakeWorker,
     )["near@10.0"]
     assert first.verdict == "marginal" and first.rounds == 10
+
+
+def test_resampled_percentiles_match_numpy_on_each_resample_of_uneven_rounds():
+    from edgetune.measure import stats
+
+    rng = np.random.default_rng(3)
+    rounds = [rng.normal(10, 1, rng.integers(1, 40)) for _ in range(7)]
+    picks = stats._resampled_rounds(len(rounds), 300, seed=1)
+    for q in (50, 90, 99):
+        expected = [np.percentile(np.concatenate([rounds[i] for i in p]), q) for p in picks]
+        assert np.allclose(stats.resampled_percentiles(rounds, picks, q), expected)
+    small = stats.CHUNK_VALUES
+    try:  # in chunks, the same numbers
+        stats.CHUNK_VALUES = 50
+        chunked = stats.resampled_percentiles(rounds, picks, 90)
+    finally:
+        stats.CHUNK_VALUES = small
+    assert np.allclose(chunked, stats.resampled_percentiles(rounds, picks, 90))

@@ -16,10 +16,9 @@ from pathlib import Path
 import datasets
 
 from edgetune.data.columns import LABEL_COLUMN_NAMES
+from edgetune.data.hub_splits import VALIDATION_STEMS, load_hub_splits
 from edgetune.data.labels import labelled_splits
-from edgetune.data.text import VALIDATION_STEMS
 from edgetune.errors import InputError
-from edgetune.hub import check_hub_id
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif")
 IMAGE_COLUMN_NAMES = (
@@ -216,23 +215,10 @@ def _load_table(
 
 
 def _load_hub(dataset_id: str, image_column: str | None, label_column: str | None):
-    check_hub_id(dataset_id, "dataset", "data")
-    try:
-        dd = datasets.load_dataset(dataset_id)
-    except Exception as exc:  # noqa: BLE001 - network, auth, missing: all one message
-        raise InputError(
-            f"{dataset_id}: not a local path, and the hub dataset could not be loaded "
-            f"({exc.__class__.__name__})"
-        ) from None
-    if "train" not in dd:
-        raise InputError(f"{dataset_id}: the hub dataset has no 'train' split ({list(dd)})")
-    splits = {"train": dd["train"]}
-    held = next((n for n in VALIDATION_STEMS if n in dd), None)
-    if held:
-        splits["validation"] = dd[held]
-    columns = dd["train"].column_names
+    splits = load_hub_splits(dataset_id)
+    columns = splits["train"].column_names
     image_col = image_column or next(
-        (c for c in columns if isinstance(dd["train"].features[c], datasets.Image)), None
+        (c for c in columns if isinstance(splits["train"].features[c], datasets.Image)), None
     )
     if image_col is None:
         raise InputError(

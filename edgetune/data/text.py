@@ -21,9 +21,9 @@ from edgetune.data.columns import (
     split_text_columns,
 )
 from edgetune.data.filecheck import check_text_file
+from edgetune.data.hub_splits import VALIDATION_STEMS, load_hub_splits
 from edgetune.data.labels import labelled_splits
 from edgetune.errors import InputError
-from edgetune.hub import check_hub_id
 
 FILE_BUILDERS = {
     ".csv": "csv",
@@ -33,7 +33,6 @@ FILE_BUILDERS = {
     ".parquet": "parquet",
 }
 TRAIN_STEMS = ("train",)
-VALIDATION_STEMS = ("validation", "valid", "val", "dev", "test")
 
 
 @dataclass
@@ -112,7 +111,7 @@ def _load_raw_splits(path: Path, source: str) -> dict[str, datasets.Dataset]:
         )
     if path.suffix.lower() in FILE_BUILDERS or source.startswith((".", "/", "~")):
         raise InputError(f"{source}: no such file or folder")
-    return _load_hub(source)
+    return load_hub_splits(source)
 
 
 def _split_files(folder: Path) -> dict[str, Path]:
@@ -164,26 +163,6 @@ def _load_label_folders(folder: Path) -> datasets.Dataset:
             texts.append(txt.read_text(encoding="utf-8", errors="replace").strip())
             labels.append(label_dir.name)
     return datasets.Dataset.from_dict({"text": texts, "label": labels})
-
-
-def _load_hub(dataset_id: str) -> dict[str, datasets.Dataset]:
-    check_hub_id(dataset_id, "dataset", "data")
-    try:
-        dd = datasets.load_dataset(dataset_id)
-    except Exception as exc:  # noqa: BLE001 - network, auth, missing: all one message
-        raise InputError(
-            f"{dataset_id}: not a local path, and the hub dataset could not be loaded "
-            f"({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-        ) from None
-    splits: dict[str, datasets.Dataset] = {}
-    if "train" in dd:
-        splits["train"] = dd["train"]
-    for name in VALIDATION_STEMS:
-        if name in dd and "validation" not in splits:
-            splits["validation"] = dd[name]
-    if "train" not in splits:
-        raise InputError(f"{dataset_id}: the hub dataset has no 'train' split ({list(dd)})")
-    return splits
 
 
 def _detect_text_column(ds: datasets.Dataset, source: str) -> str:

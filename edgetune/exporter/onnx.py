@@ -88,7 +88,8 @@ def export_onnx(model, tokenizer, target: str | Path, opset: int = DEFAULT_OPSET
     """Export `model` for text (or image) classification to the single file `target`."""
     from optimum.exporters.onnx import onnx_export_from_model
 
-    from edgetune.train.plain import PlainImageClassifier, export_plain
+    from edgetune.exporter.module import export_plain
+    from edgetune.train.plain import PlainImageClassifier
 
     target = Path(target).resolve()  # before the chdir below
     if isinstance(model, PlainImageClassifier):  # not a transformers model: torch.onnx.export

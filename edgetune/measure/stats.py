@@ -37,6 +37,45 @@ def _resampled_rounds(n_rounds: int, samples: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n_rounds, size=(samples, n_rounds))
 
 
+def resampled_percentiles(rounds: list[np.ndarray], picks: np.ndarray, q: float) -> np.ndarray:
+    """The q-th percentile (numpy's linear rule) of each resample of whole rounds, one row of
+    `picks` per resample, vectorised: every resample's timings sorted in one array (rounds
+    padded with +inf to one length) instead of a Python loop of concatenations, which took
+    85 ms an interval and ~2 s of a small `tune`'s latency stage."""
+    lengths = np.array([len(r) for r in rounds])
+    padded = np.full((len(rounds), int(lengths.max())), np.inf)
+    for i, r in enumerate(rounds):
+        padded[i, : len(r)] = r
+    per_resample = padded.size
+    chunk = max(1, CHUNK_VALUES // per_resample)  # bounded memory for long rounds
+    return np.concatenate(
+        [
+            _percentiles(padded, lengths, picks[i : i + chunk], q)
+            for i in range(0, len(picks), chunk)
+        ]
+    )
+
+
+CHUNK_VALUES = 2_000_000  # timings sorted at once (16 MB)
+
+
+def _percentiles(padded: np.ndarray, lengths: np.ndarray, picks: np.ndarray, q: float):
+    values = np.sort(padded[picks].reshape(len(picks), -1), axis=1)
+    counts = lengths[picks].sum(axis=1)
+    position = q / 100.0 * (counts - 1)
+    low = np.floor(position).astype(int)
+    high = np.minimum(low + 1, counts - 1)
+    below = np.take_along_axis(values, low[:, None], axis=1)[:, 0]
+    above = np.take_along_axis(values, high[:, None], axis=1)[:, 0]
+    return below + (above - below) * (position - low)
+
+
+def _bounds(stats: np.ndarray) -> tuple[float, float]:
+    tail = (1 - LEVEL) / 2 * 100
+    low, high = np.percentile(stats, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def percentile_interval(
     rounds: list[np.ndarray], q: float, seed: int = 0, samples: int = BOOTSTRAP_SAMPLES
 ) -> Interval:
@@ -46,15 +85,8 @@ def percentile_interval(
     point = float(np.percentile(pooled, q))
     if len(rounds) < 2:
         return Interval(point, point, point)
-    stats = np.array(
-        [
-            np.percentile(np.concatenate([rounds[i] for i in pick]), q)
-            for pick in _resampled_rounds(len(rounds), samples, seed)
-        ]
-    )
-    tail = (1 - LEVEL) / 2 * 100
-    low, high = np.percentile(stats, [tail, 100 - tail])
-    return Interval(point, float(low), float(high))
+    picks = _resampled_rounds(len(rounds), samples, seed)
+    return Interval(point, *_bounds(resampled_percentiles(rounds, picks, q)))
 
 
 def ratio_interval(
@@ -74,16 +106,9 @@ def ratio_interval(
     point = float(np.percentile(np.concatenate(b), q) / np.percentile(np.concatenate(a), q))
     if n < 2:
         return Interval(point, point, point)
-    stats = np.array(
-        [
-            np.percentile(np.concatenate([b[i] for i in pick]), q)
-            / np.percentile(np.concatenate([a[i] for i in pick]), q)
-            for pick in _resampled_rounds(n, samples, seed)
-        ]
-    )
-    tail = (1 - LEVEL) / 2 * 100
-    low, high = np.percentile(stats, [tail, 100 - tail])
-    return Interval(point, float(low), float(high))
+    picks = _resampled_rounds(n, samples, seed)
+    stats = resampled_percentiles(b, picks, q) / resampled_percentiles(a, picks, q)
+    return Interval(point, *_bounds(stats))
 
 
 def wilson_interval(correct: int, total: int, z: float = 1.959964) -> Interval:

@@ -139,31 +139,3 @@ def load_plain_checkpoint(
     model.load_state_dict(load_file(str(weights)))
     processor = AutoImageProcessor.from_pretrained(str(folder), trust_remote_code=False)
     return model.eval(), processor
-
-
-def export_plain(model: PlainImageClassifier, target: Path, opset: int) -> Path:
-    """`pixel_values` -> `logits`, the batch dynamic (as optimum names a transformers export)."""
-    size, channels = model.config.image_size, model.config.num_channels
-    example = torch.zeros(1, channels, size, size)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
-        torch.onnx.export(
-            _LogitsOnly(model).eval(),
-            (example,),
-            str(target),
-            input_names=["pixel_values"],
-            output_names=["logits"],
-            opset_version=opset,
-            dynamo=False,
-            dynamic_axes={"pixel_values": {0: "batch_size"}, "logits": {0: "batch_size"}},
-        )
-    return target
-
-
-class _LogitsOnly(nn.Module):
-    def __init__(self, model: PlainImageClassifier):
-        super().__init__()
-        self.model = model
-
-    def forward(self, pixel_values):
-        return self.model(pixel_values).logits

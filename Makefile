@@ -19,12 +19,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/edgetune tune --max-train-minutes 1.5 --out runs/demo --overwrite
 
-# two processes, a test file each at a time (module fixtures stay in one)
+# three processes on two cores (many tests wait on subprocesses and servers), a test file
+# each at a time (module fixtures stay in one)
 test: $(STAMP)
-	$(BIN)/pytest -q -n 2 --dist loadfile
+	$(BIN)/pytest -q -n 3 --dist loadfile
 
+# the edit loop: no real-model runs, no whole-pipeline families (both run in `make test`)
 test-fast: $(STAMP)
-	$(BIN)/pytest -q -n 2 --dist loadfile -m "not slow"
+	$(BIN)/pytest -q -n 3 --dist loadfile -m "not slow and not e2e"
 
 lint: $(STAMP)
 	$(BIN)/ruff check edgetune tests benchmarks

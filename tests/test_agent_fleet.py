@@ -19,6 +19,8 @@ from test_agent import FAST, SHIPPED, TOKEN, call, run, start_agent
 from edgetune.errors import InputError
 from edgetune.measure.fleet import Fleet
 
+pytestmark = pytest.mark.e2e  # `make test-fast` leaves these out
+
 # probes only: a search budget under half a minute trains no student
 PROBES_ONLY = [
     "--epochs",

@@ -6,6 +6,10 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.e2e  # `make test-fast` leaves these out
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 

@@ -7,7 +7,10 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import make_rows, write_csv
+
+pytestmark = pytest.mark.e2e  # `make test-fast` leaves these out
 
 
 def test_tune_under_torchrun_with_two_cpu_processes(tmp_path, tiny_model_dir, tiny_profile):

@@ -13,6 +13,8 @@ from conftest import FILLER, NEGATIVE, POSITIVE, tune_tiny
 
 from edgetune.cli import cli
 
+pytestmark = pytest.mark.e2e  # `make test-fast` leaves these out
+
 NO_HEAD_PRUNING = {"deberta-v2", "mpnet"}
 MODES = ["fp32", "optimized-fp32", "dynamic-int8", "static-int8-minmax", "int4"]
 SMALL = {

@@ -25,7 +25,10 @@ def test_a_paused_process_uses_no_cpu_until_it_is_resumed():
     try:
         time.sleep(0.3)
         park.pause(spinning.pid)
-        assert psutil.Process(spinning.pid).status() == psutil.STATUS_STOPPED
+        deadline = time.monotonic() + 5  # the signal is delivered asynchronously
+        while psutil.Process(spinning.pid).status() != psutil.STATUS_STOPPED:
+            assert time.monotonic() < deadline, "SIGSTOP did not stop the process"
+            time.sleep(0.01)
         before = cpu_seconds(spinning.pid)
         time.sleep(0.3)
         assert cpu_seconds(spinning.pid) - before < 0.02

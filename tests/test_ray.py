@@ -14,6 +14,8 @@ from conftest import SEARCH_ARGS, tune_tiny
 
 from edgetune.profiles import load_profile
 
+pytestmark = pytest.mark.e2e  # `make test-fast` leaves these out
+
 ray = pytest.importorskip("ray")
 
 

@@ -28,7 +28,7 @@ HEAVY = ("torch", "transformers", "optimum", "datasets", "matplotlib", "accelera
 FAST = ["--rounds", "2", "--min-runs", "4", "--min-seconds", "0.1"]
 TOKEN = "runtime-token"
 
-pytestmark = pytest.mark.registry
+pytestmark = [pytest.mark.registry, pytest.mark.e2e]
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,8 @@ from vision_fixtures import (
 from edgetune.cli import cli
 from edgetune.errors import InputError
 
+pytestmark = pytest.mark.e2e  # `make test-fast` leaves these out
+
 TRAIN = [
     "--epochs", "2", "--lr", "1e-3", "--batch-size", "8", "--rounds", "2", "--no-tune-session"
 ]  # fmt: skip

@@ -88,7 +88,7 @@ def export_onnx(model, tokenizer, target: str | Path, opset: int = DEFAULT_OPSET
     """Export `model` for text (or image) classification to the single file `target`."""
     from optimum.exporters.onnx import onnx_export_from_model
 
-    from edgetune.exporter.module import export_plain
+    from edgetune.exporter.torch_export import export_plain
     from edgetune.train.plain import PlainImageClassifier
 
     target = Path(target).resolve()  # before the chdir below

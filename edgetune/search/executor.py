@@ -25,7 +25,7 @@ from typing import Literal
 
 from edgetune.errors import InputError
 
-Kind = Literal["measure", "train"]
+Work = Literal["measure", "train"]
 MAX_RETRIES = 3
 
 
@@ -70,8 +70,8 @@ class LocalExecutor:
             else:
                 yield item, run(task), True
 
-    def map(self, fn: Callable, items: list, kind: Kind) -> Iterator[tuple[object, object]]:
-        if kind != "measure" or self.measurers < 2 or len(items) < 2:
+    def map(self, fn: Callable, items: list, work: Work) -> Iterator[tuple[object, object]]:
+        if work != "measure" or self.measurers < 2 or len(items) < 2:
             for item in items:
                 yield item, fn(item)
             return
@@ -137,15 +137,15 @@ class RayExecutor:
             else:
                 yield item, next(results), True
 
-    def options(self, kind: Kind) -> dict:
-        if kind == "measure":
+    def options(self, work: Work) -> dict:
+        if work == "measure":
             return {"num_cpus": 1, "resources": {self.resource: 1}, "max_retries": MAX_RETRIES}
         return {"num_cpus": 1, "num_gpus": 1 if self.gpus else 0, "max_retries": MAX_RETRIES}
 
-    def map(self, fn: Callable, items: list, kind: Kind) -> Iterator[tuple[object, object]]:
+    def map(self, fn: Callable, items: list, work: Work) -> Iterator[tuple[object, object]]:
         if not items:
             return
-        task = self.ray.remote(**self.options(kind))(_call)
+        task = self.ray.remote(**self.options(work))(_call)
         refs = [task.remote(fn, item) for item in items]
         for item, ref in zip(items, refs):  # in order, each as it is done: the caller caches it
             yield item, self.ray.get(ref)

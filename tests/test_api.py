@@ -13,6 +13,8 @@ import edgetune
 from edgetune.cli import cli
 from edgetune.errors import EXIT_BAD_INPUT, InputError
 
+pytestmark = pytest.mark.e2e  # `make test-fast` leaves these out
+
 QUICK = {"min_runs": 5, "min_seconds": 0.05}
 
 

@@ -18,6 +18,8 @@ from conftest import TINY_TRAIN, make_rows, write_csv
 
 from edgetune.cli import cli
 
+pytestmark = pytest.mark.e2e  # `make test-fast` leaves these out
+
 
 def tune(model, data, profile, out, *extra):
     return CliRunner().invoke(

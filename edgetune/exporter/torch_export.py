@@ -47,23 +47,9 @@ def export_plain(model, target: Path, opset: int) -> Path:
     """A plain image classifier (`train/plain.py`): `pixel_values` -> `logits`."""
     import torch
 
+    from edgetune.train.plain import LogitsOnly
+
     size, channels = model.config.image_size, model.config.num_channels
     example = (torch.zeros(1, channels, size, size),)
-    logits = logits_only(model).eval()
+    logits = LogitsOnly(model).eval()
     return torch_export(logits, example, target, ["pixel_values"], ["logits"], opset)
-
-
-def logits_only(model):
-    """`model` returning its logits alone (what the ONNX graph outputs); torch is imported
-    here, not when the module loads."""
-    from torch import nn
-
-    class LogitsOnly(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.model = model
-
-        def forward(self, pixel_values):
-            return self.model(pixel_values).logits
-
-    return LogitsOnly()

@@ -131,7 +131,6 @@ class _Worker:
             "io_binding": settings.io_binding,
             "warmup": settings.warmup_runs,
         }
-
         self.paused = False
 
     def pause(self) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 
 LEVEL = 0.95
 BOOTSTRAP_SAMPLES = 1000
+CHUNK_VALUES = 2_000_000  # bootstrapped timings sorted at once (16 MB)
 CI_METHOD = "cluster bootstrap over rounds (1000 resamples, 95 %)"
 
 
@@ -54,9 +55,6 @@ def resampled_percentiles(rounds: list[np.ndarray], picks: np.ndarray, q: float)
             for i in range(0, len(picks), chunk)
         ]
     )
-
-
-CHUNK_VALUES = 2_000_000  # timings sorted at once (16 MB)
 
 
 def _percentiles(padded: np.ndarray, lengths: np.ndarray, picks: np.ndarray, q: float):

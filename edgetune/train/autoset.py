@@ -59,7 +59,7 @@ def fit_schedule_to_time(trainer, config: TrainConfig, sized, rows: int) -> None
     if sized is None:  # epochs and batch size given: FitToTimeCallback shortens at the real pace
         return
     rate = sized.examples_per_second.get(sized.chosen) or 0.0
-    per_epoch = math.ceil(rows / (sized.chosen * world_size()))
+    per_epoch = steps_per_epoch(rows, sized.chosen)
     planned = math.ceil(config.planned_epochs * per_epoch)
     fits = int(TIME_FIT * config.max_train_minutes * 60.0 * rate / sized.chosen)
     if fits > 0 and config.until_no_gain:
@@ -78,12 +78,16 @@ def fit_schedule_to_time(trainer, config: TrainConfig, sized, rows: int) -> None
         )
 
 
+def steps_per_epoch(rows: int, batch_size: int) -> int:
+    """Optimizer steps in one epoch: every process takes `batch_size` rows a step."""
+    return math.ceil(rows / (batch_size * world_size()))
+
+
 def planned_steps(trainer) -> int:
     """The optimizer steps the run is planned for: its max steps, else its epochs'."""
     if trainer.args.max_steps > 0:
         return trainer.args.max_steps
-    batches = math.ceil(len(trainer.train_dataset) / trainer._train_batch_size)
-    per_epoch = math.ceil(batches / trainer.args.gradient_accumulation_steps)
+    per_epoch = steps_per_epoch(len(trainer.train_dataset), trainer.args.train_batch_size)
     return math.ceil(trainer.args.num_train_epochs * per_epoch)
 
 

@@ -139,3 +139,14 @@ def load_plain_checkpoint(
     model.load_state_dict(load_file(str(weights)))
     processor = AutoImageProcessor.from_pretrained(str(folder), trust_remote_code=False)
     return model.eval(), processor
+
+
+class LogitsOnly(nn.Module):
+    """A plain classifier returning its logits alone: what its ONNX graph outputs."""
+
+    def __init__(self, model: PlainImageClassifier):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values):
+        return self.model(pixel_values).logits

@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/edgetune tune --max-train-minutes 1.5 --out runs/demo --overwrite
+	$(BIN)/edgetune tune --max-train-minutes 1 --out runs/demo --overwrite
 
 # three processes on two cores (many tests wait on subprocesses and servers), a test file
 # each at a time (module fixtures stay in one)

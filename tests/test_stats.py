@@ -128,6 +128,22 @@ def test_a_verdict_near_the_line_gets_more_rounds():
     assert first.verdict == "marginal" and first.rounds == 10
 
 
+def test_a_marginal_verdict_outranked_by_a_faster_one_that_met_gets_no_more_rounds():
+    feed = {"input_ids": np.ones((1, 8), np.int64)}
+    settings = LatencySettings(min_runs=50, min_seconds=0, rounds=10, max_rounds=60)
+    near, fast = System("near@10.0", None, feed), System("fast@4.0", None, feed)
+    near.outranked_by = ("fast@4.0",)  # as accurate and as small: the choice never falls on it
+    results = measure_interleaved([near, fast], PROFILE, settings, 10.9, worker=FakeWorker)
+    assert results["fast@4.0"].verdict == "met"
+    assert results["near@10.0"].verdict == "marginal" and results["near@10.0"].rounds == 10
+    assert "not measured further: fast@4.0" in results["near@10.0"].verdict_note
+    near.outranked_by = ("over@12.0",)  # by one that missed the budget: measured on
+    over = System("over@12.0", None, feed)
+    results = measure_interleaved([near, over], PROFILE, settings, 10.9, worker=FakeWorker)
+    assert results["over@12.0"].verdict == "missed"
+    assert results["near@10.0"].rounds == 20 and results["near@10.0"].verdict == "missed"
+
+
 def test_resampled_percentiles_match_numpy_on_each_resample_of_uneven_rounds():
     from edgetune.measure import stats
 

@@ -67,6 +67,7 @@ class MeasuredSystem(BaseModel):
     model: str = Field(pattern=SHA256.pattern)
     feeds: str = Field(pattern=SHA256.pattern)
     session: SessionSettings | None = None  # checked strictly: a bad value is a 400
+    outranked_by: list[str] = Field(default_factory=list, max_length=64)  # other systems' names
 
 
 class MeasureRequest(BaseModel):
@@ -191,7 +192,7 @@ def measure(state: AgentState, request: MeasureRequest) -> dict:
         if not batches.get("fixed"):
             raise RequestError(400, f"{s.name}: the feeds hold no fixed batch")
         fixed, traffic = batches["fixed"][0], batches.get("traffic", [])
-        systems.append(System(s.name, model, fixed, traffic, session=s.session))
+        systems.append(System(s.name, model, fixed, traffic, s.session, tuple(s.outranked_by)))
     if len({s.name for s in systems}) != len(systems):
         raise RequestError(400, "system names must differ")
     try:

@@ -112,6 +112,7 @@ class Subject:
     tokenizer: object  # None: `feed` (inputs made from the graph) is what it is timed on
     feed: dict[str, np.ndarray] | None = None
     session: SessionSettings | None = None
+    outranked_by: tuple[str, ...] = ()  # see `measure.latency.System`
 
 
 @dataclass
@@ -199,12 +200,14 @@ def _system(
     """What a subject is timed on: the inputs its graph declares, at the profile's shape, with
     its session settings."""
     fixed = fixed_feed(s, profile, texts)
-    if s.tokenizer is None:
-        return System(s.name, s.model_path, fixed, session=s.session)
-    traffic = traffic_batches(
-        s.tokenizer, texts or [], profile.batch_size, max_length, settings.traffic_batches
+    traffic = (
+        traffic_batches(
+            s.tokenizer, texts or [], profile.batch_size, max_length, settings.traffic_batches
+        )
+        if s.tokenizer is not None
+        else []
     )
-    return System(s.name, s.model_path, fixed, traffic, session=s.session)
+    return System(s.name, s.model_path, fixed, traffic, s.session, s.outranked_by)
 
 
 def bench_models(

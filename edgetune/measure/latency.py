@@ -5,7 +5,9 @@ rounds, each round giving every system one slice of runs, in an order that rotat
 round to round. Percentiles come with 95 % intervals (cluster bootstrap over rounds,
 `measure/stats.py`). With a budget, each system gets a verdict: `met` (the p90 interval is
 under the budget), `missed` (over it) or `marginal` (it straddles it); marginal systems get
-more rounds, up to `max_rounds`. Traffic latency runs the validation texts at their own
+more rounds, up to `max_rounds`, unless one that outranks it (as accurate and as small, by the
+caller's account) met the budget and is significantly faster: no objective would then choose
+it, whatever its verdict. Traffic latency runs the validation texts at their own
 lengths (dynamic shapes) after the fixed-shape rounds. No torch here, on purpose.
 """
 
@@ -24,7 +26,7 @@ from edgetune.errors import InputError
 from edgetune.hardware import fingerprint
 from edgetune.measure import park
 from edgetune.measure.session import SessionSettings
-from edgetune.measure.stats import CI_METHOD, percentile_interval
+from edgetune.measure.stats import CI_METHOD, percentile_interval, ratio_interval
 from edgetune.measure.worker import save_feeds
 from edgetune.profiles import Profile
 
@@ -102,6 +104,9 @@ class System:
     feed: dict[str, np.ndarray]
     traffic: list[dict[str, np.ndarray]] = field(default_factory=list)
     session: SessionSettings | None = None
+    # systems at least as accurate and as small as this one (the caller knows accuracy): a
+    # marginal verdict is not measured further once one of them met the budget, faster
+    outranked_by: tuple[str, ...] = ()
     rounds: list[np.ndarray] = field(default_factory=list)
     traffic_rounds: list[np.ndarray] = field(default_factory=list)
 
@@ -122,7 +127,7 @@ class _Worker:
         self.proc = subprocess.Popen(
             command, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
-        self.request = {
+        self.request = {  # sent one worker at a time: warm-ups sharing the cores slow them all
             "op": "load",
             "model": str(system.model_path),
             "profile": profile.model_dump(),
@@ -270,10 +275,9 @@ def measure_interleaved(
     with tempfile.TemporaryDirectory(prefix="edgetune-bench-") as tmp:
         workers = {s.name: worker(s, profile, settings, Path(tmp)) for s in systems}
         try:
-            for w in workers.values():  # all start loading at once, then wait for each
-                w.send(w.request)
-            for w in workers.values():
-                w.ask(None)
+            for w in workers.values():  # they import at once; each loads and warms up alone
+                w.ask(w.request)
+                w.pause()
             for r in range(settings.rounds):
                 _round(workers, systems, r, "fixed", settings)
             with_traffic = [s for s in systems if s.traffic]
@@ -283,7 +287,7 @@ def measure_interleaved(
             results = {s.name: _summary(s, profile, stats[s.name], budget_ms) for s in systems}
             extra = settings.rounds
             while budget_ms is not None and extra < settings.max_rounds:
-                marginal = [s for s in systems if results[s.name].verdict == "marginal"]
+                marginal = _worth_more_rounds(systems, results, profile)
                 if not marginal:
                     break
                 for r in range(min(settings.rounds, settings.max_rounds - extra)):
@@ -298,6 +302,36 @@ def measure_interleaved(
     for result in results.values():
         result.machine = fingerprint()
     return results
+
+
+def _worth_more_rounds(
+    systems: list[System], results: dict[str, LatencyResult], profile: Profile
+) -> list[System]:
+    """The marginal systems whose verdict can still change the choice. One is settled (its note
+    says so) when a system that outranks it met the budget and its own budget p90 over that
+    one's (paired, 95 % interval over their shared rounds) lies wholly above 1."""
+    by_name = {s.name: s for s in systems}
+    worth = []
+    for s in (s for s in systems if results[s.name].verdict == "marginal"):
+        traffic = budget_p90(results[s.name], profile)[2]
+        for other in (by_name[n] for n in s.outranked_by if n in by_name):
+            if results[other.name].verdict != "met":
+                continue
+            ratio = (
+                ratio_interval(other.traffic_rounds, s.traffic_rounds, 90)
+                if traffic
+                else ratio_interval(other.rounds, s.rounds, 90)
+            )
+            if ratio.low > 1.0:
+                results[s.name].verdict_note += (
+                    f"; not measured further: {other.name}, as accurate and as small, met the "
+                    f"budget, and this p90 is {ratio.value:.2f}x its [{ratio.low:.2f}, "
+                    f"{ratio.high:.2f}]"
+                )
+                break
+        else:
+            worth.append(s)
+    return worth
 
 
 def measure_latency(

@@ -130,6 +130,7 @@ class Target:
         settings = settings or LatencySettings()
         self.fingerprint()  # first: a wrong token or address is said before any upload
         request = []
+        alias = {s.name: f"m{i}" for i, s in enumerate(systems)}  # no local names there
         with tempfile.TemporaryDirectory(prefix="edgetune-target-") as tmp:
             for i, s in enumerate(systems):
                 feeds = Path(tmp) / f"{i}.npz"
@@ -138,10 +139,11 @@ class Target:
                 )
                 request.append(
                     {
-                        "name": f"m{i}",  # the agent sees no local names or paths
+                        "name": alias[s.name],  # the agent sees no local names or paths
                         "model": self.upload("models", Path(s.model_path)),
                         "feeds": self.upload("feeds", feeds),
                         "session": s.session.model_dump() if s.session else None,
+                        "outranked_by": [alias[n] for n in s.outranked_by if n in alias],
                     }
                 )
         body = {

@@ -9,7 +9,7 @@ that the machine's drift falls on all of them alike.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edgetune.compress.modes import Mode, build_variants
@@ -99,7 +99,12 @@ class CandidateBuilder:
 
     def measure(self, candidates: list[Candidate], evaluation: EvalSet | None) -> list[Candidate]:
         """Latency of all `candidates` in the same interleaved rounds, then their verdicts."""
-        subjects = [self.subject(c.name, Path(c.model_path)) for c in candidates]
+        subjects = [
+            replace(
+                self.subject(c.name, Path(c.model_path)), outranked_by=_outranking(c, candidates)
+            )
+            for c in candidates
+        ]
         texts = evaluation.texts if evaluation else None
         max_length = evaluation.max_length if evaluation else self.profile.sequence_length
         latency = measure_latencies(
@@ -109,3 +114,18 @@ class CandidateBuilder:
             c.latency = latency[c.name]
             check_budget(c, self.profile)
         return candidates
+
+
+def _outranking(c: Candidate, candidates: list[Candidate]) -> tuple[str, ...]:
+    """The candidates at least as accurate as `c` and no larger: once one of them meets the
+    budget and is significantly faster, no objective chooses `c` (`measure.latency`)."""
+    if c.accuracy is None:
+        return ()
+    return tuple(
+        o.name
+        for o in candidates
+        if o is not c
+        and o.accuracy is not None
+        and o.accuracy.accuracy >= c.accuracy.accuracy
+        and o.size_mb <= c.size_mb
+    )

@@ -33,6 +33,14 @@ class Profile(BaseModel):
     sequence_length: int = Field(default=128, ge=8, le=8192)
     latency_budget_ms: float = Field(gt=0, description="p90 latency budget per batch")
     max_model_size_mb: float | None = Field(default=None, gt=0)
+    # counted bounds (`measure/counts.py`): checked from the graph, before anything is timed
+    max_params_m: float | None = Field(None, gt=0, description="millions of parameters")
+    max_gmacs: float | None = Field(
+        None, gt=0, description="billions of multiply-accumulates per batch at the profile's shape"
+    )
+    max_peak_memory_mb: float | None = Field(
+        None, gt=0, description="peak activation memory (an estimate from the graph)"
+    )
     precisions: list[Precision] = Field(default_factory=lambda: ["fp32", "int8"])
     measure_seconds: float = Field(
         3.0,

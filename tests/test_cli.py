@@ -49,6 +49,13 @@ def test_tune_writes_bundle_and_report(tuned_run):
     ]  # int4 not in the profile
     assert report["selection"]["winner"] == manifest["candidate"]
     assert (out / "report.md").read_text().startswith("# edgetune report")
+    # counted at the profile's shape: quantization keeps the parameters, moves the MACs' width
+    counts = {c["name"]: c["counts"] for c in report["candidates"]}
+    assert len({n["params"] for n in counts.values()}) == 1 and counts["fp32"]["params"] > 10_000
+    assert set(counts["fp32"]["macs"]) == {"fp32"} and counts["dynamic-int8"]["macs"]["int8"] > 0
+    assert counts["dynamic-int8"]["weight_bytes"] < counts["fp32"]["weight_bytes"] / 2
+    assert report["run"]["counted"]["candidates"] == 6
+    assert "## Counted at the profile's shape" in (out / "report.md").read_text()
     from edgetune.hardware import fingerprint  # every latency says where it was measured
 
     assert "**Latency measured on:** " in (out / "report.md").read_text()

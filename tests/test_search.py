@@ -31,6 +31,9 @@ def test_search_measures_pruned_candidates_and_plots(search_run):
         pruned["settings"]["pruning"]["params_after"]
         < pruned["settings"]["pruning"]["params_before"]
     )
+    dense = next(c for c in report["candidates"] if c["name"] == "dynamic-int8")
+    assert pruned["counts"]["params"] < dense["counts"]["params"]  # one layer of two gone
+    assert pruned["counts"]["gmacs"] < dense["counts"]["gmacs"]
     bundle = search_run / "candidates" / "L1+dynamic-int8"
     assert json.loads((bundle / "config.json").read_text())["num_hidden_layers"] == 1
     assert (search_run / "pareto.png").stat().st_size > 1000

@@ -154,6 +154,7 @@ def render_markdown(
             "![latency vs rate](loadtest/loadtest.png)",
             "",
         ]
+    lines += _counted_lines(candidates, context.get("counted"))
     lines += _session_lines(context.get("session_tuning"))
     notes = [f"- {c.name}: {n}" for c in candidates for n in c.notes]
     if notes:
@@ -163,10 +164,59 @@ def render_markdown(
         lines += [
             f"- {key}: {value}"
             for key, value in context.items()
-            if key not in ("loadtest", "session_tuning")
+            if key not in ("loadtest", "session_tuning", "counted")
         ]
         lines.append("")
     return "\n".join(lines)
+
+
+COUNT_COLUMNS = ("candidate", "params M", "weights MB", "GMACs", "by width", "peak activations MB")
+
+
+def _counted_lines(candidates: list[Candidate], counted: dict | None) -> list[str]:
+    """Each candidate's counted costs at the profile's shape, how well they rank the measured
+    p90 here, and the candidates a counted bound dropped before timing."""
+    rows = [c for c in candidates if c.counts]
+    if not rows and not (counted and counted.get("over_budget")):
+        return []
+    lines = ["## Counted at the profile's shape", ""]
+    if rows:
+        lines += [
+            "| " + " | ".join(COUNT_COLUMNS) + " |",
+            "|" + "|".join("---" for _ in COUNT_COLUMNS) + "|",
+        ]
+        for c in rows:
+            n = c.counts
+            widths = ", ".join(f"{w} {m / 1e9:.3g}" for w, m in sorted(n["macs"].items()))
+            lines.append(
+                f"| {c.name} | {n['params_m']:.2f} | {n['weight_bytes'] / 1e6:.1f} | "
+                f"{n['gmacs']:.3g} | {widths} | {n['peak_activation_mb']:.2f} |"
+            )
+        lines.append("")
+    if counted:
+
+        def rho(key: str) -> str:
+            value = counted.get(key)
+            return f"{value:+.2f}" if value is not None else "n/a (fewer than 3, or all equal)"
+
+        lines += [
+            (
+                f"How far counting ranks the p90 measured here (Spearman's rho over "
+                f"{counted['candidates']} candidates): GMACs {rho('spearman_gmacs_p90')}, "
+                f"width-weighted GMACs {rho('spearman_width_weighted_gmacs_p90')}, weight "
+                f"bytes {rho('spearman_weight_bytes_p90')}. Near +1: counting alone "
+                "would order them as this machine does; near 0 or below: only timing on the "
+                "target can."
+            ),
+            "",
+        ]
+        for name, broken in counted.get("over_budget", {}).items():
+            lines.append(
+                f"- {name}: over the profile's counted budget ({'; '.join(broken)}), not timed"
+            )
+        if counted.get("over_budget"):
+            lines.append("")
+    return lines
 
 
 def session_tuning_table(tuning: dict, title: str | None = None) -> Table:

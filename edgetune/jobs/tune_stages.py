@@ -22,7 +22,7 @@ from edgetune.config import RECIPE_NAME, TuneConfig, write_recipe
 from edgetune.console import console
 from edgetune.deploy.bundle import write_bundle
 from edgetune.deploy.manifest import candidate_manifest
-from edgetune.errors import EdgetuneError
+from edgetune.errors import EdgetuneError, InputError
 from edgetune.exporter.onnx import load_checkpoint
 from edgetune.jobs.common import accuracy_agents
 from edgetune.measure.bench import EvalSet
@@ -34,7 +34,7 @@ from edgetune.search.budget import relative_budget
 from edgetune.search.candidates import CandidateBuilder
 from edgetune.search.notes import note_slower_than_fp32
 from edgetune.search.record import Candidate
-from edgetune.search.select import Selection, choose
+from edgetune.search.select import Selection, choose, count_agreement, within_counted_budget
 
 
 @dataclass
@@ -62,6 +62,7 @@ class RunState:
     min_accuracy: float | None = None
     search_log: object = None
     selection: Selection | None = None
+    over_counted: dict[str, list[str]] = field(default_factory=dict)  # untimed: what each broke
     context: dict = field(default_factory=dict)
     tuning: SessionTuning | None = None  # the winner's session settings (--tune-session)
     best: Path | None = None
@@ -176,7 +177,17 @@ def search_pruned(state: RunState) -> None:
 
 
 def measure_latency(state: RunState) -> None:
-    """All candidates side by side, the search's too; a relative budget from the same rounds."""
+    """All candidates side by side, the search's too; a relative budget from the same rounds.
+    Candidates over one of the profile's counted bounds are dropped first, untimed."""
+    state.candidates, state.over_counted = within_counted_budget(state.candidates, state.profile)
+    for name, broken in state.over_counted.items():
+        console.log(f"{name}: over the profile's counted budget ({'; '.join(broken)}): not timed")
+    if not state.candidates:
+        raise InputError(
+            f"every candidate is over the profile's counted budget (e.g. "
+            f"{'; '.join(next(iter(state.over_counted.values())))}): raise the profile's bound "
+            "or prune (--prune-search)"
+        )
     state.builder.measure(state.candidates, state.evaluation)
     if state.config.relative_budget is not None:
         state.profile, _ = relative_budget(
@@ -198,6 +209,10 @@ def choose_model(state: RunState) -> None:
         "pytorch_accuracy": trained.metrics["accuracy"],
         "export_check": state.check.to_json(),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+    }
+    state.context["counted"] = {
+        **count_agreement(state.candidates, state.profile),
+        "over_budget": state.over_counted,
     }
     if state.search_log is not None:
         state.context["search"] = state.search_log.to_json()

@@ -149,3 +149,24 @@ def mcnemar_exact(first_correct: np.ndarray, second_correct: np.ndarray) -> Pair
     tail = sum(math.comb(n, i) for i in range(min(b, c) + 1))
     p = 1.0 if n == 0 else float(Fraction(2 * tail, 2**n))
     return PairedTest(b, c, min(1.0, p))
+
+
+def spearman(x: list[float], y: list[float]) -> float | None:
+    """Spearman's rank correlation (ties get their average rank; as scipy's `spearmanr`, without
+    scipy on the runtime install). None with fewer than 3 points or a constant side."""
+    if len(x) < 3 or len(x) != len(y):
+        return None
+    rx, ry = _average_ranks(np.asarray(x, float)), _average_ranks(np.asarray(y, float))
+    if rx.std() == 0 or ry.std() == 0:
+        return None
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(1, len(values) + 1)
+    for value in np.unique(values):
+        tied = values == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks

@@ -41,6 +41,7 @@ class ProbeRecord(_Record):
     verdict: dict[Name, str]
     params: int
     budget_ms: float | None = None
+    over_counted: dict[Name, list[str]] = {}  # modes over a counted bound: not timed
 
 
 class CandidateEntry(_Record):

@@ -15,7 +15,16 @@ from pathlib import Path
 from edgetune.compress.modes import Mode, build_variants
 from edgetune.compress.passes import PassContext
 from edgetune.exporter.onnx import ExportCheck, export_onnx, export_validated
-from edgetune.measure.bench import EvalSet, Subject, evaluate, measure_latencies, model_size_mb
+from edgetune.measure.bench import (
+    HOST_WORK,
+    EvalSet,
+    Subject,
+    evaluate,
+    fixed_feed,
+    measure_latencies,
+    model_size_mb,
+)
+from edgetune.measure.counts import count_graph
 from edgetune.measure.latency import LatencySettings
 from edgetune.profiles import Profile
 from edgetune.search.record import Candidate
@@ -46,6 +55,12 @@ class CandidateBuilder:
 
     def subject(self, name: str, path: Path) -> Subject:
         return Subject(name, path, None if self.feed is not None else self.processor, self.feed)
+
+    def count(self, subject: Subject) -> dict:
+        """What the model costs by count at the profile's fixed shape (`measure/counts.py`)."""
+        with HOST_WORK:
+            feed = fixed_feed(subject, self.profile, None)
+            return count_graph(subject.model_path, feed).to_json()
 
     def build(
         self,
@@ -79,6 +94,7 @@ class CandidateBuilder:
                     size_mb=model_size_mb(path),
                     settings={**settings, **(extra or {})},
                     checkpoint=checkpoint,
+                    counts=self.count(subject),
                 )
             )
         return candidates

@@ -32,6 +32,7 @@ from edgetune.search.cache import Cache, ProbeRecord, TrainedRecord, file_digest
 from edgetune.search.candidates import CandidateBuilder
 from edgetune.search.executor import Known, LocalExecutor, RayExecutor
 from edgetune.search.record import Candidate
+from edgetune.search.select import within_counted_budget
 from edgetune.search.settings import SearchSettings
 from edgetune.train.settings import TrainConfig
 
@@ -149,6 +150,9 @@ def probe_latency(
     with HOST_WORK:  # built one at a time; the measurements may run at once on several agents
         pruned = make_student(_teacher(teacher), cfg, importance="magnitude")
         probes, _ = builder.from_model(pruned.model, work / "probes" / cfg.name, modes, None)
+    probes, over = within_counted_budget(probes, builder.profile)  # over a bound: not timed
+    if not probes:
+        return {"p90_ms": {}, "verdict": {}, "params": pruned.params_after, "over_counted": over}
     reference = [replace(relative[0], name="unpruned reference")] if relative else []
     builder.measure([*probes, *reference], None)
     if relative:
@@ -156,10 +160,11 @@ def probe_latency(
         for probe in probes:
             judge(probe.latency, builder.profile, budget)
     return {
-        "p90_ms": {m.name: c.latency.p90_ms for m, c in zip(modes, probes)},
-        "verdict": {m.name: c.latency.verdict for m, c in zip(modes, probes)},
+        "p90_ms": {c.name: c.latency.p90_ms for c in probes},
+        "verdict": {c.name: c.latency.verdict for c in probes},
         "params": pruned.params_after,
         "machine": probes[0].latency.machine.get("id", ""),  # where: kept apart if agents differ
+        "over_counted": over,
         **({"budget_ms": round(budget, 3)} if relative else {}),
     }
 
@@ -259,6 +264,10 @@ def run_search(
     for cfg in configs:
         record = cache.get(probe_key[cfg.name], ProbeRecord)
         log.probes[cfg.name] = record["p90_ms"]
+        if not record["p90_ms"]:
+            broken = "; ".join(next(iter(record.get("over_counted", {}).values()), []))
+            log.say(f"probe {cfg.name}: over the profile's counted budget ({broken}) - not trained")
+            continue
         best_mode, best_p90 = min(record["p90_ms"].items(), key=lambda kv: kv[1])
         if any(v != "missed" for v in record["verdict"].values()):  # met or marginal
             probed.append((cfg, record["params"], "met" in record["verdict"].values()))

@@ -27,6 +27,7 @@ class Candidate:
     within_accuracy_bound: bool = True
     checkpoint: str = ""  # the PyTorch checkpoint it was exported from (tokenizer, config)
     stats: dict = field(default_factory=dict)  # accuracy interval, paired tests (select.py)
+    counts: dict = field(default_factory=dict)  # `measure.counts.GraphCounts`, profile shape
 
     @property
     def meets_budget(self) -> bool:

@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from edgetune.measure.counts import GraphCounts, over_counted_budget
 from edgetune.measure.latency import budget_p90
-from edgetune.measure.stats import Interval, PairedTest, mcnemar_exact, ratio_interval
+from edgetune.measure.stats import Interval, PairedTest, mcnemar_exact, ratio_interval, spearman
 from edgetune.profiles import Profile
 from edgetune.search.record import Candidate
 
@@ -54,6 +55,33 @@ def check_budget(candidate: Candidate, profile: Profile) -> Candidate:
     limit = profile.max_model_size_mb
     candidate.meets_size = limit is None or candidate.size_mb <= limit
     return candidate
+
+
+def within_counted_budget(
+    candidates: list[Candidate], profile: Profile
+) -> tuple[list[Candidate], dict[str, list[str]]]:
+    """The candidates within the profile's counted bounds (`max_params_m`, `max_gmacs`,
+    `max_peak_memory_mb`), and for each other one what it breaks: those are never timed."""
+    kept, over = [], {}
+    for c in candidates:
+        broken = over_counted_budget(GraphCounts.from_json(c.counts), profile) if c.counts else []
+        if broken:
+            over[c.name] = broken
+        else:
+            kept.append(c)
+    return kept, over
+
+
+def count_agreement(candidates: list[Candidate], profile: Profile) -> dict:
+    """How well counting ranks the measured latency over this run's candidates: Spearman's rho
+    of GMACs (plain and width-weighted) and of weight bytes against the budget p90 (None with
+    fewer than 3, or where the count is the same for all: a dense menu's plain GMACs)."""
+    counted = [c for c in candidates if c.counts and c.latency]
+    p90 = [_speed(c, profile) for c in counted]
+    return {"candidates": len(counted)} | {
+        f"spearman_{key}_p90": spearman([c.counts[key] for c in counted], p90)
+        for key in ("gmacs", "width_weighted_gmacs", "weight_bytes")
+    }
 
 
 def pareto_front(candidates: list[Candidate]) -> list[Candidate]:

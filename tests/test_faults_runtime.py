@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -51,8 +52,11 @@ def test_export_of_a_relative_checkpoint_does_not_hang(
     tuned_run, tmp_path, monkeypatch, tiny_profile
 ):
     out, _ = tuned_run
-    monkeypatch.chdir(out / "work")
-    (out / "work" / "best" / "edgetune_validation_sample.json").unlink(missing_ok=True)
+    shutil.copytree(
+        out / "work" / "best", tmp_path / "work" / "best"
+    )  # the shared run is read-only
+    monkeypatch.chdir(tmp_path / "work")
+    (tmp_path / "work" / "best" / "edgetune_validation_sample.json").unlink(missing_ok=True)
     started = time.monotonic()
     result = CliRunner().invoke(
         cli, ["export", "best", "--out", str(tmp_path / "b"), "--profile", str(tiny_profile)]

@@ -36,12 +36,6 @@ class ExportCheck:
         return asdict(self)
 
 
-def is_image_classifier(model) -> bool:
-    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING
-
-    return type(model.config) in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING
-
-
 def label_names(model) -> list[str]:
     """A classifier's label names in id order (its config's id2label)."""
     return [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
@@ -90,6 +84,7 @@ def export_onnx(model, tokenizer, target: str | Path, opset: int = DEFAULT_OPSET
 
     from edgetune.exporter.torch_export import export_plain
     from edgetune.train.plain import PlainImageClassifier
+    from edgetune.train.sources import classifies_images
 
     target = Path(target).resolve()  # before the chdir below
     if isinstance(model, PlainImageClassifier):  # not a transformers model: torch.onnx.export
@@ -99,7 +94,9 @@ def export_onnx(model, tokenizer, target: str | Path, opset: int = DEFAULT_OPSET
             model,
             Path(tmp) / "onnx",
             opset=opset,
-            task="image-classification" if is_image_classifier(model) else "text-classification",
+            task="image-classification"
+            if classifies_images(model.config)
+            else "text-classification",
             do_validation=False,
             preprocessors=[tokenizer],
             device="cpu",

@@ -103,7 +103,6 @@ def is_image_model(model_source: str) -> bool:
     """An architecture transformers classifies images with (read from config.json alone), a
     plain PyTorch factory (`pkg.module:factory`, image models only), or a checkpoint of one."""
     from transformers import AutoConfig
-    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING
 
     from edgetune.factory import is_factory
     from edgetune.train.plain import is_plain_checkpoint
@@ -118,6 +117,14 @@ def is_image_model(model_source: str) -> bool:
         config = AutoConfig.from_pretrained(model_source, trust_remote_code=False)
     except (OSError, ValueError, KeyError):
         return False  # check_trainable says what is wrong
+    return classifies_images(config)
+
+
+def classifies_images(config) -> bool:
+    """A transformers config whose architecture has an image-classification head: the one test
+    of "image model?" for a source (`is_image_model`) and a loaded model (the exporter's task)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING
+
     return type(config) in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING
 
 

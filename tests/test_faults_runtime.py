@@ -52,9 +52,8 @@ def test_export_of_a_relative_checkpoint_does_not_hang(
     tuned_run, tmp_path, monkeypatch, tiny_profile
 ):
     out, _ = tuned_run
-    shutil.copytree(
-        out / "work" / "best", tmp_path / "work" / "best"
-    )  # the shared run is read-only
+    # the shared run is read-only: the checkpoint is copied before its sample is removed
+    shutil.copytree(out / "work" / "best", tmp_path / "work" / "best")
     monkeypatch.chdir(tmp_path / "work")
     (tmp_path / "work" / "best" / "edgetune_validation_sample.json").unlink(missing_ok=True)
     started = time.monotonic()

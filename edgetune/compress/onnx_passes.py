@@ -97,6 +97,15 @@ class _Batches:
         return next(self._iter, None)
 
 
+def prepare_for_static(source: Path, target: Path) -> Path:
+    """The graph static INT8 quantizes (shapes inferred, ORT's basic optimizations): its node
+    and value names are the ones `keep_fp32` and the sensitivity analysis use."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(str(source), str(target), auto_merge=True, skip_optimization=False)
+    return target
+
+
 def _flush_every(batches: int) -> int:
     """How many batches of activations the calibrator holds before reducing them (memory bound).
 
@@ -174,6 +183,11 @@ class StaticInt8Config(PassConfig):
         ("MatMul", "Gemm", "Conv"),
         description="ops to quantize (Conv: image models; text encoders have none)",
     )
+    keep_fp32: tuple[str, ...] = Field(
+        (),
+        description="nodes left in fp32 (mixed precision: the most sensitive ones, "
+        "compress/sensitivity.py), by name in the shape-inferred graph",
+    )
 
 
 class StaticInt8(OnnxPass):
@@ -191,7 +205,6 @@ class StaticInt8(OnnxPass):
             QuantType,
             quantize_static,
         )
-        from onnxruntime.quantization.shape_inference import quant_pre_process
 
         if not ctx.calibration:
             raise InputError(
@@ -207,8 +220,7 @@ class StaticInt8(OnnxPass):
             "percentile": CalibrationMethod.Percentile,
         }
         with _in_temp_dir() as tmp:
-            prepared = tmp / "prepared.onnx"
-            quant_pre_process(str(source), str(prepared), auto_merge=True, skip_optimization=False)
+            prepared = prepare_for_static(source, tmp / "prepared.onnx")
             quantize_static(
                 str(prepared),
                 str(target),
@@ -220,6 +232,7 @@ class StaticInt8(OnnxPass):
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=methods[config.method],
+                nodes_to_exclude=list(config.keep_fp32),
                 extra_options={
                     "CalibMaxIntermediateOutputs": _flush_every(len(ctx.calibration)),
                     "CalibPercentile": config.percentile,
@@ -236,6 +249,7 @@ class StaticInt8(OnnxPass):
                 "op_types": list(config.op_types),
                 "per_channel": config.per_channel,
                 "reduce_range": choice.reduce_range,
+                **({"kept_fp32": list(config.keep_fp32)} if config.keep_fp32 else {}),
             }
         }
 

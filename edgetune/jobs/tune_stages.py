@@ -1,7 +1,8 @@
 """`tune` as named stages over one run state: each stage reads what the earlier ones left in
 `RunState` and adds its own part; `run_stages` times them (`stage_seconds` in the report).
 
-data -> fine_tune -> compress_and_accuracy -> search (with --prune-search) -> latency ->
+data -> fine_tune -> compress_and_accuracy -> repair_quantization (static INT8 that lost more
+than the bound: a mixed-precision variant) -> search (with --prune-search) -> latency ->
 choose -> session_tuning (the winner's ONNX Runtime settings, with --tune-session) -> bundles
 -> loadtest (with --loadtest, for modalities served over HTTP).
 """
@@ -13,6 +14,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from edgetune._version import __version__
@@ -134,6 +136,63 @@ def build_candidates(state: RunState) -> None:
         state.evaluation,
         checkpoint=str(state.trained.checkpoint),
     )
+
+
+SENSITIVITY_BATCHES = 4  # calibration batches the nodes are ranked on (32 rows at batch 8)
+
+
+def repair_quantization(state: RunState) -> None:
+    """Static INT8 candidates that lost more than the bound get a mixed-precision variant, their
+    most sensitive nodes kept in fp32 (`search/mixed.py`), built and scored like the others."""
+    from edgetune.compress.onnx_passes import prepare_for_static
+    from edgetune.compress.sensitivity import rank_nodes
+    from edgetune.search.mixed import loss_against, repair
+
+    reference = next((c for c in state.candidates if c.name == "fp32" and c.accuracy), None)
+    bound = state.config.search.max_accuracy_drop
+    broken = [
+        c
+        for c in state.candidates
+        if reference and c.accuracy and _static_mode(c) and loss_against(reference, c).breaks(bound)
+    ]
+    if not broken:
+        return
+    onnx_dir = state.work / "onnx"
+    prepared = prepare_for_static(Path(reference.model_path), onnx_dir / "fp32.prepared.onnx")
+    batches = state.builder.ctx.calibration[:SENSITIVITY_BATCHES]
+    for c in broken:
+        ranked = rank_nodes(prepared, Path(c.model_path), batches)
+        c.stats["sensitivity"] = [n.to_json() for n in ranked[:10]]
+        build = partial(_keep_fp32_variant, state, _static_mode(c), Path(reference.model_path))
+        fixed = repair(c, reference, bound, ranked, build)
+        console.log(f"{c.name}: {c.notes[-1]}")
+        if fixed is not None:
+            state.candidates.insert(state.candidates.index(c) + 1, fixed)
+    prepared.unlink(missing_ok=True)
+
+
+def _static_mode(c: Candidate) -> Mode | None:
+    """The preset static INT8 mode `c` was built with (None: another kind of candidate)."""
+    from edgetune.compress.modes import MODES
+
+    mode = MODES.get(c.settings.get("mode", ""))
+    return mode if mode and mode.steps and mode.steps[-1].pass_name == "static-int8" else None
+
+
+def _keep_fp32_variant(
+    state: RunState, mode: Mode, fp32: Path, nodes: list[str], k: int
+) -> Candidate:
+    from edgetune.compress.passes import Step
+
+    last = mode.steps[-1]
+    step = Step(last.pass_name, last.config.model_copy(update={"keep_fp32": tuple(nodes)}))
+    variant = Mode(
+        f"{mode.name}+keep-fp32-{k}",
+        (*mode.steps[:-1], step),
+        f"{mode.description}, its {k} most sensitive nodes in fp32",
+    )
+    built = state.builder.build(fp32, [variant], state.work / "onnx", state.evaluation)
+    return built[0]
 
 
 def search_pruned(state: RunState) -> None:
@@ -298,6 +357,7 @@ STAGES = (
     Stage("data", load_data),
     Stage("fine_tune", fine_tune_model),
     Stage("compress_and_accuracy", build_candidates),
+    Stage("repair_quantization", repair_quantization),
     Stage("search", search_pruned, lambda s: s.config.search.enabled),
     Stage("latency", measure_latency),
     Stage("choose", choose_model, timed=False),

@@ -22,9 +22,9 @@ def noise(*values: float) -> list[NodeNoise]:
     return [NodeNoise(f"n{i}", "MatMul", v, 10.0) for i, v in enumerate(values)]
 
 
-def test_the_first_variant_keeps_the_nodes_holding_half_the_noise_then_twice_as_many():
-    assert keep_counts(noise(6.0, 2.0, 1.0, 0.5, 0.3, 0.1, 0.05, 0.05)) == [1, 2, 4]
-    assert keep_counts(noise(1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)) == [4]  # cap: half
+def test_the_cap_is_tried_first_then_the_nodes_holding_half_the_noise_doubling():
+    assert keep_counts(noise(6.0, 2.0, 1.0, 0.5, 0.3, 0.1, 0.05, 0.05)) == [4, 1, 2]
+    assert keep_counts(noise(1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)) == [4]  # half: the cap
     assert keep_counts(noise(0.0, -1.0)) == [1]  # nothing adds noise: one node, the cap
 
 
@@ -41,17 +41,23 @@ def test_a_variant_within_the_bound_is_returned_and_the_note_says_what_was_lost(
 
     ranked = noise(6.0, 2.0, 1.0, 0.5, 0.3, 0.1, 0.05, 0.05)
     fixed = repair(lossy, fp32, 1.0, ranked, build)
-    assert fixed.name == "static-int8-minmax+keep-fp32-2" and built == [["n0"], ["n0", "n1"]]
+    assert fixed.name == "static-int8-minmax+keep-fp32-2"
+    assert built == [["n0", "n1", "n2", "n3"], ["n0"], ["n0", "n1"]]  # the cap, then upwards
     assert "lost 5.00 points" in lossy.notes[0] and "n0 (+6)" in lossy.notes[0]
     assert "within the bound" in lossy.notes[0]
 
 
 def test_no_variant_within_the_bound_is_said_and_none_joins():
     fp32, lossy = scored("fp32", "1" * 100), scored("s", "0" * 10 + "1" * 90)
-    fixed = repair(
-        lossy, fp32, 1.0, noise(1.0, 1.0), lambda nodes, k: scored(f"s{k}", "0" * 9 + "1" * 91)
-    )
-    assert fixed is None and "none within the bound" in lossy.notes[0]
+    built = []
+
+    def build(nodes, k):
+        built.append(k)
+        return scored(f"s{k}", "0" * 9 + "1" * 91)
+
+    fixed = repair(lossy, fp32, 1.0, noise(3.0, 1.0, 1.0, 1.0), build)
+    assert fixed is None and built == [2]  # the widest variant breaks it: nothing narrower tried
+    assert "not within the bound, so no fewer" in lossy.notes[0]
 
 
 def test_sensitive_nodes_are_ranked_and_kept_in_fp32(tiny_model_dir, tmp_path):
@@ -69,9 +75,8 @@ def test_sensitive_nodes_are_ranked_and_kept_in_fp32(tiny_model_dir, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     fp32 = export_onnx(model.eval(), tokenizer, tmp_path / "fp32.onnx")
     texts = ["good film and great story", "bad plot it was awful", "the actor was fine"] * 6
-    ctx = PassContext(
-        model_type="bert", calibration=calibration_batches(tokenizer, texts, 16, 16, 0)
-    )
+    batches = calibration_batches(tokenizer, texts, 16, 16, 0)
+    ctx = PassContext(model_type="bert", calibration=batches, range_cache=tmp_path / "ranges")
     StaticInt8().run(fp32, tmp_path / "int8.onnx", StaticInt8Config(), ctx)
     prepared = prepare_for_static(fp32, tmp_path / "prepared.onnx")
     ranked = rank_nodes(prepared, tmp_path / "int8.onnx", ctx.calibration)
@@ -83,6 +88,7 @@ def test_sensitive_nodes_are_ranked_and_kept_in_fp32(tiny_model_dir, tmp_path):
     keep = tuple(n.node for n in ranked[:2])
     chose = StaticInt8().run(fp32, tmp_path / "mixed.onnx", StaticInt8Config(keep_fp32=keep), ctx)
     assert chose["quantization"]["kept_fp32"] == list(keep)
+    assert len(list((tmp_path / "ranges").glob("*.json"))) == 1  # one calibration, reused
     graph = onnx.load(str(tmp_path / "mixed.onnx")).graph
     producers = {o: n.op_type for n in graph.node for o in n.output}
     for node in (n for n in graph.node if n.name in keep):

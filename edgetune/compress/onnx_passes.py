@@ -13,10 +13,13 @@ ORT rejects).
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
+from inspect import signature
 from pathlib import Path
 from typing import Literal
 
@@ -95,6 +98,30 @@ class _Batches:
 
     def get_next(self):
         return next(self._iter, None)
+
+
+def _range_cache(ctx: PassContext, source: Path, config: StaticInt8Config) -> dict:
+    """`calibration_cache_path` for ORT's `quantize_static`, keyed by what the ranges depend on
+    (the source file, the method, the batches), where the context has a folder and this ORT
+    takes one (1.32; not the GPU wheel's 1.31.1). Nodes kept in fp32 do not change the ranges
+    of the others, so a mixed-precision variant reuses its mode's calibration."""
+    from onnxruntime.quantization import quantize_static
+
+    if (
+        ctx.range_cache is None
+        or "calibration_cache_path" not in signature(quantize_static).parameters
+    ):
+        return {}
+    digest = hashlib.sha256()
+    stat = Path(source).stat()
+    key = [str(Path(source).resolve()), stat.st_size, stat.st_mtime_ns, config.method]
+    key += [config.percentile, sorted(config.op_types)]
+    digest.update(json.dumps(key).encode())
+    for batch in ctx.calibration:
+        for name in sorted(batch):
+            digest.update(name.encode() + np.ascontiguousarray(batch[name]).tobytes())
+    ctx.range_cache.mkdir(parents=True, exist_ok=True)
+    return {"calibration_cache_path": str(ctx.range_cache / f"{digest.hexdigest()[:24]}.json")}
 
 
 def prepare_for_static(source: Path, target: Path) -> Path:
@@ -225,6 +252,7 @@ class StaticInt8(OnnxPass):
                 str(prepared),
                 str(target),
                 _Batches(ctx.calibration, names),
+                **_range_cache(ctx, source, config),
                 quant_format=QuantFormat.QDQ,
                 per_channel=config.per_channel,
                 reduce_range=choice.reduce_range,

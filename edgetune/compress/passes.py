@@ -55,6 +55,9 @@ class PassContext:
     importance: Any = None  # compress.importance.Importance, for torch passes
     scoring_batches: list | None = None
     scores: Any = None  # compress.importance.Scores, kept current by the pruning passes
+    # a folder for static INT8's calibrated ranges: variants of one calibration (mixed precision
+    # keeping other nodes in fp32) reuse them instead of calibrating again
+    range_cache: Path | None = None
 
 
 class Pass(ABC):

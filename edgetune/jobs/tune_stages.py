@@ -111,7 +111,7 @@ def build_candidates(state: RunState) -> None:
     config, modality, dataset = state.config, state.modality, state.dataset
     model, processor = load_checkpoint(state.trained.checkpoint, trust_factory=config.model)
     prepared = modality.prepare(model, processor, state.profile, state.train.max_length)
-    ctx = PassContext(model_type=model.config.model_type)
+    ctx = PassContext(model_type=model.config.model_type, range_cache=state.work / "ranges")
     if any(m.needs_calibration for m in state.modes):
         samples, seed = config.calibration_samples, state.train.seed
         ctx.calibration = modality.calibration(dataset, prepared, samples, seed)

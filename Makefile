@@ -1,8 +1,6 @@
 # Set-up lives here so a fresh clone needs only `make demo` or `make test`.
 # torch==2.13.0 goes in first: a CPU build lies on disk, and a plain `torch` requirement
-# resolved with no torch installed would download a multi-GB CUDA build. --no-compile: the
-# modules a run imports are compiled on first import; pip compiling all of torch took 16 s of
-# its 24 s here.
+# resolved with no torch installed would download a multi-GB CUDA build.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -14,8 +12,8 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --no-compile torch==2.13.0
-	$(BIN)/pip install --quiet --no-compile -e '.[tune,demo,dev,serve,ray]'
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[tune,demo,dev,serve,ray]'
 	touch $(STAMP)
 
 demo: $(STAMP)

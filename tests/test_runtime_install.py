@@ -44,7 +44,7 @@ def runtime_venv(tmp_path_factory) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], check=True)
     bin_dir = root / "venv" / "bin"
     done = subprocess.run(
-        [str(bin_dir / "pip"), "install", "--quiet", "--no-compile", str(source)],
+        [str(bin_dir / "pip"), "install", "--quiet", str(source)],
         capture_output=True,
         text=True,
         timeout=600,

@@ -20,10 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from edgetune.compress.sensitivity import NodeNoise
-from edgetune.measure.stats import mcnemar_exact
 from edgetune.search.record import Candidate
+from edgetune.search.select import ALPHA, paired_test
 
-ALPHA = 0.05
 SHOWN = 3  # sensitive nodes named in a note
 
 
@@ -45,14 +44,7 @@ def loss_against(reference: Candidate, c: Candidate) -> Loss:
     points = round(
         100 * (reference.accuracy.accuracy - c.accuracy.accuracy), 6
     )  # 1.0, not 1.0000000000000009
-    same_rows = reference.accuracy.correct and len(reference.accuracy.correct) == len(
-        c.accuracy.correct
-    )
-    test = (
-        mcnemar_exact(reference.accuracy.correct_mask(), c.accuracy.correct_mask())
-        if same_rows
-        else None
-    )
+    test = paired_test(reference, c)
     return Loss(points, test.p_value if test else None)
 
 

@@ -98,7 +98,7 @@ def pareto_front(candidates: list[Candidate]) -> list[Candidate]:
     return sorted((c for c in candidates if not dominated(c)), key=lambda c: c.latency.p90_ms)
 
 
-def _paired(a: Candidate, b: Candidate) -> PairedTest | None:
+def paired_test(a: Candidate, b: Candidate) -> PairedTest | None:
     """McNemar of `a` vs `b` on the same validation rows (None if the rows are not known)."""
     if not (
         a.accuracy
@@ -111,7 +111,7 @@ def _paired(a: Candidate, b: Candidate) -> PairedTest | None:
 
 
 def _comparison(c: Candidate, other: Candidate) -> dict:
-    test = _paired(other, c)
+    test = paired_test(other, c)
     drop = 100 * (other.accuracy.accuracy - c.accuracy.accuracy)
     return {
         "against": other.name,
@@ -174,7 +174,7 @@ def _latency_ties(
 def _not_significantly_worse(c: Candidate, best: Candidate) -> bool:
     if c is best or c.accuracy.accuracy >= best.accuracy.accuracy:
         return True
-    test = _paired(best, c)
+    test = paired_test(best, c)
     return test is not None and test.p_value >= ALPHA
 
 
@@ -239,7 +239,7 @@ def _accuracy_reason(winner: Candidate, feasible: list[Candidate]) -> str:
             f"{winner.name} ties {runner.name} on accuracy and is faster "
             f"(p90 {winner.latency.p90_ms:.2f} vs {runner.latency.p90_ms:.2f} ms)"
         )
-    test = _paired(winner, runner)
+    test = paired_test(winner, runner)
     p = f"; McNemar p = {test.p_value:.2g}" if test else ""
     return (
         f"{winner.name} is the most accurate within the budget ({winner.accuracy.accuracy:.4f} "
@@ -280,7 +280,7 @@ def _tie_reason(
         n = winner.accuracy.examples
         text += (
             f"; {best.name} is {100 * (best.accuracy.accuracy - winner.accuracy.accuracy):.1f}"
-            f" points more accurate still ({_p(_paired(best, winner), n)}: not significant)"
+            f" points more accurate still ({_p(paired_test(best, winner), n)}: not significant)"
         )
     return text
 
@@ -305,7 +305,7 @@ def _cost_reason(
         )
         return (
             f"{best.name} is {100 * (best.accuracy.accuracy - winner.accuracy.accuracy):.1f} "
-            f"points more accurate than {winner.name} ({_p(_paired(best, winner), n)}: not "
+            f"points more accurate than {winner.name} ({_p(paired_test(best, winner), n)}: not "
             f"significant); {winner.name} is {ratio:.1f}x {cheaper}"
             f"{' at p90' if objective == 'latency' else ''}: chosen"
         )
@@ -317,7 +317,7 @@ def _cost_reason(
         )
     rival = min(rivals, key=lambda c: _speed(c, profile) if objective == "latency" else c.size_mb)
     gap = 100 * (winner.accuracy.accuracy - rival.accuracy.accuracy)
-    test = _paired(winner, rival)
+    test = paired_test(winner, rival)
     significant = "significant" if test else "the smaller counts as worse"
     return (
         f"{winner.name} is the most accurate within the budget, {gap:.1f} points above the "

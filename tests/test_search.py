@@ -182,15 +182,26 @@ def test_grid_has_narrow_deep_points_and_no_duplicates():
     assert len(tiny) == len(set(tiny)) and "L1-H0.5-F0.5" in tiny
 
 
-def test_training_order_puts_met_probes_then_deeper_students_first():
-    from edgetune.search.pruning import training_order
+def test_the_default_grid_is_searched_adaptively(
+    tmp_path, tiny_model_dir, tiny_data_csv, tiny_profile
+):
+    """No --prune-configs: the frontier orders the grid, closes what cannot win, may go past
+    it, and every student after the first reuses the first one's batch size and LR."""
+    from conftest import tune_tiny
 
-    parse = PruneConfig.parse
-    probed = [
-        (parse("L4-F0.5"), 16_000_000, False),
-        (parse("L3-F0.5"), 15_640_000, True),
-        (parse("L4-F0.75"), 15_620_000, True),
-        (parse("L2"), 15_630_000, True),
-    ]
-    order = [cfg.name for cfg, _ in training_order(probed, 6)]
-    assert order == ["L4-F0.75", "L3-F0.5", "L2", "L4-F0.5"]
+    args = [a for a in ARGS if a not in ("--prune-configs", "L1,F0.5,L1-H0.5-F0.5")]
+    args = [a for a in args if a not in ("--lr", "3e-3", "--batch-size", "16")]
+    result = tune_tiny(tmp_path / "out", tiny_model_dir, tiny_data_csv, tiny_profile, *args)
+    assert result.exit_code == 0, result.output
+    search = json.loads((tmp_path / "out" / "report.json").read_text())["run"]["search"]
+    grid = {c.name for c in default_prune_configs(2)}
+    assert grid <= set(search["probes"])
+    trained = [step["config"] for step in search["frontier"]]
+    assert trained and all("outcome" in step for step in search["frontier"])
+    outcome_lines = [line for line in search["lines"] if "best ONNX accuracy" in line]
+    assert [line.split(":")[0] for line in outcome_lines] == trained
+    skipped = [line for line in search["lines"] if line.startswith("skip ")]
+    # each grid config was trained or closed with a reason (none left over on a 10-min budget)
+    assert grid <= set(trained) | {line.split()[1].rstrip(":") for line in skipped}
+    if len(trained) > 1:
+        assert any("'s batch size and LR" in line for line in search["lines"])

@@ -231,6 +231,8 @@ def search_pruned(state: RunState) -> None:
         state.evaluation,
         executor,
         state.relative,
+        reference_model=fp32,
+        objective=config.objective,
     )
     state.candidates += pruned
 

@@ -4,10 +4,12 @@ Recovery training is the expensive part and latency does not depend on the weigh
 1. probe every pruning configuration's latency on an *untrained* pruned copy (export + the
    precision modes + bench, no training);
 2. drop the configurations that cannot meet the budget in any mode;
-3. train (distil) the feasible ones, most promising first (see `training_order`),
-   measure accuracy on the ONNX models, and stop when the time budget runs out; a
-   configuration that prunes at least as much on every axis as one that already broke the
-   accuracy bound is skipped.
+3. train (distil) the feasible ones in the order `search/frontier.py` gives from what the
+   earlier ones showed (a bisection over probe cost; a broken bound closes what prunes more, a
+   settled one what costs more; past the grid when the cheapest holds), measure accuracy on the
+   ONNX models, and stop when the frontier is resolved or the time budget runs out. Students
+   judge their progress on a fixed stratified subset of the validation rows (their final
+   accuracy is on all of them) and reuse the first student's batch size and LR.
 Every probe and every trained candidate is cached under a hash of (source model, config,
 mode, profile, training settings), so a re-run or `--resume` repeats nothing finished. The
 students' latency is measured at the end of the run, side by side with every other candidate.
@@ -20,10 +22,13 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from edgetune.compress.modes import resolve_modes
 from edgetune.compress.pruning import PruneConfig, count_parameters
 from edgetune.compress.recover import distill_student, make_student, scoring_batches
 from edgetune.console import console
+from edgetune.data.labels import evaluation_subset
 from edgetune.exporter.onnx import load_checkpoint
 from edgetune.measure.bench import HOST_WORK, EvalSet
 from edgetune.measure.latency import judge
@@ -31,8 +36,9 @@ from edgetune.search.budget import fraction_of
 from edgetune.search.cache import Cache, ProbeRecord, TrainedRecord, file_digest
 from edgetune.search.candidates import CandidateBuilder
 from edgetune.search.executor import Known, LocalExecutor, RayExecutor
+from edgetune.search.frontier import Frontier
 from edgetune.search.record import Candidate
-from edgetune.search.select import within_counted_budget
+from edgetune.search.select import ALPHA, paired_test, within_counted_budget
 from edgetune.search.settings import SearchSettings
 from edgetune.train.settings import TrainConfig
 
@@ -67,20 +73,6 @@ def default_prune_configs(num_layers: int) -> list[PruneConfig]:
     return list({c.name: c for c in configs}.values())
 
 
-def training_order(
-    feasible: list[tuple[PruneConfig, int, bool]], num_layers: int
-) -> list[tuple[PruneConfig, int]]:
-    """Which feasible configurations are distilled first: those whose probe met the budget
-    outright before the marginal ones (which may miss it in the final rounds), then the deeper
-    ones (a kept layer is worth more accuracy than its parameters in FFN width or heads: on
-    SST-2, L4-F0.75 and L4-H0.5-F0.5 recover to the teacher, L3-F0.5 with as many parameters
-    does not), then the larger ones."""
-    ordered = sorted(
-        feasible, key=lambda item: (not item[2], -(item[0].layers or num_layers), -item[1])
-    )
-    return [(cfg, params) for cfg, params, _ in ordered]
-
-
 FIRST_IN_LINE_SHARE = 0.5  # the least share of the minutes left a student trained in turn gets
 
 
@@ -94,9 +86,9 @@ def recovery_share(
     """`cfg`'s share of the minutes left, by weight, against the later configurations that are
     still trained if it breaks the bound (those pruning at least as much would be skipped;
     without `skip_rule`, as in parallel tasks, all of them). Trained in turn, a student gets at
-    least half: it is the most promising left (`training_order`), and a split among many rivals
-    gave each SST-2 student 5 minutes, too few for any to recover (benchmarks/RESULTS.md); what
-    it does not use (it stops at the target) goes to the next."""
+    least half: it is the one the frontier chose (`search/frontier.py`), and a split among many
+    rivals gave each SST-2 student 5 minutes, too few for any to recover (benchmarks/RESULTS.md);
+    what it does not use (it stops at the target) goes to the next."""
     rivals = [c for c in later if not (skip_rule and c.prunes_at_least(cfg, num_layers))]
     share = weight[cfg.name] / (weight[cfg.name] + sum(weight[c.name] for c in rivals))
     return max(share, FIRST_IN_LINE_SHARE) if skip_rule else share
@@ -106,6 +98,7 @@ def recovery_share(
 class SearchLog:
     lines: list[str] = field(default_factory=list)
     probes: dict[str, dict[str, float]] = field(default_factory=dict)
+    frontier: list[dict] = field(default_factory=list)  # the order trained, with outcomes
     trained: int = 0
     from_cache: int = 0
 
@@ -129,6 +122,35 @@ class Student:
     batches: object
     search: SearchSettings
     target_accuracy: float
+
+
+def significantly_below(candidate: Candidate, reference: Candidate | None) -> bool:
+    """`candidate` less accurate than `reference` by the paired test on the same rows."""
+    if reference is None:
+        return False
+    test = paired_test(candidate, reference)
+    drop = reference.accuracy.accuracy - candidate.accuracy.accuracy
+    return bool(test and test.p_value < ALPHA and drop > 0)
+
+
+def recovery_choices(record: dict, recovery: TrainConfig) -> dict:
+    """The batch size and LR a trained student measured, for the settings `recovery` leaves to
+    `auto`: its siblings reuse them (the range tests cost a student minutes, and the students
+    of one teacher share the data, the loss and the architecture). Read from a cache record,
+    so checked as any setting is; nothing when it does not fit."""
+    settings = (record.get("candidates") or [{}])[0].get("settings")
+    train = ((settings or {}).get("pruning") or {}).get("train") or {}
+    found = {}
+    sized = train.get("batch_size")
+    if recovery.batch_size == "auto" and isinstance(sized, dict) and sized.get("chosen"):
+        found["batch_size"] = sized["chosen"]
+    if recovery.learning_rate == "auto" and train.get("learning_rate"):
+        found["learning_rate"] = train["learning_rate"]
+    try:
+        checked = TrainConfig.model_validate({**recovery.model_dump(), **found})
+    except (ValidationError, TypeError):
+        return {}
+    return {key: getattr(checked, key) for key in found}
 
 
 def _teacher(teacher: object):
@@ -211,10 +233,14 @@ def run_search(
     evaluation: EvalSet,
     executor: LocalExecutor | RayExecutor | None = None,
     relative: tuple[Candidate, float] | None = None,
+    reference_model: Candidate | None = None,
+    objective: str = "latency",
 ) -> tuple[list[Candidate], SearchLog]:
     """Pruned candidates measured on the profile (see the module docstring for the order);
     `evaluation`: what the dense candidates were measured on (the modality's validation rows);
-    `relative`: a budget that is a fraction of this unpruned candidate's p90 (see probe_latency)."""
+    `relative`: a budget that is a fraction of this unpruned candidate's p90 (see probe_latency);
+    `reference_model`: the fp32 candidate a student's accuracy is tested against (paired);
+    `objective`: what the choice ranks by (the frontier's cost: probe p90, or parameters)."""
     log = SearchLog()
     executor = executor or LocalExecutor()
     cache = Cache(work / "cache")
@@ -243,56 +269,65 @@ def run_search(
     target = builder.settings.target if builder.settings else None
     # on agents: the kinds of machine they are (a live agent of the kind resumes a dead one's)
     where = [list(target.kinds)] if getattr(target, "kinds", None) else []
-    probe_key = {
-        cfg.name: Cache.key(
+
+    def probe_key_of(cfg: PruneConfig) -> str:
+        return Cache.key(
             "probe", source, cfg.to_json(), modes_key, profile_key, *relative_key, *where
         )
-        for cfg in configs
-    }
+
     mixed = len(where[0]) > 1 if where else False  # agents of different machines
 
     def on(record: dict) -> str:
         return f" on {record.get('machine') or '?'}" if mixed else ""
 
-    todo = [cfg for cfg in configs if cache.get(probe_key[cfg.name], ProbeRecord) is None]
-    log.from_cache += len(configs) - len(todo)
-    for cfg, record in executor.map(
-        partial(probe_latency, teacher_ref, builder, modes, work, relative), todo, "measure"
-    ):
-        cache.put(probe_key[cfg.name], record)
-    probed: list[tuple[PruneConfig, int, bool]] = []
-    for cfg in configs:
-        record = cache.get(probe_key[cfg.name], ProbeRecord)
-        log.probes[cfg.name] = record["p90_ms"]
-        if not record["p90_ms"]:
-            broken = "; ".join(next(iter(record.get("over_counted", {}).values()), []))
-            log.say(f"probe {cfg.name}: over the profile's counted budget ({broken}) - not trained")
-            continue
-        best_mode, best_p90 = min(record["p90_ms"].items(), key=lambda kv: kv[1])
-        if any(v != "missed" for v in record["verdict"].values()):  # met or marginal
-            probed.append((cfg, record["params"], "met" in record["verdict"].values()))
-            log.say(
-                f"probe {cfg.name}: p90 {best_p90:.2f} ms ({best_mode}{on(record)}) - feasible"
-                + (f" (budget {record['budget_ms']:g} ms in its rounds)" if relative else "")
-            )
-        else:
-            log.say(
-                f"probe {cfg.name}: p90 {best_p90:.2f} ms ({best_mode}{on(record)}) > budget "
-                f"{record.get('budget_ms', profile.latency_budget_ms):g} ms - not trained"
-            )
+    def probe(batch: list[PruneConfig]) -> None:
+        """Probe what is not cached yet; offer the feasible ones to the frontier."""
+        keys = {cfg.name: probe_key_of(cfg) for cfg in batch}
+        todo = [cfg for cfg in batch if cache.get(keys[cfg.name], ProbeRecord) is None]
+        log.from_cache += len(batch) - len(todo)
+        for cfg, record in executor.map(
+            partial(probe_latency, teacher_ref, builder, modes, work, relative), todo, "measure"
+        ):
+            cache.put(keys[cfg.name], record)
+        for cfg in batch:
+            record = cache.get(keys[cfg.name], ProbeRecord)
+            log.probes[cfg.name] = record["p90_ms"]
+            frontier.saw(cfg)
+            if not record["p90_ms"]:
+                broken = "; ".join(next(iter(record.get("over_counted", {}).values()), []))
+                log.say(
+                    f"probe {cfg.name}: over the profile's counted budget ({broken}) - not trained"
+                )
+                continue
+            best_mode, best_p90 = min(record["p90_ms"].items(), key=lambda kv: kv[1])
+            if any(v != "missed" for v in record["verdict"].values()):  # met or marginal
+                cost = record["params"] if objective == "size" else best_p90
+                log.say(
+                    f"probe {cfg.name}: p90 {best_p90:.2f} ms ({best_mode}{on(record)}) - feasible"
+                    + (f" (budget {record['budget_ms']:g} ms in its rounds)" if relative else "")
+                )
+                if closed := frontier.offer(cfg, cost, record["params"]):
+                    log.say(f"skip {cfg.name}: {closed}")
+            else:
+                log.say(
+                    f"probe {cfg.name}: p90 {best_p90:.2f} ms ({best_mode}{on(record)}) > budget "
+                    f"{record.get('budget_ms', profile.latency_budget_ms):g} ms - not trained"
+                )
 
-    # 2-3. train the feasible ones, most promising first
-    feasible = training_order(probed, num_layers)
-    log.say("training order: " + ", ".join(cfg.name for cfg, _ in feasible))
-    # Recovery minutes follow how much was pruned: weight = pruned fraction (at least 0.1), split
-    # as `recovery_share` says; the minutes a student does not use (it stops once it reaches
-    # the bound plus a margin) go to the next.
+    # the default grid is searched (a hold closes dearer configurations, and the search goes past
+    # the grid); configurations the user names are all trained unless a broken bound rules
+    # them out; the accuracy objective wants the most accurate, so nothing closes on a hold
+    frontier = Frontier(
+        num_layers, close_dearer=objective != "accuracy" and not search.prune_configs
+    )
+    probe(configs)
+
+    # 2-3. train the feasible ones in the frontier's order (search/frontier.py)
     params = count_parameters(teacher)
-    weight = {cfg.name: max(0.1, 1.0 - kept / params) for cfg, kept in feasible}
     min_accuracy = search.min_accuracy(reference_accuracy)
     job = Student(
         teacher_ref,
-        dataset,
+        dataset if search.eval_rows is None else evaluation_subset(dataset, search.eval_rows),
         builder,
         modes,
         evaluation,
@@ -300,8 +335,9 @@ def run_search(
         search,
         min_accuracy + search.stop_margin / 100,
     )
-    key_of = {
-        cfg.name: Cache.key(
+
+    def key_of(cfg: PruneConfig) -> str:
+        return Cache.key(
             "trained",
             source,
             cfg.to_json(),
@@ -312,58 +348,70 @@ def run_search(
             max_length,
             search.distillation,
         )
-        for cfg, _ in feasible
-    }
 
-    broke_bound: list[PruneConfig] = []
+    def weight(cfg: PruneConfig) -> float:
+        """Recovery minutes follow how much was pruned: the pruned share, at least 0.1."""
+        return max(0.1, 1.0 - frontier.points[cfg.name].params / params)
+
+    sibling: dict = {}  # what the first trained student measured: batch size and LR
 
     def plan(index: int, cfg: PruneConfig, in_turn: bool):
-        """The cached record, a skip, a student's task with its minutes, or None: budget spent.
+        """The cached record, a student's task with its minutes, or None: budget spent.
         In turn, the minutes left are the deadline's; planned up front (side by side), each
         task's minutes come off the deadline as if they ran one after another."""
         nonlocal deadline
-        if (record := cache.get(key_of[cfg.name], TrainedRecord)) is not None:
+        if (record := cache.get(key_of(cfg), TrainedRecord)) is not None:
             log.from_cache += 1
             return Known(record)
-        worse_than = next((b for b in broke_bound if cfg.prunes_at_least(b, num_layers)), None)
-        if worse_than is not None:
-            log.say(
-                f"skip {cfg.name}: prunes at least as much as {worse_than.name}, which broke "
-                "the accuracy bound"
-            )
-            return Known(None)
         minutes_left = (deadline - time.monotonic()) / 60.0
         if minutes_left < 0.5:
             log.say(f"search budget spent: {cfg.name} and later configurations not trained")
             return None
-        later = [c for c, _ in feasible[index + 1 :]]
-        share = recovery_share(cfg, later, weight, num_layers, skip_rule=in_turn)
+        later = frontier.remaining()
+        weights = {c.name: weight(c) for c in [cfg, *later]}
+        share = recovery_share(cfg, later, weights, num_layers, skip_rule=in_turn)
         budget = min(recovery.max_train_minutes or minutes_left, minutes_left * share)
         log.say(
             f"{cfg.name}: recovery budget {budget:.1f} min ({100 * share:.0f} % of the "
             f"{minutes_left:.1f} left); stops early at accuracy {job.target_accuracy:.4f}"
+            + (f"; {sibling['from']}'s batch size and LR" if sibling else "")
         )
         if not in_turn:
             deadline -= budget * 60.0
-        folder = work / "students" / f"{cfg.name}-{key_of[cfg.name][:8]}"  # resumable
-        return cfg, folder, recovery.model_copy(update={"max_train_minutes": budget})
+        folder = work / "students" / f"{cfg.name}-{key_of(cfg)[:8]}"  # resumable
+        update = {"max_train_minutes": budget, **sibling.get("settings", {})}
+        return cfg, folder, recovery.model_copy(update=update)
+
+    def may_extend(beyond: list[PruneConfig]) -> bool:
+        if (deadline - time.monotonic()) / 60.0 < 1.0:
+            return False
+        log.say("beyond the grid: " + ", ".join(c.name for c in beyond))
+        return True
 
     log.say(f"{executor.name}: {executor.policy}")
     candidates: list[Candidate] = []
-    trained = executor.schedule([cfg for cfg, _ in feasible], plan, partial(train_student, job))
-    for cfg, record, fresh in trained:
+    for cfg, record, fresh in executor.schedule(
+        frontier.order(probe, may_extend, log.say), plan, partial(train_student, job)
+    ):
         if record is None:  # skipped
             continue
         if fresh:
-            cache.put(key_of[cfg.name], record)
+            cache.put(key_of(cfg), record)
             log.trained += 1
         found = [Candidate.from_json(c) for c in record["candidates"]]
         candidates += found
-        best = max(c.accuracy.accuracy for c in found)
+        best = max(found, key=lambda c: c.accuracy.accuracy)
+        held = best.accuracy.accuracy >= min_accuracy
+        settled = held and not significantly_below(best, reference_model)
         log.say(
-            f"{cfg.name}: best ONNX accuracy {best:.4f} "
-            f"({'within' if best >= min_accuracy else 'outside'} the bound {min_accuracy:.4f})"
+            f"{cfg.name}: best ONNX accuracy {best.accuracy.accuracy:.4f} "
+            f"({'within' if held else 'outside'} the bound {min_accuracy:.4f}"
+            + (", significantly below the reference" if held and not settled else "")
+            + ")"
         )
-        if best < min_accuracy:
-            broke_bound.append(cfg)
+        for name, why in frontier.record(cfg, held, settled).items():
+            log.say(f"skip {name}: {why}")
+        if not sibling and recovery_choices(record, recovery):
+            sibling.update(settings=recovery_choices(record, recovery), **{"from": cfg.name})
+    log.frontier = frontier.history
     return candidates, log

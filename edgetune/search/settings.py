@@ -14,7 +14,11 @@ class SearchSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = False
-    prune_configs: list[str] | None = Field(None, description="e.g. [L4, L3-F0.5]; default: a grid")
+    prune_configs: list[str] | None = Field(
+        None,
+        description="e.g. [L4, L3-F0.5], each trained unless a broken bound rules it out; "
+        "default: a grid searched adaptively and past its edge (search/frontier.py)",
+    )
     modes: list[str] = Field(default_factory=lambda: ["optimized-fp32", "dynamic-int8"])
     budget_minutes: float | None = Field(
         None,
@@ -35,6 +39,12 @@ class SearchSettings(BaseModel):
         ge=0,
         description="a student stops once it is this many "
         "points above the accuracy bound; its minutes go to the next",
+    )
+    eval_rows: int | None = Field(
+        1000,
+        ge=10,
+        description="students judge their progress on this many validation rows, "
+        "stratified and fixed (None: all); their final accuracy is on all of them",
     )
     executor: Literal["local", "ray"] = Field(
         "local", description="ray: probes and students as Ray tasks (pip install 'edgetune[ray]')"

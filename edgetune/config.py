@@ -56,6 +56,12 @@ class TuneConfig(_Config):
     train: TrainConfig = Field(default_factory=TrainConfig)
     modes: list[str] | None = None
     calibration_samples: int = Field(128, ge=1)
+    trim_vocab: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="text models: variants keeping the word embeddings of the tokens the "
+        "training text uses; auto: for candidates over the profile's size limit",
+    )
+    vocab_reserve: int = Field(0, ge=0, description="trimmed variants also keep the first N ids")
     atol: float | None = Field(None, gt=0)
     opset: int | None = Field(None, ge=11)
     search: SearchSettings = Field(default_factory=SearchSettings)

@@ -136,3 +136,51 @@ def test_a_profile_no_candidate_fits_by_count_stops_before_timing(
     assert "every candidate is over the profile's counted budget" in result.output
     assert "M params > 0.001" in result.output and "Traceback" not in result.output
     assert not (out / "best").exists()
+
+
+def test_a_one_layer_attention_block_counts_as_worked_out_by_hand(tmp_path):
+    """x[1,S,D] -> Q, K, V projections -> softmax(Q K^T) V -> output projection.
+    MACs: 4 projections of S x D x D, and the two products of activations, S x S x D each."""
+    s, d = 8, 4
+    path = save(
+        tmp_path,
+        [
+            helper.make_node("MatMul", ["x", "Wq"], ["q"]),
+            helper.make_node("MatMul", ["x", "Wk"], ["k"]),
+            helper.make_node("MatMul", ["x", "Wv"], ["v"]),
+            helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]),
+            helper.make_node("MatMul", ["q", "kt"], ["scores"]),
+            helper.make_node("Softmax", ["scores"], ["p"], axis=-1),
+            helper.make_node("MatMul", ["p", "v"], ["mixed"]),
+            helper.make_node("MatMul", ["mixed", "Wo"], ["y"]),
+        ],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "s", d])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "s", d])],
+        [weight(name, d, d) for name in ("Wq", "Wk", "Wv", "Wo")],
+    )
+    counts = count_graph(path, {"x": np.ones((1, s, d), np.float32)})
+    assert counts.params == 4 * d * d
+    assert counts.macs == {"fp32": 4 * s * d * d + 2 * s * s * d}
+
+
+def test_a_search_probe_over_a_macs_budget_is_dropped_without_timing(tiny_model_dir, tmp_path):
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    from edgetune.compress.modes import resolve_modes
+    from edgetune.compress.passes import PassContext
+    from edgetune.compress.pruning import PruneConfig
+    from edgetune.search.candidates import CandidateBuilder
+    from edgetune.search.pruning import probe_latency
+
+    teacher = BertForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    modes = resolve_modes(["fp32"])
+
+    def builder(max_gmacs: float) -> CandidateBuilder:
+        profile = Profile(name="p", sequence_length=32, latency_budget_ms=100, max_gmacs=max_gmacs)
+        found = CandidateBuilder(profile, tokenizer, PassContext(model_type="bert"))
+        found.measure = lambda *args: pytest.fail("a probe over a counted bound was timed")
+        return found
+
+    probe = probe_latency(teacher, builder(1e-9), modes, tmp_path, None, PruneConfig(layers=1))
+    assert probe["p90_ms"] == {} and "GMACs" in probe["over_counted"]["fp32"][0]

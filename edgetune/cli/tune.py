@@ -179,6 +179,21 @@ TUNE_FLAGS: list[tuple[str, tuple[str, ...], object, str]] = [
         "Training rows used to calibrate static INT8.",
     ),
     (
+        "trim_vocab",
+        ("--trim-vocab",),
+        click.Choice(["auto", "on", "off"]),
+        (
+            "Text models: also build candidates whose word embeddings keep only the tokens the "
+            "training text uses (auto: those over the profile's max_model_size_mb)."
+        ),
+    ),
+    (
+        "vocab_reserve",
+        ("--vocab-reserve",),
+        int,
+        "Trimmed candidates also keep the vocabulary's first N token ids.",
+    ),
+    (
         "search.enabled",
         ("--prune-search",),
         FLAG,

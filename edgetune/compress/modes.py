@@ -191,3 +191,15 @@ def settings_of(mode: Mode, record: list[dict]) -> dict:
     for step in record:
         settings.update(step["chose"])
     return settings
+
+
+def trimmed(mode: Mode, reserve: int = 0) -> Mode:
+    """`mode` with `vocab-trim` after its fusion (so ORT still fuses the embedding) and before
+    any quantization (which then sees only the rows kept)."""
+    trim = Step.of("vocab-trim", reserve=reserve)
+    fused = sum(1 for s in mode.steps[:1] if s.pass_name == "ort-fusion")
+    return Mode(
+        f"{mode.name}+vocab-trim",
+        (*mode.steps[:fused], trim, *mode.steps[fused:]),
+        f"{mode.description}, word embeddings of the training text's tokens only",
+    )

@@ -35,6 +35,7 @@ PASSES: dict[str, str] = {
     "ffn-prune": "edgetune.compress.pruning:FfnPrune",
     "channel-prune": "edgetune.compress.channels:ChannelPrune",
     "magnitude-sparsity": "edgetune.compress.sparsity:MagnitudeSparsity",
+    "vocab-trim": "edgetune.compress.vocab:VocabTrim",
 }
 
 
@@ -58,6 +59,7 @@ class PassContext:
     # a folder for static INT8's calibrated ranges: variants of one calibration (mixed precision
     # keeping other nodes in fp32) reuse them instead of calibrating again
     range_cache: Path | None = None
+    vocabulary: Any = None  # compress.vocab.VocabularyUse: the ids a task's text uses (vocab-trim)
 
 
 class Pass(ABC):

@@ -2,7 +2,8 @@
 `RunState` and adds its own part; `run_stages` times them (`stage_seconds` in the report).
 
 data -> fine_tune -> compress_and_accuracy -> repair_quantization (static INT8 that lost more
-than the bound: a mixed-precision variant) -> search (with --prune-search) -> latency ->
+than the bound: a mixed-precision variant) -> search (with --prune-search) -> trim_vocabulary
+(text candidates over the size limit: a variant with the used tokens' embeddings) -> latency ->
 choose -> session_tuning (the winner's ONNX Runtime settings, with --tune-session) -> bundles
 -> loadtest (with --loadtest, for modalities served over HTTP).
 """
@@ -237,6 +238,34 @@ def search_pruned(state: RunState) -> None:
     state.candidates += pruned
 
 
+def trim_vocabulary(state: RunState) -> None:
+    """Text models: candidates over the size limit (or all, with `trim_vocab = "on"`) get a
+    variant keeping the word embeddings of the tokens the training text uses (`search/trim.py`)."""
+    from edgetune.search.trim import to_trim, trimmed_variant
+
+    setting = state.config.trim_vocab
+    targets = to_trim(state.candidates, state.profile, setting)
+    if not targets:
+        return
+    use = state.modality.vocabulary(state.dataset, state.prepared)
+    if use is None:
+        why = "this model has no vocabulary to trim (or no unknown token to map others to)"
+        if setting == "on":
+            raise InputError(f"--trim-vocab on: {why}; leave it at auto or off")
+        console.log(f"vocabulary trimming: {why}")
+        return
+    state.builder.ctx.vocabulary = use
+    for c in targets:
+        variant = trimmed_variant(c, state.builder, state.evaluation, state.config.vocab_reserve)
+        kept = variant.settings["vocabulary"]
+        console.log(
+            f"{variant.name}: {kept['kept']} of {kept['size']} tokens kept, {variant.size_mb:.2f} "
+            f"MB (was {c.size_mb:.2f}), ONNX accuracy {variant.accuracy.accuracy:.4f} "
+            f"(was {c.accuracy.accuracy:.4f})"
+        )
+        state.candidates.insert(state.candidates.index(c) + 1, variant)
+
+
 def measure_latency(state: RunState) -> None:
     """All candidates side by side, the search's too; a relative budget from the same rounds.
     Candidates over one of the profile's counted bounds are dropped first, untimed."""
@@ -361,6 +390,7 @@ STAGES = (
     Stage("compress_and_accuracy", build_candidates),
     Stage("repair_quantization", repair_quantization),
     Stage("search", search_pruned, lambda s: s.config.search.enabled),
+    Stage("trim_vocabulary", trim_vocabulary, lambda s: s.config.trim_vocab != "off"),
     Stage("latency", measure_latency),
     Stage("choose", choose_model, timed=False),
     Stage(

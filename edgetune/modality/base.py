@@ -129,6 +129,11 @@ class Modality(ABC):
         """The fixed batch latency is timed on (None: the bench builds it from the processor)."""
         return None
 
+    def vocabulary(self, dataset, prepared: Prepared) -> object | None:
+        """The token ids the training rows use (`compress.vocab.VocabularyUse`, for
+        `vocab-trim`); None: this modality's models have no vocabulary to trim."""
+        return None
+
     def keep_sample(self, checkpoint: Path, dataset) -> None:
         """Leave in the checkpoint what a later `export` of it checks on (nothing by default)."""
 

@@ -83,6 +83,22 @@ class TextModality(Modality):
         labels = np.asarray(dataset.validation["label"])
         return EvalSet(prepared.processor, texts, labels, prepared.input_size)
 
+    def vocabulary(self, dataset, prepared: Prepared) -> object | None:
+        """Every id the training texts give at the run's sequence length, with the special
+        tokens; None when the tokenizer has no unknown token to send the others to."""
+        from edgetune.compress.vocab import VocabularyUse
+        from edgetune.data.encoding import tokenize
+
+        tokenizer = prepared.processor
+        if tokenizer.unk_token_id is None:
+            return None
+        texts = list(dataset.train["text"])
+        encoded = tokenize(tokenizer, texts, truncation=True, max_length=prepared.input_size)
+        used = {i for row in encoded["input_ids"] for i in row}
+        return VocabularyUse(
+            tuple(sorted(used | set(tokenizer.all_special_ids))), tokenizer.unk_token_id
+        )
+
     def check_batches(self, dataset, prepared: Prepared) -> list[dict]:
         return self._check_batches(list(dataset.validation["text"]), prepared)
 

@@ -17,6 +17,7 @@ students' latency is measured at the end of the run, side by side with every oth
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
@@ -73,9 +74,6 @@ def default_prune_configs(num_layers: int) -> list[PruneConfig]:
     return list({c.name: c for c in configs}.values())
 
 
-FIRST_IN_LINE_SHARE = 0.5  # the least share of the minutes left a student trained in turn gets
-
-
 def recovery_share(
     cfg: PruneConfig,
     later: list[PruneConfig],
@@ -86,12 +84,14 @@ def recovery_share(
     """`cfg`'s share of the minutes left, by weight, against the later configurations that are
     still trained if it breaks the bound (those pruning at least as much would be skipped;
     without `skip_rule`, as in parallel tasks, all of them). Trained in turn, a student gets at
-    least half: it is the one the frontier chose (`search/frontier.py`), and a split among many
-    rivals gave each SST-2 student 5 minutes, too few for any to recover (benchmarks/RESULTS.md);
-    what it does not use (it stops at the target) goes to the next."""
+    least its share among the students a bisection over it and its rivals trains (1 + the
+    halvings: a half with one rival, a quarter with four to seven): a split by weight among
+    many rivals gave each SST-2 student 5 minutes, too few for any to recover, while the
+    frontier trains only a few of them (benchmarks/RESULTS.md); what a student does not use (it
+    stops at the target) goes to the next."""
     rivals = [c for c in later if not (skip_rule and c.prunes_at_least(cfg, num_layers))]
     share = weight[cfg.name] / (weight[cfg.name] + sum(weight[c.name] for c in rivals))
-    return max(share, FIRST_IN_LINE_SHARE) if skip_rule else share
+    return max(share, 1 / (1 + math.ceil(math.log2(1 + len(rivals))))) if skip_rule else share
 
 
 @dataclass

@@ -81,10 +81,12 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return made_once(tmp_path_factory, "tiny-bert", _make_tiny_bert)
 
 
-def _make_tiny_bert(folder: Path) -> None:
+def _make_tiny_bert(folder: Path, extra_tokens: tuple[str, ...] = ()) -> None:
+    """`extra_tokens`: appended to the vocabulary (tokens no tiny text uses)."""
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *FILLER]
+    vocab += extra_tokens
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
     tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
     tokenizer.save_pretrained(folder)

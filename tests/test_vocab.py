@@ -5,13 +5,14 @@ trimmed model within it."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from conftest import FILLER, NEGATIVE, POSITIVE, TINY_TRAIN, made_once, tune_tiny
+from conftest import FILLER, NEGATIVE, POSITIVE, TINY_TRAIN, _make_tiny_bert, made_once, tune_tiny
 from onnx import numpy_helper
 
 from edgetune.compress.modes import MODES, Mode, build_variants, trimmed
@@ -19,33 +20,14 @@ from edgetune.compress.passes import PassContext, Step
 from edgetune.compress.vocab import VocabTrim, VocabTrimConfig, VocabularyUse
 from edgetune.errors import InputError
 
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 UNUSED = [f"unused{i}" for i in range(3000)]  # never in the training text: what trimming drops
-
-
-def _make_wide_vocab_bert(folder: Path) -> None:
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    vocab = [*SPECIALS, *POSITIVE, *NEGATIVE, *FILLER, *UNUSED]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(folder)
 
 
 @pytest.fixture(scope="module")
 def wide_vocab_model(tmp_path_factory) -> Path:
     """The tiny BERT with 3,000 tokens no training text uses."""
-    return made_once(tmp_path_factory, "wide-vocab-bert", _make_wide_vocab_bert)
+    make = partial(_make_tiny_bert, extra_tokens=tuple(UNUSED))
+    return made_once(tmp_path_factory, "wide-vocab-bert", make)
 
 
 @pytest.fixture(scope="module")

@@ -383,3 +383,13 @@ def test_a_curve_that_never_falls_gets_the_trainers_default_not_its_noise():
     )  # no LR moves this loss
     found = find_lr(trainer, steps=30)
     assert found.suggestion == 5e-5 and found.method.startswith(NO_DESCENT)
+
+
+def test_the_range_tests_choice_is_capped_and_the_record_says_so():
+    from edgetune.train.lr_find import LrFindResult, capped
+
+    found = LrFindResult([1e-6, 1e-3], [1.0, 0.5], suggestion=2.2e-4, steps=2, seconds=1.0)
+    lowered = capped(found, 1e-4)
+    assert lowered.suggestion == 1e-4 and "capped at 0.0001" in lowered.method
+    assert capped(found, None) is found and capped(found, 3e-4) is found
+    assert TrainConfig().max_auto_learning_rate == 1e-4

@@ -97,6 +97,7 @@ def auto_learning_rate(trainer, config: TrainConfig, output_dir: Path, resume: b
         return None
     saved = lr_find.load(output_dir) if resume else None
     found = from_main(saved or lr_find.find_lr(trainer, lr_find.steps_for(planned_steps(trainer))))
+    found = lr_find.capped(found, config.max_auto_learning_rate)
     if is_main_process():
         lr_find.save(found, output_dir)
     trainer.args.learning_rate = found.suggestion

@@ -30,6 +30,12 @@ class TrainConfig(BaseModel):
     learning_rate: float | Literal["auto"] = Field(
         "auto", description="a number, or auto: an LR range test picks it (train/lr_find.py)"
     )
+    max_auto_learning_rate: float | None = Field(
+        1e-4,
+        gt=0,
+        description="the ceiling on the LR range test's choice (None: none); a higher "
+        "choice fine-tuning pretrained weights diverged on SST-2 (benchmarks/RESULTS.md)",
+    )
     batch_size: int | Literal["auto"] = Field(
         "auto",
         description="a number (lowered if it does not fit), or auto: the smallest that "

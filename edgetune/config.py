@@ -143,6 +143,9 @@ class PruneJobConfig(_Config):
     layers: int | None = Field(None, ge=1)
     heads: float = Field(0.0, ge=0, lt=1)
     ffn: float = Field(0.0, ge=0, lt=1)
+    hidden: float = Field(
+        0.0, ge=0, lt=1, description="share of the hidden size (residual stream width) removed"
+    )
     passes: list[str] = Field(default_factory=list, description="more torch passes: NAME:key=value")
     importance: Literal["taylor", "magnitude"] = "taylor"
     distill: bool = True

@@ -371,6 +371,8 @@ def test_prune_command_distils_and_bundles(tuned_run, tmp_path, tiny_data_csv, t
         "0.5",
         "--ffn",
         "0.5",
+        "--hidden",
+        "0.5",
         "--epochs",
         "4",
         "--lr",
@@ -380,10 +382,11 @@ def test_prune_command_distils_and_bundles(tuned_run, tmp_path, tiny_data_csv, t
     )
     assert result.exit_code == 0, result.output
     manifest = json.loads((target / "edgetune.json").read_text())
-    assert manifest["pruning"]["name"] == "L1-H0.5-F0.5" and manifest["pruning"]["distilled"]
+    assert manifest["pruning"]["name"] == "L1-H0.5-F0.5-W0.5" and manifest["pruning"]["distilled"]
     assert manifest["pruning"]["params_after"] < manifest["pruning"]["params_before"]
     config = json.loads((target / "config.json").read_text())
     assert config["num_hidden_layers"] == 1 and config["intermediate_size"] == 32
+    assert config["hidden_size"] == 16  # the residual stream narrowed, distilled through a map
     bench = run(
         "bench",
         target,

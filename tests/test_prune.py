@@ -55,6 +55,18 @@ def _batches(tokenizer, n=2):
             PruneConfig(layers=1, heads=0.5, ffn=0.25),
             lambda m: m.config.num_hidden_layers == 1 and m.config.intermediate_size == 48,
         ),
+        (
+            PruneConfig(hidden=0.5),
+            lambda m: (
+                m.config.hidden_size == 16
+                and m.bert.embeddings.word_embeddings.embedding_dim == 16
+                and all(l.attention.self.attention_head_size == 8 for l in m.bert.encoder.layer)
+            ),
+        ),
+        (
+            PruneConfig(layers=1, heads=0.5, ffn=0.5, hidden=0.25),
+            lambda m: m.config.hidden_size == 24 and m.classifier.in_features == 24,
+        ),
     ],
 )
 @pytest.mark.parametrize("importance", ["taylor", "magnitude"])
@@ -135,3 +147,53 @@ def test_bad_pass_specs_are_input_errors(text, message):
 
     with pytest.raises(InputError, match=message):
         Step.parse(text)
+
+
+def test_hidden_prune_names_parses_and_orders():
+    config = PruneConfig.parse("L2-F0.5-W0.25")
+    assert config == PruneConfig(layers=2, ffn=0.5, hidden=0.25) and config.name == "L2-F0.5-W0.25"
+    assert config.prunes_at_least(PruneConfig(layers=2, ffn=0.5), 6)
+    assert not PruneConfig(layers=2, ffn=0.5).prunes_at_least(config, 6)
+    assert [s.pass_name for s in config.steps()][-1] == "hidden-prune"
+    with pytest.raises(InputError, match="--hidden"):
+        PruneConfig(hidden=1.0)
+
+
+def test_hidden_prune_keeps_the_widest_channels_and_records_them(model_and_tok):
+    teacher, _ = model_and_tok
+    with torch.no_grad():  # channels 0-7 the largest LayerNorm gains everywhere
+        for module in teacher.modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                module.weight[:8] = 5.0
+    pruned = make_student(teacher, PruneConfig(hidden=0.5), importance="magnitude")
+    kept = pruned.chose("hidden-prune", "kept_channels")
+    assert len(kept) == 16 and kept[:8] == list(range(8)) and kept == sorted(kept)
+    assert pruned.name == "W0.5" and teacher.config.hidden_size == 32  # the teacher untouched
+
+
+@pytest.mark.parametrize("family, supported", [("roberta", True), ("distilbert", False)])
+def test_hidden_prune_by_family(tmp_path, family, supported):
+    from test_families import build_tiny
+
+    folder = build_tiny(family, tmp_path / family)
+    model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=2).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if not supported:
+        with pytest.raises(InputError, match="not supported"):
+            make_student(model, PruneConfig(hidden=0.5), importance="magnitude")
+        return
+    student = make_student(model, PruneConfig(hidden=0.5), importance="magnitude").model
+    assert student.config.hidden_size == 16
+    onnx_path = export_onnx(student, tokenizer, tmp_path / "narrow.onnx")
+    texts = [t for t, _ in make_rows(8)]
+    result = validate_onnx(onnx_path, student, tokenizer, texts, 32)
+    assert result.max_abs_diff < 1e-4
+
+
+def test_a_narrower_students_hidden_states_meet_the_teachers_through_the_recorded_map():
+    from edgetune.train.distill import width_projection
+
+    projection = width_projection(3, 5, [0, 2, 4])
+    student = torch.tensor([[1.0, 2.0, 3.0]])
+    assert torch.equal(projection(student), torch.tensor([[1.0, 0.0, 2.0, 0.0, 3.0]]))
+    assert projection.weight.requires_grad  # learned with the student, not fixed

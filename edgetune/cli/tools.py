@@ -108,6 +108,11 @@ def export(
 )
 @config_option(PruneJobConfig, "heads", help="Fraction of attention heads to remove per layer.")
 @config_option(PruneJobConfig, "ffn", help="Fraction of FFN neurons to remove per layer.")
+@config_option(
+    PruneJobConfig,
+    "hidden",
+    help="Fraction of the hidden size (the residual stream's width) to remove (BERT/RoBERTa).",
+)
 @click.option(
     "--pass",
     "passes",
@@ -154,6 +159,7 @@ def prune(
     layers,
     heads,
     ffn,
+    hidden,
     passes,
     importance,
     distill,
@@ -192,6 +198,7 @@ def prune(
         layers=layers,
         heads=heads,
         ffn=ffn,
+        hidden=hidden,
         passes=list(passes),
         importance=importance,
         distill=distill,

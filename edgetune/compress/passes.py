@@ -33,6 +33,7 @@ PASSES: dict[str, str] = {
     "layer-drop": "edgetune.compress.pruning:LayerDrop",
     "head-prune": "edgetune.compress.pruning:HeadPrune",
     "ffn-prune": "edgetune.compress.pruning:FfnPrune",
+    "hidden-prune": "edgetune.compress.hidden:HiddenPrune",
     "channel-prune": "edgetune.compress.channels:ChannelPrune",
     "magnitude-sparsity": "edgetune.compress.sparsity:MagnitudeSparsity",
     "vocab-trim": "edgetune.compress.vocab:VocabTrim",

@@ -111,16 +111,19 @@ class FfnPrune(TorchPass):
 
 @dataclass(frozen=True)
 class PruneConfig:
-    """How much to remove: keep `layers` layers; remove `heads`/`ffn` fractions per layer."""
+    """How much to remove: keep `layers` layers; remove `heads`/`ffn` fractions per layer and a
+    `hidden` fraction of the residual stream's width."""
 
     layers: int | None = None
     heads: float = 0.0
     ffn: float = 0.0
+    hidden: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.heads < 1.0 or not 0.0 <= self.ffn < 1.0:
+        if not all(0.0 <= share < 1.0 for share in (self.heads, self.ffn, self.hidden)):
             raise InputError(
-                f"--heads and --ffn are fractions in [0, 1): got {self.heads}, {self.ffn}"
+                f"--heads, --ffn and --hidden are fractions in [0, 1): got {self.heads}, "
+                f"{self.ffn}, {self.hidden}"
             )
         if self.layers is not None and self.layers < 1:
             raise InputError(f"--layers keeps at least 1 layer: got {self.layers}")
@@ -131,12 +134,14 @@ class PruneConfig:
             f"L{self.layers}" if self.layers else "",
             f"H{self.heads:g}" if self.heads else "",
             f"F{self.ffn:g}" if self.ffn else "",
+            f"W{self.hidden:g}" if self.hidden else "",
         ]
         return "-".join(p for p in parts if p) or "dense"
 
     @classmethod
     def parse(cls, name: str) -> PruneConfig:
-        """The inverse of `name`: `L4`, `H0.5`, `F0.5`, joined by `-` (e.g. `L3-H0.25-F0.5`)."""
+        """The inverse of `name`: `L4`, `H0.5`, `F0.5`, `W0.25` (hidden width), joined by `-`
+        (e.g. `L3-H0.25-F0.5`)."""
         fields: dict = {}
         try:
             for part in filter(None, name.strip().split("-")):
@@ -147,12 +152,14 @@ class PruneConfig:
                     fields["heads"] = float(value)
                 elif kind == "F":
                     fields["ffn"] = float(value)
+                elif kind == "W":
+                    fields["hidden"] = float(value)
                 else:
                     raise ValueError(part)
         except (ValueError, IndexError):
             raise InputError(
-                f"pruning config '{name}': use L<layers>, H<fraction>, F<fraction> "
-                "joined by '-', e.g. L4-F0.5"
+                f"pruning config '{name}': use L<layers>, H<fraction>, F<fraction>, "
+                "W<fraction> joined by '-', e.g. L4-F0.5"
             ) from None
         return cls(**fields)
 
@@ -163,20 +170,22 @@ class PruneConfig:
             (self.layers or num_layers) <= (other.layers or num_layers)
             and self.heads >= other.heads
             and self.ffn >= other.ffn
+            and self.hidden >= other.hidden
         )
 
     @property
     def is_dense(self) -> bool:
-        return not self.layers and not self.heads and not self.ffn
+        return not (self.layers or self.heads or self.ffn or self.hidden)
 
     def to_json(self) -> dict:
         return asdict(self)
 
     def steps(self) -> list[Step]:
-        """The pass chain this name stands for: layers first, then heads, then FFN."""
+        """The pass chain this name stands for: layers first, then heads, FFN, hidden width."""
         steps = [Step.of("layer-drop", keep=self.layers)] if self.layers else []
         steps += [Step.of("head-prune", fraction=self.heads)] if self.heads else []
-        return steps + ([Step.of("ffn-prune", fraction=self.ffn)] if self.ffn else [])
+        steps += [Step.of("ffn-prune", fraction=self.ffn)] if self.ffn else []
+        return steps + ([Step.of("hidden-prune", fraction=self.hidden)] if self.hidden else [])
 
 
 def run_torch_steps(model: nn.Module, steps: list[Step], ctx: PassContext) -> list[dict]:

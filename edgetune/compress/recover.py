@@ -35,6 +35,10 @@ class PrunedModel:
             return "+".join(extra)
         return "+".join([self.config.name, *extra]) if extra else self.config.name
 
+    def chose(self, pass_name: str, key: str):
+        """What pass `pass_name` recorded under `key` (e.g. the kept layers), or None."""
+        return next((s["chose"][key] for s in self.steps if s["pass"] == pass_name), None)
+
     def to_json(self) -> dict:
         return {
             "prune": self.config.to_json(),
@@ -46,7 +50,7 @@ class PrunedModel:
         }
 
 
-STRUCTURED = ("layer-drop", "head-prune", "ffn-prune")
+STRUCTURED = ("layer-drop", "head-prune", "ffn-prune", "hidden-prune")
 
 
 def scoring_batches(
@@ -115,11 +119,12 @@ def distill_student(
     """Recover the pruned student with the fine-tuning loop (+ distillation from `teacher`:
     `kind` layerwise, each student layer matched to the teacher layer it was kept from, or
     logits only)."""
-    kept = next(
-        (s["chose"]["kept_layers"] for s in pruned.steps if s["pass"] == "layer-drop"), None
-    )
     kind = distillation_kind(pruned.model, kind)
-    distill = distill or DistillConfig.named(kind, layer_map=kept)
+    distill = distill or DistillConfig.named(
+        kind,
+        layer_map=pruned.chose("layer-drop", "kept_layers"),
+        hidden_index=pruned.chose("hidden-prune", "kept_channels"),
+    )
     return fine_tune(
         "pruned-student",
         dataset,

@@ -26,12 +26,12 @@ from edgetune.profiles import load_profile
 
 
 def prune(config: PruneJobConfig) -> Bundle:
-    """Structured passes from layers/heads/ffn, then `passes`; recovery; export + check.
+    """Structured passes from layers/heads/ffn/hidden, then `passes`; recovery; export + check.
 
     Passes whose effect training would undo (`after_training`, e.g. sparsity) run on the
     recovered student, just before the export."""
     profile = load_profile(config.profile)
-    structured = PruneConfig(config.layers, config.heads, config.ffn)
+    structured = PruneConfig(config.layers, config.heads, config.ffn, config.hidden)
     extra = [Step.parse(p) for p in config.passes]
     before = [s for s in extra if not get_pass(s.pass_name).after_training]
     after = [s for s in extra if s not in before]

@@ -5,17 +5,20 @@ layer-wise, the MSE between the student's hidden states and those of the teacher
 was made from (`layer_map`: which teacher layer each student layer came from, as the
 layer-drop pass recorded it), and optionally between attention distributions where a layer
 kept all its heads. `hidden_weight = attention_weight = 0` is logits-only distillation.
+
+A student with a narrower residual stream (`hidden-prune`) is compared through a learned linear
+projection of its hidden states to the teacher's width, trained with the student. It starts as
+the map the pass recorded (`hidden_index`: student channel i is teacher channel
+hidden_index[i]), so the kept channels are matched from the first step and the dropped ones are
+learned from them.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from transformers import Trainer
 from transformers.modeling_outputs import SequenceClassifierOutput
-
-LOG = logging.getLogger(__name__)
 
 
 @dataclass
@@ -25,18 +28,35 @@ class DistillConfig:
     hidden_weight: float = 1.0  # MSE of hidden states, per mapped layer (0: off)
     attention_weight: float = 0.0  # MSE of attention maps where heads match (0: off)
     layer_map: list[int] | None = None  # student layer i <- teacher layer layer_map[i]
+    hidden_index: list[int] | None = None  # student channel i <- teacher channel (hidden-prune)
 
     @classmethod
-    def named(cls, kind: str, layer_map: list[int] | None = None) -> DistillConfig:
+    def named(
+        cls, kind: str, layer_map: list[int] | None = None, hidden_index: list[int] | None = None
+    ) -> DistillConfig:
         """`layerwise` (default) or `logits` (KL on logits only, for comparison)."""
         if kind == "logits":
             return cls(hidden_weight=0.0, attention_weight=0.0, layer_map=layer_map)
-        return cls(layer_map=layer_map)
+        return cls(layer_map=layer_map, hidden_index=hidden_index)
 
 
 def default_layer_map(student_layers: int, teacher_layers: int) -> list[int]:
     """Evenly spaced teacher layers, ending at the last one (identity when equal)."""
     return [round((i + 1) * teacher_layers / student_layers) - 1 for i in range(student_layers)]
+
+
+def width_projection(student_width: int, teacher_width: int, hidden_index: list[int] | None):
+    """Student hidden states -> the teacher's width; the recorded channel map where there is one
+    (identity on the kept channels, zero elsewhere), a default-initialized layer otherwise."""
+    import torch
+    from torch import nn
+
+    projection = nn.Linear(student_width, teacher_width, bias=False)
+    if hidden_index is not None and len(hidden_index) == student_width:
+        with torch.no_grad():
+            projection.weight.zero_()
+            projection.weight[hidden_index, range(student_width)] = 1.0
+    return projection
 
 
 def _masked_mse(student, teacher, mask):
@@ -55,7 +75,25 @@ class DistillationTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.teacher = teacher.eval()
         self.distill = distill
-        self._warned = False
+        self.projection = self._projection_for(self.model, teacher)
+
+    def _projection_for(self, student, teacher):
+        """The learned width projection when the residual streams differ in width, else None."""
+        widths = [getattr(m.config, "hidden_size", None) for m in (student, teacher)]
+        if self.distill.hidden_weight <= 0 or None in widths or widths[0] == widths[1]:
+            return None
+        return width_projection(*widths, self.distill.hidden_index)
+
+    def create_optimizer(self):
+        """Trainer's optimizer, with the width projection's weights trained alongside."""
+        optimizer = super().create_optimizer()
+        if self.projection is None:
+            return optimizer
+        held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        if id(self.projection.weight) not in held:
+            self.projection.to(next(self.model.parameters()).device)
+            optimizer.add_param_group({"params": [self.projection.weight]})
+        return optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         import torch
@@ -106,15 +144,9 @@ class DistillationTrainer(Trainer):
         for i, j in enumerate(mapping):
             if d.hidden_weight > 0:
                 s, te = outputs.hidden_states[i + 1], taught.hidden_states[j + 1]
-                if s.shape[-1] == te.shape[-1]:
-                    total = total + d.hidden_weight * _masked_mse(s, te, mask) / len(mapping)
-                elif not self._warned:
-                    self._warned = True
-                    LOG.warning(
-                        "hidden sizes differ (%d vs %d): hidden-state distillation skipped",
-                        s.shape[-1],
-                        te.shape[-1],
-                    )
+                if self.projection is not None:
+                    s = self.projection(s)
+                total = total + d.hidden_weight * _masked_mse(s, te, mask) / len(mapping)
             if d.attention_weight > 0:
                 s, te = outputs.attentions[i], taught.attentions[j]
                 if s.shape == te.shape:  # this layer kept all its heads

@@ -563,3 +563,17 @@ def test_bench_the_same_model_twice_is_refused(tuned_run, tiny_profile):
     out, _ = tuned_run
     result = run("bench", out / "best", out / "best", "--profile", tiny_profile)
     assert result.exit_code == EXIT_BAD_INPUT and "--repeat" in one_line_error(result)
+
+
+def test_accuracy_is_measured_as_served_and_under_load_where_batches_matter(tuned_run):
+    out, _ = tuned_run
+    report = json.loads((out / "report.json").read_text())
+    accuracy = {c["name"]: c["accuracy"] for c in report["candidates"]}
+    assert accuracy["fp32"]["served_as"].startswith("batches of 1, ")  # the tiny profile's batch
+    assert accuracy["fp32"]["under_load"] is None  # its rows do not depend on their batch
+    assert accuracy["static-int8-minmax"]["under_load"] is None  # calibrated ranges
+    load = accuracy["dynamic-int8"]["under_load"]  # ranges taken per batch at run time
+    assert load["served_as"].startswith("batches of 32, ") and 0.0 <= load["p_value"] <= 1.0
+    assert 0.0 <= load["accuracy"] <= 1.0
+    text = (out / "report.md").read_text()
+    assert "Accuracy of each ONNX model as served: batches of 1, each padded" in text

@@ -161,3 +161,24 @@ def test_a_tie_on_size_goes_to_the_more_accurate():
     ]
     sel = choose(cs, PROFILE, objective="size")
     assert sel.winner.name == "b" and "tied on size with a (5.0 MB each)" in sel.reason
+
+
+def test_the_report_shows_both_ends_of_a_batch_dependent_models_accuracy():
+    from edgetune.deploy.report import _served_lines
+
+    steady, moving = cand("fp32", 0.90, 20), cand("dynamic-int8", 0.88, 10)
+    for c in (steady, moving):
+        c.accuracy.served_as = "batches of 1, each padded to its longest row"
+    moving.accuracy.under_load = {
+        "served_as": "batches of 32, each padded to its longest row",
+        "accuracy": 0.87,
+        "p_value": 0.25,
+    }
+    lines = _served_lines([steady, moving])
+    assert (
+        lines[0]
+        == "Accuracy of each ONNX model as served: batches of 1, each padded to its longest row."
+    )
+    assert lines[2].startswith("- dynamic-int8: 0.8800 as served, 0.8700 in batches of 32 under")
+    moving.accuracy.under_load["accuracy"] = 0.88  # the same: nothing more to show
+    assert len(_served_lines([steady, moving])) == 2

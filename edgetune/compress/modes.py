@@ -34,6 +34,10 @@ class Mode:
     def needs_calibration(self) -> bool:
         return any(get_pass(s.pass_name).needs_calibration for s in self.steps)
 
+    @property
+    def batch_dependent(self) -> bool:
+        return any(get_pass(s.pass_name).batch_dependent for s in self.steps)
+
     def suits(self, device: str) -> bool:
         return all(device in get_pass(s.pass_name).devices for s in self.steps)
 

@@ -181,6 +181,7 @@ class DynamicInt8(OnnxPass):
     name = "dynamic-int8"
     Config = DynamicInt8Config
     precision = "int8"
+    batch_dependent = True
     description = "INT8 weights, activations quantized at run time (no calibration)"
 
     def run(self, source: Path, target: Path, config: DynamicInt8Config, ctx: PassContext) -> dict:

@@ -74,6 +74,9 @@ class Pass(ABC):
     speeds_up: ClassVar[bool] = True  # False: it only shrinks size (said in the report)
     after_training: ClassVar[bool] = False  # torch passes whose effect training would undo
     needs_calibration: ClassVar[bool] = False
+    # its outputs for a row depend on the other rows of the batch (activation ranges taken at
+    # run time over the whole batch, padding included): accuracy also measured under load
+    batch_dependent: ClassVar[bool] = False
     description: ClassVar[str] = ""
 
     @classmethod

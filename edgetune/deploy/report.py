@@ -110,6 +110,7 @@ def render_markdown(
         *_machines_line(candidates),
         *_machines_line(candidates, "accuracy"),
         *_training_line(context.get("train")),
+        *_served_lines(candidates),
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "|".join("---" for _ in COLUMNS) + "|",
     ]
@@ -168,6 +169,24 @@ def render_markdown(
         ]
         lines.append("")
     return "\n".join(lines)
+
+
+def _served_lines(candidates: list[Candidate]) -> list[str]:
+    """How the accuracy column was measured, and both ends of a batch-dependent model's
+    accuracy (dynamic INT8: activation ranges per batch) where they differ."""
+    measured = [c for c in candidates if c.accuracy and c.accuracy.served_as]
+    if not measured:
+        return []
+    lines = [f"Accuracy of each ONNX model as served: {measured[0].accuracy.served_as}.", ""]
+    for c in measured:
+        load = c.accuracy.under_load
+        if load and load["accuracy"] != c.accuracy.accuracy:
+            lines.append(
+                f"- {c.name}: {c.accuracy.accuracy:.4f} as served, {load['accuracy']:.4f} in "
+                f"{load['served_as'].split(',')[0]} under load (paired McNemar p="
+                f"{load['p_value']:.2g}): its activation ranges are taken over each batch"
+            )
+    return lines + [""] if len(lines) > 2 else lines
 
 
 COUNT_COLUMNS = ("candidate", "params M", "weights MB", "GMACs", "by width", "peak activations MB")

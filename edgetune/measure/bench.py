@@ -16,7 +16,7 @@ from edgetune.hardware import fingerprint
 from edgetune.measure import metrics
 from edgetune.measure.latency import LatencyResult, LatencySettings, System, measure_interleaved
 from edgetune.measure.session import SessionSettings, check_providers, create_session, feed_for
-from edgetune.measure.stats import wilson_interval
+from edgetune.measure.stats import mcnemar_exact, wilson_interval
 from edgetune.profiles import Profile
 
 # Latency does not depend on the words, only on the padded shape: these fill a batch when
@@ -40,6 +40,10 @@ class AccuracyResult:
     ci: list[float] = field(default_factory=list)  # 95 % Wilson interval of the accuracy
     correct: str = ""  # per validation row, "1" right / "0" wrong: for paired tests
     machine: dict = field(default_factory=dict)  # where the model ran (hardware.fingerprint)
+    served_as: str = ""  # how the rows were batched and padded (`served_as`)
+    # a batch-dependent model (dynamic INT8) measured again in serve's largest batches:
+    # {"served_as", "accuracy", "p_value" (paired against the rows above)}
+    under_load: dict | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -135,20 +139,67 @@ class BenchResult:
         }
 
 
+# The largest batch `serve` merges requests into when the profile does not set one (the top of
+# deploy/batch_choice.py's sizes): a batch-dependent model's accuracy under load is taken there.
+LOAD_BATCH = 32
+
+
+def served_as(batch_size: int) -> str:
+    return f"batches of {batch_size}, each padded to its longest row (as predict and serve run)"
+
+
 def evaluate(
-    subject: Subject, profile: Profile, evaluation: EvalSet, on: object | None = None
+    subject: Subject,
+    profile: Profile,
+    evaluation: EvalSet,
+    on: object | None = None,
+    batch_size: int | None = None,
 ) -> AccuracyResult:
-    """Accuracy of the ONNX model here, or (`on`: a `measure.fleet.Fleet`) on an agent, which
-    sends back the predictions: the batches and the scoring are the same either way."""
-    batches = evaluation.batches
+    """Accuracy of the ONNX model as the profile serves it: rows in batches of the profile's
+    batch size (or `batch_size`), each padded to its longest row, as `predict` and `serve` pad.
+    Run here, or (`on`: a `measure.fleet.Fleet`) on an agent, which sends back the predictions:
+    the batches and the scoring are the same either way. A model given fixed batches (arrays)
+    is measured on those."""
+    size = batch_size or profile.batch_size
+    batches, how = evaluation.batches, served_as(size)
     if batches is None:
         with HOST_WORK:
-            batches = eval_batches(subject.tokenizer, evaluation.texts, evaluation.max_length)
+            batches = eval_batches(
+                subject.tokenizer, evaluation.texts, evaluation.max_length, batch_size=size
+            )
+    elif batches:
+        how = f"batches of {len(next(iter(batches[0].values())))} (fixed-size inputs)"
     if on is not None:
         predictions, classes, machine = on.predict(subject.model_path, batches, profile)
-        return scored(predictions, classes, evaluation.labels, machine)
-    session = create_session(subject.model_path, profile, subject.session)
-    return measure_accuracy(session, batches, evaluation.labels)
+        result = scored(predictions, classes, evaluation.labels, machine)
+    else:
+        session = create_session(subject.model_path, profile, subject.session)
+        result = measure_accuracy(session, batches, evaluation.labels)
+    return replace(result, served_as=how)
+
+
+def evaluate_as_served(
+    subject: Subject,
+    profile: Profile,
+    evaluation: EvalSet,
+    on: object | None = None,
+    batch_dependent: bool = False,
+) -> AccuracyResult:
+    """`evaluate`; for a model whose rows depend on their batch (dynamic INT8), also in the
+    batches `serve` merges requests into under load, paired against the first measurement:
+    the accuracy a user gets is then a range, and the report shows both ends when they differ."""
+    result = evaluate(subject, profile, evaluation, on)
+    load_batch = profile.serve_max_batch or LOAD_BATCH
+    if not batch_dependent or evaluation.batches is not None or load_batch == profile.batch_size:
+        return result
+    loaded = evaluate(subject, profile, evaluation, on, batch_size=load_batch)
+    paired = mcnemar_exact(result.correct_mask(), loaded.correct_mask())
+    result.under_load = {
+        "served_as": loaded.served_as,
+        "accuracy": loaded.accuracy,
+        "p_value": paired.p_value,
+    }
+    return result
 
 
 def traffic_batches(

@@ -19,7 +19,7 @@ from edgetune.measure.bench import (
     HOST_WORK,
     EvalSet,
     Subject,
-    evaluate,
+    evaluate_as_served,
     fixed_feed,
     measure_latencies,
     model_size_mb,
@@ -80,7 +80,9 @@ class CandidateBuilder:
             path, settings = built[mode.name]
             subject = self.subject(mode.name, path)
             accuracy = (
-                evaluate(subject, self.profile, evaluation, self.accuracy_on)
+                evaluate_as_served(
+                    subject, self.profile, evaluation, self.accuracy_on, mode.batch_dependent
+                )
                 if evaluation
                 else None
             )

@@ -147,6 +147,15 @@ class PruneJobConfig(_Config):
         0.0, ge=0, lt=1, description="share of the hidden size (residual stream width) removed"
     )
     passes: list[str] = Field(default_factory=list, description="more torch passes: NAME:key=value")
+    qat: bool = Field(
+        False,
+        description="the last share of the recovery with fake quantization, exported as static "
+        "INT8 QDQ (compress/qat_recover.py)",
+    )
+    qat_share: float = Field(0.3, gt=0, le=1, description="share of the recovery budget for QAT")
+    calibration_samples: int = Field(
+        128, ge=1, description="--qat: rows the INT8 ranges are set on"
+    )
     importance: Literal["taylor", "magnitude"] = "taylor"
     distill: bool = True
     distillation: Literal["layerwise", "logits"] = "layerwise"

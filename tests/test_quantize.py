@@ -83,8 +83,47 @@ def test_unknown_mode(tiny_onnx, tmp_path):
         resolve_modes(["int3"])
 
 
-def test_calibration_flush_size_never_divides_the_batch_count():
-    from edgetune.compress.onnx_passes import _flush_every
+def test_minmax_ranges_come_from_every_calibration_batch(tiny_onnx, tmp_path):
+    """ORT's MinMax calibrator dropped the batches it flushed (onnxruntime#18893): the scale of
+    a tensor must hold its range over all batches, not over the last ones."""
+    import onnx
+    from conftest import make_rows
+    from onnx import numpy_helper
 
-    for n in range(1, 200):
-        assert n % _flush_every(n) != 0
+    from edgetune.compress.passes import get_pass
+    from edgetune.data.encoding import calibration_batches
+
+    path, tokenizer = tiny_onnx
+    batches = calibration_batches(tokenizer, [t for t, _ in make_rows(64)], 32, 64, seed=0)
+    probe = onnx.load(str(path))
+    products = [n.output[0] for n in probe.graph.node if n.op_type == "MatMul"]
+    for name in products:
+        probe.graph.output.append(
+            onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+        )
+    onnx.save(probe, str(tmp_path / "probe.onnx"))
+    session = ort.InferenceSession(str(tmp_path / "probe.onnx"))
+    names = [i.name for i in session.get_inputs()]
+    runs = [session.run(products, {k: b[k] for k in names}) for b in batches]
+    # a tensor and a batch whose own range falls short of the range over all batches: put that
+    # batch last, so that ranges from the last batch alone would be caught
+    tensor, low, high, short = None, 0.0, 0.0, None
+    for t, name in enumerate(products):
+        lows = [min(0.0, float(run[t].min())) for run in runs]
+        highs = [max(0.0, float(run[t].max())) for run in runs]
+        narrow = [i for i in range(len(runs)) if lows[i] > min(lows) or highs[i] < max(highs)]
+        if narrow:
+            tensor, low, high, short = name, min(lows), max(highs), narrow[0]
+            break
+    assert tensor is not None
+    batches.append(batches.pop(short))
+    static = get_pass("static-int8")
+    target = tmp_path / "q.onnx"
+    static.run(path, target, static.parse_config({}), PassContext(calibration=batches))
+    quantized = onnx.load(str(target)).graph
+    values = {i.name: numpy_helper.to_array(i) for i in quantized.initializer}
+    quantize = next(
+        n for n in quantized.node if n.op_type == "QuantizeLinear" and n.input[0] == tensor
+    )
+    scale = float(values[quantize.input[1]])
+    assert scale == pytest.approx((high - low) / 255, rel=1e-5)

@@ -113,6 +113,14 @@ def export(
     "hidden",
     help="Fraction of the hidden size (the residual stream's width) to remove (BERT/RoBERTa).",
 )
+@config_option(
+    PruneJobConfig,
+    "qat",
+    "--qat/--no-qat",
+    help="Train the last share of the recovery with fake quantization; the bundle is static "
+    "INT8 (QDQ). With no --layers/--heads/--ffn/--hidden: a QAT phase alone.",
+)
+@config_option(PruneJobConfig, "qat_share", help="Share of the recovery budget trained with QAT.")
 @click.option(
     "--pass",
     "passes",
@@ -160,6 +168,8 @@ def prune(
     heads,
     ffn,
     hidden,
+    qat,
+    qat_share,
     passes,
     importance,
     distill,
@@ -199,6 +209,8 @@ def prune(
         heads=heads,
         ffn=ffn,
         hidden=hidden,
+        qat=qat,
+        qat_share=qat_share,
         passes=list(passes),
         importance=importance,
         distill=distill,

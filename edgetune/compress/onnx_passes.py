@@ -114,7 +114,7 @@ def _range_cache(ctx: PassContext, source: Path, config: StaticInt8Config) -> di
         return {}
     digest = hashlib.sha256()
     stat = Path(source).stat()
-    key = [str(Path(source).resolve()), stat.st_size, stat.st_mtime_ns, config.method]
+    key = [str(Path(source).resolve()), stat.st_size, stat.st_mtime_ns, config.method, "all"]
     key += [config.percentile, sorted(config.op_types)]
     digest.update(json.dumps(key).encode())
     for batch in ctx.calibration:
@@ -131,15 +131,6 @@ def prepare_for_static(source: Path, target: Path) -> Path:
 
     quant_pre_process(str(source), str(target), auto_merge=True, skip_optimization=False)
     return target
-
-
-def _flush_every(batches: int) -> int:
-    """How many batches of activations the calibrator holds before reducing them (memory bound).
-
-    ORT fails with "No data is collected" when the batch count is an exact multiple of it
-    (it flushes after the last batch, then finds nothing left), so pick one that does not divide.
-    """
-    return next((k for k in (4, 3, 5, 7, 11, 13) if batches % k), batches + 1)
 
 
 class NoOptions(PassConfig):
@@ -216,6 +207,11 @@ class StaticInt8Config(PassConfig):
         description="nodes left in fp32 (mixed precision: the most sensitive ones, "
         "compress/sensitivity.py), by name in the shape-inferred graph",
     )
+    activation_products: bool = Field(
+        True,
+        description="also quantize MatMuls of two activations (attention scores and context); "
+        "False leaves them fp32, as quantization-aware recovery trains (compress/qat.py)",
+    )
 
 
 class StaticInt8(OnnxPass):
@@ -249,6 +245,9 @@ class StaticInt8(OnnxPass):
         }
         with _in_temp_dir() as tmp:
             prepared = prepare_for_static(source, tmp / "prepared.onnx")
+            kept = [*config.keep_fp32]
+            if not config.activation_products:
+                kept += activation_products(prepared)
             quantize_static(
                 str(prepared),
                 str(target),
@@ -261,11 +260,11 @@ class StaticInt8(OnnxPass):
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=methods[config.method],
-                nodes_to_exclude=list(config.keep_fp32),
-                extra_options={
-                    "CalibMaxIntermediateOutputs": _flush_every(len(ctx.calibration)),
-                    "CalibPercentile": config.percentile,
-                },
+                nodes_to_exclude=kept,
+                # no CalibMaxIntermediateOutputs: ORT's MinMax calibrator drops the batches it
+                # flushes without taking their ranges (onnxruntime#18893, still in 1.32): with
+                # it, MinMax ranges came from the last few batches only
+                extra_options={"CalibPercentile": config.percentile},
             )
         refuse_if_unchanged(source, target, self.name, " or ".join(config.op_types))
         samples = sum(len(next(iter(b.values()))) for b in ctx.calibration)
@@ -279,8 +278,20 @@ class StaticInt8(OnnxPass):
                 "per_channel": config.per_channel,
                 "reduce_range": choice.reduce_range,
                 **({"kept_fp32": list(config.keep_fp32)} if config.keep_fp32 else {}),
+                "activation_products": config.activation_products,
             }
         }
+
+
+def activation_products(path: Path) -> list[str]:
+    """The MatMul nodes of `path` with no weight among their inputs: products of activations."""
+    graph = onnx.load(str(path), load_external_data=False).graph
+    weights = {init.name for init in graph.initializer}
+    return [
+        node.name
+        for node in graph.node
+        if node.op_type == "MatMul" and not any(name in weights for name in node.input)
+    ]
 
 
 class Fp16(OnnxPass):

@@ -5,9 +5,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from edgetune.compress import qat
 from edgetune.compress.channels import is_channel_pruned, trained_in_memory
 from edgetune.compress.passes import PassContext, Step, get_pass
 from edgetune.compress.pruning import PruneConfig, run_torch_steps
+from edgetune.compress.qat_recover import export_quantized, reduce_range, split_budget
 from edgetune.compress.recover import (
     distill_student,
     distillation_kind,
@@ -49,17 +51,27 @@ def prune(config: PruneJobConfig) -> Bundle:
         f"pruned {pruned.name}: {pruned.params_after / 1e6:.1f}M of "
         f"{pruned.params_before / 1e6:.1f}M parameters kept"
     )
+    qat_alone = config.qat and pruned.config.is_dense and not before  # nothing cut to recover
+    share = 1.0 if qat_alone else config.qat_share
+    recovery, qat_phase = split_budget(train, share) if config.qat else (train, None)
     with tempfile.TemporaryDirectory(prefix="edgetune-prune-") as tmp:
-        trained = distill_student(
-            pruned,
-            prepared.processor,
-            teacher,
-            dataset,
-            Path(tmp) / "train",
-            train,
-            use_teacher=config.distill,
-            kind=config.distillation,
-        )
+
+        def recover(folder: str, phase):
+            return distill_student(
+                pruned,
+                prepared.processor,
+                teacher,
+                dataset,
+                Path(tmp) / folder,
+                phase,
+                use_teacher=config.distill,
+                kind=config.distillation,
+            )
+
+        trained = None if qat_alone else recover("train", recovery)
+        if qat_phase:
+            qat.prepare(pruned.model, reduce_range())  # the same student, now rounded
+            trained = recover("qat", qat_phase)
         # A channel-pruned CNN no longer matches its config.json: the trained model in memory
         # (the best checkpoint's weights, loaded back by the Trainer) is what is exported.
         student = (
@@ -68,15 +80,26 @@ def prune(config: PruneJobConfig) -> Bundle:
             else load_checkpoint(trained.checkpoint, config.trust_factory)[0]
         )
         pruned.steps += run_torch_steps(student, after, PassContext())
-        fp32, check = export_validated(
-            student,
-            prepared.processor,
-            Path(tmp) / "model.onnx",
-            [],
-            prepared.input_size,
-            atol=config.atol,
-            batches=modality.check_batches(dataset, prepared),
-        )
+        check_batches = modality.check_batches(dataset, prepared)
+        quantized = None
+        if qat_phase:
+            calibration = modality.calibration(
+                dataset, prepared, config.calibration_samples, train.seed
+            )
+            quantized = export_quantized(
+                student, prepared.processor, calibration, check_batches, Path(tmp), config.atol
+            )
+            onnx_model, check = quantized.model, quantized.export_check
+        else:
+            onnx_model, check = export_validated(
+                student,
+                prepared.processor,
+                Path(tmp) / "model.onnx",
+                [],
+                prepared.input_size,
+                atol=config.atol,
+                batches=check_batches,
+            )
         pruning = {
             **pruned.to_json(),
             "importance": config.importance,
@@ -85,12 +108,14 @@ def prune(config: PruneJobConfig) -> Bundle:
             if config.distill
             else None,
         }
+        if quantized:
+            pruning["qat"] = {"share": share, "twin": quantized.twin}
         manifest = candidate_manifest(
             names,
             prepared.input_size,
-            "fp32",
+            "int8" if quantized else "fp32",
             profile,
-            {},
+            quantized.manifest_fields() if quantized else {},
             source=str(checkpoint),
             pruning=pruning,
             metrics={"pytorch_accuracy": trained.metrics["accuracy"]},
@@ -98,4 +123,4 @@ def prune(config: PruneJobConfig) -> Bundle:
             export_check=check.to_json(),
             task=modality.task(dataset),
         )
-        return write_bundle(config.out, fp32, trained.checkpoint, manifest, config.overwrite)
+        return write_bundle(config.out, onnx_model, trained.checkpoint, manifest, config.overwrite)

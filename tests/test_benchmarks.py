@@ -155,3 +155,17 @@ def test_paused_workers_times_both_ways_and_gives_a_ratio_per_model(
     assert "block 0 pause" in printed and "block 0 sleep" in printed
     assert set(summary) == {"fp32", "dynamic-int8"}
     assert all(ratio > 0 for ratio in summary.values())
+
+
+def test_qat_recovery_prints_the_side_by_side_table(
+    tuned_run, tiny_data_csv, tiny_profile, tmp_path, capsys
+):
+    out, _ = tuned_run
+    qat_recovery = load("qat_recovery")
+    args = ["--teacher", out / "work" / "best", "--data", tiny_data_csv, "--config", "L1"]
+    args += ["--minutes", "0.3", "--profile", tiny_profile, "--out", tmp_path / "qat"]
+    assert qat_recovery.main([str(a) for a in args]) == 0
+    printed = capsys.readouterr().out
+    for model in ("plain", "static-int8-minmax", "static-int8-minmax-linear", "qat"):
+        assert f"{model} | " in printed
+    assert "QAT twin check" in printed

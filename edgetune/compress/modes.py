@@ -85,6 +85,12 @@ MODES: dict[str, Mode] = {
             "cpu",
             ("static-int8", {"method": "minmax"}),
         ),
+        _mode(  # by name: the scheme QAT trains for (compress/qat_recover.py), post-training
+            "static-int8-minmax-linear",
+            "static INT8 (QDQ), MinMax, weighted MatMul/Gemm only: attention products in fp32",
+            "",
+            ("static-int8", {"method": "minmax", "activation_products": False}),
+        ),
         _mode(
             "static-int8-entropy",
             "static INT8 (QDQ), Entropy calibration",

@@ -17,7 +17,15 @@ from edgetune.compress.qat_recover import export_quantized, split_budget
 from edgetune.data.encoding import calibration_batches, eval_batches
 from edgetune.train.settings import TrainConfig
 
-TWIN_TOLERANCE = 1e-5  # logits of the QDQ model vs its fake-quantized PyTorch twin
+# the QDQ model's logits are, in the median, at least this many times closer to its
+# fake-quantized PyTorch twin than to the unquantized model, and predict the same on every row
+# (not to the last bit: a value on a rounding boundary may flip, see qat_recover.twin_check)
+TWIN_CLOSER = 4.0
+
+
+def twin_holds(twin: dict) -> bool:
+    closer = twin["median_abs_diff"] * TWIN_CLOSER <= twin["unquantized_median_abs_diff"]
+    return closer and twin["same_prediction"] == 1.0
 
 
 @pytest.fixture()
@@ -72,13 +80,16 @@ def test_the_qdq_export_is_the_fake_quantized_models_twin(tuned_run, tmp_path):
         )
     exported = export_quantized(model, tokenizer, calibration, check, tmp_path)
     assert exported.twin["rows"] == 24 and exported.twin["same_prediction"] == 1.0
-    assert exported.twin["max_abs_diff"] < TWIN_TOLERANCE
+    assert twin_holds(exported.twin) and exported.twin["max_abs_diff"] < 1e-4  # 3e-8 measured
     import onnxruntime as ort
 
     from edgetune.measure.bench import predict_logits
 
     served = predict_logits(ort.InferenceSession(str(exported.model)), check)
-    assert np.abs(served - plain).max() > 100 * TWIN_TOLERANCE  # the rounding is real
+    unquantized = float(np.abs(served - plain).max())  # the rounding is real
+    assert unquantized > 1e-3 and unquantized == pytest.approx(
+        exported.twin["unquantized_max_abs_diff"]
+    )
     graph = onnx.load(str(exported.model)).graph
     ops = [n.op_type for n in graph.node]
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
@@ -122,9 +133,55 @@ def test_prune_with_qat_writes_a_static_int8_bundle(
     manifest = json.loads((target / "edgetune.json").read_text())
     assert manifest["precision"] == "int8" and manifest["mode"] == "static-int8-qat"
     twin = manifest["pruning"]["qat"]["twin"]
-    assert twin["max_abs_diff"] < TWIN_TOLERANCE and manifest["pruning"]["qat"]["share"] == 0.3
+    assert twin_holds(twin) and manifest["pruning"]["qat"]["share"] == 0.3
     predicted = CliRunner().invoke(cli, ["predict", str(target), "--text", "great fun"])
     assert predicted.exit_code == 0, predicted.output
     model = onnx.load(str(target / "model.onnx"))
     assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
     assert np.isfinite(twin["max_abs_diff"])
+
+
+def _candidate(name: str, accuracy: float, static: bool):
+    from edgetune.measure.bench import AccuracyResult
+    from edgetune.search.record import Candidate
+
+    settings = {"quantization": {"format": "QDQ"}} if static else {"quantization": {}}
+    return Candidate(
+        name, "int8", f"{name}.onnx", AccuracyResult(accuracy, accuracy, 100), None, 1.0, settings
+    )
+
+
+def test_the_search_offers_qat_only_where_the_rounding_broke_what_the_weights_hold():
+    from edgetune.search.qat import needs_qat
+
+    fp32, static = _candidate("L2+fp32", 0.90, False), _candidate("L2+static", 0.85, True)
+    assert needs_qat([fp32, static], bound=0.88)  # the weights hold, the rounding does not
+    assert not needs_qat([fp32, _candidate("L2+static", 0.89, True)], bound=0.88)  # it held
+    weak = _candidate("L2+fp32", 0.86, False)
+    assert not needs_qat([weak, static], bound=0.88)  # the student broke: rounding is not why
+    assert not needs_qat([fp32], bound=0.88)  # no static INT8 asked for
+
+
+def test_a_student_whose_static_int8_broke_gets_a_qat_candidate_in_the_search(
+    tmp_path, tiny_model_dir, tiny_data_csv, tiny_profile, monkeypatch
+):
+    """The trigger forced (the tiny task's static INT8 rarely loses): the whole QAT path of the
+    search runs for real and its candidate is measured like the others."""
+    from conftest import SEARCH_ARGS, tune_tiny
+
+    import edgetune.search.pruning as search_pruning
+
+    monkeypatch.setattr(search_pruning, "needs_qat", lambda found, bound: True)
+    args = [a for a in SEARCH_ARGS if a not in ("L1,F0.5,L1-H0.5-F0.5", "fp32,dynamic-int8")]
+    args = [a if a != "--prune-configs" else "--prune-configs=L1" for a in args]
+    args = [a if a != "--modes" else "--modes=fp32" for a in args]
+    args += ["--search-modes", "fp32,static-int8-minmax"]
+    result = tune_tiny(tmp_path / "out", tiny_model_dir, tiny_data_csv, tiny_profile, *args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    names = [c["name"] for c in report["candidates"]]
+    assert "L1+static-int8-qat" in names, names
+    qat_candidate = next(c for c in report["candidates"] if c["name"] == "L1+static-int8-qat")
+    assert qat_candidate["latency"]["p90_ms"] > 0 and qat_candidate["accuracy"]["accuracy"] > 0
+    assert twin_holds(qat_candidate["settings"]["pruning"]["qat"]["twin"])
+    assert any("quantization-aware recovery" in line for line in report["run"]["search"]["lines"])

@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 
 from edgetune._version import __version__
-from edgetune.compress.modes import Mode
+from edgetune.compress.modes import Mode, resolve_modes
 from edgetune.compress.passes import PassContext
 from edgetune.config import RECIPE_NAME, TuneConfig, write_recipe
 from edgetune.console import console
@@ -113,7 +113,8 @@ def build_candidates(state: RunState) -> None:
     model, processor = load_checkpoint(state.trained.checkpoint, trust_factory=config.model)
     prepared = modality.prepare(model, processor, state.profile, state.train.max_length)
     ctx = PassContext(model_type=model.config.model_type, range_cache=state.work / "ranges")
-    if any(m.needs_calibration for m in state.modes):
+    searched = resolve_modes(config.search.modes) if config.search.enabled else []
+    if any(m.needs_calibration for m in [*state.modes, *searched]):  # students' too
         samples, seed = config.calibration_samples, state.train.seed
         ctx.calibration = modality.calibration(dataset, prepared, samples, seed)
     state.builder = CandidateBuilder(

@@ -75,31 +75,49 @@ class CandidateBuilder:
         """Every mode built from `fp32`, its accuracy measured on the ONNX model (given
         `evaluation`); latency comes later, from `measure`."""
         built = build_variants(fp32, out_dir, modes, self.ctx, self.skip_inapplicable)
-        candidates = []
-        for mode in (m for m in modes if m.name in built):
-            path, settings = built[mode.name]
-            subject = self.subject(mode.name, path)
-            accuracy = (
-                evaluate_as_served(
-                    subject, self.profile, evaluation, self.accuracy_on, mode.batch_dependent
-                )
-                if evaluation
-                else None
+        return [
+            self.candidate(
+                prefix + mode.name,
+                mode.precision,
+                built[mode.name][0],
+                evaluation,
+                {**built[mode.name][1], **(extra or {})},
+                checkpoint,
+                mode.batch_dependent,
             )
-            candidates.append(
-                Candidate(
-                    name=prefix + mode.name,
-                    precision=mode.precision,
-                    model_path=str(path),
-                    accuracy=accuracy,
-                    latency=None,
-                    size_mb=model_size_mb(path),
-                    settings={**settings, **(extra or {})},
-                    checkpoint=checkpoint,
-                    counts=self.count(subject),
-                )
-            )
-        return candidates
+            for mode in modes
+            if mode.name in built
+        ]
+
+    def candidate(
+        self,
+        name: str,
+        precision: str,
+        path: Path,
+        evaluation: EvalSet | None,
+        settings: dict,
+        checkpoint: str = "",
+        batch_dependent: bool = False,
+    ) -> Candidate:
+        """One built ONNX model as a candidate: its accuracy measured on it as served (given
+        `evaluation`), its size and counted costs; latency comes later, from `measure`."""
+        subject = self.subject(name, path)
+        accuracy = (
+            evaluate_as_served(subject, self.profile, evaluation, self.accuracy_on, batch_dependent)
+            if evaluation
+            else None
+        )
+        return Candidate(
+            name=name,
+            precision=precision,
+            model_path=str(path),
+            accuracy=accuracy,
+            latency=None,
+            size_mb=model_size_mb(path),
+            settings=settings,
+            checkpoint=checkpoint,
+            counts=self.count(subject),
+        )
 
     def from_model(
         self,

@@ -40,6 +40,13 @@ class SearchSettings(BaseModel):
         description="a student stops once it is this many "
         "points above the accuracy bound; its minutes go to the next",
     )
+    qat_share: float | None = Field(
+        0.3,
+        gt=0,
+        le=1,
+        description="a student whose static INT8 broke the bound (another mode held it) trains "
+        "this share of its recovery more with fake quantization (search/qat.py); None: off",
+    )
     eval_rows: int | None = Field(
         1000,
         ge=10,

@@ -127,3 +127,30 @@ def test_minmax_ranges_come_from_every_calibration_batch(tiny_onnx, tmp_path):
     )
     scale = float(values[quantize.input[1]])
     assert scale == pytest.approx((high - low) / 255, rel=1e-5)
+
+
+def test_symmetric_activations_put_every_activation_zero_point_at_the_middle(tiny_onnx, tmp_path):
+    import onnx
+    from conftest import make_rows
+    from onnx import numpy_helper
+
+    from edgetune.compress.passes import get_pass
+    from edgetune.data.encoding import calibration_batches
+
+    path, tokenizer = tiny_onnx
+    batches = calibration_batches(tokenizer, [t for t, _ in make_rows(16)], 32, 16, seed=0)
+    static = get_pass("static-int8")
+    zero_points = {}
+    for symmetric in (False, True):
+        target = tmp_path / f"q{symmetric}.onnx"
+        config = static.parse_config({"symmetric_activations": symmetric})
+        chose = static.run(path, target, config, PassContext(calibration=batches))
+        assert chose["quantization"]["symmetric_activations"] is symmetric
+        graph = onnx.load(str(target)).graph
+        values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+        zero_points[symmetric] = {
+            int(values[n.input[2]])
+            for n in graph.node
+            if n.op_type == "QuantizeLinear" and values[n.input[2]].dtype == np.uint8
+        }
+    assert zero_points[True] == {128} and len(zero_points[False]) > 1

@@ -115,7 +115,7 @@ def _range_cache(ctx: PassContext, source: Path, config: StaticInt8Config) -> di
     digest = hashlib.sha256()
     stat = Path(source).stat()
     key = [str(Path(source).resolve()), stat.st_size, stat.st_mtime_ns, config.method, "all"]
-    key += [config.percentile, sorted(config.op_types)]
+    key += [config.percentile, sorted(config.op_types), config.symmetric_activations]
     digest.update(json.dumps(key).encode())
     for batch in ctx.calibration:
         for name in sorted(batch):
@@ -207,6 +207,11 @@ class StaticInt8Config(PassConfig):
         description="nodes left in fp32 (mixed precision: the most sensitive ones, "
         "compress/sensitivity.py), by name in the shape-inferred graph",
     )
+    symmetric_activations: bool = Field(
+        False,
+        description="activation ranges made symmetric around 0 (zero point 128), as some "
+        "accelerators require (ORT's ActivationSymmetric)",
+    )
     activation_products: bool = Field(
         True,
         description="also quantize MatMuls of two activations (attention scores and context); "
@@ -264,7 +269,10 @@ class StaticInt8(OnnxPass):
                 # no CalibMaxIntermediateOutputs: ORT's MinMax calibrator drops the batches it
                 # flushes without taking their ranges (onnxruntime#18893, still in 1.32): with
                 # it, MinMax ranges came from the last few batches only
-                extra_options={"CalibPercentile": config.percentile},
+                extra_options={
+                    "CalibPercentile": config.percentile,
+                    "ActivationSymmetric": config.symmetric_activations,
+                },
             )
         refuse_if_unchanged(source, target, self.name, " or ".join(config.op_types))
         samples = sum(len(next(iter(b.values()))) for b in ctx.calibration)
@@ -279,6 +287,7 @@ class StaticInt8(OnnxPass):
                 "reduce_range": choice.reduce_range,
                 **({"kept_fp32": list(config.keep_fp32)} if config.keep_fp32 else {}),
                 "activation_products": config.activation_products,
+                "symmetric_activations": config.symmetric_activations,
             }
         }
 

@@ -142,8 +142,7 @@ def _norms_feeding_linears(model: nn.Module) -> dict[str, set[int]]:
             found["linears"].add(id(module))
 
     hooks = [
-        m.register_forward_hook(record) if isinstance(m, nn.LayerNorm) else None
-        for m in model.modules()
+        m.register_forward_hook(record) for m in model.modules() if isinstance(m, nn.LayerNorm)
     ]
     hooks += [m.register_forward_pre_hook(match) for m in model.modules() if type(m) is nn.Linear]
     was_training = model.training
@@ -154,8 +153,7 @@ def _norms_feeding_linears(model: nn.Module) -> dict[str, set[int]]:
         found = {"norms": set(), "linears": set()}  # rounded at each Linear's input instead
     finally:
         for hook in hooks:
-            if hook is not None:
-                hook.remove()
+            hook.remove()
         model.train(was_training)
     return found
 

@@ -106,11 +106,11 @@ def twin_check(
     model_path: Path, batches: list[dict], expected: np.ndarray, unrounded: np.ndarray
 ) -> dict:
     """The QDQ model's logits against the fake-quantized PyTorch model's, on the same rows, and
-        (the scale to read it against) against the unquantized model's. They do not match to the
-        last bit: a value on a rounding boundary in one runtime may not be in the other (fp32
-        LayerNorm and GELU differ in their last bits), and ORT's integer kernels differ as much from
-        its own QDQ graph run in fp32. A flip moves one logit by one step of the output's scale,
-    so the medians say more than the maxima."""
+    (the scale to read it against) against the unquantized model's. They do not match to the
+    last bit: a value on a rounding boundary in one runtime may not be in the other (fp32
+    LayerNorm and GELU differ in their last bits), and ORT's integer kernels differ as much from
+    its own QDQ graph run in fp32. A flip moves one logit by one step of the output's scale, so
+    the medians say more than the maxima."""
     import onnxruntime as ort
 
     from edgetune.measure.bench import predict_logits

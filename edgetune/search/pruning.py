@@ -122,7 +122,12 @@ class Student:
     evaluation: EvalSet
     batches: object
     search: SearchSettings
-    target_accuracy: float
+    min_accuracy: float  # the accuracy bound
+
+    @property
+    def target_accuracy(self) -> float:
+        """Where a student stops early: `stop_margin` points above the bound."""
+        return self.min_accuracy + self.search.stop_margin / 100
 
 
 def significantly_below(candidate: Candidate, reference: Candidate | None) -> bool:
@@ -220,8 +225,7 @@ def train_student(job: Student, task: tuple[PruneConfig, Path, TrainConfig]) -> 
         checkpoint=str(trained.checkpoint),
         extra={"pruning": pruning},
     )
-    bound = job.target_accuracy - job.search.stop_margin / 100
-    if job.search.qat_share and needs_qat(found, bound):
+    if job.search.qat_share and needs_qat(found, job.min_accuracy):
         found += quantization_aware(job, pruned, student, teacher, folder, recovery, pruning)
     return {"candidates": [c.to_json() for c in found]}
 
@@ -337,7 +341,7 @@ def run_search(
         evaluation,
         scoring_batches(builder.processor, teacher, dataset, recovery),
         search,
-        min_accuracy + search.stop_margin / 100,
+        min_accuracy,
     )
 
     def key_of(cfg: PruneConfig) -> str:

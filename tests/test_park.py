@@ -45,8 +45,13 @@ def test_a_paused_process_uses_no_cpu_until_it_is_resumed():
 PARENT = """
 import subprocess, sys
 from edgetune.measure import park
-worker = subprocess.Popen([sys.executable, "-m", "edgetune.measure.worker"], stdin=subprocess.PIPE)
-import time; time.sleep(1.0)  # it has started and set its parent-death signal
+worker = subprocess.Popen(
+    [sys.executable, "-m", "edgetune.measure.worker"],
+    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+)
+worker.stdin.write('{"op": "stats"}\\n')
+worker.stdin.flush()
+worker.stdout.readline()  # it answers from its loop, so its parent-death signal is set
 park.pause(worker.pid)
 print(worker.pid, flush=True)
 """

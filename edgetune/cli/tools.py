@@ -579,9 +579,10 @@ def predict(
     bundle, texts, text_pairs, images, input_file, text_column, out_file, batch_size, threads
 ) -> None:
     """Classify texts with a BUNDLE (ONNX Runtime and tokenizers only: no torch), or images
-    with an image bundle (--image; its image processor prepares them).
+    with an image bundle (--image; its image processor prepares them). A token-classification
+    bundle tags each text's words and returns its entities with character offsets.
 
-    Accuracy is printed when the input file has a label column.
+    Accuracy is printed when the input file has a label column (classifiers).
 
     \b
     Example:

@@ -1,7 +1,9 @@
 """Turn texts into the numpy batches an ONNX session takes (numpy, no torch tensors).
 
-A text is a string, or for sentence-pair tasks a [first, second] pair: `tokenize` sends pairs
-to the tokenizer as two lists, so they get the model's separator and segment ids."""
+A text is a string, for sentence-pair tasks a [first, second] pair (`tokenize` sends pairs
+to the tokenizer as two lists, so they get the model's separator and segment ids), or for token
+classification `Words` (a sentence already split into words, tokenized so that each sub-token
+knows its word)."""
 
 from __future__ import annotations
 
@@ -14,9 +16,16 @@ if TYPE_CHECKING:  # transformers' or data/tokenizer.py's JsonTokenizer: called 
     from transformers import PreTrainedTokenizerBase
 
 
+class Words(tuple):
+    """A sentence as its words (token classification): tokenized with `is_split_into_words`."""
+
+
 def tokenize(tokenizer: PreTrainedTokenizerBase, texts: Sequence, **kwargs):
-    """`tokenizer(texts, **kwargs)`, with pairs given as (firsts, seconds)."""
+    """`tokenizer(texts, **kwargs)`, with pairs given as (firsts, seconds) and `Words` as
+    pre-split words."""
     texts = list(texts)
+    if texts and isinstance(texts[0], Words):
+        return tokenizer([list(t) for t in texts], is_split_into_words=True, **kwargs)
     if texts and not isinstance(texts[0], str):
         return tokenizer([t[0] for t in texts], [t[1] for t in texts], **kwargs)
     return tokenizer(texts, **kwargs)
@@ -84,3 +93,10 @@ def calibration_batches(
         )
         batches.append({k: v.astype(np.int64) for k, v in enc.items()})
     return batches
+
+
+def word_ids(tokenizer: PreTrainedTokenizerBase, sentences: Sequence[Words], max_length: int):
+    """Per sentence, the word each token position comes from (None: special or padding), as
+    `eval_batches` tokenizes: a word truncated away has no position."""
+    encoded = tokenize(tokenizer, sentences, padding=True, truncation=True, max_length=max_length)
+    return [encoded.word_ids(i) for i in range(len(sentences))]

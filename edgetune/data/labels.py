@@ -111,6 +111,9 @@ def evaluation_subset(dataset, rows: int, seed: int = 0):
     validation = dataset.validation
     if len(validation) <= rows:
         return dataset
+    if "label" not in validation.column_names:  # tagged sentences: a plain seeded sample
+        kept = validation.shuffle(seed=seed).select(range(rows))
+        return dataclasses.replace(dataset, validation=kept)
     try:
         kept = validation.train_test_split(train_size=rows, seed=seed, stratify_by_column="label")[
             "train"

@@ -20,6 +20,17 @@ from edgetune.errors import InputError
 TOKENIZER_FILE = "tokenizer.json"
 
 
+class Encoded(dict):
+    """The arrays, and (as transformers' `BatchEncoding.word_ids`) each position's word."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], words: list[list[int | None]]):
+        super().__init__(arrays)
+        self._words = words
+
+    def word_ids(self, index: int = 0) -> list[int | None]:
+        return self._words[index]
+
+
 class JsonTokenizer:
     """`tokenizer(texts, seconds=None, padding=..., truncation=..., max_length=...)` -> numpy
     `input_ids`, `attention_mask`, `token_type_ids` (int64)."""
@@ -49,7 +60,8 @@ class JsonTokenizer:
         truncation: bool = False,
         max_length: int | None = None,
         return_tensors: str = "np",
-    ) -> dict[str, np.ndarray]:
+        is_split_into_words: bool = False,
+    ) -> Encoded:
         if truncation and max_length:
             self.tokenizer.enable_truncation(max_length, direction=self.truncation_side)
         else:
@@ -65,12 +77,15 @@ class JsonTokenizer:
         else:
             self.tokenizer.no_padding()
         inputs = list(texts) if seconds is None else list(zip(texts, seconds))
-        encoded = self.tokenizer.encode_batch(inputs)
-        return {
-            "input_ids": np.asarray([e.ids for e in encoded], dtype=np.int64),
-            "attention_mask": np.asarray([e.attention_mask for e in encoded], dtype=np.int64),
-            "token_type_ids": np.asarray([e.type_ids for e in encoded], dtype=np.int64),
-        }
+        encoded = self.tokenizer.encode_batch(inputs, is_pretokenized=is_split_into_words)
+        return Encoded(
+            {
+                "input_ids": np.asarray([e.ids for e in encoded], dtype=np.int64),
+                "attention_mask": np.asarray([e.attention_mask for e in encoded], dtype=np.int64),
+                "token_type_ids": np.asarray([e.type_ids for e in encoded], dtype=np.int64),
+            },
+            [e.word_ids for e in encoded],
+        )
 
 
 def _token(value) -> str | None:

@@ -29,9 +29,12 @@ class Manifest(BaseModel):
 
     format: str = FORMAT
     edgetune_version: str = __version__
-    task: Literal["text-classification", "text-pair-classification", "image-classification"] = (
-        "text-classification"
-    )
+    task: Literal[
+        "text-classification",
+        "text-pair-classification",
+        "token-classification",
+        "image-classification",
+    ] = "text-classification"
     labels: list[str] = Field(min_length=1)
     max_length: int = Field(ge=1)  # image models: the image side in pixels
     precision: Literal["fp32", "fp16", "int8", "int4"]

@@ -9,6 +9,7 @@ from rich.table import Table
 from edgetune.deploy.plot import plot_pareto
 from edgetune.fsutil import write_json_atomic, write_text_atomic
 from edgetune.hardware import describe
+from edgetune.measure.bench import SCORINGS, Scoring
 from edgetune.measure.tuning import TABLE_COLUMNS, table_rows
 from edgetune.profiles import Profile
 from edgetune.search.record import Candidate
@@ -18,8 +19,8 @@ COLUMNS = (
     "#",
     "candidate",
     "precision",
-    "accuracy [95% CI]",
-    "vs fp32: points (McNemar p)",
+    "{metric} [95% CI]",
+    "vs fp32: points ({test} p)",
     "p50 ms",
     "p90 ms [95% CI]",
     "traffic p50 / p90 ms",
@@ -84,7 +85,7 @@ def _row(i: int, c: Candidate, selection: Selection | None) -> list[str]:
 
 def candidates_table(candidates: list[Candidate], selection: Selection | None, title: str) -> Table:
     table = Table(title=title)
-    for name in COLUMNS:
+    for name in column_names(candidates):
         table.add_column(
             name, justify="left" if name in LEFT else "right", no_wrap=name in ("candidate",)
         )
@@ -111,7 +112,7 @@ def render_markdown(
         *_machines_line(candidates, "accuracy"),
         *_training_line(context.get("train")),
         *_served_lines(candidates),
-        "| " + " | ".join(COLUMNS) + " |",
+        "| " + " | ".join(column_names(candidates)) + " |",
         "|" + "|".join("---" for _ in COLUMNS) + "|",
     ]
     lines += ["| " + " | ".join(_row(i, c, selection)) + " |" for i, c in enumerate(candidates, 1)]
@@ -303,9 +304,19 @@ def _training_line(train: dict | None) -> list[str]:
     return [line, ""]
 
 
+def column_names(candidates: list[Candidate]) -> list[str]:
+    return [c.format(**vars(scoring_of(candidates))) for c in COLUMNS]
+
+
+def scoring_of(candidates: list[Candidate]) -> Scoring:
+    """How the run's candidates were scored (one task per run)."""
+    scored = next((c.accuracy for c in candidates if c.accuracy), None)
+    return scored.scoring if scored else SCORINGS["accuracy"]
+
+
 def _method(candidates: list[Candidate], selection: Selection, profile: Profile) -> list[str]:
     """How the numbers and the choice were reached, in words."""
-    lat = candidates[0].latency
+    lat, scoring = candidates[0].latency, scoring_of(candidates)
     objective = {
         "latency": "the fastest (p90; those not significantly slower, by the paired "
         "p90 ratio over the rounds they shared, are tied with it and the "
@@ -317,7 +328,7 @@ def _method(candidates: list[Candidate], selection: Selection, profile: Profile)
         ""
         if selection.objective == "accuracy"
         else " of those whose accuracy is not significantly below the most accurate one's "
-        "(exact McNemar test on the same validation rows, p < 0.05 counts as significant)"
+        f"({scoring.test_words}, p < 0.05 counts as significant)"
     )
     shape = "traffic" if profile.budget_on == "traffic" else "fixed-shape"
     latency = (
@@ -340,7 +351,7 @@ def _method(candidates: list[Candidate], selection: Selection, profile: Profile)
         ),
         latency,
         traffic,
-        "- Accuracy intervals: Wilson 95 %.",
+        f"- {scoring.metric[0].upper()}{scoring.metric[1:]} intervals: {scoring.interval}.",
         "",
         "Verdicts:",
         "",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,6 +100,92 @@ class Predictor:
     def predict(self, texts: list) -> list[dict]:
         """[{"label": best, "scores": {label: probability}}] for each text (or pair)."""
         return label_scores(self.logits(list(texts)), self.labels)
+
+    def csv_header(self) -> list[str]:
+        return ["label", *(f"score_{n}" for n in self.labels)]
+
+    @staticmethod
+    def csv_values(result: dict) -> list:
+        return [result["label"], *result["scores"].values()]
+
+
+# Words as CoNLL-style corpora split them: runs of word characters (with inner hyphens and
+# apostrophes), and each other non-space character alone (punctuation is a token of its own).
+WORD = re.compile(r"\w+(?:[-'’]\w+)*|[^\w\s]")
+
+
+def split_words(text: str) -> list[tuple[int, int]]:
+    """The (start, end) character offsets of `text`'s words (`WORD`)."""
+    return [match.span() for match in WORD.finditer(text)]
+
+
+class TokenPredictor:
+    """A token-classification bundle on raw texts: each text split into words (`WORD`),
+    tokenized as pre-split words with the bundle's tokenizer.json, each word tagged at its
+    first sub-token, entities read from the BIO tags with their character offsets."""
+
+    takes = "texts"
+    pairs = False
+
+    def __init__(self, bundle: Bundle, threads: int | None = None):
+        from edgetune.data.tokenizer import JsonTokenizer
+
+        self.bundle, self.labels = bundle, bundle.label_names
+        if not JsonTokenizer.exists(bundle.path):
+            raise InputError(
+                f"{bundle.path}: no tokenizer.json in the bundle (needed to predict without "
+                "transformers)"
+            )
+        self.tokenizer = JsonTokenizer(bundle.path)
+        self.session = bundle_session(bundle, threads)
+        self.inputs = [i.name for i in self.session.get_inputs()]
+
+    def _encoded(self, words: list[list[str]]):
+        return self.tokenizer(
+            words,
+            is_split_into_words=True,
+            padding=True,
+            truncation=True,
+            max_length=self.bundle.max_length,
+        )
+
+    def logits(self, texts: list[str]) -> np.ndarray:
+        words = [[text[a:b] for a, b in split_words(text)] or [""] for text in texts]
+        encoded = self._encoded(words)
+        feed = {name: encoded[name] for name in self.inputs}
+        return self.session.run(None, feed)[0].astype(np.float32)
+
+    def predict(self, texts: list[str]) -> list[dict]:
+        """For each text: {"entities": [{"type", "start", "end", "text", "words"}], "words":
+        [{"word", "start", "end", "tag"}]} (offsets in characters, end exclusive; a word past
+        the model's max length is tagged O)."""
+        from edgetune.measure.entities import entities_with_offsets, first_positions, word_tags
+
+        offsets = [split_words(text) for text in texts]
+        words = [[text[a:b] for a, b in spans] or [""] for text, spans in zip(texts, offsets)]
+        encoded = self._encoded(words)
+        logits = self.session.run(None, {name: encoded[name] for name in self.inputs})[0]
+        positions = [first_positions(encoded.word_ids(i)) for i in range(len(texts))]
+        counts = [len(spans) for spans in offsets]
+        tags = word_tags(logits.argmax(-1), positions, self.labels, counts)
+        return [
+            {
+                "entities": entities_with_offsets(spans, row[: len(spans)], text),
+                "words": [
+                    {"word": text[a:b], "start": a, "end": b, "tag": tag}
+                    for (a, b), tag in zip(spans, row)
+                ],
+            }
+            for text, spans, row in zip(texts, offsets, tags)
+        ]
+
+    def csv_header(self) -> list[str]:
+        return ["entities", "tags"]
+
+    @staticmethod
+    def csv_values(result: dict) -> list:
+        entities = [{k: e[k] for k in ("type", "start", "end", "text")} for e in result["entities"]]
+        return [json.dumps(entities), " ".join(w["tag"] for w in result["words"])]
 
 
 def label_scores(logits: np.ndarray, labels: list[str]) -> list[dict]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from edgetune.data.encoding import eval_batches
 from edgetune.errors import InputError, ValidationError
-from edgetune.measure.bench import predict_logits
+from edgetune.measure.bench import predict_logits, stack_logits
 
 LOG = logging.getLogger(__name__)
 DEFAULT_OPSET = 18  # optimum's recommended minimum for BERT-like encoders
@@ -49,13 +49,14 @@ def load_checkpoint(checkpoint: str | Path, trust_factory: str | None = None):
         AutoImageProcessor,
         AutoModelForImageClassification,
         AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
         AutoTokenizer,
     )
 
     # Absolute before anything changes the working directory (the exporter does), or a
     # relative folder would later be read as a hub id.
     from edgetune.train.plain import is_plain_checkpoint, load_plain_checkpoint
-    from edgetune.train.sources import is_image_model
+    from edgetune.train.sources import is_image_model, is_token_model
 
     path = Path(checkpoint).expanduser().resolve()
     if not path.exists():
@@ -65,7 +66,13 @@ def load_checkpoint(checkpoint: str | Path, trust_factory: str | None = None):
     if not (path / "config.json").is_file():
         raise InputError(f"checkpoint '{checkpoint}' holds no model (no config.json)")
     images = is_image_model(str(path))
-    model_class = AutoModelForImageClassification if images else AutoModelForSequenceClassification
+    model_class = (
+        AutoModelForImageClassification
+        if images
+        else AutoModelForTokenClassification
+        if is_token_model(str(path))
+        else AutoModelForSequenceClassification
+    )
     try:
         model = model_class.from_pretrained(path, trust_remote_code=False)
         tokenizer = (AutoImageProcessor if images else AutoTokenizer).from_pretrained(
@@ -84,7 +91,7 @@ def export_onnx(model, tokenizer, target: str | Path, opset: int = DEFAULT_OPSET
 
     from edgetune.exporter.torch_export import export_plain
     from edgetune.train.plain import PlainImageClassifier
-    from edgetune.train.sources import classifies_images
+    from edgetune.train.sources import export_task
 
     target = Path(target).resolve()  # before the chdir below
     if isinstance(model, PlainImageClassifier):  # not a transformers model: torch.onnx.export
@@ -94,9 +101,7 @@ def export_onnx(model, tokenizer, target: str | Path, opset: int = DEFAULT_OPSET
             model,
             Path(tmp) / "onnx",
             opset=opset,
-            task="image-classification"
-            if classifies_images(model.config)
-            else "text-classification",
+            task=export_task(model),
             do_validation=False,
             preprocessors=[tokenizer],
             device="cpu",
@@ -117,7 +122,7 @@ def pytorch_logits(model, batches: list[dict[str, np.ndarray]]) -> np.ndarray:
         for batch in batches:
             feed = {k: torch.from_numpy(v) for k, v in batch.items()}
             outputs.append(model(**feed).logits.float().numpy())
-    return np.concatenate(outputs, axis=0)
+    return stack_logits(outputs)
 
 
 def validate_onnx(

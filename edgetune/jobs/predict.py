@@ -100,7 +100,7 @@ def predict(config: PredictConfig) -> PredictResult:
             writer = csv.writer(handle) if out.suffix == ".csv" else None
             names = ["text", "text_pair"][: len(text_columns)]
             if writer:
-                writer.writerow([*names, "label", *(f"score_{n}" for n in predictor.labels)])
+                writer.writerow([*names, *predictor.csv_header()])
             pending: list[dict] = []
             for row in itertools.chain(rows, [None]):  # None: flush the last batch
                 if row is not None:
@@ -110,11 +110,12 @@ def predict(config: PredictConfig) -> PredictResult:
                     texts = [item if predictor.pairs else item[0] for item in items]
                     for source, item, result in zip(pending, items, predictor.predict(texts)):
                         count += 1
-                        if label_column and source.get(label_column) not in (None, ""):
+                        labelled_row = label_column and source.get(label_column) not in (None, "")
+                        if labelled_row and "label" in result:
                             labelled += 1
                             right += str(source[label_column]) == result["label"]
                         if writer:
-                            writer.writerow([*item, result["label"], *result["scores"].values()])
+                            writer.writerow([*item, *predictor.csv_values(result)])
                         else:
                             handle.write(json.dumps({**dict(zip(names, item)), **result}) + "\n")
                     progress.update(task, completed=count)

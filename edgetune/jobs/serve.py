@@ -21,9 +21,9 @@ from edgetune.config import ServeConfig
 from edgetune.deploy import READY_LINE as READY
 from edgetune.deploy.batch_choice import choose_max_batch, sample_texts
 from edgetune.deploy.bundle import load_bundle
-from edgetune.deploy.runtime import Predictor
 from edgetune.errors import InputError
 from edgetune.measure.session import session_in_use
+from edgetune.modality import for_bundle
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -62,7 +62,12 @@ def app_settings(config: ServeConfig) -> dict:
     """`create_app`'s arguments for a bundle: its predictor, batching and limits."""
     bundle = load_bundle(config.bundle)
     profile = bundle.manifest.profile
-    predictor = Predictor(bundle, config.threads)  # the bundle's session settings
+    predictor = for_bundle(bundle).predictor(bundle, config.threads)  # its session settings
+    if predictor.takes != "texts":
+        raise InputError(
+            f"{bundle.path}: a {bundle.manifest.task} bundle; serve takes text bundles "
+            "(predict it with edgetune predict)"
+        )
     max_batch = config.max_batch or profile.serve_max_batch
     batching = "set by " + ("--max-batch" if config.max_batch else "the profile")
     if max_batch is None:

@@ -108,7 +108,7 @@ def _tune(
     from edgetune.train.loop import finished_training
 
     train = train_settings(config, profile)
-    modality = for_model(config.model)  # decided once; every stage asks it
+    modality = for_model(config.model, config.data)  # decided once; every stage asks it
     if not (config.resume and finished_training(out / "work", train)):
         modality.check_source(config.model)
     modes = _modes_for_family(config, modes, modality.check_trainable(config.model))  # resumed too
@@ -177,5 +177,5 @@ def _train_only(config: TuneConfig, profile: Profile) -> None:
     work = Path(config.out) / "work"
     if config.resume and finished_training(work, cfg):
         return
-    dataset = for_model(config.model).load_data(config, cfg.seed, config.model)
+    dataset = for_model(config.model, config.data).load_data(config, cfg.seed, config.model)
     fine_tune(config.model, dataset, work, cfg, resume=config.resume)

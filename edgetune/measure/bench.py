@@ -14,9 +14,10 @@ import onnxruntime as ort
 from edgetune.data.encoding import eval_batches, latency_feed
 from edgetune.hardware import fingerprint
 from edgetune.measure import metrics
+from edgetune.measure.entities import EntityCounts, F1Test, paired_f1_test
 from edgetune.measure.latency import LatencyResult, LatencySettings, System, measure_interleaved
 from edgetune.measure.session import SessionSettings, check_providers, create_session, feed_for
-from edgetune.measure.stats import mcnemar_exact, wilson_interval
+from edgetune.measure.stats import PairedTest, mcnemar_exact, wilson_interval
 from edgetune.profiles import Profile
 
 # Latency does not depend on the words, only on the padded shape: these fill a batch when
@@ -32,6 +33,29 @@ FALLBACK_TEXTS = [
 HOST_WORK = threading.RLock()
 
 
+@dataclass(frozen=True)
+class Scoring:
+    """How a task's headline score is named, compared and bounded, in words for the report."""
+
+    metric: str
+    test: str  # short name of the paired test
+    test_words: str
+    interval: str
+
+
+SCORINGS = {
+    "accuracy": Scoring(
+        "accuracy", "McNemar", "exact McNemar test on the same validation rows", "Wilson 95 %"
+    ),
+    "entity F1": Scoring(
+        "entity F1",
+        "randomization",
+        "paired approximate randomization over the same validation sentences",
+        "percentile bootstrap over sentences, 95 %",
+    ),
+}
+
+
 @dataclass
 class AccuracyResult:
     accuracy: float
@@ -44,28 +68,56 @@ class AccuracyResult:
     # a batch-dependent model (dynamic INT8) measured again in serve's largest batches:
     # {"served_as", "accuracy", "p_value" (paired against the rows above)}
     under_load: dict | None = None
+    # what `accuracy` is: "accuracy" (rows right), or for tagging "entity F1" (`details` then
+    # holds token accuracy, precision and recall; `entity_counts` the per-sentence counts)
+    metric: str = "accuracy"
+    details: dict = field(default_factory=dict)
+    entity_counts: list[list[int]] | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
 
+    @property
+    def scoring(self) -> Scoring:
+        return SCORINGS[self.metric]
+
     def correct_mask(self) -> np.ndarray:
         return np.frombuffer(self.correct.encode(), dtype=np.uint8) == ord("1")
+
+    def paired_with(self, other: AccuracyResult) -> PairedTest | F1Test | None:
+        """This model against `other` on the same rows: exact McNemar on rows right, or for
+        entity F1 the paired randomization test over sentences (None: rows not comparable)."""
+        if not self.correct or len(self.correct) != len(other.correct):
+            return None
+        if self.entity_counts is not None and other.entity_counts is not None:
+            return paired_f1_test(
+                EntityCounts.from_rows(self.entity_counts),
+                EntityCounts.from_rows(other.entity_counts),
+            )
+        return mcnemar_exact(self.correct_mask(), other.correct_mask())
 
 
 def predict_logits(
     session: ort.InferenceSession, batches: list[dict[str, np.ndarray]]
 ) -> np.ndarray:
-    """Run every batch through the session; the first output is the logits."""
-    outputs = [session.run(None, feed_for(session, b))[0] for b in batches]
+    """Run every batch through the session; the first output is the logits. Per-token logits
+    (batch, positions, labels) of batches padded to different lengths are padded (with zeros)
+    to the longest, so rows keep their positions."""
+    return stack_logits([session.run(None, feed_for(session, b))[0] for b in batches])
+
+
+def stack_logits(outputs: list[np.ndarray]) -> np.ndarray:
+    """Batches' logits as one array; per-token ones padded with zeros to the longest batch."""
+    if outputs and outputs[0].ndim == 3:
+        longest = max(o.shape[1] for o in outputs)
+        outputs = [np.pad(o, ((0, 0), (0, longest - o.shape[1]), (0, 0))) for o in outputs]
     return np.concatenate(outputs, axis=0).astype(np.float32)
 
 
-def measure_accuracy(
-    session: ort.InferenceSession, batches: list[dict[str, np.ndarray]], labels: np.ndarray
-) -> AccuracyResult:
-    """Accuracy, macro-F1 and the per-row outcome of the ONNX model itself, run here."""
+def measure_on(evaluation: EvalSet, session: ort.InferenceSession, batches: list[dict]):
+    """`evaluation.score` of the session's predictions on `batches`, run here."""
     logits = predict_logits(session, batches)
-    return scored(logits.argmax(-1), logits.shape[-1], labels, fingerprint())
+    return evaluation.score(logits.argmax(-1), logits.shape[-1], fingerprint())
 
 
 def scored(
@@ -104,6 +156,10 @@ class EvalSet:
     labels: np.ndarray
     max_length: int
     batches: list[dict[str, np.ndarray]] | None = None
+
+    def score(self, predictions: np.ndarray, classes: int, machine: dict) -> AccuracyResult:
+        """The model's argmax predictions (one per row) scored against the labels."""
+        return scored(predictions, classes, self.labels, machine)
 
 
 @dataclass
@@ -171,10 +227,10 @@ def evaluate(
         how = f"batches of {len(next(iter(batches[0].values())))} (fixed-size inputs)"
     if on is not None:
         predictions, classes, machine = on.predict(subject.model_path, batches, profile)
-        result = scored(predictions, classes, evaluation.labels, machine)
+        result = evaluation.score(predictions, classes, machine)
     else:
         session = create_session(subject.model_path, profile, subject.session)
-        result = measure_accuracy(session, batches, evaluation.labels)
+        result = measure_on(evaluation, session, batches)
     return replace(result, served_as=how)
 
 
@@ -193,7 +249,7 @@ def evaluate_as_served(
     if not batch_dependent or evaluation.batches is not None or load_batch == profile.batch_size:
         return result
     loaded = evaluate(subject, profile, evaluation, on, batch_size=load_batch)
-    paired = mcnemar_exact(result.correct_mask(), loaded.correct_mask())
+    paired = result.paired_with(loaded)
     result.under_load = {
         "served_as": loaded.served_as,
         "accuracy": loaded.accuracy,

@@ -127,6 +127,7 @@ class PairedTest:
     only_first_right: int  # b: rows the first gets right and the second wrong
     only_second_right: int  # c
     p_value: float
+    name = "McNemar"
 
     def to_json(self) -> dict:
         return {

@@ -11,15 +11,19 @@ from edgetune.errors import InputError
 from edgetune.modality.base import BenchData, Modality, Prepared
 from edgetune.modality.image import ImageModality
 from edgetune.modality.text import TextModality
+from edgetune.modality.tokens import TokenModality
 
-MODALITIES: tuple[Modality, ...] = (ImageModality(), TextModality())
+MODALITIES: tuple[Modality, ...] = (ImageModality(), TokenModality(), TextModality())
 
 __all__ = ["MODALITIES", "BenchData", "Modality", "Prepared", "for_bundle", "for_model"]
 
 
-def for_model(model_source: str) -> Modality:
-    """The modality of a model to train or export (folder, hub id, factory or checkpoint)."""
-    return next(m for m in MODALITIES if m.claims_model(model_source))
+def for_model(model_source: str, data: str | None = None) -> Modality:
+    """The modality of a model to train or export (folder, hub id, factory or checkpoint): the
+    one whose head the model has, else the one whose form `data` has, else text."""
+    *specific, fallback = MODALITIES
+    claimed = next((m for m in specific if m.claims_model(model_source)), None)
+    return claimed or next((m for m in specific if m.claims_data(data)), fallback)
 
 
 def for_task(task: str) -> Modality:

@@ -72,6 +72,12 @@ class Modality(ABC):
     def claims_model(cls, model_source: str) -> bool:
         """Whether `model_source` (folder, hub id, factory, checkpoint) is this modality's."""
 
+    @classmethod
+    def claims_data(cls, data: str | None) -> bool:
+        """Whether `data` is of a form only this modality reads (a base model is then given
+        this modality's head); asked after every modality has declined the model."""
+        return False
+
     def claims_task(self, task: str) -> bool:
         return task in self.tasks
 

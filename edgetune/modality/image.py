@@ -36,7 +36,7 @@ class ImageModality(Modality):
     def check_trainable(self, model_source: str) -> str:
         from edgetune.train.sources import check_trainable
 
-        return check_trainable(model_source, images=True)
+        return check_trainable(model_source, head="image")
 
     def check_profile(self, model_source: str, profile: Profile) -> None:
         from transformers import AutoConfig

@@ -42,7 +42,7 @@ class TextModality(Modality):
     def check_trainable(self, model_source: str) -> str:
         from edgetune.train.sources import check_trainable
 
-        return check_trainable(model_source, images=False)
+        return check_trainable(model_source)
 
     def load_data(self, config, seed: int, model_source: str):
         from edgetune.data.images import looks_like_images
@@ -123,7 +123,13 @@ class TextModality(Modality):
             if calibration_samples
             else []
         )
-        return CheckpointInputs(self._check_batches(texts, prepared), pair_task(texts), calibration)
+        return CheckpointInputs(
+            self._check_batches(texts, prepared), self._task_of(texts), calibration
+        )
+
+    @staticmethod
+    def _task_of(texts: list) -> str:
+        return pair_task(texts)
 
     @staticmethod
     def _checkpoint_texts(checkpoint: Path, data: str | None) -> list:

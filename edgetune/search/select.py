@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from edgetune.measure.counts import GraphCounts, over_counted_budget
+from edgetune.measure.entities import F1Test
 from edgetune.measure.latency import budget_p90
-from edgetune.measure.stats import Interval, PairedTest, mcnemar_exact, ratio_interval, spearman
+from edgetune.measure.stats import Interval, PairedTest, ratio_interval, spearman
 from edgetune.profiles import Profile
 from edgetune.search.record import Candidate
 
@@ -98,16 +99,12 @@ def pareto_front(candidates: list[Candidate]) -> list[Candidate]:
     return sorted((c for c in candidates if not dominated(c)), key=lambda c: c.latency.p90_ms)
 
 
-def paired_test(a: Candidate, b: Candidate) -> PairedTest | None:
-    """McNemar of `a` vs `b` on the same validation rows (None if the rows are not known)."""
-    if not (
-        a.accuracy
-        and b.accuracy
-        and a.accuracy.correct
-        and len(a.accuracy.correct) == len(b.accuracy.correct)
-    ):
+def paired_test(a: Candidate, b: Candidate) -> PairedTest | F1Test | None:
+    """`a` vs `b` on the same validation rows (`AccuracyResult.paired_with`: McNemar, or the
+    randomization test for entity F1); None if the rows are not known."""
+    if not (a.accuracy and b.accuracy):
         return None
-    return mcnemar_exact(a.accuracy.correct_mask(), b.accuracy.correct_mask())
+    return a.accuracy.paired_with(b.accuracy)
 
 
 def _comparison(c: Candidate, other: Candidate) -> dict:
@@ -240,7 +237,7 @@ def _accuracy_reason(winner: Candidate, feasible: list[Candidate]) -> str:
             f"(p90 {winner.latency.p90_ms:.2f} vs {runner.latency.p90_ms:.2f} ms)"
         )
     test = paired_test(winner, runner)
-    p = f"; McNemar p = {test.p_value:.2g}" if test else ""
+    p = f"; {test.name} p = {test.p_value:.2g}" if test else ""
     return (
         f"{winner.name} is the most accurate within the budget ({winner.accuracy.accuracy:.4f} "
         f"vs {runner.accuracy.accuracy:.4f} for {runner.name}{p}; objective: accuracy)"
@@ -249,7 +246,9 @@ def _accuracy_reason(winner: Candidate, feasible: list[Candidate]) -> str:
 
 def _p(test: PairedTest | None, n: int) -> str:
     return (
-        f"on {n} examples, McNemar p = {test.p_value:.2g}" if test else "no per-row results to test"
+        f"on {n} examples, {test.name} p = {test.p_value:.2g}"
+        if test
+        else "no per-row results to test"
     )
 
 

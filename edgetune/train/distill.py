@@ -59,6 +59,22 @@ def width_projection(student_width: int, teacher_width: int, hidden_index: list[
     return projection
 
 
+def _logits_kl(student, teacher, temperature: float, labels):
+    """KL from the teacher's softened logits, times T^2. Per-token logits (token
+    classification) are compared at the labelled positions (first sub-tokens), averaged over
+    them; a row's logits over the rows."""
+    import torch.nn.functional as F
+
+    t = temperature
+    per_class = F.kl_div(
+        F.log_softmax(student / t, dim=-1), F.softmax(teacher / t, dim=-1), reduction="none"
+    )
+    if student.ndim == 3 and labels is not None:
+        labelled = (labels != -100).to(per_class.dtype)
+        return (per_class.sum(-1) * labelled).sum() / labelled.sum().clamp(min=1.0) * t * t
+    return per_class.sum() / student.shape[0] * t * t
+
+
 def _masked_mse(student, teacher, mask):
     """Mean squared error over the positions `mask` keeps ([B, T] -> broadcast)."""
     weight = mask.to(student.dtype)
@@ -97,7 +113,6 @@ class DistillationTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         import torch
-        import torch.nn.functional as F
 
         d = self.distill
         hidden, attention = d.hidden_weight > 0, d.attention_weight > 0
@@ -111,16 +126,7 @@ class DistillationTrainer(Trainer):
         with torch.no_grad():
             self.teacher.to(outputs.logits.device)
             taught = self.teacher(**inputs, **asked)
-        t = d.temperature
-        kd = (
-            F.kl_div(
-                F.log_softmax(outputs.logits / t, dim=-1),
-                F.softmax(taught.logits / t, dim=-1),
-                reduction="batchmean",
-            )
-            * t
-            * t
-        )
+        kd = _logits_kl(outputs.logits, taught.logits, d.temperature, inputs.get("labels"))
         loss = d.alpha * kd + (1.0 - d.alpha) * outputs.loss
         if hidden or attention:
             loss = loss + self._layer_loss(outputs, taught, inputs.get("attention_mask"))

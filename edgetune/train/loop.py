@@ -23,7 +23,6 @@ from transformers import Trainer
 
 from edgetune.console import console
 from edgetune.fsutil import write_json_atomic
-from edgetune.measure.metrics import classification_metrics
 from edgetune.train.autoset import (
     TIME_FIT,
     auto_batch_size,
@@ -164,7 +163,7 @@ def fine_tune(
 
     def compute_metrics(eval_pred):
         logits, labels = eval_pred
-        return classification_metrics(np.asarray(logits), np.asarray(labels))
+        return task.metrics(np.asarray(logits), np.asarray(labels))
 
     early = EarlyStoppingCallback(config.early_stopping_patience, config.early_stopping_min_delta)
     callbacks = [early, RichProgressCallback()]
@@ -201,9 +200,9 @@ def fine_tune(
     train_seconds = time.monotonic() - started
 
     # The reported metrics in fp32, as the exported model computes, whatever training used.
-    metrics = classification_metrics(
+    metrics = task.metrics(
         fp32_logits(trainer.model, task.batches(dataset.validation)),
-        np.asarray(dataset.validation["label"]),
+        task.labels(dataset.validation),
     )
 
     best = output_dir / "best"
@@ -278,6 +277,8 @@ def evaluation_rows(validation, seed: int):
     `EVAL_ROWS` (patience needs frequent evaluations, and they stay cheap on a large set)."""
     if len(validation) <= EVAL_ROWS:
         return validation
+    if "label" not in validation.column_names:  # tagged sentences: a plain seeded sample
+        return validation.shuffle(seed=seed).select(range(EVAL_ROWS))
     try:
         return validation.train_test_split(
             test_size=EVAL_ROWS, seed=seed, stratify_by_column="label"

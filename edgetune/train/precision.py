@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgetune.measure.bench import stack_logits
+
 
 def training_precision(asked: str) -> tuple[bool, str]:
     """bf16 autocast where the device computes bf16 natively (CUDA with bf16, or a CPU with
@@ -36,4 +38,4 @@ def fp32_logits(model, batches: list[dict[str, np.ndarray]]) -> np.ndarray:
         for batch in batches:
             feed = {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
             outputs.append(model(**feed).logits.float().cpu().numpy())
-    return np.concatenate(outputs, axis=0)
+    return stack_logits(outputs)

@@ -64,13 +64,14 @@ def check_model_source(model_source: str, images: bool = False) -> None:
     check_hub_id(model_source, "model", "model")
 
 
-def check_trainable(model_source: str, images: bool = False) -> str:
-    """The architecture has a sequence- (or image-) classification head in transformers (no
-    remote code); returns its `model_type`."""
+def check_trainable(model_source: str, head: str = "sequence") -> str:
+    """The architecture has a `head` ("sequence", "image" or "token") classification head in
+    transformers (no remote code); returns its `model_type`."""
     from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import (
         MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING,
         MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
+        MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING,
     )
 
     from edgetune.factory import is_factory
@@ -84,19 +85,31 @@ def check_trainable(model_source: str, images: bool = False) -> str:
         raise InputError(
             f"model '{model_source}': its config.json cannot be read ({first})"
         ) from None
-    heads = (
-        MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING
-        if images
-        else MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
-    )
+    heads = {
+        "sequence": MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
+        "image": MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING,
+        "token": MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING,
+    }[head]
     if type(config) not in heads:
-        kind = "image" if images else "sequence"
         raise InputError(
             f"model '{model_source}' is a {config.model_type} model, which has no "
-            f"{kind}-classification head in transformers; edgetune tunes text and "
+            f"{head}-classification head in transformers; edgetune tunes text, token and "
             "image classifiers"
         )
     return config.model_type
+
+
+def is_token_model(model_source: str) -> bool:
+    """A checkpoint whose config.json names a token-classification architecture (a model
+    fine-tuned for tagging; a base model is matched by its data instead)."""
+    import json
+
+    config = Path(model_source).expanduser() / "config.json"
+    try:
+        architectures = json.loads(config.read_text()).get("architectures") or []
+    except (OSError, ValueError, AttributeError):
+        return False
+    return any(str(a).endswith("ForTokenClassification") for a in architectures)
 
 
 def is_image_model(model_source: str) -> bool:
@@ -126,6 +139,15 @@ def classifies_images(config) -> bool:
     from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING
 
     return type(config) in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING
+
+
+def export_task(model) -> str:
+    """optimum's task for a loaded transformers classifier: its head decides the outputs."""
+    if classifies_images(model.config):
+        return "image-classification"
+    if type(model).__name__.endswith("ForTokenClassification"):
+        return "token-classification"
+    return "text-classification"
 
 
 def _safetensors_whole(path: Path) -> bool:

@@ -1,9 +1,10 @@
 """The training loop's view of a modality's rows (text or images): one class each.
 
 The loop (`train/loop.py`) asks a task for its model and preprocessor, the training and
-validation rows as model inputs, the collator, and numpy batches of the validation rows
-(for fp32 metrics and the ONNX check); everything else (budget, LR, batch size, early stop,
-resume, distillation) is shared.
+validation rows as model inputs, the collator, numpy batches of the validation rows and their
+labels (for fp32 metrics and the ONNX check), and the metrics; everything else (budget, LR,
+batch size, early stop, resume, distillation) is shared. `metrics(...)["accuracy"]` is the
+headline every job reads (entity F1 for token classification).
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import datasets
 import numpy as np
 
 from edgetune.errors import InputError
+from edgetune.measure.metrics import classification_metrics
+
+IGNORED = -100  # a position the loss and the metrics skip (special tokens, later sub-tokens)
 
 
 def _pretrained(model_source: str, label_names: list[str], model_class, preprocessor_class):
@@ -71,6 +75,12 @@ class TextTask:
 
         return eval_batches(self.tokenizer, list(split["text"]), self.max_length, batch_size)
 
+    @staticmethod
+    def labels(split: datasets.Dataset) -> np.ndarray:
+        return np.asarray(split["label"])
+
+    metrics = staticmethod(classification_metrics)
+
 
 @dataclass
 class ImageTask:
@@ -124,3 +134,79 @@ class ImageTask:
         from edgetune.data.pixels import pixel_batches
 
         return pixel_batches(self.processor, split["image"], self.channels, batch_size)
+
+    labels = TextTask.labels
+    metrics = staticmethod(classification_metrics)
+
+
+def aligned_labels(word_ids: list[int | None], tags: list[int]) -> list[int]:
+    """A word's tag on its first sub-token; later sub-tokens and special tokens ignored."""
+    labels, previous = [], None
+    for word in word_ids:
+        labels.append(tags[word] if word is not None and word != previous else IGNORED)
+        previous = word
+    return labels
+
+
+@dataclass
+class TokenTask:
+    """Token classification: words tokenized as pre-split (`is_split_into_words`), each
+    word's tag on its first sub-token."""
+
+    tokenizer: object
+    max_length: int
+    label_names: list[str]
+    group_by_length: bool = True
+    remove_unused_columns = True
+
+    @staticmethod
+    def load(model_source: str, label_names: list[str]):
+        from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+        return _pretrained(
+            model_source, label_names, AutoModelForTokenClassification, AutoTokenizer
+        )
+
+    def _encoded(self, tokens: list, tags: list, padding: bool | str = False) -> dict:
+        encoded = self.tokenizer(
+            tokens,
+            is_split_into_words=True,
+            truncation=True,
+            max_length=self.max_length,
+            padding=padding,
+        )
+        encoded["labels"] = [aligned_labels(encoded.word_ids(i), row) for i, row in enumerate(tags)]
+        return encoded
+
+    def encode(self, split: datasets.Dataset, training: bool) -> datasets.Dataset:
+        return split.map(
+            lambda batch: self._encoded(batch["tokens"], batch["tags"]),
+            batched=True,
+            remove_columns=["tokens", "tags"],
+        )
+
+    def collator(self):
+        from transformers import DataCollatorForTokenClassification
+
+        return DataCollatorForTokenClassification(self.tokenizer)
+
+    def _padded(self, split: datasets.Dataset) -> dict:
+        """Every row padded to `max_length`, so the batches' logits stack."""
+        return self._encoded(list(split["tokens"]), list(split["tags"]), "max_length")
+
+    def batches(self, split: datasets.Dataset, batch_size: int = 64) -> list[dict[str, np.ndarray]]:
+        encoded = self._padded(split)
+        names = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
+        arrays = {k: np.asarray(encoded[k], dtype=np.int64) for k in names}
+        return [
+            {k: v[start : start + batch_size] for k, v in arrays.items()}
+            for start in range(0, len(split), batch_size)
+        ]
+
+    def labels(self, split: datasets.Dataset) -> np.ndarray:
+        return np.asarray(self._padded(split)["labels"], dtype=np.int64)
+
+    def metrics(self, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        from edgetune.measure.entities import token_logit_metrics
+
+        return token_logit_metrics(logits, labels, self.label_names)

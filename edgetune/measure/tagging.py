@@ -1,0 +1,61 @@
+"""Token classification scored on the ONNX model itself: the validation sentences as `Words`,
+batched and padded as `predict` and `serve` run them, each word's tag read at its first
+sub-token, entities scored strictly (`measure/entities.py`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgetune.data.encoding import word_ids
+from edgetune.measure.bench import AccuracyResult, EvalSet
+from edgetune.measure.entities import (
+    EntityCounts,
+    first_positions,
+    tagging_metrics,
+    word_tags,
+)
+
+BOOTSTRAP_SAMPLES = 1000
+
+
+@dataclass
+class TaggedEvalSet(EvalSet):
+    """`texts` are `Words`; `labels` each sentence's gold tag ids (an object array)."""
+
+    label_names: list[str] = field(default_factory=list)
+
+    def score(self, predictions: np.ndarray, classes: int, machine: dict) -> AccuracyResult:
+        positions = [
+            first_positions(ids) for ids in word_ids(self.tokenizer, self.texts, self.max_length)
+        ]
+        words = [len(t) for t in self.texts]
+        predicted = word_tags(np.asarray(predictions), positions, self.label_names, words)
+        gold = [[self.label_names[int(i)] for i in row] for row in self.labels]
+        metrics = tagging_metrics(predicted, gold)
+        counts = EntityCounts.of(predicted, gold)
+        return AccuracyResult(
+            metrics["entity_f1"],
+            metrics["macro_f1"],
+            len(gold),
+            f1_interval(counts),
+            "".join("1" if e else "0" for e in counts.exact()),
+            machine,
+            metric="entity F1",
+            details={k: metrics[k] for k in ("precision", "recall", "token_accuracy")},
+            entity_counts=counts.to_rows(),
+        )
+
+
+def f1_interval(counts: EntityCounts, seed: int = 0) -> list[float]:
+    """95 % percentile-bootstrap interval of entity F1, resampling sentences."""
+    rows = np.stack([counts.matched, counts.predicted, counts.gold], axis=1).astype(np.float64)
+    if len(rows) == 0:
+        return [0.0, 0.0]
+    picks = np.random.default_rng(seed).integers(0, len(rows), (BOOTSTRAP_SAMPLES, len(rows)))
+    sums = np.stack([np.bincount(p, minlength=len(rows)) for p in picks]) @ rows
+    total = sums[:, 1] + sums[:, 2]
+    f1 = np.divide(2 * sums[:, 0], total, out=np.zeros_like(total), where=total > 0)
+    low, high = np.percentile(f1, [2.5, 97.5])
+    return [float(low), float(high)]

@@ -1,0 +1,231 @@
+"""Token classification (named entities) end to end on a tiny random-init BERT: CoNLL and
+JSONL data, BIO checks, entity F1 on the ONNX model, bundles that predict and serve entities
+with character offsets, pruning with per-token distillation."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import _make_tiny_bert, made_once, tune_tiny
+
+from edgetune.cli import cli
+from edgetune.data.bio import bio_error, spans
+from edgetune.data.tagged import load_tagged_dataset, looks_tagged
+from edgetune.errors import InputError
+from edgetune.measure.entities import EntityCounts, paired_f1_test, tagging_metrics
+
+PEOPLE = [["alice"], ["bob"], ["carol", "smith"], ["dave", "jones"]]
+PLACES = [["paris"], ["rome"], ["oslo"], ["new", "york"]]
+FILLER = ["met", "in", "went", "to", "saw", "the", "city", "of", "and", "today", "from"]
+WORDS = sorted({w for e in PEOPLE + PLACES for w in e} | set(FILLER) | {"."})
+
+
+def tagged_sentences(n: int, seed: int = 0) -> list[tuple[list[str], list[str]]]:
+    """Sentences with people and places in them: `Alice met Bob in New York .`"""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        tokens: list[str] = []
+        tags: list[str] = []
+        for _ in range(rng.randint(2, 4)):
+            tokens += rng.choices(FILLER, k=rng.randint(1, 2))
+            tags += ["O"] * (len(tokens) - len(tags))
+            kind, names = rng.choice([("PER", PEOPLE), ("LOC", PLACES)])
+            name = rng.choice(names)
+            tokens += [w.capitalize() for w in name]
+            tags += [f"B-{kind}"] + [f"I-{kind}"] * (len(name) - 1)
+        tokens.append(".")
+        tags.append("O")
+        rows.append((tokens, tags))
+    return rows
+
+
+def write_conll(path: Path, rows, columns: int = 2) -> Path:
+    lines = ["-DOCSTART- O", ""] if columns == 2 else []
+    for tokens, tags in rows:
+        middle = ["NN"] * (columns - 2)
+        lines += [" ".join([t, *middle, g]) for t, g in zip(tokens, tags)] + [""]
+    path.write_text("\n".join(lines))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_ner_model(tmp_path_factory) -> Path:
+    return made_once(tmp_path_factory, "tiny-ner-bert", lambda f: _make_tiny_bert(f, tuple(WORDS)))
+
+
+@pytest.fixture(scope="session")
+def conll_folder(tmp_path_factory) -> Path:
+    def make(folder: Path) -> None:
+        write_conll(folder / "train.conll", tagged_sentences(240, seed=1))
+        write_conll(folder / "validation.conll", tagged_sentences(40, seed=2))
+
+    return made_once(tmp_path_factory, "conll", make)
+
+
+def test_spans_and_bio_follow_strict_iob2():
+    tags = ["B-PER", "I-PER", "O", "I-LOC", "B-LOC", "B-LOC", "I-PER"]
+    assert spans(tags) == {("PER", 0, 2), ("LOC", 4, 5), ("LOC", 5, 6)}
+    assert bio_error(["O", "B-PER", "I-PER"]) is None
+    assert "follows 'O'" in bio_error(["O", "I-PER"])
+    assert "follows 'B-LOC'" in bio_error(["B-LOC", "I-PER"])
+    assert "is not O" in bio_error(["PER"])
+
+
+def test_entity_scores_agree_with_seqeval_strict():
+    seqeval = pytest.importorskip("seqeval.metrics")
+    from seqeval.scheme import IOB2
+
+    rng = np.random.default_rng(0)
+    names = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    gold = [
+        [t for _, t in zip(range(9), tags)]
+        for tags, _ in ((row[1], None) for row in tagged_sentences(60, seed=3))
+    ]
+    # predictions: gold with random tags swapped in (stray I- tags included)
+    predicted = [[t if rng.random() < 0.8 else names[rng.integers(5)] for t in g] for g in gold]
+    ours = tagging_metrics(predicted, gold)
+    kwargs = {"mode": "strict", "scheme": IOB2}
+    assert ours["entity_f1"] == pytest.approx(seqeval.f1_score(gold, predicted, **kwargs))
+    assert ours["precision"] == pytest.approx(seqeval.precision_score(gold, predicted, **kwargs))
+    assert ours["recall"] == pytest.approx(seqeval.recall_score(gold, predicted, **kwargs))
+
+
+def test_the_paired_f1_test_separates_a_worse_tagger_and_not_an_equal_one():
+    gold = [row[1] for row in tagged_sentences(200, seed=4)]
+    same = EntityCounts.of(gold, gold)
+    assert paired_f1_test(same, same).p_value == 1.0
+    worse = [["O"] * len(g) if i % 3 == 0 else g for i, g in enumerate(gold)]
+    test = paired_f1_test(same, EntityCounts.of(worse, gold))
+    assert test.p_value < 0.01 and test.first_f1 == 1.0 > test.second_f1
+
+
+def test_conll_and_jsonl_load_the_same_sentences(tmp_path, conll_folder):
+    rows = tagged_sentences(30, seed=5)
+    with (tmp_path / "train.jsonl").open("w") as handle:
+        for tokens, tags in rows:
+            handle.write(json.dumps({"tokens": tokens, "ner_tags": tags}) + "\n")
+    conll = write_conll(tmp_path / "four.conll", rows, columns=4)  # CoNLL-2003's columns
+    assert looks_tagged(tmp_path / "train.jsonl") and looks_tagged(conll)
+    assert looks_tagged(conll_folder) and not looks_tagged(tmp_path / "absent.csv")
+    from_json = load_tagged_dataset(tmp_path / "train.jsonl", validation_fraction=0.2)
+    from_conll = load_tagged_dataset(conll, validation_fraction=0.2)
+    assert (
+        from_json.label_names == from_conll.label_names == ["O", "B-LOC", "B-PER", "I-LOC", "I-PER"]
+    )
+    assert from_json.train["tokens"] == from_conll.train["tokens"]
+    assert from_json.validation["tags"] == from_conll.validation["tags"]
+
+
+def test_bad_tagged_data_is_one_line_or_dropped_and_counted(tmp_path):
+    good = tagged_sentences(20, seed=6)
+    bad_columns = write_conll(tmp_path / "cols.conll", good)
+    text = bad_columns.read_text().splitlines()
+    text[5] = text[5] + " extra"
+    bad_columns.write_text("\n".join(text))
+    with pytest.raises(InputError, match=r"cols\.conll:6: 3 columns where the file's lines have 2"):
+        load_tagged_dataset(bad_columns)
+    broken = [(["Bob", "met", "Alice"], ["I-PER", "O", "B-PER"])]
+    mixed = load_tagged_dataset(write_conll(tmp_path / "mixed.conll", good + broken))
+    assert mixed.dropped == {"tags break BIO (train)": 1}
+    with pytest.raises(InputError, match=r"only\.conll:3: tag 1 'I-PER' follows 'O'"):
+        load_tagged_dataset(write_conll(tmp_path / "only.conll", broken))
+
+
+@pytest.fixture(scope="session")
+def ner_run(tmp_path_factory, tiny_ner_model, conll_folder, tiny_profile):
+    def make(folder: Path) -> None:
+        result = tune_tiny(
+            folder / "out",
+            tiny_ner_model,
+            conll_folder,
+            tiny_profile,
+            *("--epochs", "12", "--lr", "3e-3", "--batch-size", "16", "--patience", "12"),
+            *("--modes", "fp32,dynamic-int8,static-int8-minmax,int4"),
+        )
+        assert result.exit_code == 0, result.output
+        (folder / "output.txt").write_text(result.output)
+
+    folder = made_once(tmp_path_factory, "ner-run", make)
+    return folder / "out"
+
+
+@pytest.mark.e2e
+def test_tune_on_conll_measures_entity_f1_on_every_onnx_candidate(ner_run):
+    report = json.loads((ner_run / "report.json").read_text())
+    names = {c["name"]: c for c in report["candidates"]}
+    assert set(names) >= {"fp32", "dynamic-int8", "static-int8-minmax", "int4"}
+    fp32 = names["fp32"]["accuracy"]
+    assert fp32["metric"] == "entity F1" and fp32["examples"] == 40
+    assert fp32["accuracy"] >= 0.9  # the names are learnable; the tiny model learns them
+    assert abs(fp32["accuracy"] - report["run"]["pytorch_accuracy"]) < 0.03
+    assert set(fp32["details"]) == {"precision", "recall", "token_accuracy"}
+    assert len(fp32["entity_counts"]) == 40
+    vs_best = names["dynamic-int8"]["stats"]["vs_best"]
+    assert vs_best["p_value"] is not None and "randomization" in vs_best["test"]
+    assert "entity F1" in (ner_run / "report.md").read_text()
+    manifest = json.loads((ner_run / "best" / "edgetune.json").read_text())
+    assert manifest["task"] == "token-classification"
+
+
+@pytest.mark.e2e
+def test_a_tagging_bundle_predicts_and_serves_entities_with_offsets(ner_run):
+    from fastapi.testclient import TestClient
+
+    from edgetune.config import ServeConfig
+    from edgetune.deploy.server import create_app
+    from edgetune.jobs.serve import app_settings
+
+    text = "Today Carol Smith went to New York."
+    result = CliRunner().invoke(cli, ["predict", str(ner_run / "best"), "--text", text])
+    assert result.exit_code == 0, result.output
+    predicted = json.loads(result.output.splitlines()[-1])
+    assert predicted["text"] == text
+    assert [w["word"] for w in predicted["words"]][:3] == ["Today", "Carol", "Smith"]
+    for entity in predicted["entities"]:
+        assert text[entity["start"] : entity["end"]] == entity["text"]
+    found = {(e["type"], e["text"]) for e in predicted["entities"]}
+    assert ("PER", "Carol Smith") in found and ("LOC", "New York") in found
+    settings = app_settings(ServeConfig(bundle=str(ner_run / "best"), max_batch=4))
+    with TestClient(create_app(**settings)) as client:
+        answer = client.post("/v1/predict", json=[text])
+    assert answer.status_code == 200
+    assert answer.json()["predictions"][0]["entities"] == predicted["entities"]
+
+
+def test_tune_on_bad_tagged_data_exits_2_with_one_line(tmp_path, tiny_ner_model, tiny_profile):
+    data = write_conll(tmp_path / "train.conll", tagged_sentences(20, seed=7))
+    lines = data.read_text().splitlines()
+    lines[3] = "Bob"  # a token without its tag
+    data.write_text("\n".join(lines))
+    result = tune_tiny(tmp_path / "out", tiny_ner_model, data, tiny_profile)
+    assert result.exit_code == 2, result.output
+    assert "train.conll:4: 1 columns where the file's lines have 2" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.e2e
+def test_prune_a_tagger_distils_per_token_and_bundles(
+    ner_run, conll_folder, tiny_profile, tmp_path
+):
+    target = tmp_path / "pruned"
+    args = ["prune", ner_run / "work" / "best", "--data", conll_folder, "--out", target]
+    args += ["--layers", "1", "--heads", "0.5", "--ffn", "0.5", "--epochs", "6", "--lr", "3e-3"]
+    result = CliRunner().invoke(cli, [str(a) for a in (*args, "--profile", tiny_profile)])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((target / "edgetune.json").read_text())
+    assert manifest["task"] == "token-classification"
+    assert manifest["pruning"]["name"] == "L1-H0.5-F0.5" and manifest["pruning"]["distilled"]
+    bench = CliRunner().invoke(
+        cli,
+        [str(a) for a in ("bench", target, "--profile", tiny_profile, "--data", conll_folder)]
+        + ["--json", "--min-runs", "5", "--min-seconds", "0.1"],
+    )
+    assert bench.exit_code == 0, bench.output
+    accuracy = json.loads(bench.output)["accuracy"]
+    assert accuracy["metric"] == "entity F1" and accuracy["examples"] == 40

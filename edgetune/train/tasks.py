@@ -39,6 +39,11 @@ def _pretrained(model_source: str, label_names: list[str], model_class, preproce
     return model, preprocessor
 
 
+def label_column(split: datasets.Dataset) -> np.ndarray:
+    """A classifier's validation labels: one id per row."""
+    return np.asarray(split["label"])
+
+
 @dataclass
 class TextTask:
     tokenizer: object
@@ -75,10 +80,7 @@ class TextTask:
 
         return eval_batches(self.tokenizer, list(split["text"]), self.max_length, batch_size)
 
-    @staticmethod
-    def labels(split: datasets.Dataset) -> np.ndarray:
-        return np.asarray(split["label"])
-
+    labels = staticmethod(label_column)
     metrics = staticmethod(classification_metrics)
 
 
@@ -135,7 +137,7 @@ class ImageTask:
 
         return pixel_batches(self.processor, split["image"], self.channels, batch_size)
 
-    labels = TextTask.labels
+    labels = staticmethod(label_column)
     metrics = staticmethod(classification_metrics)
 
 

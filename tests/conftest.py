@@ -205,26 +205,3 @@ def search_run(tmp_path_factory, tiny_model_dir, tiny_data_csv, tiny_profile):
 
     return made_once(tmp_path_factory, "search", make) / "out"
 
-
-# The longest test files, longest first. `make test` hands whole files to 3 processes in
-# collection order (--dist loadfile); alphabetical order left the longest (the real MiniLM run,
-# the vision families) to start last, and the run ended with one process busy alone.
-LONGEST_FIRST = (
-    "test_slow_real.py",
-    "test_vision.py",
-    "test_families.py",
-    "test_runtime_install.py",
-    "test_benchmarks.py",
-    "test_agent_fleet.py",
-    "test_search.py",
-    "test_serve.py",
-    "test_qat.py",
-    "test_api.py",
-    "test_ray.py",
-    "test_train_auto.py",
-)
-
-
-def pytest_collection_modifyitems(config, items) -> None:
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest as found

@@ -242,6 +242,9 @@ class PredictConfig(_Config):
         default_factory=list, description="second texts, for a pair bundle"
     )
     images: list[str] = Field(default_factory=list, description="image files, for an image bundle")
+    audio: list[str] = Field(
+        default_factory=list, description="audio files (WAV/FLAC/OGG), for an audio bundle"
+    )
     input: str | None = None
     text_column: str | None = None
     out: str | None = None

@@ -83,6 +83,19 @@ class Profile(BaseModel):
         description="image models: the channels the "
         "deployed model takes (None: the model's own; checked)",
     )
+    sample_rate: int | None = Field(
+        None,
+        ge=1000,
+        le=384_000,
+        description="audio models: the rate the device records at (None: the model's own; "
+        "a model trained at another is refused: clips are resampled to the model's)",
+    )
+    clip_seconds: float | None = Field(
+        None,
+        gt=0,
+        le=60,
+        description="audio models: the fixed clip length, cut or padded with silence (None: 1 s)",
+    )
 
     targets: list[str] = Field(
         default_factory=list,

@@ -204,4 +204,3 @@ def search_run(tmp_path_factory, tiny_model_dir, tiny_data_csv, tiny_profile):
         assert result.exit_code == 0, result.output
 
     return made_once(tmp_path_factory, "search", make) / "out"
-

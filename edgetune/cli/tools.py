@@ -550,6 +550,12 @@ def repeat_table(report):
     help="For an image bundle: an image file to classify (repeatable).",
 )
 @click.option(
+    "--audio",
+    "audio",
+    multiple=True,
+    help="For an audio bundle: a WAV/FLAC/OGG file to classify (repeatable).",
+)
+@click.option(
     "--input", "input_file", default=None, help="A .csv/.tsv/.jsonl file of texts (streamed)."
 )
 @click.option(
@@ -576,11 +582,12 @@ def repeat_table(report):
     "else its profile's).",
 )
 def predict(
-    bundle, texts, text_pairs, images, input_file, text_column, out_file, batch_size, threads
+    bundle, texts, text_pairs, images, audio, input_file, text_column, out_file, batch_size, threads
 ) -> None:
     """Classify texts with a BUNDLE (ONNX Runtime and tokenizers only: no torch), or images
     with an image bundle (--image; its image processor prepares them). A token-classification
-    bundle tags each text's words and returns its entities with character offsets.
+    bundle tags each text's words and returns its entities with character offsets; an audio
+    bundle takes --audio files (mixed to mono, resampled to the model's rate).
 
     Accuracy is printed when the input file has a label column (classifiers).
 
@@ -589,6 +596,7 @@ def predict(
       edgetune predict runs/sst2/best --text "a gripping, beautiful film"
       edgetune predict runs/sst2/best --input reviews.csv --out predictions.csv
       edgetune predict runs/photos/best --image cat.jpg --image dog.png
+      edgetune predict runs/keywords/best --audio yes.wav
     """
     import edgetune
 
@@ -600,6 +608,7 @@ def predict(
             texts=list(texts),
             text_pairs=list(text_pairs),
             images=list(images),
+            audio=list(audio),
             input=input_file,
             text_column=text_column,
             out=out_file,
@@ -608,8 +617,9 @@ def predict(
         )
     )
     for index, prediction in enumerate(result.predictions):
-        if images:
-            click.echo(json.dumps({"image": images[index], **prediction}))
+        if images or audio:
+            key, files = ("image", images) if images else ("audio", audio)
+            click.echo(json.dumps({key: files[index], **prediction}))
             continue
         pair = {"text_pair": text_pairs[index]} if text_pairs else {}
         click.echo(json.dumps({"text": texts[index], **pair, **prediction}))

@@ -111,3 +111,57 @@ def parse_texts(body: bytes, limits: Limits, pairs: bool = False) -> list:
                     f"{limits.max_text_chars}",
                 )
     return data
+
+
+def parse_audio(body: bytes, limits: Limits) -> list:
+    """The clips of a request body, as (samples, rate): `{"audio": [base64 WAV/FLAC/OGG, ...]}`
+    or `{"samples": [[float, ...], ...], "sample_rate": 16000}`; or a BadRequest."""
+    import base64
+    import binascii
+
+    import numpy as np
+
+    from edgetune.data.waveform import MIN_RATE, decode
+    from edgetune.errors import InputError
+
+    hint = 'send {"audio": [base64 WAV, ...]} or {"samples": [[...]], "sample_rate": 16000}'
+    try:
+        data = json.loads(body, parse_int=_short_int)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(400, f"the body is not valid JSON ({exc}); {hint}") from None
+    except RecursionError:
+        raise BadRequest(400, f"the body's JSON is nested too deeply; {hint}") from None
+    if not isinstance(data, dict) or not (
+        {"audio"} == set(data) or {"samples", "sample_rate"} == set(data)
+    ):
+        raise BadRequest(422, hint)
+    items = data.get("audio", data.get("samples"))
+    if not isinstance(items, list) or not items:
+        raise BadRequest(422, f"no clips; {hint}")
+    if len(items) > limits.max_texts:
+        raise BadRequest(
+            413, f"{len(items)} clips is over the limit of {limits.max_texts} per request"
+        )
+    clips = []
+    for index, item in enumerate(items):
+        if "audio" in data:
+            try:
+                clips.append(decode(base64.b64decode(item, validate=True), f"clip {index}"))
+            except (binascii.Error, TypeError, ValueError):
+                raise BadRequest(422, f"clip {index} is not base64 audio; {hint}") from None
+            except InputError as exc:
+                raise BadRequest(422, str(exc)) from None
+            continue
+        rate = data["sample_rate"]
+        if not isinstance(rate, int) or rate < MIN_RATE:
+            raise BadRequest(
+                422, f"sample_rate {rate!r}: give the clips' rate in Hz (>= {MIN_RATE})"
+            )
+        if (
+            not isinstance(item, list)
+            or not item
+            or not all(isinstance(v, (int, float)) for v in item)
+        ):
+            raise BadRequest(422, f"clip {index} is not a list of numbers; {hint}")
+        clips.append((np.asarray(item, dtype=np.float32), rate))
+    return clips

@@ -34,6 +34,7 @@ class Manifest(BaseModel):
         "text-pair-classification",
         "token-classification",
         "image-classification",
+        "audio-classification",
     ] = "text-classification"
     labels: list[str] = Field(min_length=1)
     max_length: int = Field(ge=1)  # image models: the image side in pixels

@@ -233,6 +233,33 @@ class ImagePredictor:
         return label_scores(logits.astype(np.float32), self.labels)
 
 
+class AudioPredictor:
+    """An audio bundle on clips (files, WAV bytes, or samples with their rate): decoded,
+    mixed to mono, resampled and cut or padded as in training (data/waveform.py), then ONNX
+    Runtime."""
+
+    takes = "audio"
+    pairs = False
+
+    def __init__(self, bundle: Bundle, threads: int | None = None):
+        from edgetune.data.waveform import AudioProcessor
+
+        self.bundle, self.labels = bundle, bundle.label_names
+        self.processor = AudioProcessor.load(bundle.path)
+        self.session = bundle_session(bundle, threads)
+
+    def predict_clips(self, clips: list[tuple[np.ndarray, int]]) -> list[dict]:
+        """(samples, rate) pairs -> [{"label", "scores"}]."""
+        feed = self.processor.batch(clips, self.bundle.max_length)
+        return label_scores(self.session.run(None, feed)[0].astype(np.float32), self.labels)
+
+    def predict(self, sources: list[str | Path | bytes]) -> list[dict]:
+        """Files or WAV bytes -> [{"label", "scores"}]."""
+        from edgetune.data.waveform import decode
+
+        return self.predict_clips([decode(s) for s in sources])
+
+
 def read_rows(
     path: Path, text_column: str | None, pairs: bool = False
 ) -> tuple[Iterator[dict], list[str], str | None]:

@@ -34,6 +34,7 @@ from prometheus_client import (
 )
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from edgetune.deploy import body  # noqa: F401 - `jobs/serve.py` reads parsers through it
 from edgetune.deploy.batcher import MicroBatcher, QueueFull
 from edgetune.deploy.body import BadRequest, Limits, parse_texts, read_body
 
@@ -146,9 +147,10 @@ def create_app(
     limits: Limits | None = None,
     on_ready: Callable[[], None] = lambda: None,
     pairs: bool = False,
+    parse: Callable[[bytes, Limits], list] | None = None,
 ) -> FastAPI:
     """An app around `predict` (a batch of texts, or of [first, second] pairs with `pairs`,
-    -> one result per item)."""
+    or of what `parse` reads from a body, e.g. audio clips -> one result per item)."""
     limits = limits or Limits()
     metrics = Metrics()
     batcher = MicroBatcher(
@@ -190,7 +192,8 @@ def create_app(
         return JSONResponse(content, status_code=status, headers=headers)
 
     async def predictions(request: Request, deadline: float) -> list:
-        texts = parse_texts(await read_body(request, limits), limits, pairs)
+        raw = await read_body(request, limits)
+        texts = parse(raw, limits) if parse else parse_texts(raw, limits, pairs)
         found = await _unless_client_leaves(request, batcher.submit(texts, deadline))
         metrics.texts.inc(len(texts))
         return found

@@ -46,7 +46,9 @@ def load_checkpoint(checkpoint: str | Path, trust_factory: str | None = None):
     image model its image processor (no remote code). A plain PyTorch module's checkpoint is
     rebuilt only if `trust_factory`, the factory the user named, is the one it records."""
     from transformers import (
+        AutoFeatureExtractor,
         AutoImageProcessor,
+        AutoModelForAudioClassification,
         AutoModelForImageClassification,
         AutoModelForSequenceClassification,
         AutoModelForTokenClassification,
@@ -56,7 +58,7 @@ def load_checkpoint(checkpoint: str | Path, trust_factory: str | None = None):
     # Absolute before anything changes the working directory (the exporter does), or a
     # relative folder would later be read as a hub id.
     from edgetune.train.plain import is_plain_checkpoint, load_plain_checkpoint
-    from edgetune.train.sources import is_image_model, is_token_model
+    from edgetune.train.sources import is_audio_model, is_image_model, is_token_model
 
     path = Path(checkpoint).expanduser().resolve()
     if not path.exists():
@@ -65,19 +67,18 @@ def load_checkpoint(checkpoint: str | Path, trust_factory: str | None = None):
         return load_plain_checkpoint(path, trust_factory)
     if not (path / "config.json").is_file():
         raise InputError(f"checkpoint '{checkpoint}' holds no model (no config.json)")
-    images = is_image_model(str(path))
-    model_class = (
-        AutoModelForImageClassification
-        if images
-        else AutoModelForTokenClassification
+    model_class, processor_class = (
+        (AutoModelForImageClassification, AutoImageProcessor)
+        if is_image_model(str(path))
+        else (AutoModelForAudioClassification, AutoFeatureExtractor)
+        if is_audio_model(str(path))
+        else (AutoModelForTokenClassification, AutoTokenizer)
         if is_token_model(str(path))
-        else AutoModelForSequenceClassification
+        else (AutoModelForSequenceClassification, AutoTokenizer)
     )
     try:
         model = model_class.from_pretrained(path, trust_remote_code=False)
-        tokenizer = (AutoImageProcessor if images else AutoTokenizer).from_pretrained(
-            path, trust_remote_code=False
-        )
+        tokenizer = processor_class.from_pretrained(path, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         raise InputError(
             f"checkpoint '{checkpoint}' could not be loaded: {str(exc).splitlines()[0]}"
@@ -98,7 +99,7 @@ def export_onnx(model, tokenizer, target: str | Path, opset: int = DEFAULT_OPSET
         return export_plain(model, target, opset)
     with tempfile.TemporaryDirectory(prefix="edgetune-export-") as tmp, contextlib.chdir(tmp):
         onnx_export_from_model(
-            model,
+            with_plain_weights(model),
             Path(tmp) / "onnx",
             opset=opset,
             task=export_task(model),
@@ -112,6 +113,20 @@ def export_onnx(model, tokenizer, target: str | Path, opset: int = DEFAULT_OPSET
         target.parent.mkdir(parents=True, exist_ok=True)
         exported.replace(target)
     return target
+
+
+def with_plain_weights(model):
+    """`model` with its weight parametrizations (wav2vec2's weight-normed positional
+    convolution) folded into plain weights, in place (the same values): exported as
+    initializers, which ONNX Runtime's quantizers need (dynamic INT8 stopped on the computed
+    weight). In place, since the parametrized class is shared: a copy's removal breaks it."""
+    from torch.nn.utils import parametrize
+
+    for module in model.modules():
+        if parametrize.is_parametrized(module):
+            for name in list(module.parametrizations.keys()):
+                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    return model
 
 
 def pytorch_logits(model, batches: list[dict[str, np.ndarray]]) -> np.ndarray:

@@ -27,17 +27,22 @@ class PredictResult:
     out: Path | None
 
 
-def _predict_images(config: PredictConfig, predictor) -> PredictResult:
-    if not config.images or config.texts or config.input:
-        raise InputError(f"{config.bundle} classifies images: give --image PATH (repeatable)")
-    missing = [p for p in config.images if not Path(p).is_file()]
+# What a file bundle takes from the command line: its PredictConfig field and its flag.
+FILE_INPUTS = {"images": ("images", "--image"), "audio": ("audio", "--audio")}
+
+
+def _predict_files(config: PredictConfig, predictor) -> PredictResult:
+    field, flag = FILE_INPUTS[predictor.takes]
+    files = getattr(config, field)
+    others = [f for f, _ in FILE_INPUTS.values() if f != field and getattr(config, f)]
+    if not files or config.texts or config.input or others:
+        raise InputError(f"{config.bundle} classifies {field}: give {flag} PATH (repeatable)")
+    missing = [p for p in files if not Path(p).is_file()]
     if missing:
-        raise InputError(f"--image {missing[0]}: no such file")
+        raise InputError(f"{flag} {missing[0]}: no such file")
     batch = config.batch_size or 32
     predictions = [
-        p
-        for i in range(0, len(config.images), batch)
-        for p in predictor.predict(config.images[i : i + batch])
+        p for i in range(0, len(files), batch) for p in predictor.predict(files[i : i + batch])
     ]
     return PredictResult(predictions, len(predictions), None, None)
 
@@ -66,13 +71,13 @@ def _given_texts(config: PredictConfig, pairs: bool) -> list:
 def predict(config: PredictConfig) -> PredictResult:
     bundle = load_bundle(config.bundle)
     predictor = for_bundle(bundle).predictor(bundle, config.threads)
-    if predictor.takes == "images":
-        return _predict_images(config, predictor)
-    if config.images:
-        raise InputError(
-            f"--image: {config.bundle} classifies {bundle.manifest.task.split('-c')[0]}s; "
-            f"give --text"
-        )
+    if predictor.takes in FILE_INPUTS:
+        return _predict_files(config, predictor)
+    for field, flag in FILE_INPUTS.values():
+        if getattr(config, field):
+            raise InputError(
+                f"{flag}: {config.bundle} is a {bundle.manifest.task} bundle; give --text"
+            )
     batch = config.batch_size or predictor.bundle.manifest.profile.batch_size
     if config.texts:
         return PredictResult(

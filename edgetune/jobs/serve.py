@@ -58,22 +58,39 @@ def server_stack():
     return server
 
 
+# What a served predictor takes: the body's parser (None: texts) and the batch function.
+SERVED = {
+    "texts": lambda p: (None, p.predict),
+    "audio": lambda p: (server_stack().body.parse_audio, p.predict_clips),
+}
+
+
+def sample_inputs(predictor, bundle) -> list:
+    """What the batch sizes are timed on: the bundle's sample texts, or clips of noise."""
+    if predictor.takes == "audio":
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        noise = rng.normal(0, 0.1, bundle.max_length).astype(np.float32)
+        return [(noise, predictor.processor.sampling_rate)] * 8
+    return sample_texts(bundle.path)
+
+
 def app_settings(config: ServeConfig) -> dict:
     """`create_app`'s arguments for a bundle: its predictor, batching and limits."""
     bundle = load_bundle(config.bundle)
     profile = bundle.manifest.profile
     predictor = for_bundle(bundle).predictor(bundle, config.threads)  # its session settings
-    if predictor.takes != "texts":
+    if predictor.takes not in SERVED:
         raise InputError(
-            f"{bundle.path}: a {bundle.manifest.task} bundle; serve takes text bundles "
-            "(predict it with edgetune predict)"
+            f"{bundle.path}: a {bundle.manifest.task} bundle; serve takes text and audio "
+            "bundles (predict it with edgetune predict)"
         )
+    parse, run = SERVED[predictor.takes](predictor)
     max_batch = config.max_batch or profile.serve_max_batch
     batching = "set by " + ("--max-batch" if config.max_batch else "the profile")
     if max_batch is None:
-        choice = choose_max_batch(
-            predictor.logits, sample_texts(bundle.path), limit=config.max_texts
-        )
+        choice = choose_max_batch(run, sample_inputs(predictor, bundle), limit=config.max_texts)
         max_batch, batching = choice.max_batch, choice.describe()
     max_wait_ms = profile.serve_max_wait_ms if config.max_wait_ms is None else config.max_wait_ms
     info = {
@@ -99,12 +116,13 @@ def app_settings(config: ServeConfig) -> dict:
         config.read_timeout_s,
     )
     return {
-        "predict": predictor.predict,
+        "predict": run,
         "info": info,
         "max_batch": max_batch,
         "max_wait_s": max_wait_ms / 1000,
         "limits": limits,
         "pairs": predictor.pairs,
+        "parse": parse,
     }
 
 

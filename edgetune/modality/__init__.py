@@ -8,12 +8,18 @@ from __future__ import annotations
 
 from edgetune.deploy.bundle import Bundle
 from edgetune.errors import InputError
+from edgetune.modality.audio import AudioModality
 from edgetune.modality.base import BenchData, Modality, Prepared
 from edgetune.modality.image import ImageModality
 from edgetune.modality.text import TextModality
 from edgetune.modality.tokens import TokenModality
 
-MODALITIES: tuple[Modality, ...] = (ImageModality(), TokenModality(), TextModality())
+MODALITIES: tuple[Modality, ...] = (
+    ImageModality(),
+    AudioModality(),
+    TokenModality(),
+    TextModality(),
+)
 
 __all__ = ["MODALITIES", "BenchData", "Modality", "Prepared", "for_bundle", "for_model"]
 

@@ -62,6 +62,15 @@ def holdout(config, seed: int) -> dict:
     }
 
 
+def bundle_split(load, bundle: Bundle, data: BenchData):
+    """`data`'s split as a file modality's loader `load` reads it (path column detected), its
+    labels renumbered to the bundle's by name."""
+    from edgetune.data.labels import align_labels, pick_split
+
+    dataset = load(data.data, None, data.label_column, data.validation_fraction, data.seed)
+    return pick_split(align_labels(dataset, bundle.label_names), data.split)
+
+
 class Modality(ABC):
     name: ClassVar[str]
     tasks: ClassVar[tuple[str, ...]]  # the manifest tasks it writes and reads

@@ -11,7 +11,14 @@ import numpy as np
 from edgetune.deploy.bundle import Bundle
 from edgetune.errors import InputError
 from edgetune.measure.bench import EvalSet, Subject
-from edgetune.modality.base import BenchData, CheckpointInputs, Modality, Prepared, holdout
+from edgetune.modality.base import (
+    BenchData,
+    CheckpointInputs,
+    Modality,
+    Prepared,
+    bundle_split,
+    holdout,
+)
 from edgetune.profiles import Profile
 
 CHECK_ROWS = 128
@@ -162,12 +169,8 @@ class ImageModality(Modality):
     @staticmethod
     def _split(bundle: Bundle, data: BenchData):
         from edgetune.data.images import load_image_dataset
-        from edgetune.data.labels import align_labels, pick_split
 
-        dataset = load_image_dataset(
-            data.data, None, data.label_column, data.validation_fraction, data.seed
-        )
-        return pick_split(align_labels(dataset, bundle.label_names), data.split)
+        return bundle_split(load_image_dataset, bundle, data)
 
     def bundle_calibration(self, bundle: Bundle, data: str, samples: int) -> list[dict]:
         """Training images of `data` through the bundle's own image processor and channels."""

@@ -68,6 +68,10 @@ class TrainConfig(BaseModel):
         "resized to (None: the image processor's own; tune sets the profile's)",
     )
 
+    clip_seconds: float | None = Field(
+        None, gt=0, description="audio models: the clip length (tune sets the profile's)"
+    )
+
     @field_validator("batch_size", mode="before")
     @classmethod
     def _batch_size(cls, value: object) -> object:
@@ -98,5 +102,6 @@ class TrainConfig(BaseModel):
             update={
                 "max_length": self.max_length or profile.sequence_length,
                 "image_size": self.image_size or profile.image_size,
+                "clip_seconds": self.clip_seconds or profile.clip_seconds,
             }
         )

@@ -69,6 +69,7 @@ def check_trainable(model_source: str, head: str = "sequence") -> str:
     transformers (no remote code); returns its `model_type`."""
     from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING,
         MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING,
         MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
         MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING,
@@ -89,12 +90,13 @@ def check_trainable(model_source: str, head: str = "sequence") -> str:
         "sequence": MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
         "image": MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING,
         "token": MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING,
+        "audio": MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING,
     }[head]
     if type(config) not in heads:
         raise InputError(
             f"model '{model_source}' is a {config.model_type} model, which has no "
-            f"{head}-classification head in transformers; edgetune tunes text, token and "
-            "image classifiers"
+            f"{head}-classification head in transformers; edgetune tunes text, token, image "
+            "and audio classifiers"
         )
     return config.model_type
 
@@ -141,10 +143,33 @@ def classifies_images(config) -> bool:
     return type(config) in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING
 
 
+def classifies_audio(config) -> bool:
+    """A transformers config whose architecture has an audio-classification head."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING
+
+    return type(config) in MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING
+
+
+def is_audio_model(model_source: str) -> bool:
+    """A local model folder whose config.json is an audio classifier's architecture (a hub
+    model is matched by its data instead: no hub call to find out)."""
+    from transformers import AutoConfig
+
+    if not (Path(model_source).expanduser() / "config.json").is_file():
+        return False
+    try:
+        config = AutoConfig.from_pretrained(model_source, trust_remote_code=False)
+    except (OSError, ValueError, KeyError):
+        return False
+    return classifies_audio(config)
+
+
 def export_task(model) -> str:
     """optimum's task for a loaded transformers classifier: its head decides the outputs."""
     if classifies_images(model.config):
         return "image-classification"
+    if classifies_audio(model.config):
+        return "audio-classification"
     if type(model).__name__.endswith("ForTokenClassification"):
         return "token-classification"
     return "text-classification"

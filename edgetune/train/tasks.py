@@ -39,6 +39,20 @@ def _pretrained(model_source: str, label_names: list[str], model_class, preproce
     return model, preprocessor
 
 
+def stacking_collator(key: str):
+    """Rows of fixed-size tensors (pixels, audio clips) stacked, with their labels."""
+
+    def collate(rows):
+        import torch
+
+        return {
+            key: torch.stack([r[key] for r in rows]),
+            "labels": torch.tensor([int(r["labels"]) for r in rows]),
+        }
+
+    return collate
+
+
 def label_column(split: datasets.Dataset) -> np.ndarray:
     """A classifier's validation labels: one id per row."""
     return np.asarray(split["label"])
@@ -122,15 +136,7 @@ class ImageTask:
         return split.with_transform(transform)
 
     def collator(self):
-        import torch
-
-        def collate(rows):
-            return {
-                "pixel_values": torch.stack([r["pixel_values"] for r in rows]),
-                "labels": torch.tensor([int(r["labels"]) for r in rows]),
-            }
-
-        return collate
+        return stacking_collator("pixel_values")
 
     def batches(self, split: datasets.Dataset, batch_size: int = 64) -> list[dict[str, np.ndarray]]:
         from edgetune.data.pixels import pixel_batches
@@ -212,3 +218,49 @@ class TokenTask:
         from edgetune.measure.entities import token_logit_metrics
 
         return token_logit_metrics(logits, labels, self.label_names)
+
+
+@dataclass
+class AudioTask:
+    """Audio clips: decoded on access, at the model's rate and the run's clip length, as
+    `data/waveform.py` prepares them for the exported model too."""
+
+    processor: object  # data.waveform.AudioProcessor
+    samples: int
+    group_by_length = False
+    remove_unused_columns = False  # clips are decoded on access, from the `audio` column
+
+    @staticmethod
+    def load(model_source: str, label_names: list[str]):
+        from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+        return _pretrained(
+            model_source, label_names, AutoModelForAudioClassification, AutoFeatureExtractor
+        )
+
+    def _values(self, paths: list[str]) -> np.ndarray:
+        from edgetune.data.audio import read_clips
+
+        return self.processor.batch(read_clips(paths), self.samples)["input_values"]
+
+    def encode(self, split: datasets.Dataset, training: bool) -> datasets.Dataset:
+        import torch
+
+        def transform(batch):
+            values = torch.from_numpy(self._values(batch["audio"]))
+            return {"input_values": list(values), "labels": list(batch["label"])}
+
+        return split.with_transform(transform)
+
+    def collator(self):
+        return stacking_collator("input_values")
+
+    def batches(self, split: datasets.Dataset, batch_size: int = 64) -> list[dict[str, np.ndarray]]:
+        paths = list(split["audio"])
+        return [
+            {"input_values": self._values(paths[start : start + batch_size])}
+            for start in range(0, len(paths), batch_size)
+        ]
+
+    labels = staticmethod(label_column)
+    metrics = staticmethod(classification_metrics)

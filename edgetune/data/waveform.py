@@ -1,0 +1,108 @@
+"""Audio as models take it, with numpy and soundfile only (what a deployment target has):
+decode a file or WAV bytes, mix to mono, resample to the model's rate, fix the length, and
+normalise as the model's feature extractor does (`preprocessor_config.json`).
+
+Training, the ONNX checks, `predict` and `serve` all go through these functions, so a clip
+reaches the exported model exactly as it reached PyTorch (tests compare with transformers'
+feature extractor).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgetune.errors import InputError
+
+PROCESSOR_FILE = "preprocessor_config.json"
+DEFAULT_CLIP_SECONDS = 1.0  # keyword spotting's usual clip; a profile's `clip_seconds` sets it
+MIN_RATE = 1000  # below this a file is not speech or sound a model of ours was trained on
+
+
+def decode(source: str | Path | bytes, where: str | None = None) -> tuple[np.ndarray, int]:
+    """Samples (float32, mono: channels averaged) and the file's rate; one clear error for a
+    file soundfile cannot decode."""
+    import soundfile
+
+    name = where or (str(source) if not isinstance(source, bytes) else "the audio")
+    try:
+        data, rate = soundfile.read(
+            io.BytesIO(source) if isinstance(source, bytes) else str(source),
+            dtype="float32",
+            always_2d=True,
+        )
+    except (soundfile.LibsndfileError, RuntimeError, OSError, TypeError, ValueError):
+        raise InputError(f"{name}: not a readable audio file (WAV, FLAC or OGG)") from None
+    if rate < MIN_RATE or len(data) == 0:
+        raise InputError(f"{name}: {len(data)} samples at {rate} Hz is no clip a model can take")
+    return data.mean(axis=1).astype(np.float32), int(rate)
+
+
+def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """Band-limited resampling through the spectrum (frequencies above the lower rate's
+    Nyquist dropped): numpy only, the same in training and serving."""
+    if rate == target:
+        return samples.astype(np.float32)
+    length = max(1, round(len(samples) * target / rate))
+    spectrum = np.fft.rfft(samples.astype(np.float64))
+    kept = np.zeros(length // 2 + 1, dtype=np.complex128)
+    bins = min(len(kept), len(spectrum))
+    kept[:bins] = spectrum[:bins]
+    return (np.fft.irfft(kept, length) * (length / len(samples))).astype(np.float32)
+
+
+def fit_length(samples: np.ndarray, length: int) -> np.ndarray:
+    """The first `length` samples, or the clip followed by silence."""
+    if len(samples) >= length:
+        return samples[:length]
+    return np.pad(samples, (0, length - len(samples)))
+
+
+@dataclass(frozen=True)
+class AudioProcessor:
+    """What a wav2vec2-style feature extractor does to a clip: the rate it takes and, when
+    `do_normalize`, zero mean and unit variance per clip."""
+
+    sampling_rate: int = 16000
+    do_normalize: bool = True
+    padding_value: float = 0.0
+
+    @classmethod
+    def load(cls, folder: str | Path) -> AudioProcessor:
+        path = Path(folder) / PROCESSOR_FILE
+        try:
+            config = json.loads(path.read_text())
+        except (OSError, ValueError):
+            raise InputError(f"{path}: no readable feature extractor config") from None
+        return cls.of(config)
+
+    @classmethod
+    def of(cls, config: dict | object) -> AudioProcessor:
+        """From a preprocessor config (a dict, or transformers' feature extractor)."""
+        get = config.get if isinstance(config, dict) else lambda k, d: getattr(config, k, d)
+        return cls(
+            int(get("sampling_rate", 16000)),
+            bool(get("do_normalize", True)),
+            float(get("padding_value", 0.0)),
+        )
+
+    def clip(self, samples: np.ndarray, rate: int, length: int) -> np.ndarray:
+        """One clip at the model's rate and `length` samples, normalised as in training."""
+        fitted = fit_length(resample(samples, rate, self.sampling_rate), length)
+        if not self.do_normalize:
+            return fitted
+        return ((fitted - fitted.mean()) / np.sqrt(fitted.var() + 1e-7)).astype(np.float32)
+
+    def batch(self, clips: list[tuple[np.ndarray, int]], length: int) -> dict[str, np.ndarray]:
+        """`input_values` (batch, length) for (samples, rate) pairs."""
+        values = np.stack([self.clip(s, r, length) for s, r in clips]).astype(np.float32)
+        return {"input_values": values}
+
+
+def clip_samples(processor: AudioProcessor, seconds: float | None) -> int:
+    """The fixed clip length in samples at the model's rate."""
+    return round((seconds or DEFAULT_CLIP_SECONDS) * processor.sampling_rate)

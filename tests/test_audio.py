@@ -207,3 +207,22 @@ def test_an_audio_bundle_predicts_files_and_serves_bytes_and_samples(audio_run, 
         == by_samples.json()["predictions"][0]
         == {k: predicted[k] for k in ("label", "scores")}
     )
+
+
+@pytest.mark.e2e
+def test_prune_a_wav2vec2_encoder_layers_and_ffn_but_not_heads(audio_run, tones, audio_profile):
+    from click.testing import CliRunner
+
+    from edgetune.cli import cli
+
+    common = ["--data", str(tones), "--profile", str(audio_profile), "--lr", "3e-3"]
+    target = audio_run.parent / "pruned"
+    args = ["prune", str(audio_run / "work" / "best"), "--layers", "1", "--ffn", "0.5"]
+    result = CliRunner().invoke(cli, [*args, "--epochs", "2", *common, "--out", str(target)])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((target / "edgetune.json").read_text())
+    assert manifest["task"] == "audio-classification" and manifest["pruning"]["name"] == "L1-F0.5"
+    assert json.loads((target / "config.json").read_text())["num_hidden_layers"] == 1
+    heads = ["prune", str(audio_run / "work" / "best"), "--heads", "0.5", *common]
+    refused = CliRunner().invoke(cli, [*heads, "--out", str(audio_run.parent / "heads")])
+    assert refused.exit_code == 2 and "the wav2vec2 family has no head pruning" in refused.output

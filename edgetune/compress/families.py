@@ -58,7 +58,26 @@ _VIT = Family(
     "attention.attention.attention_head_size",
 )
 
+# wav2vec2 and HuBERT encoders (audio): the transformer blocks after the convolutional front
+# end. Heads are not pruned: transformers records no pruned heads for them, so a checkpoint with
+# fewer heads in some layers could not be loaded again.
+_WAV2VEC2 = Family(
+    "encoder.layers",
+    "attention.q_proj",
+    "attention.k_proj",
+    "attention.v_proj",
+    "attention.out_proj",
+    "feed_forward.intermediate_dense",
+    "feed_forward.output_dense",
+    "attention.num_heads",
+    "attention.head_dim",
+    no_head_pruning="transformers keeps no record of pruned heads for it, so the pruned "
+    "checkpoint could not be loaded again",
+)
+
 FAMILIES: dict[str, Family] = {
+    "wav2vec2": _WAV2VEC2,
+    "hubert": _WAV2VEC2,
     "vit": _VIT,
     "deit": _VIT,
     "bert": _BERT,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +70,7 @@ class AudioProcessor:
     sampling_rate: int = 16000
     do_normalize: bool = True
     padding_value: float = 0.0
+    config: dict = field(default_factory=dict, compare=False)  # the file, written back as is
 
     @classmethod
     def load(cls, folder: str | Path) -> AudioProcessor:
@@ -82,13 +83,22 @@ class AudioProcessor:
 
     @classmethod
     def of(cls, config: dict | object) -> AudioProcessor:
-        """From a preprocessor config (a dict, or transformers' feature extractor)."""
-        get = config.get if isinstance(config, dict) else lambda k, d: getattr(config, k, d)
+        """From a preprocessor config (a dict, or transformers' feature extractor, or one of
+        these)."""
+        if isinstance(config, AudioProcessor):
+            return config
+        values = config if isinstance(config, dict) else config.to_dict()
         return cls(
-            int(get("sampling_rate", 16000)),
-            bool(get("do_normalize", True)),
-            float(get("padding_value", 0.0)),
+            int(values.get("sampling_rate", 16000)),
+            bool(values.get("do_normalize", True)),
+            float(values.get("padding_value", 0.0)),
+            dict(values),
         )
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        """The feature extractor's config beside a checkpoint (as transformers writes it)."""
+        path = Path(folder) / PROCESSOR_FILE
+        path.write_text(json.dumps(self.config, indent=2, sort_keys=True) + "\n")
 
     def clip(self, samples: np.ndarray, rate: int, length: int) -> np.ndarray:
         """One clip at the model's rate and `length` samples, normalised as in training."""

@@ -74,8 +74,13 @@ class TextModality(Modality):
     def prepare(self, model, preprocessor, profile: Profile, max_length: int) -> Prepared:
         return Prepared(preprocessor, max_length)
 
+    @staticmethod
+    def texts_of(split) -> list:
+        """A split's inputs as the tokenizer takes them (`data/encoding.tokenize`)."""
+        return list(split["text"])
+
     def calibration(self, dataset, prepared: Prepared, samples: int, seed: int) -> list[dict]:
-        texts = list(dataset.train["text"])
+        texts = self.texts_of(dataset.train)
         return calibration_batches(prepared.processor, texts, prepared.input_size, samples, seed)
 
     def evaluation(self, dataset, prepared: Prepared) -> EvalSet:
@@ -92,7 +97,7 @@ class TextModality(Modality):
         tokenizer = prepared.processor
         if tokenizer.unk_token_id is None:
             return None
-        texts = list(dataset.train["text"])
+        texts = self.texts_of(dataset.train)
         encoded = tokenize(tokenizer, texts, truncation=True, max_length=prepared.input_size)
         used = {i for row in encoded["input_ids"] for i in row}
         return VocabularyUse(
@@ -100,13 +105,13 @@ class TextModality(Modality):
         )
 
     def check_batches(self, dataset, prepared: Prepared) -> list[dict]:
-        return self._check_batches(list(dataset.validation["text"]), prepared)
+        return self._check_batches(self.texts_of(dataset.validation), prepared)
 
     def _check_batches(self, texts: list, prepared: Prepared) -> list[dict]:
         return eval_batches(prepared.processor, texts[:CHECK_ROWS], prepared.input_size, 32)
 
     def keep_sample(self, checkpoint: Path, dataset) -> None:
-        texts = list(dataset.validation["text"])[:CHECK_ROWS]
+        texts = self.texts_of(dataset.validation)[:CHECK_ROWS]
         (checkpoint / VALIDATION_SAMPLE).write_text(json.dumps(texts))
 
     def loadtest_inputs(self, dataset) -> list | None:

@@ -22,7 +22,7 @@ from edgetune.errors import InputError
 from edgetune.measure.bench import FALLBACK_TEXTS, EvalSet, Subject
 from edgetune.measure.tagging import TaggedEvalSet
 from edgetune.modality.base import BenchData, Prepared, holdout
-from edgetune.modality.text import CHECK_ROWS, TextModality
+from edgetune.modality.text import TextModality
 
 TASK = "token-classification"
 
@@ -72,9 +72,9 @@ class TokenModality(TextModality):
         names = [model.config.id2label[i] for i in range(model.config.num_labels)]
         return TokenTask(preprocessor, config.max_length, names, config.group_by_length)
 
-    def calibration(self, dataset, prepared: Prepared, samples: int, seed: int) -> list[dict]:
-        texts = sentences(dataset.train)
-        return calibration_batches(prepared.processor, texts, prepared.input_size, samples, seed)
+    @staticmethod
+    def texts_of(split) -> list:
+        return sentences(split)
 
     def evaluation(self, dataset, prepared: Prepared) -> EvalSet:
         return self._evaluation(
@@ -86,28 +86,6 @@ class TokenModality(TextModality):
         labels = np.empty(len(split), dtype=object)
         labels[:] = [list(tags) for tags in split["tags"]]
         return TaggedEvalSet(tokenizer, sentences(split), labels, max_length, None, label_names)
-
-    def vocabulary(self, dataset, prepared: Prepared) -> object | None:
-        from edgetune.compress.vocab import VocabularyUse
-        from edgetune.data.encoding import tokenize
-
-        tokenizer = prepared.processor
-        if tokenizer.unk_token_id is None:
-            return None
-        encoded = tokenize(
-            tokenizer, sentences(dataset.train), truncation=True, max_length=prepared.input_size
-        )
-        used = {i for row in encoded["input_ids"] for i in row}
-        return VocabularyUse(
-            tuple(sorted(used | set(tokenizer.all_special_ids))), tokenizer.unk_token_id
-        )
-
-    def check_batches(self, dataset, prepared: Prepared) -> list[dict]:
-        return self._check_batches(sentences(dataset.validation), prepared)
-
-    def keep_sample(self, checkpoint: Path, dataset) -> None:
-        kept = [list(words) for words in sentences(dataset.validation)[:CHECK_ROWS]]
-        (checkpoint / VALIDATION_SAMPLE).write_text(json.dumps(kept))
 
     def loadtest_inputs(self, dataset) -> list | None:
         """What a client sends: the sentences as plain text."""

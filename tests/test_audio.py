@@ -223,6 +223,14 @@ def test_prune_a_wav2vec2_encoder_layers_and_ffn_but_not_heads(audio_run, tones,
     manifest = json.loads((target / "edgetune.json").read_text())
     assert manifest["task"] == "audio-classification" and manifest["pruning"]["name"] == "L1-F0.5"
     assert json.loads((target / "config.json").read_text())["num_hidden_layers"] == 1
+    bench = ["bench", str(target), "--data", str(tones), "--profile", str(audio_profile)]
+    done = CliRunner().invoke(cli, [*bench, "--json", "--min-runs", "5", "--min-seconds", "0.1"])
+    assert done.exit_code == 0, done.output
+    measured = json.loads(done.output)
+    assert measured["accuracy"]["examples"] == 20 and measured["latency"]["input_shape"] == [
+        1,
+        8000,
+    ]
     heads = ["prune", str(audio_run / "work" / "best"), "--heads", "0.5", *common]
     refused = CliRunner().invoke(cli, [*heads, "--out", str(audio_run.parent / "heads")])
     assert refused.exit_code == 2 and "the wav2vec2 family has no head pruning" in refused.output

@@ -72,7 +72,7 @@ def tiny_audio_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tones(tmp_path_factory) -> Path:
     def make(folder: Path) -> None:
-        write_tones(folder / "train", 40, seed=1)
+        write_tones(folder / "train", 24, seed=1)
         write_tones(folder / "validation", 10, seed=2)
         (folder / "train" / "low" / "broken.wav").write_bytes(b"RIFF not really a wave")
 

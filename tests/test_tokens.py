@@ -62,7 +62,7 @@ def tiny_ner_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def conll_folder(tmp_path_factory) -> Path:
     def make(folder: Path) -> None:
-        write_conll(folder / "train.conll", tagged_sentences(240, seed=1))
+        write_conll(folder / "train.conll", tagged_sentences(160, seed=1))
         write_conll(folder / "validation.conll", tagged_sentences(40, seed=2))
 
     return made_once(tmp_path_factory, "conll", make)
@@ -145,7 +145,7 @@ def ner_run(tmp_path_factory, tiny_ner_model, conll_folder, tiny_profile):
             tiny_ner_model,
             conll_folder,
             tiny_profile,
-            *("--epochs", "12", "--lr", "3e-3", "--batch-size", "16", "--patience", "12"),
+            *("--epochs", "10", "--lr", "3e-3", "--batch-size", "16", "--patience", "10"),
             *("--modes", "fp32,dynamic-int8,static-int8-minmax,int4"),
         )
         assert result.exit_code == 0, result.output
@@ -229,3 +229,37 @@ def test_prune_a_tagger_distils_per_token_and_bundles(
     assert bench.exit_code == 0, bench.output
     accuracy = json.loads(bench.output)["accuracy"]
     assert accuracy["metric"] == "entity F1" and accuracy["examples"] == 40
+
+
+def test_a_byte_level_bpe_tokenizer_takes_words_with_their_space(tmp_path):
+    """RoBERTa-style tokenizers refuse pre-split words unless loaded with add_prefix_space; the
+    bundle's tokenizer.json (the runtime's) then gives the same ids."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaConfig, RobertaModel, RobertaTokenizerFast
+
+    from edgetune.data.encoding import Words, tokenize
+    from edgetune.data.tokenizer import JsonTokenizer
+    from edgetune.train.tasks import TokenTask
+
+    words = [" ".join(tokens) for tokens, _ in tagged_sentences(50, seed=8)]
+    trained = ByteLevelBPETokenizer()
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    trained.train_from_iterator(words, vocab_size=400, special_tokens=specials)
+    trained.save_model(str(tmp_path))
+    RobertaTokenizerFast(
+        vocab_file=str(tmp_path / "vocab.json"), merges_file=str(tmp_path / "merges.txt")
+    ).save_pretrained(tmp_path)
+    torch.manual_seed(0)
+    config = RobertaConfig(
+        vocab_size=400, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=70,
+    )  # fmt: skip
+    RobertaModel(config).save_pretrained(tmp_path)
+    _, tokenizer = TokenTask.load(str(tmp_path), ["O", "B-PER", "I-PER"])
+    sentences = [Words(tokens) for tokens, _ in tagged_sentences(4, seed=9)]
+    ours = tokenize(tokenizer, sentences, padding=True, return_tensors="np")
+    tokenizer.save_pretrained(tmp_path / "saved")
+    runtime = tokenize(JsonTokenizer(tmp_path / "saved"), sentences, padding=True)
+    assert (ours["input_ids"] == runtime["input_ids"]).all()
+    assert ours.word_ids(0) == runtime.word_ids(0)

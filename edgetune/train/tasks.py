@@ -169,11 +169,19 @@ class TokenTask:
 
     @staticmethod
     def load(model_source: str, label_names: list[str]):
+        """The model and its tokenizer; a byte-level BPE tokenizer (RoBERTa, XLM-R's
+        relatives) is loaded with `add_prefix_space`, which pre-split words need (each word is
+        then read as if a space came before it, as it did in the sentence)."""
         from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-        return _pretrained(
+        model, tokenizer = _pretrained(
             model_source, label_names, AutoModelForTokenClassification, AutoTokenizer
         )
+        if getattr(tokenizer, "add_prefix_space", None) is False:
+            tokenizer = AutoTokenizer.from_pretrained(
+                model_source, add_prefix_space=True, trust_remote_code=False
+            )
+        return model, tokenizer
 
     def _encoded(self, tokens: list, tags: list, padding: bool | str = False) -> dict:
         encoded = self.tokenizer(

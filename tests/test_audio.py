@@ -94,11 +94,11 @@ def audio_profile(tmp_path_factory) -> Path:
 def test_the_runtime_clip_matches_transformers_feature_extractor(tiny_audio_model):
     from transformers import AutoFeatureExtractor
 
-    from edgetune.data.waveform import AudioProcessor, fit_length
+    from edgetune.data.waveform import fit_length, load_audio_processor
 
     rng = np.random.default_rng(0)
     wave = tone(440, 0.4, RATE, rng)
-    ours = AudioProcessor.load(tiny_audio_model).batch([(wave, RATE)], 8000)["input_values"]
+    ours = load_audio_processor(tiny_audio_model).batch([(wave, RATE)], 8000)["input_values"]
     theirs = AutoFeatureExtractor.from_pretrained(tiny_audio_model)(
         fit_length(wave, 8000), sampling_rate=RATE, return_tensors="np"
     )["input_values"]
@@ -199,6 +199,10 @@ def test_an_audio_bundle_predicts_files_and_serves_bytes_and_samples(audio_run, 
             "/v1/predict",
             json={"samples": [samples.tolist()], "sample_rate": rate},
         )
+        raw = client.post("/v1/predict", content=wav.getvalue())
+        torn = client.post("/v1/predict", content=wav.getvalue()[:30])
+    assert raw.status_code == 200 and raw.json()["predictions"] == by_bytes.json()["predictions"]
+    assert torn.status_code == 422 and "not a readable audio file" in torn.json()["error"]
     assert by_bytes.status_code == 200, by_bytes.text
     assert by_samples.status_code == 200, by_samples.text
     first = by_bytes.json()["predictions"][0]
@@ -234,3 +238,150 @@ def test_prune_a_wav2vec2_encoder_layers_and_ffn_but_not_heads(audio_run, tones,
     heads = ["prune", str(audio_run / "work" / "best"), "--heads", "0.5", *common]
     refused = CliRunner().invoke(cli, [*heads, "--out", str(audio_run.parent / "heads")])
     assert refused.exit_code == 2 and "the wav2vec2 family has no head pruning" in refused.output
+
+
+# A plain PyTorch keyword spotter over log-mel features (`plain_audio:small_kws` once written
+# as plain_audio.py): mel bins as the channels of 1-d convolutions over time.
+PLAIN_AUDIO_MODULE = """
+import torch
+from torch import nn
+
+
+def small_kws():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv1d(32, 16, 3, padding=1), nn.BatchNorm1d(16), nn.ReLU(),
+                         nn.Conv1d(16, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool1d(1),
+                         nn.Flatten(), nn.Linear(16, 10))
+
+
+small_kws.modality = "audio"
+small_kws.n_mels = 32
+"""
+
+
+def test_log_mel_features_match_transformers_audio_utils():
+    from transformers.audio_utils import mel_filter_bank, spectrogram, window_function
+
+    from edgetune.data.logmel import LogMelProcessor
+
+    rng = np.random.default_rng(0)
+    wave = tone(440, 0.5, RATE, rng) + rng.normal(0, 0.01, RATE // 2).astype(np.float32)
+    ours = LogMelProcessor(n_mels=40, do_normalize=False).features(wave)
+    filters = mel_filter_bank(201, 40, 0.0, 8000.0, RATE, norm=None, mel_scale="htk")
+    theirs = spectrogram(
+        wave.astype(np.float64),
+        window_function(400, "hann"),
+        frame_length=400,
+        hop_length=160,
+        power=2.0,
+        mel_filters=filters,
+        mel_floor=1e-6,
+        log_mel="log",
+    )
+    assert ours.shape == theirs.shape == (40, 51)
+    assert np.abs(ours - theirs).max() < 1e-3
+
+
+@pytest.fixture(scope="session")
+def plain_audio_run(tmp_path_factory, tones, audio_profile):
+    def make(folder: Path) -> None:
+        (folder / "plain_audio.py").write_text(PLAIN_AUDIO_MODULE)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.syspath_prepend(str(folder))
+            result = tune_tiny(
+                folder / "out",
+                "plain_audio:small_kws",
+                tones,
+                audio_profile,
+                *("--epochs", "4", "--lr", "1e-2", "--batch-size", "8", "--patience", "4"),
+            )  # the default menu, unfused: a plain module has no fusion recipe
+        assert result.exit_code == 0, result.output
+
+    return made_once(tmp_path_factory, "plain-audio-run", make)
+
+
+@pytest.mark.e2e
+def test_a_plain_pytorch_audio_model_tunes_on_log_mels_predicts_and_reloads(
+    plain_audio_run, tones, monkeypatch
+):
+    from edgetune.deploy.bundle import load_bundle
+    from edgetune.deploy.runtime import AudioPredictor
+    from edgetune.exporter.onnx import load_checkpoint
+
+    out = plain_audio_run / "out"
+    report = json.loads((out / "report.json").read_text())
+    names = {c["name"]: c for c in report["candidates"]}
+    assert set(names) >= {"fp32", "dynamic-int8", "static-int8-minmax"}
+    assert names["fp32"]["accuracy"]["accuracy"] >= 0.8  # tones apart by 4x in pitch
+    assert names["fp32"]["latency"]["input_shape"] == [1, 32, 51]  # 0.5 s of 10 ms frames
+    manifest = json.loads((out / "best" / "edgetune.json").read_text())
+    assert manifest["task"] == "audio-classification"
+    assert manifest["input_names"] == ["input_features"]
+    front = json.loads((out / "best" / "preprocessor_config.json").read_text())
+    assert front["feature_extractor_type"] == "EdgetuneLogMel" and front["n_mels"] == 32
+    low = tones / "validation" / "low" / "1.wav"
+    predicted = AudioPredictor(load_bundle(out / "best")).predict([low])[0]
+    assert set(predicted["scores"]) == {"high", "low"}
+    monkeypatch.syspath_prepend(str(plain_audio_run))
+    model, processor = load_checkpoint(out / "work" / "best", trust_factory="plain_audio:small_kws")
+    assert model.config.modality == "audio" and processor.n_mels == 32
+    assert model.body[-1].out_features == 2
+
+
+@pytest.mark.e2e
+def test_channel_pruning_shrinks_a_plain_audio_model(plain_audio_run, tones, audio_profile):
+    from click.testing import CliRunner
+
+    from edgetune.cli import cli
+
+    spec = "plain_audio:small_kws"
+    args = ["prune", str(plain_audio_run / "out" / "work" / "best"), "--pass"]
+    args += ["channel-prune:ratio=0.5", "--data", str(tones), "--profile", str(audio_profile)]
+    args += ["--epochs", "1", "--lr", "1e-2", "--trust-factory", spec]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(plain_audio_run))
+        result = CliRunner().invoke(cli, [*args, "--out", str(plain_audio_run / "pruned")])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((plain_audio_run / "pruned" / "edgetune.json").read_text())
+    assert manifest["task"] == "audio-classification"
+    assert manifest["pruning"]["params_after"] < manifest["pruning"]["params_before"]
+
+
+@pytest.mark.e2e
+def test_loadtest_of_an_audio_bundle_sends_clips(plain_audio_run, tones, tmp_path):
+    from click.testing import CliRunner
+
+    from edgetune.cli import cli
+
+    bundle = str(plain_audio_run / "out" / "best")
+    steps = ["--budget-ms", "2000", "--rates", "4", "--step-seconds", "0.5"]
+    steps += ["--concurrency", "2", "--max-seconds", "20"]
+    given = CliRunner().invoke(
+        cli, ["loadtest", bundle, "--texts", str(tones / "validation"), *steps, "--out", tmp_path]
+    )
+    assert given.exit_code == 0, given.output
+    report = json.loads((tmp_path / "loadtest.json").read_text())
+    assert all(s["errors"] == 0 for s in report["steps"]) and report["capacity_rps"] == 4
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused = CliRunner().invoke(cli, ["loadtest", bundle, "--texts", str(empty), *steps])
+    assert refused.exit_code == 2 and "no audio files" in refused.output
+
+
+def test_built_in_load_test_clips_are_wav_files_at_16k():
+    from edgetune.data.waveform import decode, sample_clips
+
+    clips = [decode(c) for c in sample_clips()]
+    assert len(clips) == 4 and all(rate == RATE and len(s) == RATE for s, rate in clips)
+
+
+def test_training_clips_are_shifted_scaled_and_noised_reproducibly():
+    from edgetune.data.waveform import augment_clip
+
+    wave = tone(440, 0.5, RATE, np.random.default_rng(0))
+    first = augment_clip(wave, RATE, np.random.default_rng(3))
+    again = augment_clip(wave, RATE, np.random.default_rng(3))
+    assert first.shape == wave.shape and first.dtype == np.float32
+    assert np.array_equal(first, again) and not np.allclose(first, wave)
+    peak = np.argmax(np.abs(np.fft.rfft(first))) * RATE / len(first)
+    assert abs(peak - 440) < 4  # still the same tone

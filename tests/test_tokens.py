@@ -4,6 +4,7 @@ with character offsets, pruning with per-token distillation."""
 
 from __future__ import annotations
 
+import csv
 import json
 import random
 from pathlib import Path
@@ -196,6 +197,18 @@ def test_a_tagging_bundle_predicts_and_serves_entities_with_offsets(ner_run):
         answer = client.post("/v1/predict", json=[text])
     assert answer.status_code == 200
     assert answer.json()["predictions"][0]["entities"] == predicted["entities"]
+    texts = ner_run.parent / "texts.csv"
+    texts.write_text(f'text\n"{text}"\nnothing here\n')
+    out = ner_run.parent / "tagged.csv"
+    args = ["predict", str(ner_run / "best"), "--input", str(texts), "--out", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(out.open()))
+    assert [r["text"] for r in rows] == [text, "nothing here"]
+    assert json.loads(rows[0]["entities"]) == [
+        {k: e[k] for k in ("type", "start", "end", "text")} for e in predicted["entities"]
+    ]
+    assert rows[0]["tags"].split() == [w["tag"] for w in predicted["words"]]
 
 
 def test_tune_on_bad_tagged_data_exits_2_with_one_line(tmp_path, tiny_ner_model, tiny_profile):

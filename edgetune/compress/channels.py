@@ -1,4 +1,5 @@
-"""Structured channel pruning for CNN image classifiers, through Torch-Pruning.
+"""Structured channel pruning for CNN classifiers (images, or a plain audio model's log-mel
+features), through Torch-Pruning.
 
 Removing a convolution's output channels means removing the matching input channels of every
 layer that reads them (through residual additions, depthwise convolutions, batch norms);
@@ -56,7 +57,7 @@ class ChannelPrune(TorchPass):
                 f"channel-prune: the {kind} model is a transformer, not a CNN; prune "
                 "its layers, heads or FFN neurons instead (--layers/--heads/--ffn)"
             )
-        if not any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        if not any(isinstance(m, nn.Conv1d | nn.Conv2d) for m in model.modules()):
             raise InputError(f"channel-prune: the {kind} model has no convolutions to prune")
         example = _example_input(model, ctx)
         before = sum(p.numel() for p in model.parameters())
@@ -80,8 +81,10 @@ class ChannelPrune(TorchPass):
 def _example_input(model: nn.Module, ctx: PassContext):
     import torch
 
-    if ctx.scoring_batches:
-        return ctx.scoring_batches[0]["pixel_values"][:1]
+    if ctx.scoring_batches:  # the model's one input (pixels, or a plain model's features)
+        return next(iter(ctx.scoring_batches[0].values()))[:1]
+    if hasattr(model, "example"):  # a plain PyTorch classifier (`train/plain.py`)
+        return model.example()
     size = getattr(model.config, "image_size", 224)
     return torch.randn(1, getattr(model.config, "num_channels", 3), size, size)
 

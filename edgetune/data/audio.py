@@ -16,9 +16,9 @@ import datasets
 
 from edgetune.data.labelled_files import FileKind, load_folders, load_table
 from edgetune.data.labels import labelled_splits
+from edgetune.data.waveform import AUDIO_SUFFIXES
 from edgetune.errors import InputError
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 AUDIO_COLUMN_NAMES = ("audio", "path", "file", "filename", "audio_path", "filepath", "wav")
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from edgetune.errors import InputError
 
 PROCESSOR_FILE = "preprocessor_config.json"
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")  # what soundfile decodes and edgetune reads
 DEFAULT_CLIP_SECONDS = 1.0  # keyword spotting's usual clip; a profile's `clip_seconds` sets it
 MIN_RATE = 1000  # below this a file is not speech or sound a model of ours was trained on
 
@@ -42,6 +43,23 @@ def decode(source: str | Path | bytes, where: str | None = None) -> tuple[np.nda
     return data.mean(axis=1).astype(np.float32), int(rate)
 
 
+def wav_bytes(samples: np.ndarray, rate: int) -> bytes:
+    """`samples` as the bytes of a 16-bit WAV file."""
+    import soundfile
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples, rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def sample_clips(rate: int = 16000, seconds: float = 1.0) -> list[bytes]:
+    """Stand-in clips for a load test with no clips given: tones at a few pitches and noise."""
+    rng = np.random.default_rng(0)
+    times = np.arange(round(rate * seconds)) / rate
+    tones = [0.3 * np.sin(2 * np.pi * pitch * times) for pitch in (220.0, 440.0, 880.0)]
+    return [wav_bytes(w, rate) for w in [*tones, rng.normal(0.0, 0.1, len(times))]]
+
+
 def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
     """Band-limited resampling through the spectrum (frequencies above the lower rate's
     Nyquist dropped): numpy only, the same in training and serving."""
@@ -53,6 +71,23 @@ def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
     bins = min(len(kept), len(spectrum))
     kept[:bins] = spectrum[:bins]
     return (np.fft.irfft(kept, length) * (length / len(samples))).astype(np.float32)
+
+
+def augment_clip(samples: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndarray:
+    """A training clip as a microphone might have caught it: shifted by up to 100 ms either way
+    (silence filling the gap), its gain scaled by -6 to +6 dB, and half the time with white
+    noise 20-40 dB below the clip's level."""
+    shift = int(rng.integers(-rate // 10, rate // 10 + 1))
+    shifted = np.zeros_like(samples)
+    if shift >= 0:
+        shifted[shift:] = samples[: len(samples) - shift]
+    else:
+        shifted[:shift] = samples[-shift:]
+    out = shifted * np.float32(10 ** (rng.uniform(-6, 6) / 20))
+    if rng.random() < 0.5:
+        level = np.sqrt(np.mean(out**2) + 1e-12) * 10 ** (-rng.uniform(20, 40) / 20)
+        out = out + rng.normal(0.0, level, len(out))
+    return out.astype(np.float32)
 
 
 def fit_length(samples: np.ndarray, length: int) -> np.ndarray:
@@ -71,15 +106,7 @@ class AudioProcessor:
     do_normalize: bool = True
     padding_value: float = 0.0
     config: dict = field(default_factory=dict, compare=False)  # the file, written back as is
-
-    @classmethod
-    def load(cls, folder: str | Path) -> AudioProcessor:
-        path = Path(folder) / PROCESSOR_FILE
-        try:
-            config = json.loads(path.read_text())
-        except (OSError, ValueError):
-            raise InputError(f"{path}: no readable feature extractor config") from None
-        return cls.of(config)
+    input_name = "input_values"
 
     @classmethod
     def of(cls, config: dict | object) -> AudioProcessor:
@@ -113,6 +140,31 @@ class AudioProcessor:
         return {"input_values": values}
 
 
-def clip_samples(processor: AudioProcessor, seconds: float | None) -> int:
+def audio_processor(config: dict | object):
+    """The front end a preprocessor config describes: edgetune's log-mel features (plain
+    PyTorch audio models) or a wav2vec2-style waveform extractor (a dict, transformers' feature
+    extractor, or one of ours)."""
+    from edgetune.data.logmel import FEATURE_TYPE, LogMelProcessor
+
+    if isinstance(config, AudioProcessor | LogMelProcessor):
+        return config
+    if isinstance(config, dict) and config.get("feature_extractor_type") == FEATURE_TYPE:
+        return LogMelProcessor.of(config)
+    return AudioProcessor.of(config)
+
+
+def load_audio_processor(folder: str | Path):
+    """`audio_processor` of the `preprocessor_config.json` in `folder` (a bundle, a checkpoint)."""
+    path = Path(folder) / PROCESSOR_FILE
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise InputError(f"{path}: no readable feature extractor config") from None
+    if not isinstance(config, dict):
+        raise InputError(f"{path}: not a feature extractor config (a JSON object)")
+    return audio_processor(config)
+
+
+def clip_samples(processor, seconds: float | None) -> int:
     """The fixed clip length in samples at the model's rate."""
     return round((seconds or DEFAULT_CLIP_SECONDS) * processor.sampling_rate)

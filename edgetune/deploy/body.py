@@ -113,9 +113,13 @@ def parse_texts(body: bytes, limits: Limits, pairs: bool = False) -> list:
     return data
 
 
+AUDIO_MAGIC = (b"RIFF", b"fLaC", b"OggS")  # a WAV, FLAC or OGG file sent as the body itself
+
+
 def parse_audio(body: bytes, limits: Limits) -> list:
-    """The clips of a request body, as (samples, rate): `{"audio": [base64 WAV/FLAC/OGG, ...]}`
-    or `{"samples": [[float, ...], ...], "sample_rate": 16000}`; or a BadRequest."""
+    """The clips of a request body, as (samples, rate): one audio file as the body itself
+    (`curl --data-binary @a.wav`), `{"audio": [base64 WAV/FLAC/OGG, ...]}` or
+    `{"samples": [[float, ...], ...], "sample_rate": 16000}`; or a BadRequest."""
     import base64
     import binascii
 
@@ -124,7 +128,15 @@ def parse_audio(body: bytes, limits: Limits) -> list:
     from edgetune.data.waveform import MIN_RATE, decode
     from edgetune.errors import InputError
 
-    hint = 'send {"audio": [base64 WAV, ...]} or {"samples": [[...]], "sample_rate": 16000}'
+    hint = (
+        'send a WAV file as the body, {"audio": [base64 WAV, ...]} or '
+        '{"samples": [[...]], "sample_rate": 16000}'
+    )
+    if body[:4] in AUDIO_MAGIC:
+        try:
+            return [decode(body, "the body")]
+        except InputError as exc:
+            raise BadRequest(422, str(exc)) from None
     try:
         data = json.loads(body, parse_int=_short_int)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -16,6 +16,7 @@ nowhere else: no redirect is followed (one is an error naming it) and no proxy v
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import Callable
@@ -32,11 +33,21 @@ class Redirected(InputError):
     """The server answered with a redirect: following it could send the load elsewhere."""
 
 
-async def _post(session, url: str, text: str) -> bool:
+def request_body(item: str | list[str] | bytes) -> bytes:
+    """What one request sends: a text (or a pair) as a JSON list of one; an audio file (bytes)
+    as the body itself, which an audio bundle's server reads as one clip."""
+    return item if isinstance(item, bytes) else json.dumps([item]).encode()
+
+
+async def _post(session, url: str, item: str | list[str] | bytes) -> bool:
     import aiohttp
 
+    body = request_body(item)
+    kind = "application/octet-stream" if isinstance(item, bytes) else "application/json"
     try:
-        async with session.post(url, json=[text], allow_redirects=False) as response:
+        async with session.post(
+            url, data=body, headers={"Content-Type": kind}, allow_redirects=False
+        ) as response:
             await response.read()
             status, location = response.status, response.headers.get("location")
     except (aiohttp.ClientError, TimeoutError, OSError):

@@ -140,20 +140,22 @@ class TokenPredictor:
         self.session = bundle_session(bundle, threads)
         self.inputs = [i.name for i in self.session.get_inputs()]
 
-    def _encoded(self, words: list[list[str]]):
-        return self.tokenizer(
+    def _run(self, texts: list[str]) -> tuple[list, object, np.ndarray]:
+        """Each text's word spans, its encoding as pre-split words, and the per-token logits."""
+        offsets = [split_words(text) for text in texts]
+        words = [[text[a:b] for a, b in spans] or [""] for text, spans in zip(texts, offsets)]
+        encoded = self.tokenizer(
             words,
             is_split_into_words=True,
             padding=True,
             truncation=True,
             max_length=self.bundle.max_length,
         )
+        logits = self.session.run(None, {name: encoded[name] for name in self.inputs})[0]
+        return offsets, encoded, logits.astype(np.float32)
 
     def logits(self, texts: list[str]) -> np.ndarray:
-        words = [[text[a:b] for a, b in split_words(text)] or [""] for text in texts]
-        encoded = self._encoded(words)
-        feed = {name: encoded[name] for name in self.inputs}
-        return self.session.run(None, feed)[0].astype(np.float32)
+        return self._run(texts)[2]
 
     def predict(self, texts: list[str]) -> list[dict]:
         """For each text: {"entities": [{"type", "start", "end", "text", "words"}], "words":
@@ -161,10 +163,7 @@ class TokenPredictor:
         the model's max length is tagged O)."""
         from edgetune.measure.entities import entities_with_offsets, first_positions, word_tags
 
-        offsets = [split_words(text) for text in texts]
-        words = [[text[a:b] for a, b in spans] or [""] for text, spans in zip(texts, offsets)]
-        encoded = self._encoded(words)
-        logits = self.session.run(None, {name: encoded[name] for name in self.inputs})[0]
+        offsets, encoded, logits = self._run(texts)
         positions = [first_positions(encoded.word_ids(i)) for i in range(len(texts))]
         counts = [len(spans) for spans in offsets]
         tags = word_tags(logits.argmax(-1), positions, self.labels, counts)
@@ -242,10 +241,10 @@ class AudioPredictor:
     pairs = False
 
     def __init__(self, bundle: Bundle, threads: int | None = None):
-        from edgetune.data.waveform import AudioProcessor
+        from edgetune.data.waveform import load_audio_processor
 
         self.bundle, self.labels = bundle, bundle.label_names
-        self.processor = AudioProcessor.load(bundle.path)
+        self.processor = load_audio_processor(bundle.path)
         self.session = bundle_session(bundle, threads)
 
     def predict_clips(self, clips: list[tuple[np.ndarray, int]]) -> list[dict]:

@@ -86,17 +86,24 @@ def load_checkpoint(checkpoint: str | Path, trust_factory: str | None = None):
     return model.eval(), tokenizer
 
 
-def export_onnx(model, tokenizer, target: str | Path, opset: int = DEFAULT_OPSET) -> Path:
-    """Export `model` for text (or image) classification to the single file `target`."""
+def export_onnx(
+    model,
+    tokenizer,
+    target: str | Path,
+    opset: int = DEFAULT_OPSET,
+    example: dict[str, np.ndarray] | None = None,
+) -> Path:
+    """Export `model` (a text, token, image or audio classifier) to the single file `target`;
+    a plain PyTorch one is traced on `example` (a batch it will be checked on) if given."""
     from optimum.exporters.onnx import onnx_export_from_model
 
     from edgetune.exporter.torch_export import export_plain
-    from edgetune.train.plain import PlainImageClassifier
+    from edgetune.train.plain import PlainClassifier
     from edgetune.train.sources import export_task
 
     target = Path(target).resolve()  # before the chdir below
-    if isinstance(model, PlainImageClassifier):  # not a transformers model: torch.onnx.export
-        return export_plain(model, target, opset)
+    if isinstance(model, PlainClassifier):  # not a transformers model: torch.onnx.export
+        return export_plain(model, target, opset, example)
     with tempfile.TemporaryDirectory(prefix="edgetune-export-") as tmp, contextlib.chdir(tmp):
         onnx_export_from_model(
             with_plain_weights(model),
@@ -196,7 +203,8 @@ def export_validated(
 ) -> tuple[Path, ExportCheck]:
     """Export, then check against PyTorch (on `texts`, or input `batches`): the pair every
     edgetune path runs."""
-    path = export_onnx(model, tokenizer, target, opset or DEFAULT_OPSET)
+    example = _first_rows(batches, 1)[0] if batches else None
+    path = export_onnx(model, tokenizer, target, opset or DEFAULT_OPSET, example)
     return path, validate_onnx(
         path, model, tokenizer, texts, max_length, atol or DEFAULT_ATOL, batches=batches
     )

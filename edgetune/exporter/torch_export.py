@@ -1,5 +1,5 @@
 """`torch.onnx.export` for what optimum's exporter does not take: plain PyTorch modules
-(`exporter/module.py`) and the plain image classifiers of `train/plain.py`."""
+(`exporter/module.py`) and the plain classifiers of `train/plain.py`."""
 
 from __future__ import annotations
 
@@ -43,13 +43,15 @@ def torch_export(
     return target
 
 
-def export_plain(model, target: Path, opset: int) -> Path:
-    """A plain image classifier (`train/plain.py`): `pixel_values` -> `logits`."""
+def export_plain(model, target: Path, opset: int, example: dict | None = None) -> Path:
+    """A plain classifier (`train/plain.py`): its one input (`pixel_values`, `input_features`)
+    -> `logits`, traced on `example`'s input at its real shape, else on zeros of the config's
+    example shape."""
     import torch
 
     from edgetune.train.plain import LogitsOnly
 
-    size, channels = model.config.image_size, model.config.num_channels
-    example = (torch.zeros(1, channels, size, size),)
+    name = model.input_name
+    traced = torch.from_numpy(example[name]) if example is not None else model.example()
     logits = LogitsOnly(model).eval()
-    return torch_export(logits, example, target, ["pixel_values"], ["logits"], opset)
+    return torch_export(logits, (traced,), target, [name], ["logits"], opset)

@@ -106,20 +106,48 @@ def _texts(config: LoadtestConfig, pairs: bool) -> list:
     return texts
 
 
-def _filled(item: str | list[str]) -> bool:
+def _clips(config: LoadtestConfig) -> list[bytes]:
+    """The audio files to send, each as a request's whole body: those under --texts (a folder,
+    or one file), or built-in stand-ins (tones and noise, 1 s at 16 kHz, as WAV)."""
+    from edgetune.data.waveform import AUDIO_SUFFIXES, sample_clips
+
+    if not config.texts:
+        return sample_clips()
+    root = Path(config.texts)
+    files = [root] if root.is_file() else sorted(root.rglob("*")) if root.is_dir() else []
+    clips = [f.read_bytes() for f in files if f.suffix.lower() in AUDIO_SUFFIXES][:1000]
+    if not clips:
+        raise InputError(
+            f"{config.texts}: no audio files ({', '.join(AUDIO_SUFFIXES)}) to send to an "
+            "audio bundle; give a folder of clips or leave --texts out"
+        )
+    return clips
+
+
+def _inputs(config: LoadtestConfig, bundle: str | None) -> list:
+    """What each request carries, by the target's task: audio clips or texts (pairs)."""
+    task = _target_task(config, bundle)
+    if task == "audio-classification":
+        return _clips(config)
+    pairs = task == "text-pair-classification" or (
+        bundle is None and len(split_text_columns(config.text_column) or []) == 2
+    )
+    return _texts(config, pairs)
+
+
+def _filled(item: str | list[str] | bytes) -> bool:
+    if isinstance(item, bytes):
+        return bool(item)
     return all(text.strip() for text in ([item] if isinstance(item, str) else item))
 
 
-def _is_pair_target(config: LoadtestConfig, bundle: str | None) -> bool:
-    """A sentence-pair bundle, or (for a URL) --text-column naming two columns, or a server
-    whose /healthz says its task is pairs."""
+def _target_task(config: LoadtestConfig, bundle: str | None) -> str | None:
+    """The bundle's task, or (for a URL) the one its server reports on /healthz."""
     if bundle is not None:
         from edgetune.deploy.bundle import load_bundle
 
-        return load_bundle(bundle).pairs
-    if len(split_text_columns(config.text_column) or []) == 2:
-        return True
-    return _served_task(config.target) == "text-pair-classification"
+        return load_bundle(bundle).manifest.task
+    return _served_task(config.target)
 
 
 def _served_task(url: str) -> str | None:
@@ -189,7 +217,7 @@ def loadtest(config: LoadtestConfig, texts: list | None = None) -> LoadTestResul
     if not is_url and not Path(target).is_dir():
         raise InputError(f"{target}: neither a bundle folder nor an http:// URL")
     budget_ms, budget_from = _budget(config, None if is_url else target)
-    texts = texts or _texts(config, _is_pair_target(config, None if is_url else target))
+    texts = texts or _inputs(config, None if is_url else target)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     server = nullcontext(target) if is_url else local_server(target, config.server_args)

@@ -5,6 +5,7 @@ sub-token, entities scored strictly (`measure/entities.py`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -26,12 +27,19 @@ class TaggedEvalSet(EvalSet):
 
     label_names: list[str] = field(default_factory=list)
 
-    def score(self, predictions: np.ndarray, classes: int, machine: dict) -> AccuracyResult:
-        positions = [
+    @cached_property
+    def first_positions(self) -> list:
+        """Each word's first sub-token position per sentence: the same for every candidate,
+        so tokenized once."""
+        return [
             first_positions(ids) for ids in word_ids(self.tokenizer, self.texts, self.max_length)
         ]
+
+    def score(self, predictions: np.ndarray, classes: int, machine: dict) -> AccuracyResult:
         words = [len(t) for t in self.texts]
-        predicted = word_tags(np.asarray(predictions), positions, self.label_names, words)
+        predicted = word_tags(
+            np.asarray(predictions), self.first_positions, self.label_names, words
+        )
         gold = [[self.label_names[int(i)] for i in row] for row in self.labels]
         metrics = tagging_metrics(predicted, gold)
         counts = EntityCounts.of(predicted, gold)

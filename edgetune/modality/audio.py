@@ -1,7 +1,8 @@
 """Audio classification (keyword spotting, sound events): folders of `<label>/*.wav` or a CSV
 of path,label; transformers audio classifiers (wav2vec2/HuBERT style, with a feature
-extractor); clips decoded, mixed to mono, resampled to the model's rate and cut or padded to the
-profile's `clip_seconds` (`data/waveform.py`: the same numpy code in training, the export check,
+extractor) and plain PyTorch modules over log-mel features (`data/logmel.py`). Clips are
+decoded, mixed to mono, resampled to the model's rate and cut or padded to the profile's
+`clip_seconds` (`data/waveform.py`: the same numpy code in training, the export check,
 `predict` and `serve`)."""
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ TASK = "audio-classification"
 CHECK_ROWS = 64
 LATENCY_CLIPS = 8  # distinct validation clips repeated into the timed batch
 EVAL_BATCH = 32
+LOADTEST_CLIPS = 64
 
 
 class AudioModality(Modality):
@@ -58,8 +60,17 @@ class AudioModality(Modality):
     def check_profile(self, model_source: str, profile: Profile) -> None:
         from transformers import AutoFeatureExtractor
 
-        extractor = AutoFeatureExtractor.from_pretrained(model_source, trust_remote_code=False)
-        _check_rate(extractor.sampling_rate, profile, model_source)
+        from edgetune.factory import is_factory
+
+        if is_factory(model_source):  # a plain module: its factory declares the front end
+            from edgetune.factory import resolve_factory
+            from edgetune.train.plain import audio_processor_of
+
+            rate = audio_processor_of(resolve_factory(model_source)).sampling_rate
+        else:
+            extractor = AutoFeatureExtractor.from_pretrained(model_source, trust_remote_code=False)
+            rate = extractor.sampling_rate
+        _check_rate(rate, profile, model_source)
 
     def load_data(self, config, seed: int, model_source: str):
         from edgetune.data.audio import load_audio_dataset
@@ -76,17 +87,17 @@ class AudioModality(Modality):
         return AudioTask.load(model_source, label_names)
 
     def train_task(self, preprocessor, model, config):
-        from edgetune.data.waveform import AudioProcessor, clip_samples
+        from edgetune.data.waveform import audio_processor, clip_samples
         from edgetune.train.tasks import AudioTask
 
-        processor = AudioProcessor.of(preprocessor)
-        return AudioTask(processor, clip_samples(processor, config.clip_seconds))
+        processor = audio_processor(preprocessor)
+        return AudioTask(processor, clip_samples(processor, config.clip_seconds), config.seed)
 
     def prepare(self, model, preprocessor, profile: Profile, max_length: int) -> Prepared:
         """The processor at the model's rate; the input size is the clip length in samples."""
-        from edgetune.data.waveform import AudioProcessor, clip_samples
+        from edgetune.data.waveform import audio_processor, clip_samples
 
-        processor = AudioProcessor.of(preprocessor)
+        processor = audio_processor(preprocessor)
         _check_rate(processor.sampling_rate, profile, "the model")
         return Prepared(processor, clip_samples(processor, profile.clip_seconds), 1)
 
@@ -121,6 +132,10 @@ class AudioModality(Modality):
             profile.batch_size,
         )
 
+    def loadtest_inputs(self, dataset) -> list | None:
+        """Validation clips, each sent as a request's whole body (the file's bytes)."""
+        return [Path(p).read_bytes() for p in list(dataset.validation["audio"])[:LOADTEST_CLIPS]]
+
     def checkpoint_inputs(
         self, checkpoint: Path, data: str | None, prepared: Prepared, calibration_samples: int
     ) -> CheckpointInputs:
@@ -138,23 +153,23 @@ class AudioModality(Modality):
     def bench_subject(self, name: str, bundle: Bundle, data: BenchData, profile: Profile):
         """Timed on one batch of the data's clips (or silence and noise) as the bundle's own
         processor makes them."""
-        from edgetune.data.waveform import AudioProcessor
+        from edgetune.data.waveform import load_audio_processor
 
-        processor = AudioProcessor.load(bundle.path)
+        processor = load_audio_processor(bundle.path)
         if data.data is None:
-            stand_in = _stand_ins(processor, bundle.max_length)["input_values"]
+            stand_in = _stand_ins(processor, bundle.max_length)[processor.input_name]
             rows = [stand_in[i % len(stand_in)] for i in range(profile.batch_size)]
-            feed = {"input_values": np.stack(rows)}
+            feed = {processor.input_name: np.stack(rows)}
         else:
             paths = list(self._split(bundle, data)["audio"])[:LATENCY_CLIPS]
             feed = _fixed_batch(processor, paths, bundle.max_length, profile.batch_size)
         return Subject(name, bundle.model_path, None, feed)
 
     def bench_evaluation(self, bundle: Bundle, subject: Subject, data: BenchData) -> EvalSet:
-        from edgetune.data.waveform import AudioProcessor
+        from edgetune.data.waveform import load_audio_processor
 
         split = self._split(bundle, data)
-        processor = AudioProcessor.load(bundle.path)
+        processor = load_audio_processor(bundle.path)
         batches = self._batches(processor, list(split["audio"]), bundle.max_length)
         return EvalSet(None, [], np.asarray(split["label"]), bundle.max_length, batches)
 
@@ -166,10 +181,10 @@ class AudioModality(Modality):
 
     def bundle_calibration(self, bundle: Bundle, data: str, samples: int) -> list[dict]:
         from edgetune.data.audio import load_audio_dataset
-        from edgetune.data.waveform import AudioProcessor
+        from edgetune.data.waveform import load_audio_processor
 
         paths = list(load_audio_dataset(data).train["audio"])[:samples]
-        return self._batches(AudioProcessor.load(bundle.path), paths, bundle.max_length, 8)
+        return self._batches(load_audio_processor(bundle.path), paths, bundle.max_length, 8)
 
     def predictor(self, bundle: Bundle, threads: int = 0):
         from edgetune.deploy.runtime import AudioPredictor
@@ -183,7 +198,7 @@ def _check_rate(rate: int, profile: Profile, what: str) -> None:
     if profile.sample_rate is not None and profile.sample_rate != rate:
         raise InputError(
             f"profile '{profile.name}' asks for {profile.sample_rate} Hz audio but {what} "
-            f"takes {rate} Hz (its feature encoder was trained at that rate); set "
+            f"takes {rate} Hz (it was trained at that rate); set "
             f"sample_rate = {rate} or leave it out (clips are resampled to it)"
         )
 

@@ -52,10 +52,10 @@ class ImageModality(Modality):
 
         if is_factory(model_source):
             from edgetune.factory import resolve_factory
-            from edgetune.train.plain import PlainConfig
+            from edgetune.train.plain import PlainConfig, image_processor_of
 
-            size = int(getattr(resolve_factory(model_source), "image_size", 224))
-            config = PlainConfig(model_source, ["?"], size)
+            size = image_processor_of(resolve_factory(model_source)).size["height"]
+            config = PlainConfig(model_source, ["?"], "image", (3, size, size), size)
         else:
             config = AutoConfig.from_pretrained(model_source, trust_remote_code=False)
         _check_profile(config, profile)

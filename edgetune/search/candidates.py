@@ -48,7 +48,8 @@ class CandidateBuilder:
         """Export to ONNX; checked against PyTorch on `check_batches` (not for a latency
         probe: its weights are untrained)."""
         if not checked or not self.check_batches:
-            return export_onnx(model.eval(), self.processor, target), None
+            example = self.feed or (self.check_batches[0] if self.check_batches else None)
+            return export_onnx(model.eval(), self.processor, target, example=example), None
         return export_validated(
             model, self.processor, target, [], 0, self.opset, self.atol, self.check_batches
         )

@@ -33,7 +33,7 @@ from edgetune.train.autoset import (
 from edgetune.train.callbacks import FitToTimeCallback, TargetCallback, TimeBudgetCallback
 from edgetune.train.distill import DistillationTrainer, DistillConfig
 from edgetune.train.distributed import world_size
-from edgetune.train.plain import PlainImageClassifier, save_record
+from edgetune.train.plain import PlainClassifier, save_record
 from edgetune.train.precision import fp32_logits, training_precision
 from edgetune.train.progress import RichProgressCallback
 from edgetune.train.settings import TrainConfig
@@ -230,7 +230,7 @@ def fine_tune(
     )
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(best))
-        if isinstance(model, PlainImageClassifier):  # what rebuilds it: factory + labels
+        if isinstance(model, PlainClassifier):  # what rebuilds it: factory + labels
             save_record(model, best)
         # Written last: its presence marks a finished run for `finished_training`.
         write_json_atomic(

@@ -29,7 +29,7 @@ def check_model_source(model_source: str, images: bool = False) -> None:
     image model); or a hub id that resolves."""
     from edgetune.factory import is_factory, resolve_factory
 
-    if is_factory(model_source):  # a plain PyTorch image model: importable is what is checked
+    if is_factory(model_source):  # a plain PyTorch model: importable is what is checked
         resolve_factory(model_source)
         return
     path = Path(model_source).expanduser()
@@ -116,14 +116,14 @@ def is_token_model(model_source: str) -> bool:
 
 def is_image_model(model_source: str) -> bool:
     """An architecture transformers classifies images with (read from config.json alone), a
-    plain PyTorch factory (`pkg.module:factory`, image models only), or a checkpoint of one."""
+    plain PyTorch image factory (`pkg.module:factory`), or a checkpoint of one."""
     from transformers import AutoConfig
 
-    from edgetune.factory import is_factory
-    from edgetune.train.plain import is_plain_checkpoint
+    from edgetune.train.plain import plain_modality
 
-    if is_factory(model_source) or is_plain_checkpoint(Path(model_source)):
-        return True
+    plain = plain_modality(model_source)
+    if plain is not None:
+        return plain == "image"
     if not Path(model_source).expanduser().exists():
         # A hub id: found, or one line within the hub check's seconds (transformers would
         # retry an unreachable hub for half a minute before we could say so).
@@ -152,9 +152,15 @@ def classifies_audio(config) -> bool:
 
 def is_audio_model(model_source: str) -> bool:
     """A local model folder whose config.json is an audio classifier's architecture (a hub
-    model is matched by its data instead: no hub call to find out)."""
+    model is matched by its data instead: no hub call to find out), or a plain PyTorch audio
+    factory or a checkpoint of one."""
     from transformers import AutoConfig
 
+    from edgetune.train.plain import plain_modality
+
+    plain = plain_modality(model_source)
+    if plain is not None:
+        return plain == "audio"
     if not (Path(model_source).expanduser() / "config.json").is_file():
         return False
     try:

@@ -231,10 +231,12 @@ class TokenTask:
 @dataclass
 class AudioTask:
     """Audio clips: decoded on access, at the model's rate and the run's clip length, as
-    `data/waveform.py` prepares them for the exported model too."""
+    `data/waveform.py` prepares them for the exported model too; training clips augmented
+    (shift, gain, noise: `augment_clip`)."""
 
-    processor: object  # data.waveform.AudioProcessor
+    processor: object  # data.waveform.AudioProcessor or data.logmel.LogMelProcessor
     samples: int
+    seed: int = 42
     group_by_length = False
     remove_unused_columns = False  # clips are decoded on access, from the `audio` column
 
@@ -242,31 +244,43 @@ class AudioTask:
     def load(model_source: str, label_names: list[str]):
         from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
+        from edgetune.factory import is_factory
+
+        if is_factory(model_source):  # a plain PyTorch model over log-mel features
+            from edgetune.train.plain import build
+
+            return build(model_source, label_names)
         return _pretrained(
             model_source, label_names, AutoModelForAudioClassification, AutoFeatureExtractor
         )
 
-    def _values(self, paths: list[str]) -> np.ndarray:
+    def _values(self, paths: list[str], rng: np.random.Generator | None = None) -> np.ndarray:
         from edgetune.data.audio import read_clips
+        from edgetune.data.waveform import augment_clip
 
-        return self.processor.batch(read_clips(paths), self.samples)["input_values"]
+        clips = read_clips(paths)
+        if rng is not None:
+            clips = [(augment_clip(samples, rate, rng), rate) for samples, rate in clips]
+        return self.processor.batch(clips, self.samples)[self.processor.input_name]
 
     def encode(self, split: datasets.Dataset, training: bool) -> datasets.Dataset:
         import torch
 
+        rng = np.random.default_rng(self.seed) if training else None
+
         def transform(batch):
-            values = torch.from_numpy(self._values(batch["audio"]))
-            return {"input_values": list(values), "labels": list(batch["label"])}
+            values = torch.from_numpy(self._values(batch["audio"], rng))
+            return {self.processor.input_name: list(values), "labels": list(batch["label"])}
 
         return split.with_transform(transform)
 
     def collator(self):
-        return stacking_collator("input_values")
+        return stacking_collator(self.processor.input_name)
 
     def batches(self, split: datasets.Dataset, batch_size: int = 64) -> list[dict[str, np.ndarray]]:
         paths = list(split["audio"])
         return [
-            {"input_values": self._values(paths[start : start + batch_size])}
+            {self.processor.input_name: self._values(paths[start : start + batch_size])}
             for start in range(0, len(paths), batch_size)
         ]
 

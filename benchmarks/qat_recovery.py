@@ -15,22 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
-
-def run(*args: object) -> str:
-    from click.testing import CliRunner
-
-    from edgetune.cli import cli
-
-    start = time.perf_counter()
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    print(f"# edgetune {args[0]}: exit {result.exit_code}, {time.perf_counter() - start:.0f} s")
-    if result.exit_code != 0:
-        print(result.output[-3000:])
-        raise SystemExit(result.exit_code)
-    return result.output
+from edgetune_run import run
 
 
 def main(argv: list[str]) -> int:

@@ -50,7 +50,9 @@ class TuneConfig(_Config):
     )
     out: str = "runs/edgetune"
     text_column: str | None = None
-    image_column: str | None = Field(None, description="image models: the column of image paths")
+    image_column: str | None = Field(
+        None, description="image and audio models: the column of file paths"
+    )
     label_column: str | None = None
     validation_fraction: float = Field(0.1, gt=0, lt=1)
     train: TrainConfig = Field(default_factory=TrainConfig)

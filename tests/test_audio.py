@@ -94,7 +94,8 @@ def audio_profile(tmp_path_factory) -> Path:
 def test_the_runtime_clip_matches_transformers_feature_extractor(tiny_audio_model):
     from transformers import AutoFeatureExtractor
 
-    from edgetune.data.waveform import fit_length, load_audio_processor
+    from edgetune.data.front_end import load_audio_processor
+    from edgetune.data.waveform import fit_length
 
     rng = np.random.default_rng(0)
     wave = tone(440, 0.4, RATE, rng)

@@ -122,7 +122,7 @@ def test_the_install_holds_no_training_package_and_imports_none(runtime_venv):
     code = (
         "import importlib.util, sys, edgetune.cli, edgetune.jobs.predict, edgetune.jobs.bench, "
         "edgetune.jobs.serve, edgetune.jobs.loadtest, edgetune.jobs.agent, edgetune.deploy.server, "
-        "edgetune.measure.tagging, edgetune.data.waveform, soundfile; "  # tagging and audio
+        "edgetune.measure.tagging, edgetune.data.waveform, edgetune.data.front_end, soundfile; "
         f"heavy = {HEAVY!r}; "
         "print(json.dumps({'installed': [h for h in heavy if importlib.util.find_spec(h)], "
         "'imported': sorted({m.split('.')[0] for m in sys.modules} & set(heavy))}))"

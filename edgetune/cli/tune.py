@@ -61,11 +61,11 @@ TUNE_FLAGS: list[tuple[str, tuple[str, ...], object, str]] = [
     ("text_column", ("--text-column",), str, "Text column (default: detected)."),
     (
         "image_column",
-        ("--image-column",),
+        ("--image-column", "--audio-column"),
         str,
         (
-            "Image models: the column of image paths in a CSV, or the image column of a hub "
-            "dataset (default: detected)."
+            "Image and audio models: the column of file paths in a CSV, or the image column of "
+            "a hub dataset (default: detected)."
         ),
     ),
     ("label_column", ("--label-column",), str, "Label column (default: detected)."),

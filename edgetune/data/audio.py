@@ -39,14 +39,14 @@ def _decodable(paths: list[Path]) -> tuple[list[Path], int]:
     return good, len(paths) - len(good)
 
 
-# a table's path column is named by --image-column (the flag for paths of any file modality)
+# a table's path column: `--audio-column`, another name of `--image-column` (file paths)
 AUDIO = FileKind(
     "audio file",
     "*.wav|flac|ogg",
     AUDIO_SUFFIXES,
     "audio",
     AUDIO_COLUMN_NAMES,
-    "--image-column",
+    "--audio-column",
     _decodable,
 )
 

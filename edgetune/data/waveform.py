@@ -140,31 +140,6 @@ class AudioProcessor:
         return {"input_values": values}
 
 
-def audio_processor(config: dict | object):
-    """The front end a preprocessor config describes: edgetune's log-mel features (plain
-    PyTorch audio models) or a wav2vec2-style waveform extractor (a dict, transformers' feature
-    extractor, or one of ours)."""
-    from edgetune.data.logmel import FEATURE_TYPE, LogMelProcessor
-
-    if isinstance(config, AudioProcessor | LogMelProcessor):
-        return config
-    if isinstance(config, dict) and config.get("feature_extractor_type") == FEATURE_TYPE:
-        return LogMelProcessor.of(config)
-    return AudioProcessor.of(config)
-
-
-def load_audio_processor(folder: str | Path):
-    """`audio_processor` of the `preprocessor_config.json` in `folder` (a bundle, a checkpoint)."""
-    path = Path(folder) / PROCESSOR_FILE
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, ValueError):
-        raise InputError(f"{path}: no readable feature extractor config") from None
-    if not isinstance(config, dict):
-        raise InputError(f"{path}: not a feature extractor config (a JSON object)")
-    return audio_processor(config)
-
-
 def clip_samples(processor, seconds: float | None) -> int:
     """The fixed clip length in samples at the model's rate."""
     return round((seconds or DEFAULT_CLIP_SECONDS) * processor.sampling_rate)

@@ -241,7 +241,7 @@ class AudioPredictor:
     pairs = False
 
     def __init__(self, bundle: Bundle, threads: int | None = None):
-        from edgetune.data.waveform import load_audio_processor
+        from edgetune.data.front_end import load_audio_processor
 
         self.bundle, self.labels = bundle, bundle.label_names
         self.processor = load_audio_processor(bundle.path)

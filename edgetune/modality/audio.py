@@ -87,7 +87,8 @@ class AudioModality(Modality):
         return AudioTask.load(model_source, label_names)
 
     def train_task(self, preprocessor, model, config):
-        from edgetune.data.waveform import audio_processor, clip_samples
+        from edgetune.data.front_end import audio_processor
+        from edgetune.data.waveform import clip_samples
         from edgetune.train.tasks import AudioTask
 
         processor = audio_processor(preprocessor)
@@ -95,7 +96,8 @@ class AudioModality(Modality):
 
     def prepare(self, model, preprocessor, profile: Profile, max_length: int) -> Prepared:
         """The processor at the model's rate; the input size is the clip length in samples."""
-        from edgetune.data.waveform import audio_processor, clip_samples
+        from edgetune.data.front_end import audio_processor
+        from edgetune.data.waveform import clip_samples
 
         processor = audio_processor(preprocessor)
         _check_rate(processor.sampling_rate, profile, "the model")
@@ -153,7 +155,7 @@ class AudioModality(Modality):
     def bench_subject(self, name: str, bundle: Bundle, data: BenchData, profile: Profile):
         """Timed on one batch of the data's clips (or silence and noise) as the bundle's own
         processor makes them."""
-        from edgetune.data.waveform import load_audio_processor
+        from edgetune.data.front_end import load_audio_processor
 
         processor = load_audio_processor(bundle.path)
         if data.data is None:
@@ -166,7 +168,7 @@ class AudioModality(Modality):
         return Subject(name, bundle.model_path, None, feed)
 
     def bench_evaluation(self, bundle: Bundle, subject: Subject, data: BenchData) -> EvalSet:
-        from edgetune.data.waveform import load_audio_processor
+        from edgetune.data.front_end import load_audio_processor
 
         split = self._split(bundle, data)
         processor = load_audio_processor(bundle.path)
@@ -181,7 +183,7 @@ class AudioModality(Modality):
 
     def bundle_calibration(self, bundle: Bundle, data: str, samples: int) -> list[dict]:
         from edgetune.data.audio import load_audio_dataset
-        from edgetune.data.waveform import load_audio_processor
+        from edgetune.data.front_end import load_audio_processor
 
         paths = list(load_audio_dataset(data).train["audio"])[:samples]
         return self._batches(load_audio_processor(bundle.path), paths, bundle.max_length, 8)

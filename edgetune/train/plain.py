@@ -229,7 +229,7 @@ def load_plain_checkpoint(
     from safetensors.torch import load_file
     from transformers import AutoImageProcessor
 
-    from edgetune.data.waveform import load_audio_processor
+    from edgetune.data.front_end import load_audio_processor
     from edgetune.factory import trusted_factory
 
     record = read_record(folder)

@@ -87,7 +87,7 @@ def test_recovery_ablation_runs_its_four_variants(tuned_run, tiny_data_csv, tiny
             "--ffn",
             "0.5",
             "--minutes",
-            "1",
+            "0.3",
             "--max-train-samples",
             "64",
             "--profile",
@@ -166,7 +166,7 @@ def test_qat_recovery_prints_the_side_by_side_table(
     out, _ = tuned_run
     qat_recovery = load("qat_recovery")
     args = ["--teacher", out / "work" / "best", "--data", tiny_data_csv, "--config", "L1"]
-    args += ["--minutes", "0.3", "--profile", tiny_profile, "--out", tmp_path / "qat"]
+    args += ["--minutes", "0.15", "--profile", tiny_profile, "--out", tmp_path / "qat"]
     assert qat_recovery.main([str(a) for a in args]) == 0
     printed = capsys.readouterr().out
     for model in ("plain", "static-int8-minmax", "static-int8-minmax-linear", "qat"):

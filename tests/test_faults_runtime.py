@@ -123,6 +123,7 @@ def test_sigkill_while_writing_candidates_then_resume(
         "--rounds",
         "2",
         *TINY_TRAIN,
+        *("--epochs", "2"),  # what is killed is the writing of candidates, not training
     ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300

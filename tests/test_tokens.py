@@ -276,3 +276,26 @@ def test_a_byte_level_bpe_tokenizer_takes_words_with_their_space(tmp_path):
     runtime = tokenize(JsonTokenizer(tmp_path / "saved"), sentences, padding=True)
     assert (ours["input_ids"] == runtime["input_ids"]).all()
     assert ours.word_ids(0) == runtime.word_ids(0)
+
+
+@pytest.mark.e2e
+def test_a_tagger_is_scored_on_an_agent_as_on_the_host(
+    ner_run, conll_folder, tiny_profile, tmp_path
+):
+    from test_agent import FAST, TOKEN, start_agent
+
+    proc, url = start_agent(tmp_path / "store")
+    try:
+        args = ["bench", str(ner_run / "candidates" / "dynamic-int8"), "--json", *FAST]
+        args += ["--data", str(conll_folder), "--profile", str(tiny_profile), "--target", url]
+        runner = CliRunner(env={"EDGETUNE_AGENT_TOKEN": TOKEN})
+        host = runner.invoke(cli, args)
+        target = runner.invoke(cli, [*args, "--accuracy-on", "target"])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert host.exit_code == 0 and target.exit_code == 0, host.output + target.output
+    on_host, on_target = (json.loads(r.output)["accuracy"] for r in (host, target))
+    assert on_target["metric"] == "entity F1" and on_target["examples"] == 40
+    assert on_target["accuracy"] == on_host["accuracy"] > 0.5
+    assert on_target["entity_counts"] == on_host["entity_counts"]

@@ -55,13 +55,15 @@ FAMILIES = {
 }
 
 
-def build_tiny(family: str, folder: Path) -> Path:
+def build_tiny(family: str, folder: Path, words: tuple[str, ...] = ()) -> Path:
+    """A random-init `family` encoder; `words`: its vocabulary (default: the tiny reviews')."""
     import torch
     import transformers
     from transformers import AutoModel, BertTokenizerFast
 
     config_class, overrides, token_types = FAMILIES[family]
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *FILLER]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab += list(words) or [*POSITIVE, *NEGATIVE, *FILLER]
     folder.mkdir(parents=True)
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
     inputs = (

@@ -299,3 +299,38 @@ def test_a_tagger_is_scored_on_an_agent_as_on_the_host(
     assert on_target["metric"] == "entity F1" and on_target["examples"] == 40
     assert on_target["accuracy"] == on_host["accuracy"] > 0.5
     assert on_target["entity_counts"] == on_host["entity_counts"]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("family", ["distilbert", "deberta-v2"])
+def test_other_families_tag_quantize_prune_and_predict(
+    family, conll_folder, tiny_profile, tmp_path
+):
+    """Families laid out unlike BERT (DistilBERT's layer names; DeBERTa-v2's relative attention,
+    whose heads are not pruned) as taggers: tuned, quantized, pruned with per-token distillation."""
+    from test_families import NO_HEAD_PRUNING, build_tiny
+
+    model = build_tiny(family, tmp_path / "model", tuple(WORDS))
+    out = tmp_path / "run"
+    args = ("--epochs", "8", "--lr", "3e-3", "--batch-size", "16", "--patience", "8")
+    result = tune_tiny(
+        out, model, conll_folder, tiny_profile, *args, "--modes", "fp32,dynamic-int8"
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    scores = {c["name"]: c["accuracy"] for c in report["candidates"]}
+    assert set(scores) == {"fp32", "dynamic-int8"} and scores["fp32"]["accuracy"] >= 0.9
+    heads = [] if family in NO_HEAD_PRUNING else ["--heads", "0.5"]
+    args = ["prune", out / "work" / "best", "--data", conll_folder, "--out", tmp_path / "pruned"]
+    args += ["--layers", "1", *heads, "--ffn", "0.5", "--epochs", "2", "--profile", tiny_profile]
+    pruned = CliRunner().invoke(cli, [str(a) for a in args])
+    assert pruned.exit_code == 0, pruned.output
+    manifest = json.loads((tmp_path / "pruned" / "edgetune.json").read_text())
+    assert manifest["task"] == "token-classification" and manifest["pruning"]["distilled"]
+    text = "Today Carol Smith went to New York ."
+    predicted = CliRunner().invoke(cli, ["predict", str(out / "best"), "--text", text])
+    assert predicted.exit_code == 0, predicted.output
+    found = {
+        (e["type"], e["text"]) for e in json.loads(predicted.output.splitlines()[-1])["entities"]
+    }
+    assert ("PER", "Carol Smith") in found and ("LOC", "New York") in found

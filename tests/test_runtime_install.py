@@ -1,7 +1,8 @@
 """`pip install edgetune` without an extra runs what a deployment target needs.
 
 A fresh venv gets the package with no extra (no torch, transformers, optimum, datasets), then
-runs there `predict`, `bench` on a text and an image bundle, `serve` answering one request,
+runs there `predict`, `bench` on a text and an image bundle, `predict` on a tagging and an
+audio bundle, `serve` answering one request,
 `agent` measuring for a `bench --target`, and the commands that need the `tune` extra say so
 in one line. Installing needs the package registry (pip's configured index); without it the
 test is skipped.
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_audio import audio_profile, plain_audio_run, tones  # noqa: F401 (fixtures)
+from test_tokens import conll_folder, ner_run, tiny_ner_model  # noqa: F401 (fixtures)
 from vision_fixtures import write_image_folder, write_tiny_image_model
 
 from edgetune.cli import cli
@@ -155,6 +158,23 @@ def test_predict_and_bench_text_and_image_bundles(
         assert done.returncode == 0, done.stderr
         latency = json.loads(done.stdout)["latency"]
         assert latency["p50_ms"] > 0 and latency["input_shape"] == shape, latency
+
+
+def test_predict_entities_and_an_audio_file_without_torch(
+    runtime_venv,
+    ner_run,  # noqa: F811 (a fixture)
+    plain_audio_run,  # noqa: F811 (a fixture)
+    tones,  # noqa: F811 (a fixture)
+):
+    text = "Today Carol Smith went to New York ."
+    done = edgetune(runtime_venv, "predict", ner_run / "best", "--text", text)
+    assert done.returncode == 0, done.stderr
+    entities = json.loads(done.stdout.splitlines()[0])["entities"]
+    assert {(e["type"], text[e["start"] : e["end"]]) for e in entities} >= {("PER", "Carol Smith")}
+    clip = next((tones / "validation" / "high").iterdir())
+    done = edgetune(runtime_venv, "predict", plain_audio_run / "out" / "best", "--audio", clip)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[0])["label"] in ("high", "low")
 
 
 def test_commands_that_need_the_extra_say_so_in_one_line(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+from itertools import chain, pairwise
 from pathlib import Path
 
 import numpy as np
@@ -334,3 +335,62 @@ def test_other_families_tag_quantize_prune_and_predict(
         (e["type"], e["text"]) for e in json.loads(predicted.output.splitlines()[-1])["entities"]
     }
     assert ("PER", "Carol Smith") in found and ("LOC", "New York") in found
+
+
+def test_windows_cover_every_word_once_and_fit_the_budget():
+    from edgetune.data.windows import word_windows
+
+    rng = random.Random(0)
+    for _ in range(500):
+        sub_tokens = [
+            rng.choice([1, 1, 2, 3, rng.randint(1, 40)]) for _ in range(rng.randint(1, 60))
+        ]
+        budget = rng.randint(1, 30)
+        windows = word_windows(sub_tokens, budget)
+        kept = [i for w in windows for i in range(w.keep_from, w.keep_to)]
+        assert kept == list(range(len(sub_tokens)))  # each word tagged by exactly one window
+        for w in windows:
+            assert w.start <= w.keep_from <= w.keep_to <= w.end
+            assert w.end - w.start == 1 or sum(sub_tokens[w.start : w.end]) <= budget
+        assert all(a.start < b.start and a.end <= b.end for a, b in pairwise(windows))
+    overlapping = word_windows([1] * 20, 8)  # windows of 8 words, 2 shared with the next
+    assert [(w.start, w.end) for w in overlapping] == [(0, 8), (6, 14), (12, 20)]
+    assert [(w.keep_from, w.keep_to) for w in overlapping] == [(0, 7), (7, 13), (13, 20)]
+
+
+@pytest.mark.e2e
+def test_a_text_longer_than_the_model_reads_is_tagged_to_its_end(ner_run, tmp_path):
+    """PII in a long document: every entity found, also past the model's window, in predict
+    and in the F1 measured on the ONNX model (the same windows)."""
+    from edgetune.deploy.bundle import load_bundle
+
+    bundle = load_bundle(ner_run / "best")
+    sentence = "Today Carol Smith went to New York ."
+    text = " ".join([sentence] * 12)  # 96 words, past the bundle's window
+    assert len(text.split()) > bundle.max_length
+    result = CliRunner().invoke(cli, ["predict", str(ner_run / "best"), "--text", text])
+    assert result.exit_code == 0, result.output
+    entities = json.loads(result.output.splitlines()[-1])["entities"]
+    assert [(e["type"], e["text"]) for e in entities] == [
+        ("PER", "Carol Smith"),
+        ("LOC", "New York"),
+    ] * 12
+    assert all(text[e["start"] : e["end"]] == e["text"] for e in entities)
+    long_data = tmp_path / "long"
+    long_data.mkdir()
+    rows = tagged_sentences(40, seed=2)
+    merged = [  # 5 sentences of 8 joined: each past the window
+        tuple(list(chain.from_iterable(r[k] for r in rows[i : i + 8])) for k in (0, 1))
+        for i in range(0, 40, 8)
+    ]
+    write_conll(long_data / "train.conll", tagged_sentences(20, seed=1))
+    write_conll(long_data / "validation.conll", merged)
+    args = ["bench", str(ner_run / "best"), "--data", str(long_data), "--json"]
+    bench = CliRunner().invoke(cli, [*args, "--min-runs", "4", "--min-seconds", "0.1"])
+    assert bench.exit_code == 0, bench.output
+    measured = json.loads(bench.output)
+    assert (
+        measured["accuracy"]["examples"] == 5 and measured["accuracy"]["details"]["recall"] >= 0.9
+    )
+    # the default profile (cpu-edge) times 128 tokens; this bundle never takes more than 32
+    assert measured["profile"] == "cpu-edge" and measured["latency"]["input_shape"] == [1, 32]

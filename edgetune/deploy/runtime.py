@@ -140,33 +140,35 @@ class TokenPredictor:
         self.session = bundle_session(bundle, threads)
         self.inputs = [i.name for i in self.session.get_inputs()]
 
-    def _run(self, texts: list[str]) -> tuple[list, object, np.ndarray]:
-        """Each text's word spans, its encoding as pre-split words, and the per-token logits."""
+    def _tags(self, texts: list[str]) -> tuple[list, list[list[str]]]:
+        """Each text's word spans and each word's tag: a text longer than the model's window
+        is read in overlapping windows (`data/windows.py`), so every word gets a tag."""
+        from edgetune.data.encoding import tokenize
+        from edgetune.data.windows import windowed
+        from edgetune.measure.entities import first_positions, word_tags
+
         offsets = [split_words(text) for text in texts]
         words = [[text[a:b] for a, b in spans] or [""] for text, spans in zip(texts, offsets)]
-        encoded = self.tokenizer(
-            words,
-            is_split_into_words=True,
+        windows = windowed(self.tokenizer, words, self.bundle.max_length)
+        encoded = tokenize(
+            self.tokenizer,
+            windows.rows,
             padding=True,
             truncation=True,
             max_length=self.bundle.max_length,
         )
         logits = self.session.run(None, {name: encoded[name] for name in self.inputs})[0]
-        return offsets, encoded, logits.astype(np.float32)
-
-    def logits(self, texts: list[str]) -> np.ndarray:
-        return self._run(texts)[2]
+        positions = [first_positions(encoded.word_ids(i)) for i in range(len(windows.rows))]
+        counts = [len(row) for row in windows.rows]
+        tags = word_tags(logits.argmax(-1), positions, self.labels, counts)
+        return offsets, windows.stitch(tags)
 
     def predict(self, texts: list[str]) -> list[dict]:
         """For each text: {"entities": [{"type", "start", "end", "text", "words"}], "words":
-        [{"word", "start", "end", "tag"}]} (offsets in characters, end exclusive; a word past
-        the model's max length is tagged O)."""
-        from edgetune.measure.entities import entities_with_offsets, first_positions, word_tags
+        [{"word", "start", "end", "tag"}]} (offsets in characters, end exclusive)."""
+        from edgetune.measure.entities import entities_with_offsets
 
-        offsets, encoded, logits = self._run(texts)
-        positions = [first_positions(encoded.word_ids(i)) for i in range(len(texts))]
-        counts = [len(spans) for spans in offsets]
-        tags = word_tags(logits.argmax(-1), positions, self.labels, counts)
+        offsets, tags = self._tags(texts)
         return [
             {
                 "entities": entities_with_offsets(spans, row[: len(spans)], text),

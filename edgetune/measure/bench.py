@@ -173,6 +173,7 @@ class Subject:
     feed: dict[str, np.ndarray] | None = None
     session: SessionSettings | None = None
     outranked_by: tuple[str, ...] = ()  # see `measure.latency.System`
+    max_length: int | None = None  # a bundle's: no served input is longer, so none timed is
 
 
 @dataclass
@@ -273,12 +274,12 @@ def traffic_batches(
 
 def fixed_feed(subject: Subject, profile: Profile, texts: list[str] | None) -> dict:
     """The batch a subject is timed on at the profile's fixed shape: its own feed (inputs made
-    from the graph, or arrays), else texts (or built-in ones) padded to the profile's length."""
+    from the graph, or arrays), else texts (or built-in ones) padded to the profile's length,
+    or to the bundle's own when shorter (a bundle truncates what it is sent to that)."""
     if subject.tokenizer is None:
         return subject.feed
-    return latency_feed(
-        subject.tokenizer, texts or FALLBACK_TEXTS, profile.batch_size, profile.sequence_length
-    )
+    length = min(profile.sequence_length, subject.max_length or profile.sequence_length)
+    return latency_feed(subject.tokenizer, texts or FALLBACK_TEXTS, profile.batch_size, length)
 
 
 def measure_latencies(

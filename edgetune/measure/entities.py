@@ -143,12 +143,14 @@ def word_tags(
 
 
 def first_positions(word_ids: list[int | None]) -> list[int]:
-    """For each word (in order), the position of its first sub-token."""
+    """For each word (in order), the position of its first sub-token (-1 for a word the
+    tokenizer gave none, such as a lone control character: its tag is then `O`, and the words
+    after it keep theirs)."""
     found: dict[int, int] = {}
     for position, word in enumerate(word_ids):
         if word is not None and word not in found:
             found[word] = position
-    return [found[w] for w in sorted(found)]
+    return [found.get(w, -1) for w in range(max(found) + 1)] if found else []
 
 
 def tagging_metrics(predicted: list[list[str]], gold: list[list[str]]) -> dict[str, float]:

@@ -1,6 +1,7 @@
 """Token classification scored on the ONNX model itself: the validation sentences as `Words`,
-batched and padded as `predict` and `serve` run them, each word's tag read at its first
-sub-token, entities scored strictly (`measure/entities.py`)."""
+cut into windows where longer than the model reads (`data/windows.py`), batched and padded as
+`predict` and `serve` run them, each word's tag read at its first sub-token, entities scored
+strictly (`measure/entities.py`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from functools import cached_property
 import numpy as np
 
 from edgetune.data.encoding import word_ids
+from edgetune.data.windows import Windowed, windowed
 from edgetune.measure.bench import AccuracyResult, EvalSet
 from edgetune.measure.entities import (
     EntityCounts,
@@ -23,9 +25,19 @@ BOOTSTRAP_SAMPLES = 1000
 
 @dataclass
 class TaggedEvalSet(EvalSet):
-    """`texts` are `Words`; `labels` each sentence's gold tag ids (an object array)."""
+    """`texts` are the rows the model reads (`Words`: sentences, or windows of the longer
+    ones); `labels` each sentence's gold tag ids (an object array); `windows` maps rows back
+    to sentences (`of_sentences` builds all three)."""
 
     label_names: list[str] = field(default_factory=list)
+    windows: Windowed | None = None
+
+    @classmethod
+    def of_sentences(
+        cls, tokenizer, sentences: list, labels: np.ndarray, max_length: int, label_names: list
+    ) -> TaggedEvalSet:
+        rows = windowed(tokenizer, sentences, max_length)
+        return cls(tokenizer, rows.rows, labels, max_length, None, label_names, rows)
 
     @cached_property
     def first_positions(self) -> list:
@@ -40,6 +52,8 @@ class TaggedEvalSet(EvalSet):
         predicted = word_tags(
             np.asarray(predictions), self.first_positions, self.label_names, words
         )
+        if self.windows is not None:
+            predicted = self.windows.stitch(predicted)
         gold = [[self.label_names[int(i)] for i in row] for row in self.labels]
         metrics = tagging_metrics(predicted, gold)
         counts = EntityCounts.of(predicted, gold)

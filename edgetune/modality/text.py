@@ -153,7 +153,8 @@ class TextModality(Modality):
     def bench_subject(self, name: str, bundle: Bundle, data: BenchData, profile: Profile):
         from edgetune.data.tokenizer import load_tokenizer
 
-        return Subject(name, bundle.model_path, load_tokenizer(bundle.path))
+        tokenizer = load_tokenizer(bundle.path)
+        return Subject(name, bundle.model_path, tokenizer, max_length=bundle.max_length)
 
     def bench_evaluation(self, bundle: Bundle, subject: Subject, data: BenchData) -> EvalSet:
         split = self.split_of(data, bundle.label_names)

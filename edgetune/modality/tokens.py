@@ -85,7 +85,9 @@ class TokenModality(TextModality):
     def _evaluation(tokenizer, split, label_names: list[str], max_length: int) -> TaggedEvalSet:
         labels = np.empty(len(split), dtype=object)
         labels[:] = [list(tags) for tags in split["tags"]]
-        return TaggedEvalSet(tokenizer, sentences(split), labels, max_length, None, label_names)
+        return TaggedEvalSet.of_sentences(
+            tokenizer, sentences(split), labels, max_length, label_names
+        )
 
     def loadtest_inputs(self, dataset) -> list | None:
         """What a client sends: the sentences as plain text."""

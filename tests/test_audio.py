@@ -207,11 +207,21 @@ def test_an_audio_bundle_predicts_files_and_serves_bytes_and_samples(audio_run, 
     assert by_bytes.status_code == 200, by_bytes.text
     assert by_samples.status_code == 200, by_samples.text
     first = by_bytes.json()["predictions"][0]
-    assert (
-        first
-        == by_samples.json()["predictions"][0]
-        == {k: predicted[k] for k in ("label", "scores")}
-    )
+    assert first == by_samples.json()["predictions"][0]
+    assert first == {k: v for k, v in predicted.items() if k != "audio"}
+    assert ("cut" in first) == (len(samples) / rate > 0.5)  # the profile's clip_seconds
+
+
+def test_a_clip_longer_than_the_model_hears_says_so(plain_audio_run):
+    from edgetune.deploy.bundle import load_bundle
+    from edgetune.deploy.runtime import AudioPredictor
+
+    predictor = AudioPredictor(load_bundle(plain_audio_run / "out" / "best"))
+    rng = np.random.default_rng(0)
+    long, short = tone(300, 2.0, 8000, rng), tone(300, 0.4, RATE, rng)
+    results = predictor.predict_clips([(long, 8000), (short, RATE)])
+    assert results[0]["cut"] == {"seconds": 2.0, "heard_seconds": 0.5}
+    assert "cut" not in results[1]
 
 
 @pytest.mark.e2e

@@ -250,9 +250,16 @@ class AudioPredictor:
         self.session = bundle_session(bundle, threads)
 
     def predict_clips(self, clips: list[tuple[np.ndarray, int]]) -> list[dict]:
-        """(samples, rate) pairs -> [{"label", "scores"}]."""
+        """(samples, rate) pairs -> [{"label", "scores"}]; a clip longer than the model hears
+        (the bundle's clip length) also says so: {"cut": {"seconds", "heard_seconds"}}."""
         feed = self.processor.batch(clips, self.bundle.max_length)
-        return label_scores(self.session.run(None, feed)[0].astype(np.float32), self.labels)
+        results = label_scores(self.session.run(None, feed)[0].astype(np.float32), self.labels)
+        heard = self.bundle.max_length / self.processor.sampling_rate
+        for result, (samples, rate) in zip(results, clips):
+            seconds = len(samples) / rate
+            if seconds * self.processor.sampling_rate > self.bundle.max_length + 1:
+                result["cut"] = {"seconds": round(seconds, 3), "heard_seconds": round(heard, 3)}
+        return results
 
     def predict(self, sources: list[str | Path | bytes]) -> list[dict]:
         """Files or WAV bytes -> [{"label", "scores"}]."""

@@ -314,12 +314,13 @@ def test_a_deberta_tagger_quantizes_prunes_and_predicts(conll_folder, tiny_profi
     model = build_tiny(family, tmp_path / "model", tuple(WORDS))
     out = tmp_path / "run"
     args = ("--epochs", "8", "--lr", "3e-3", "--batch-size", "16", "--patience", "8")
-    result = tune_tiny(
-        out, model, conll_folder, tiny_profile, *args, "--modes", "fp32,dynamic-int8"
-    )
+    args += ("--modes", "fp32,dynamic-int8", "--max-length", "24")  # the profile says 32
+    result = tune_tiny(out, model, conll_folder, tiny_profile, *args)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     scores = {c["name"]: c["accuracy"] for c in report["candidates"]}
+    # timed as served: truncated at 24 tokens, so no input is 32 long
+    assert {tuple(c["latency"]["input_shape"]) for c in report["candidates"]} == {(1, 24)}
     assert set(scores) == {"fp32", "dynamic-int8"} and scores["fp32"]["accuracy"] >= 0.9
     heads = [] if family in NO_HEAD_PRUNING else ["--heads", "0.5"]
     args = ["prune", out / "work" / "best", "--data", conll_folder, "--out", tmp_path / "pruned"]

@@ -128,6 +128,7 @@ def build_candidates(state: RunState) -> None:
         skip_inapplicable=config.modes is None,
         check_batches=modality.check_batches(dataset, prepared),
         accuracy_on=accuracy_agents(config, state.settings.target),
+        max_length=prepared.input_size,
     )
     state.prepared = prepared
     state.evaluation = modality.evaluation(dataset, prepared)

@@ -43,6 +43,7 @@ class CandidateBuilder:
     skip_inapplicable: bool = False  # a default menu: modes with nothing to quantize left out
     check_batches: list[dict] | None = None  # the modality's inputs an export is checked on
     accuracy_on: object | None = None  # None: here; a `measure.fleet.Fleet`: on its agents
+    max_length: int | None = None  # texts' truncation: none is timed longer (`fixed_feed`)
 
     def export(self, model, target: Path, checked: bool) -> tuple[Path, ExportCheck | None]:
         """Export to ONNX; checked against PyTorch on `check_batches` (not for a latency
@@ -55,7 +56,8 @@ class CandidateBuilder:
         )
 
     def subject(self, name: str, path: Path) -> Subject:
-        return Subject(name, path, None if self.feed is not None else self.processor, self.feed)
+        processor = None if self.feed is not None else self.processor
+        return Subject(name, path, processor, self.feed, max_length=self.max_length)
 
     def count(self, subject: Subject) -> dict:
         """What the model costs by count at the profile's fixed shape (`measure/counts.py`)."""

@@ -387,7 +387,9 @@ def test_a_text_longer_than_the_model_reads_is_tagged_to_its_end(ner_run, tmp_pa
     write_conll(long_data / "train.conll", tagged_sentences(20, seed=1))
     write_conll(long_data / "validation.conll", merged)
     args = ["bench", str(ner_run / "best"), "--data", str(long_data), "--json"]
-    bench = CliRunner().invoke(cli, [*args, "--min-runs", "4", "--min-seconds", "0.1"])
+    bench = CliRunner().invoke(
+        cli, [*args, "--rounds", "2", "--min-runs", "4", "--min-seconds", "0.1"]
+    )
     assert bench.exit_code == 0, bench.output
     measured = json.loads(bench.output)
     assert (

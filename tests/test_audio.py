@@ -325,6 +325,18 @@ def test_a_plain_pytorch_audio_model_tunes_on_log_mels_predicts_and_reloads(
     assert set(names) >= {"fp32", "dynamic-int8", "static-int8-minmax"}
     assert names["fp32"]["accuracy"]["accuracy"] >= 0.8  # tones apart by 4x in pitch
     assert names["fp32"]["latency"]["input_shape"] == [1, 32, 51]  # 0.5 s of 10 ms frames
+    # the numpy front end, timed apart from the model, in the report and in bench
+    assert "log-mel" in report["run"]["front_end"]["what"]
+    assert report["run"]["front_end"]["p50_ms"] > 0
+    assert "## Before the model" in (out / "report.md").read_text()
+    from click.testing import CliRunner
+
+    from edgetune.cli import cli
+
+    fast = ["--rounds", "2", "--min-runs", "4", "--min-seconds", "0.1", "--json"]
+    bench = CliRunner().invoke(cli, ["bench", str(out / "best"), *fast])
+    assert bench.exit_code == 0, bench.output
+    assert json.loads(bench.output)["front_end"]["batch_size"] == 1
     manifest = json.loads((out / "best" / "edgetune.json").read_text())
     assert manifest["task"] == "audio-classification"
     assert manifest["input_names"] == ["input_features"]
@@ -422,3 +434,4 @@ def test_an_audio_model_is_measured_and_scored_on_an_agent(
     assert on_target["latency"]["p50_ms"] > 0 and on_target["latency"]["rounds"] == 2
     assert on_target["accuracy"]["examples"] == on_host["accuracy"]["examples"] > 0
     assert on_target["accuracy"]["correct"] == on_host["accuracy"]["correct"]
+    assert "front_end" not in on_target  # it runs here, not on the agent: not timed there

@@ -156,6 +156,7 @@ def render_markdown(
             "![latency vs rate](loadtest/loadtest.png)",
             "",
         ]
+    lines += _front_end_lines(context.get("front_end"))
     lines += _counted_lines(candidates, context.get("counted"))
     lines += _session_lines(context.get("session_tuning"))
     notes = [f"- {c.name}: {n}" for c in candidates for n in c.notes]
@@ -166,10 +167,24 @@ def render_markdown(
         lines += [
             f"- {key}: {value}"
             for key, value in context.items()
-            if key not in ("loadtest", "session_tuning", "counted")
+            if key not in ("loadtest", "session_tuning", "counted", "front_end")
         ]
         lines.append("")
     return "\n".join(lines)
+
+
+def _front_end_lines(front_end: dict | None) -> list[str]:
+    """The work before the model (`measure/front_end.py`), which no latency above includes."""
+    if not front_end:
+        return []
+    what = front_end["what"][0].upper() + front_end["what"][1:]
+    timing = (
+        f"{what} takes p50 {front_end['p50_ms']:.2f} ms, p90 {front_end['p90_ms']:.2f} ms per "
+        f"batch of {front_end['batch_size']} ({front_end['runs']} runs on "
+        f"{front_end['machine']['cpu']}, the machine that ran this tune): a request costs that "
+        "plus the model's latency, which the tables above give alone."
+    )
+    return ["## Before the model", "", timing, ""]
 
 
 def _served_lines(candidates: list[Candidate]) -> list[str]:

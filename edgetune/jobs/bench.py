@@ -15,6 +15,7 @@ from edgetune.deploy.bundle import Bundle
 from edgetune.errors import InputError
 from edgetune.jobs.common import accuracy_agents, measuring_agents, open_model
 from edgetune.measure.bench import BenchResult, EvalSet, Subject, bench_copies
+from edgetune.measure.front_end import time_front_end
 from edgetune.measure.latency import LatencySettings
 from edgetune.measure.stats import ratio_interval
 from edgetune.measure.synthetic import (
@@ -175,8 +176,10 @@ def _measured(
     subjects = [s for s, _, _ in opened]
     repeats = bench_copies(subjects, profile, evaluation, settings, repeat, accuracy_on)
     results = repeats[0]
-    for result, (_, bundle, _) in zip(results, opened):
+    for result, (subject, bundle, _) in zip(results, opened):
         result.manifest_metrics = bundle.manifest.metrics if bundle else None
+        if subject.front_end is not None and settings.target is None:  # here, where it ran
+            result.front_end = time_front_end(subject.front_end)
     ratios = [
         {"model": r.model, "vs": results[0].model, **_ratios(results[0], r, (50, 90))}
         for r in results[1:]

@@ -29,6 +29,7 @@ from edgetune.errors import EdgetuneError, InputError
 from edgetune.exporter.onnx import load_checkpoint
 from edgetune.jobs.common import accuracy_agents
 from edgetune.measure.bench import EvalSet
+from edgetune.measure.front_end import time_front_end
 from edgetune.measure.latency import LatencySettings
 from edgetune.measure.tuning import SessionTuning, measure_settings, tune_session
 from edgetune.modality import Modality, Prepared
@@ -66,6 +67,7 @@ class RunState:
     search_log: object = None
     selection: Selection | None = None
     over_counted: dict[str, list[str]] = field(default_factory=dict)  # untimed: what each broke
+    front_end: dict | None = None  # the work before the model, timed here (`measure/front_end`)
     context: dict = field(default_factory=dict)
     tuning: SessionTuning | None = None  # the winner's session settings (--tune-session)
     best: Path | None = None
@@ -281,6 +283,9 @@ def measure_latency(state: RunState) -> None:
             "or prune (--prune-search)"
         )
     state.builder.measure(state.candidates, state.evaluation)
+    front_end = state.modality.front_end(state.dataset, state.prepared, state.profile)
+    if front_end is not None and state.settings.target is None:  # it runs here, not on agents
+        state.front_end = time_front_end(front_end)
     if state.config.relative_budget is not None:
         state.profile, _ = relative_budget(
             state.builder, state.candidates, None, state.config.relative_budget
@@ -306,6 +311,8 @@ def choose_model(state: RunState) -> None:
         **count_agreement(state.candidates, state.profile),
         "over_budget": state.over_counted,
     }
+    if state.front_end:
+        state.context["front_end"] = state.front_end
     if state.search_log is not None:
         state.context["search"] = state.search_log.to_json()
         state.context["min_accuracy"] = state.min_accuracy

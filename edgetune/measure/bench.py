@@ -15,6 +15,7 @@ from edgetune.data.encoding import eval_batches, latency_feed
 from edgetune.hardware import fingerprint
 from edgetune.measure import metrics
 from edgetune.measure.entities import EntityCounts, F1Test, paired_f1_test
+from edgetune.measure.front_end import FrontEnd
 from edgetune.measure.latency import LatencyResult, LatencySettings, System, measure_interleaved
 from edgetune.measure.session import SessionSettings, check_providers, create_session, feed_for
 from edgetune.measure.stats import PairedTest, mcnemar_exact, wilson_interval
@@ -174,6 +175,7 @@ class Subject:
     session: SessionSettings | None = None
     outranked_by: tuple[str, ...] = ()  # see `measure.latency.System`
     max_length: int | None = None  # a bundle's: no served input is longer, so none timed is
+    front_end: FrontEnd | None = None  # work before the model, timed apart (`measure/front_end`)
 
 
 @dataclass
@@ -184,6 +186,7 @@ class BenchResult:
     size_mb: float
     accuracy: AccuracyResult | None = None
     manifest_metrics: dict | None = None
+    front_end: dict | None = None  # `measure.front_end.time_front_end`, where timed
 
     def to_json(self) -> dict:
         return {
@@ -193,6 +196,7 @@ class BenchResult:
             "latency": self.latency.to_json() if self.latency else None,
             "accuracy": self.accuracy.to_json() if self.accuracy else None,
             "reported_in_bundle": self.manifest_metrics,
+            **({"front_end": self.front_end} if self.front_end else {}),
         }
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from edgetune.deploy.bundle import Bundle
 from edgetune.errors import InputError
 from edgetune.measure.bench import EvalSet, Subject
+from edgetune.measure.front_end import FrontEnd
 from edgetune.modality.base import (
     BenchData,
     CheckpointInputs,
@@ -138,6 +139,11 @@ class AudioModality(Modality):
         """Validation clips, each sent as a request's whole body (the file's bytes)."""
         return [Path(p).read_bytes() for p in list(dataset.validation["audio"])[:LOADTEST_CLIPS]]
 
+    def front_end(self, dataset, prepared: Prepared, profile: Profile) -> FrontEnd | None:
+        paths = list(dataset.validation["audio"])[:LATENCY_CLIPS]
+        files = [Path(p).read_bytes() for p in paths]
+        return _front_end(prepared.processor, files, prepared.input_size, profile.batch_size)
+
     def checkpoint_inputs(
         self, checkpoint: Path, data: str | None, prepared: Prepared, calibration_samples: int
     ) -> CheckpointInputs:
@@ -156,16 +162,20 @@ class AudioModality(Modality):
         """Timed on one batch of the data's clips (or silence and noise) as the bundle's own
         processor makes them."""
         from edgetune.data.front_end import load_audio_processor
+        from edgetune.data.waveform import sample_clips
 
         processor = load_audio_processor(bundle.path)
         if data.data is None:
             stand_in = _stand_ins(processor, bundle.max_length)[processor.input_name]
             rows = [stand_in[i % len(stand_in)] for i in range(profile.batch_size)]
             feed = {processor.input_name: np.stack(rows)}
+            files = sample_clips()
         else:
             paths = list(self._split(bundle, data)["audio"])[:LATENCY_CLIPS]
             feed = _fixed_batch(processor, paths, bundle.max_length, profile.batch_size)
-        return Subject(name, bundle.model_path, None, feed)
+            files = [Path(p).read_bytes() for p in paths]
+        front_end = _front_end(processor, files, bundle.max_length, profile.batch_size)
+        return Subject(name, bundle.model_path, None, feed, front_end=front_end)
 
     def bench_evaluation(self, bundle: Bundle, subject: Subject, data: BenchData) -> EvalSet:
         from edgetune.data.front_end import load_audio_processor
@@ -203,6 +213,17 @@ def _check_rate(rate: int, profile: Profile, what: str) -> None:
             f"takes {rate} Hz (it was trained at that rate); set "
             f"sample_rate = {rate} or leave it out (clips are resampled to it)"
         )
+
+
+def _front_end(processor, files: list[bytes], samples: int, batch_size: int) -> FrontEnd:
+    """What `serve` does with a batch of clip files before the model: decode, mix to mono,
+    resample, cut or pad, and (a log-mel model) the features."""
+    from edgetune.data.waveform import decode
+
+    picked = [files[i % len(files)] for i in range(batch_size)]
+    features = "log-mel features" if processor.input_name == "input_features" else "normalize"
+    what = f"the audio front end (decode, resample, {features}; numpy)"
+    return FrontEnd(what, batch_size, lambda: processor.batch([decode(f) for f in picked], samples))
 
 
 def _fixed_batch(processor, paths: list[str], samples: int, batch_size: int) -> dict:

@@ -16,6 +16,7 @@ from typing import ClassVar
 
 from edgetune.deploy.bundle import Bundle
 from edgetune.measure.bench import EvalSet, Subject
+from edgetune.measure.front_end import FrontEnd
 from edgetune.profiles import Profile
 
 
@@ -161,6 +162,11 @@ class Modality(ABC):
 
     def loadtest_inputs(self, dataset) -> list | None:
         """What `tune --loadtest` sends (None: this modality is not load-tested over HTTP)."""
+        return None
+
+    def front_end(self, dataset, prepared: Prepared, profile: Profile) -> FrontEnd | None:
+        """The work before the model on a batch of the data's inputs, timed apart from the
+        model (`measure/front_end.py`); None: nothing worth timing beside the model."""
         return None
 
     # -- a bundle ---------------------------------------------------------------------------

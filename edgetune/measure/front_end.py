@@ -1,0 +1,52 @@
+"""The work a bundle does before its ONNX model, timed apart from the model.
+
+An audio bundle decodes each clip, resamples it and (a log-mel model) computes its features in
+numpy before ONNX Runtime sees anything; for a small keyword spotter that costs several times
+the model itself (benchmarks/RESULTS.md). The model's p50/p90 leave it out, as they leave out
+tokenization, so `bench` times it here beside them instead of letting the model's numbers
+stand for the whole request.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from edgetune.hardware import fingerprint
+
+MIN_RUNS = 20
+MIN_SECONDS = 0.5
+WARM_UP = 2
+
+
+@dataclass(frozen=True)
+class FrontEnd:
+    """What a bundle does before its model (`what`, in words) for one batch (`run`)."""
+
+    what: str
+    batch_size: int
+    run: Callable[[], object]
+
+
+def time_front_end(front_end: FrontEnd) -> dict:
+    """p50 and p90 of `front_end.run` over at least MIN_RUNS calls and MIN_SECONDS, in this
+    process, after WARM_UP calls: on this machine (its fingerprint says which)."""
+    for _ in range(WARM_UP):
+        front_end.run()
+    times: list[float] = []
+    started = time.perf_counter()
+    while len(times) < MIN_RUNS or time.perf_counter() - started < MIN_SECONDS:
+        begin = time.perf_counter()
+        front_end.run()
+        times.append((time.perf_counter() - begin) * 1000.0)
+    cuts = statistics.quantiles(times, n=10)
+    return {
+        "what": front_end.what,
+        "batch_size": front_end.batch_size,
+        "runs": len(times),
+        "p50_ms": statistics.median(times),
+        "p90_ms": cuts[-1],
+        "machine": fingerprint(),
+    }

@@ -78,18 +78,14 @@ class Windowed:
 
 def windowed(tokenizer, sentences: Sequence[Sequence[str]], max_length: int) -> Windowed:
     """`sentences` (lists of words) as rows of at most `max_length` sub-tokens with the
-    tokenizer's special tokens; a sentence that fits is one row, as it is."""
+    tokenizer's special tokens; a sentence that fits is one row (`word_windows` gives it one
+    window)."""
     sentences = [Words(s) for s in sentences]
     counts = sub_token_counts(tokenizer, sentences) if sentences else []
-    specials = _special_count(tokenizer)
-    budget = max(1, max_length - specials)
+    budget = max(1, max_length - _special_count(tokenizer))
     rows: list[Words] = []
     pieces: list[list[tuple[int, int, int]]] = []
     for words, per_word in zip(sentences, counts):
-        if sum(per_word) <= budget:
-            pieces.append([(len(rows), 0, len(words))])
-            rows.append(words)
-            continue
         parts = []
         for w in word_windows(per_word, budget):
             parts.append((len(rows), w.keep_from - w.start, w.keep_to - w.start))

@@ -453,21 +453,16 @@ def bench(
         console.print(bench_table(machine_report.results, machine_report.ratios, title))
         for result in machine_report.results:
             if result.front_end:
-                console.print(front_end_line(result.model, result.front_end))
+                from edgetune.measure.front_end import describe as describe_front_end
+
+                said = describe_front_end(result.front_end)
+                console.print(f"{result.model}: before the model, {said}: not in the times above")
         if repeat > 1:
             console.print(repeat_table(machine_report))
     if tuning:
         from edgetune.deploy.report import session_tuning_table
 
         console.print(session_tuning_table(tuning))
-
-
-def front_end_line(model: str, front_end: dict) -> str:
-    return (
-        f"{model}: before the model, {front_end['what']} takes p50 {front_end['p50_ms']:.2f} ms, "
-        f"p90 {front_end['p90_ms']:.2f} ms per batch of {front_end['batch_size']} (here, "
-        f"{front_end['runs']} runs), not in the times above"
-    )
 
 
 def _ci(value: float, ci: list[float]) -> str:

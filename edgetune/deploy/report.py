@@ -10,6 +10,7 @@ from edgetune.deploy.plot import plot_pareto
 from edgetune.fsutil import write_json_atomic, write_text_atomic
 from edgetune.hardware import describe
 from edgetune.measure.bench import SCORINGS, Scoring
+from edgetune.measure.front_end import describe as describe_front_end
 from edgetune.measure.tuning import TABLE_COLUMNS, table_rows
 from edgetune.profiles import Profile
 from edgetune.search.record import Candidate
@@ -177,11 +178,9 @@ def _front_end_lines(front_end: dict | None) -> list[str]:
     """The work before the model (`measure/front_end.py`), which no latency above includes."""
     if not front_end:
         return []
-    what = front_end["what"][0].upper() + front_end["what"][1:]
+    said = describe_front_end(front_end)
     timing = (
-        f"{what} takes p50 {front_end['p50_ms']:.2f} ms, p90 {front_end['p90_ms']:.2f} ms per "
-        f"batch of {front_end['batch_size']} ({front_end['runs']} runs on "
-        f"{front_end['machine']['cpu']}, the machine that ran this tune): a request costs that "
+        f"{said[0].upper()}{said[1:]}, the machine that ran this tune: a request costs that "
         "plus the model's latency, which the tables above give alone."
     )
     return ["## Before the model", "", timing, ""]

@@ -283,9 +283,9 @@ def measure_latency(state: RunState) -> None:
             "or prune (--prune-search)"
         )
     state.builder.measure(state.candidates, state.evaluation)
-    front_end = state.modality.front_end(state.dataset, state.prepared, state.profile)
-    if front_end is not None and state.settings.target is None:  # it runs here, not on agents
-        state.front_end = time_front_end(front_end)
+    if state.settings.target is None:  # the front end runs here: not timed beside agents' times
+        front_end = state.modality.front_end(state.dataset, state.prepared, state.profile)
+        state.front_end = time_front_end(front_end) if front_end is not None else None
     if state.config.relative_budget is not None:
         state.profile, _ = relative_budget(
             state.builder, state.candidates, None, state.config.relative_budget

@@ -50,3 +50,12 @@ def time_front_end(front_end: FrontEnd) -> dict:
         "p90_ms": cuts[-1],
         "machine": fingerprint(),
     }
+
+
+def describe(timing: dict) -> str:
+    """A `time_front_end` result in words, for the bench table and the tune report."""
+    return (
+        f"{timing['what']} takes p50 {timing['p50_ms']:.2f} ms, p90 {timing['p90_ms']:.2f} ms "
+        f"per batch of {timing['batch_size']} ({timing['runs']} runs on "
+        f"{timing['machine']['cpu']})"
+    )

@@ -70,6 +70,22 @@ def agent_url(tmp_path):
     proc.wait(timeout=30)
 
 
+def bench_here_and_on_agent(store: Path, *args: object) -> tuple[dict, dict]:
+    """`bench ARGS --json` on an agent's latency, twice: accuracy here, then on the agent
+    (`--accuracy-on target`); both JSON results."""
+    proc, url = start_agent(store)
+    try:
+        runner = CliRunner(env={"EDGETUNE_AGENT_TOKEN": TOKEN})
+        command = ["bench", *(str(a) for a in args), "--json", *FAST, "--target", url]
+        host = runner.invoke(cli, command)
+        target = runner.invoke(cli, [*command, "--accuracy-on", "target"])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert host.exit_code == 0 and target.exit_code == 0, host.output + target.output
+    return json.loads(host.output), json.loads(target.output)
+
+
 def call(url: str, method: str, path: str, body: bytes | None = None, token: str | None = TOKEN):
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     request = urllib.request.Request(url + path, body, headers, method=method)

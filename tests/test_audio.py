@@ -414,23 +414,13 @@ def test_training_clips_are_shifted_scaled_and_noised_reproducibly():
 def test_an_audio_model_is_measured_and_scored_on_an_agent(
     plain_audio_run, tones, audio_profile, tmp_path
 ):
-    from click.testing import CliRunner
-    from test_agent import FAST, TOKEN, start_agent
+    from test_agent import bench_here_and_on_agent
 
-    from edgetune.cli import cli
-
-    proc, url = start_agent(tmp_path / "store")
-    try:
-        args = ["bench", str(plain_audio_run / "out" / "best"), "--json", *FAST]
-        args += ["--data", str(tones), "--profile", str(audio_profile), "--target", url]
-        runner = CliRunner(env={"EDGETUNE_AGENT_TOKEN": TOKEN})
-        host = runner.invoke(cli, args)
-        target = runner.invoke(cli, [*args, "--accuracy-on", "target"])
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    assert host.exit_code == 0 and target.exit_code == 0, host.output + target.output
-    on_host, on_target = (json.loads(r.output) for r in (host, target))
+    on_host, on_target = bench_here_and_on_agent(
+        tmp_path / "store",
+        plain_audio_run / "out" / "best",
+        *("--data", tones, "--profile", audio_profile),
+    )
     assert on_target["latency"]["p50_ms"] > 0 and on_target["latency"]["rounds"] == 2
     assert on_target["accuracy"]["examples"] == on_host["accuracy"]["examples"] > 0
     assert on_target["accuracy"]["correct"] == on_host["accuracy"]["correct"]

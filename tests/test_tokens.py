@@ -283,20 +283,14 @@ def test_a_byte_level_bpe_tokenizer_takes_words_with_their_space(tmp_path):
 def test_a_tagger_is_scored_on_an_agent_as_on_the_host(
     ner_run, conll_folder, tiny_profile, tmp_path
 ):
-    from test_agent import FAST, TOKEN, start_agent
+    from test_agent import bench_here_and_on_agent
 
-    proc, url = start_agent(tmp_path / "store")
-    try:
-        args = ["bench", str(ner_run / "candidates" / "dynamic-int8"), "--json", *FAST]
-        args += ["--data", str(conll_folder), "--profile", str(tiny_profile), "--target", url]
-        runner = CliRunner(env={"EDGETUNE_AGENT_TOKEN": TOKEN})
-        host = runner.invoke(cli, args)
-        target = runner.invoke(cli, [*args, "--accuracy-on", "target"])
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    assert host.exit_code == 0 and target.exit_code == 0, host.output + target.output
-    on_host, on_target = (json.loads(r.output)["accuracy"] for r in (host, target))
+    host, target = bench_here_and_on_agent(
+        tmp_path / "store",
+        ner_run / "candidates" / "dynamic-int8",
+        *("--data", conll_folder, "--profile", tiny_profile),
+    )
+    on_host, on_target = host["accuracy"], target["accuracy"]
     assert on_target["metric"] == "entity F1" and on_target["examples"] == 40
     assert on_target["accuracy"] == on_host["accuracy"] > 0.5
     assert on_target["entity_counts"] == on_host["entity_counts"]

@@ -337,6 +337,10 @@ def test_a_plain_pytorch_audio_model_tunes_on_log_mels_predicts_and_reloads(
     bench = CliRunner().invoke(cli, ["bench", str(out / "best"), *fast])
     assert bench.exit_code == 0, bench.output
     assert json.loads(bench.output)["front_end"]["batch_size"] == 1
+    table = CliRunner().invoke(cli, ["bench", str(out / "best"), *fast[:-1]])
+    assert table.exit_code == 0, table.output
+    assert ": before the model, " in " ".join(table.output.split())
+    assert "not in the times above" in " ".join(table.output.split())
     manifest = json.loads((out / "best" / "edgetune.json").read_text())
     assert manifest["task"] == "audio-classification"
     assert manifest["input_names"] == ["input_features"]

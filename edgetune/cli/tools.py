@@ -453,10 +453,9 @@ def bench(
         console.print(bench_table(machine_report.results, machine_report.ratios, title))
         for result in machine_report.results:
             if result.front_end:
-                from edgetune.measure.front_end import describe as describe_front_end
+                from edgetune.deploy.report import front_end_line
 
-                said = describe_front_end(result.front_end)
-                console.print(f"{result.model}: before the model, {said}: not in the times above")
+                console.print(front_end_line(result.model, result.front_end))
         if repeat > 1:
             console.print(repeat_table(machine_report))
     if tuning:

@@ -186,6 +186,11 @@ def _front_end_lines(front_end: dict | None) -> list[str]:
     return ["## Before the model", "", timing, ""]
 
 
+def front_end_line(model: str, front_end: dict) -> str:
+    """The bench table's line under a model whose bundle does work before it."""
+    return f"{model}: before the model, {describe_front_end(front_end)}: not in the times above"
+
+
 def _served_lines(candidates: list[Candidate]) -> list[str]:
     """How the accuracy column was measured, and both ends of a batch-dependent model's
     accuracy (dynamic INT8: activation ranges per batch) where they differ."""

@@ -193,7 +193,7 @@ def test_an_agent_killed_mid_measurement_is_replaced_by_another(agents, tmp_path
 def test_an_agent_that_stops_answering_is_given_up_after_a_bounded_wait(agents, monkeypatch):
     from edgetune.measure import remote
 
-    monkeypatch.setattr(remote, "measure_timeout", lambda systems, settings: 15.0)
+    monkeypatch.setattr(remote, "measure_timeout", lambda systems, settings: 30.0)
     monkeypatch.setenv("EDGETUNE_AGENT_TOKEN", TOKEN)
     frozen, survivor = agents.start("frozen"), agents.start("survivor")
     watcher = kill_when_busy(agents, frozen, signal_name="SIGSTOP")

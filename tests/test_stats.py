@@ -153,10 +153,8 @@ def test_resampled_percentiles_match_numpy_on_each_resample_of_uneven_rounds():
     for q in (50, 90, 99):
         expected = [np.percentile(np.concatenate([rounds[i] for i in p]), q) for p in picks]
         assert np.allclose(stats.resampled_percentiles(rounds, picks, q), expected)
-    small = stats.CHUNK_VALUES
-    try:  # in chunks, the same numbers
-        stats.CHUNK_VALUES = 50
-        chunked = stats.resampled_percentiles(rounds, picks, 90)
-    finally:
-        stats.CHUNK_VALUES = small
-    assert np.allclose(chunked, stats.resampled_percentiles(rounds, picks, 90))
+    tied = [np.array([1.0, 1.0, 2.0]), np.array([2.0]), np.array([1.0, 3.0, 3.0, 3.0])]
+    picks = np.array([[0, 0, 0], [2, 2, 1], [1, 1, 1], [0, 1, 2]])  # ties, one round alone
+    for q in (0, 50, 90, 100):
+        expected = [np.percentile(np.concatenate([tied[i] for i in p]), q) for p in picks]
+        assert np.allclose(stats.resampled_percentiles(tied, picks, q), expected)

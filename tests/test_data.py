@@ -100,7 +100,13 @@ def test_unknown_column_override(tmp_path):
 
 
 def test_hub_id_that_cannot_load_is_one_clear_error(monkeypatch):
+    import datasets
+    import huggingface_hub
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    # the libraries read the variables on import (done by now): set as a user's shell would
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(InputError, match="hub dataset could not be loaded"):
         load_text_dataset("someone/no-such-dataset-xyz")

@@ -391,3 +391,14 @@ def test_a_text_longer_than_the_model_reads_is_tagged_to_its_end(ner_run, tmp_pa
     )
     # the default profile (cpu-edge) times 128 tokens; this bundle never takes more than 32
     assert measured["profile"] == "cpu-edge" and measured["latency"]["input_shape"] == [1, 32]
+
+
+def test_loadtest_of_a_tagging_bundle_serves_every_request(ner_run, tmp_path):
+    bundle = str(ner_run / "best")
+    steps = ["--budget-ms", "2000", "--rates", "4", "--step-seconds", "0.5"]
+    steps += ["--concurrency", "2", "--max-seconds", "20", "--out", str(tmp_path)]
+    result = CliRunner().invoke(cli, ["loadtest", bundle, *steps])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "loadtest.json").read_text())
+    assert report["steps"] and all(s["errors"] == 0 for s in report["steps"])
+    assert report["capacity_rps"] == 4

@@ -74,6 +74,10 @@ def test_tune_every_family_builds_checked_bundles(tuned, family):
     for c in report["candidates"]:
         assert c["accuracy"]["examples"] == 6  # the held-out images, on the ONNX model itself
         assert c["latency"]["input_shape"][1:] == [3, 32, 32]
+    # decoding and resizing the files, timed apart from the model (what `predict` does first)
+    assert report["run"]["front_end"]["what"].startswith("the image front end (decode, resize")
+    assert report["run"]["front_end"]["p50_ms"] > 0
+    assert "## Before the model" in (run / "report.md").read_text()
 
 
 def test_vit_takes_int4_and_its_int8_graph_is_quantized(tuned):
@@ -108,6 +112,8 @@ def test_bench_image_bundle_with_data_measures_accuracy(tuned, image_folder, tin
     )
     assert result.exit_code == 0, result.output
     assert "1x3x32x32" in result.output and "n=60" in result.output
+    said = " ".join(result.output.split())
+    assert said.count("before the model, the image front end (decode, resize") == 2
 
 
 def test_bench_bare_image_onnx_uses_profile_image_size(tuned, tmp_path):

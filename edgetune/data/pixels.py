@@ -8,9 +8,13 @@ at one fixed shape for latency and calibration.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
+
+from edgetune.errors import InputError
 
 # Families whose input size is fixed (position embeddings; a plain model's export shape):
 # another size is refused up front.
@@ -50,6 +54,18 @@ def augment(image, rng: np.random.Generator):
     left, top = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
     image = image.crop((left, top, left + w, top + h))
     return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else image
+
+
+def open_image(source: str | Path | bytes):
+    """An image file (its path or its bytes) decoded whole, as `predict` reads it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+            return image.copy()
+    except (OSError, UnidentifiedImageError):
+        name = "an image's bytes" if isinstance(source, bytes) else str(source)
+        raise InputError(f"{name}: not a readable image") from None
 
 
 def pixel_values(processor, images: Sequence, channels: int = 3) -> np.ndarray:

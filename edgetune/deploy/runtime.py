@@ -217,17 +217,9 @@ class ImagePredictor:
         self.channels = bundle.channels
 
     def predict(self, paths: list[str | Path]) -> list[dict]:
-        from PIL import Image, UnidentifiedImageError
+        from edgetune.data.pixels import open_image, pixel_values
 
-        from edgetune.data.pixels import pixel_values
-
-        images = []
-        for path in paths:
-            try:
-                with Image.open(path) as image:
-                    images.append(image.copy())
-            except (OSError, UnidentifiedImageError):
-                raise InputError(f"{path}: not a readable image") from None
+        images = [open_image(path) for path in paths]
         logits = self.session.run(
             None, {"pixel_values": pixel_values(self.processor, images, self.channels)}
         )[0]

@@ -11,6 +11,7 @@ import numpy as np
 from edgetune.deploy.bundle import Bundle
 from edgetune.errors import InputError
 from edgetune.measure.bench import EvalSet, Subject
+from edgetune.measure.front_end import FrontEnd
 from edgetune.modality.base import (
     BenchData,
     CheckpointInputs,
@@ -117,6 +118,10 @@ class ImageModality(Modality):
         images = dataset.validation["image"][:LATENCY_IMAGES]
         return fixed_batch(prepared.processor, images, profile.batch_size, prepared.channels)
 
+    def front_end(self, dataset, prepared: Prepared, profile: Profile) -> FrontEnd | None:
+        files = _image_files(dataset.validation, LATENCY_IMAGES)
+        return _front_end(prepared.processor, files, prepared.channels, profile.batch_size)
+
     def checkpoint_inputs(
         self, checkpoint: Path, data: str | None, prepared: Prepared, calibration_samples: int
     ) -> CheckpointInputs:
@@ -148,14 +153,17 @@ class ImageModality(Modality):
         from edgetune.data.pixels import fixed_batch
 
         side = bundle.max_length
-        images = (
-            [Image.new("RGB", (side, side), (128, 128, 128))]
-            if data.data is None
-            else self._split(bundle, data)["image"][:LATENCY_IMAGES]
-        )
+        if data.data is None:
+            images = [Image.new("RGB", (side, side), (128, 128, 128))]
+            files = [_png(images[0])]
+        else:
+            split = self._split(bundle, data)
+            images = split["image"][:LATENCY_IMAGES]
+            files = _image_files(split, LATENCY_IMAGES)
         processor = load_image_processor(bundle.path)
         feed = fixed_batch(processor, images, profile.batch_size, bundle.channels)
-        return Subject(name, bundle.model_path, None, feed)
+        front_end = _front_end(processor, files, bundle.channels, profile.batch_size)
+        return Subject(name, bundle.model_path, None, feed, front_end=front_end)
 
     def bench_evaluation(self, bundle: Bundle, subject: Subject, data: BenchData) -> EvalSet:
         from edgetune.data.image_processor import load_image_processor
@@ -186,6 +194,34 @@ class ImageModality(Modality):
         from edgetune.deploy.runtime import ImagePredictor
 
         return ImagePredictor(bundle, threads)
+
+
+def _front_end(processor, files: list[bytes], channels: int, batch_size: int) -> FrontEnd:
+    """What `predict` does with a batch of image files before the model: decode, then the
+    bundle's processor (resize, crop, rescale, normalise)."""
+    from edgetune.data.pixels import open_image, pixel_values
+
+    picked = [files[i % len(files)] for i in range(batch_size)]
+    what = "the image front end (decode, resize, normalize; Pillow and numpy)"
+    return FrontEnd(
+        what, batch_size, lambda: pixel_values(processor, [open_image(f) for f in picked], channels)
+    )
+
+
+def _image_files(split, count: int) -> list[bytes]:
+    """The first `count` images of a split as their files' bytes (what `predict` decodes)."""
+    import datasets
+
+    raw = split.cast_column("image", datasets.Image(decode=False))["image"][:count]
+    return [r["bytes"] if r.get("bytes") else Path(r["path"]).read_bytes() for r in raw]
+
+
+def _png(image) -> bytes:
+    import io
+
+    encoded = io.BytesIO()
+    image.save(encoded, format="PNG")
+    return encoded.getvalue()
 
 
 def _stand_in_images(side: int) -> list:

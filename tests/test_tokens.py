@@ -391,6 +391,18 @@ def test_a_text_longer_than_the_model_reads_is_tagged_to_its_end(ner_run, tmp_pa
     )
     # the default profile (cpu-edge) times 128 tokens; this bundle never takes more than 32
     assert measured["profile"] == "cpu-edge" and measured["latency"]["input_shape"] == [1, 32]
+    # the F1 training reports (PyTorch, fp32) reads the same windows: it agrees with the ONNX
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from edgetune.train.tasks import TokenTask
+
+    trained = ner_run / "work" / "best"
+    task = TokenTask(AutoTokenizer.from_pretrained(trained), bundle.max_length, bundle.label_names)
+    model = AutoModelForTokenClassification.from_pretrained(trained)
+    split = load_tagged_dataset(str(long_data)).validation
+    reported = task.validation_metrics(model, split)
+    assert abs(reported["entity_f1"] - measured["accuracy"]["accuracy"]) < 0.01
+    assert reported["recall"] >= 0.9
 
 
 def test_loadtest_of_a_tagging_bundle_serves_every_request(ner_run, tmp_path):

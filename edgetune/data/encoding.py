@@ -20,6 +20,11 @@ class Words(tuple):
     """A sentence as its words (token classification): tokenized with `is_split_into_words`."""
 
 
+def sentences(split) -> list[Words]:
+    """A tagged split's `tokens` column, each sentence as its `Words`."""
+    return [Words(tokens) for tokens in split["tokens"]]
+
+
 def tokenize(tokenizer: PreTrainedTokenizerBase, texts: Sequence, **kwargs):
     """`tokenizer(texts, **kwargs)`, with pairs given as (firsts, seconds) and `Words` as
     pre-split words."""

@@ -10,7 +10,7 @@ from functools import cached_property
 
 import numpy as np
 
-from edgetune.data.encoding import word_ids
+from edgetune.data.encoding import sentences, word_ids
 from edgetune.data.windows import Windowed, windowed
 from edgetune.measure.bench import AccuracyResult, EvalSet
 from edgetune.measure.entities import (
@@ -39,6 +39,13 @@ class TaggedEvalSet(EvalSet):
         rows = windowed(tokenizer, sentences, max_length)
         return cls(tokenizer, rows.rows, labels, max_length, None, label_names, rows)
 
+    @classmethod
+    def of_split(cls, tokenizer, split, label_names: list, max_length: int) -> TaggedEvalSet:
+        """A tagged split (`tokens` and `tags` columns) as the model reads it."""
+        labels = np.empty(len(split), dtype=object)
+        labels[:] = [list(tags) for tags in split["tags"]]
+        return cls.of_sentences(tokenizer, sentences(split), labels, max_length, label_names)
+
     @cached_property
     def first_positions(self) -> list:
         """Each word's first sub-token position per sentence: the same for every candidate,
@@ -47,7 +54,9 @@ class TaggedEvalSet(EvalSet):
             first_positions(ids) for ids in word_ids(self.tokenizer, self.texts, self.max_length)
         ]
 
-    def score(self, predictions: np.ndarray, classes: int, machine: dict) -> AccuracyResult:
+    def tags(self, predictions: np.ndarray) -> tuple[list[list[str]], list[list[str]]]:
+        """Each sentence's predicted tags (from the rows' argmax predictions, windows
+        stitched) and its gold tags."""
         words = [len(t) for t in self.texts]
         predicted = word_tags(
             np.asarray(predictions), self.first_positions, self.label_names, words
@@ -55,6 +64,14 @@ class TaggedEvalSet(EvalSet):
         if self.windows is not None:
             predicted = self.windows.stitch(predicted)
         gold = [[self.label_names[int(i)] for i in row] for row in self.labels]
+        return predicted, gold
+
+    def metrics(self, predictions: np.ndarray) -> dict[str, float]:
+        """`tagging_metrics` of every word of every sentence."""
+        return tagging_metrics(*self.tags(predictions))
+
+    def score(self, predictions: np.ndarray, classes: int, machine: dict) -> AccuracyResult:
+        predicted, gold = self.tags(predictions)
         metrics = tagging_metrics(predicted, gold)
         counts = EntityCounts.of(predicted, gold)
         return AccuracyResult(

@@ -12,10 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
 from edgetune.console import console
-from edgetune.data.encoding import Words, calibration_batches
+from edgetune.data.encoding import Words, calibration_batches, sentences
 from edgetune.deploy.batch_choice import SAMPLE_NAME as VALIDATION_SAMPLE
 from edgetune.deploy.bundle import Bundle
 from edgetune.errors import InputError
@@ -25,10 +23,6 @@ from edgetune.modality.base import BenchData, Prepared, holdout
 from edgetune.modality.text import TextModality
 
 TASK = "token-classification"
-
-
-def sentences(split) -> list[Words]:
-    return [Words(tokens) for tokens in split["tokens"]]
 
 
 class TokenModality(TextModality):
@@ -77,16 +71,8 @@ class TokenModality(TextModality):
         return sentences(split)
 
     def evaluation(self, dataset, prepared: Prepared) -> EvalSet:
-        return self._evaluation(
+        return TaggedEvalSet.of_split(
             prepared.processor, dataset.validation, dataset.label_names, prepared.input_size
-        )
-
-    @staticmethod
-    def _evaluation(tokenizer, split, label_names: list[str], max_length: int) -> TaggedEvalSet:
-        labels = np.empty(len(split), dtype=object)
-        labels[:] = [list(tags) for tags in split["tags"]]
-        return TaggedEvalSet.of_sentences(
-            tokenizer, sentences(split), labels, max_length, label_names
         )
 
     def loadtest_inputs(self, dataset) -> list | None:
@@ -113,7 +99,9 @@ class TokenModality(TextModality):
 
     def bench_evaluation(self, bundle: Bundle, subject: Subject, data: BenchData) -> EvalSet:
         split = self._split(data, bundle.label_names)
-        return self._evaluation(subject.tokenizer, split, bundle.label_names, bundle.max_length)
+        return TaggedEvalSet.of_split(
+            subject.tokenizer, split, bundle.label_names, bundle.max_length
+        )
 
     @staticmethod
     def _split(data: BenchData, label_names: list[str]):

@@ -34,7 +34,7 @@ from edgetune.train.callbacks import FitToTimeCallback, TargetCallback, TimeBudg
 from edgetune.train.distill import DistillationTrainer, DistillConfig
 from edgetune.train.distributed import world_size
 from edgetune.train.plain import PlainClassifier, save_record
-from edgetune.train.precision import fp32_logits, training_precision
+from edgetune.train.precision import training_precision
 from edgetune.train.progress import RichProgressCallback
 from edgetune.train.settings import TrainConfig
 from edgetune.train.sources import last_good_checkpoint
@@ -200,10 +200,7 @@ def fine_tune(
     train_seconds = time.monotonic() - started
 
     # The reported metrics in fp32, as the exported model computes, whatever training used.
-    metrics = task.metrics(
-        fp32_logits(trainer.model, task.batches(dataset.validation)),
-        task.labels(dataset.validation),
-    )
+    metrics = task.validation_metrics(trainer.model, dataset.validation)
 
     best = output_dir / "best"
     trainer.save_model(str(best))  # every process calls it; only the main one writes

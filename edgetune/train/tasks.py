@@ -1,10 +1,12 @@
-"""The training loop's view of a modality's rows (text or images): one class each.
+"""The training loop's view of a modality's rows (texts, tagged sentences, images, clips):
+one class each.
 
 The loop (`train/loop.py`) asks a task for its model and preprocessor, the training and
-validation rows as model inputs, the collator, numpy batches of the validation rows and their
-labels (for fp32 metrics and the ONNX check), and the metrics; everything else (budget, LR,
-batch size, early stop, resume, distillation) is shared. `metrics(...)["accuracy"]` is the
-headline every job reads (entity F1 for token classification).
+validation rows as model inputs, the collator, the metrics training evaluates with, and the
+metrics it reports (`validation_metrics`: in fp32, on the validation rows as the exported
+model is scored); everything else (budget, LR, batch size, early stop, resume, distillation)
+is shared. `metrics(...)["accuracy"]` is the headline every job reads (entity F1 for token
+classification).
 """
 
 from __future__ import annotations
@@ -58,8 +60,18 @@ def label_column(split: datasets.Dataset) -> np.ndarray:
     return np.asarray(split["label"])
 
 
+class OneLabelPerRow:
+    """A classifier's tasks (texts, images, clips): the reported metrics are `metrics` of the
+    fp32 logits on `batches` of the validation rows against `labels`."""
+
+    def validation_metrics(self, model, split: datasets.Dataset) -> dict[str, float]:
+        from edgetune.train.precision import fp32_logits
+
+        return self.metrics(fp32_logits(model, self.batches(split)), self.labels(split))
+
+
 @dataclass
-class TextTask:
+class TextTask(OneLabelPerRow):
     tokenizer: object
     max_length: int
     group_by_length: bool = True
@@ -99,7 +111,7 @@ class TextTask:
 
 
 @dataclass
-class ImageTask:
+class ImageTask(OneLabelPerRow):
     processor: object
     channels: int = 3
     seed: int = 42
@@ -206,21 +218,19 @@ class TokenTask:
 
         return DataCollatorForTokenClassification(self.tokenizer)
 
-    def _padded(self, split: datasets.Dataset) -> dict:
-        """Every row padded to `max_length`, so the batches' logits stack."""
-        return self._encoded(list(split["tokens"]), list(split["tags"]), "max_length")
+    def validation_metrics(self, model, split: datasets.Dataset) -> dict[str, float]:
+        """Every word of every sentence, one longer than the model's window read in
+        overlapping windows as the ONNX model is scored (`measure/tagging.py`), so the two
+        agree; training's own evaluation (`metrics`) reads only the words the window holds."""
+        from edgetune.data.encoding import eval_batches
+        from edgetune.measure.tagging import TaggedEvalSet
+        from edgetune.train.precision import fp32_logits
 
-    def batches(self, split: datasets.Dataset, batch_size: int = 64) -> list[dict[str, np.ndarray]]:
-        encoded = self._padded(split)
-        names = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
-        arrays = {k: np.asarray(encoded[k], dtype=np.int64) for k in names}
-        return [
-            {k: v[start : start + batch_size] for k, v in arrays.items()}
-            for start in range(0, len(split), batch_size)
-        ]
-
-    def labels(self, split: datasets.Dataset) -> np.ndarray:
-        return np.asarray(self._padded(split)["labels"], dtype=np.int64)
+        evaluation = TaggedEvalSet.of_split(
+            self.tokenizer, split, self.label_names, self.max_length
+        )
+        batches = eval_batches(self.tokenizer, evaluation.texts, self.max_length)
+        return evaluation.metrics(fp32_logits(model, batches).argmax(-1))
 
     def metrics(self, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
         from edgetune.measure.entities import token_logit_metrics
@@ -229,7 +239,7 @@ class TokenTask:
 
 
 @dataclass
-class AudioTask:
+class AudioTask(OneLabelPerRow):
     """Audio clips: decoded on access, at the model's rate and the run's clip length, as
     `data/waveform.py` prepares them for the exported model too; training clips augmented
     (shift, gain, noise: `augment_clip`)."""

@@ -414,3 +414,19 @@ def test_loadtest_of_a_tagging_bundle_serves_every_request(ner_run, tmp_path):
     report = json.loads((tmp_path / "loadtest.json").read_text())
     assert report["steps"] and all(s["errors"] == 0 for s in report["steps"])
     assert report["capacity_rps"] == 4
+
+
+def test_a_sentence_longer_than_the_model_reads_is_windowed_without_a_warning(
+    tiny_ner_model, caplog, capfd
+):
+    """transformers warns that such a sentence "will result in indexing errors": not so here,
+    where counting its sub-tokens is how its windows are cut."""
+    from transformers import AutoTokenizer
+
+    from edgetune.data.windows import windowed
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_ner_model, model_max_length=16)
+    windows = windowed(tokenizer, [["Carol", "Smith"] * 40], 16)
+    assert len(windows.rows) > 1
+    said = caplog.text + capfd.readouterr().err
+    assert "longer than the specified maximum" not in said

@@ -61,6 +61,7 @@ class JsonTokenizer:
         max_length: int | None = None,
         return_tensors: str = "np",
         is_split_into_words: bool = False,
+        verbose: bool = True,  # transformers' switch for its too-long warning: none given here
     ) -> Encoded:
         if truncation and max_length:
             self.tokenizer.enable_truncation(max_length, direction=self.truncation_side)

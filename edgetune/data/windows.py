@@ -95,8 +95,9 @@ def windowed(tokenizer, sentences: Sequence[Sequence[str]], max_length: int) -> 
 
 
 def sub_token_counts(tokenizer, sentences: Sequence[Words]) -> list[list[int]]:
-    """How many sub-tokens each word of each sentence becomes (untruncated)."""
-    encoded = tokenize(tokenizer, sentences, padding=True, truncation=False)
+    """How many sub-tokens each word of each sentence becomes (untruncated: with no warning
+    that a sentence is longer than the model reads, since windows are how it is read)."""
+    encoded = tokenize(tokenizer, sentences, padding=True, truncation=False, verbose=False)
     counts = []
     for i, words in enumerate(sentences):
         per_word = [0] * len(words)

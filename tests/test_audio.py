@@ -86,6 +86,7 @@ def audio_profile(tmp_path_factory) -> Path:
             'name = "audio"\ndevice = "cpu"\nexecution_providers = ["CPUExecutionProvider"]\n'
             "intra_op_threads = 1\nbatch_size = 1\nsequence_length = 32\n"
             "latency_budget_ms = 1000.0\nmeasure_seconds = 0.2\nclip_seconds = 0.5\n"
+            "loadtest_step_seconds = 0.5\n"
         )
 
     return made_once(tmp_path_factory, "audio-profile", make) / "audio.toml"
@@ -305,6 +306,7 @@ def plain_audio_run(tmp_path_factory, tones, audio_profile):
                 tones,
                 audio_profile,
                 *("--epochs", "4", "--lr", "1e-2", "--batch-size", "8", "--patience", "4"),
+                "--loadtest",  # the chosen bundle served and sent the validation clips
             )  # the default menu, unfused: a plain module has no fusion recipe
         assert result.exit_code == 0, result.output
 
@@ -329,6 +331,10 @@ def test_a_plain_pytorch_audio_model_tunes_on_log_mels_predicts_and_reloads(
     assert "log-mel" in report["run"]["front_end"]["what"]
     assert report["run"]["front_end"]["p50_ms"] > 0
     assert "## Before the model" in (out / "report.md").read_text()
+    served = json.loads((out / "loadtest" / "loadtest.json").read_text())
+    assert served["steps"][0]["ok"] == served["steps"][0]["sent"] > 0  # errors: past saturation
+    assert served["capacity_rps"] > 0
+    assert json.loads((out / "best" / "edgetune.json").read_text())["serving"]["saturated_rps"] > 0
     from click.testing import CliRunner
 
     from edgetune.cli import cli

@@ -19,7 +19,12 @@ from edgetune.cli import cli
 from edgetune.data.bio import bio_error, spans
 from edgetune.data.tagged import load_tagged_dataset, looks_tagged
 from edgetune.errors import InputError
-from edgetune.measure.entities import EntityCounts, paired_f1_test, tagging_metrics
+from edgetune.measure.entities import (
+    EntityCounts,
+    f1_by_type,
+    paired_f1_test,
+    tagging_metrics,
+)
 
 PEOPLE = [["alice"], ["bob"], ["carol", "smith"], ["dave", "jones"]]
 PLACES = [["paris"], ["rome"], ["oslo"], ["new", "york"]]
@@ -96,6 +101,10 @@ def test_entity_scores_agree_with_seqeval_strict():
     assert ours["entity_f1"] == pytest.approx(seqeval.f1_score(gold, predicted, **kwargs))
     assert ours["precision"] == pytest.approx(seqeval.precision_score(gold, predicted, **kwargs))
     assert ours["recall"] == pytest.approx(seqeval.recall_score(gold, predicted, **kwargs))
+    report = seqeval.classification_report(gold, predicted, output_dict=True, **kwargs)
+    for kind, found in f1_by_type(predicted, gold).items():
+        assert found["f1"] == pytest.approx(report[kind]["f1-score"])
+        assert found["gold"] == report[kind]["support"]
 
 
 def test_the_paired_f1_test_separates_a_worse_tagger_and_not_an_equal_one():
@@ -166,11 +175,22 @@ def test_tune_on_conll_measures_entity_f1_on_every_onnx_candidate(ner_run):
     assert fp32["metric"] == "entity F1" and fp32["examples"] == 40
     assert fp32["accuracy"] >= 0.9  # the names are learnable; the tiny model learns them
     assert abs(fp32["accuracy"] - report["run"]["pytorch_accuracy"]) < 0.03
-    assert set(fp32["details"]) == {"precision", "recall", "token_accuracy"}
+    assert set(fp32["details"]) == {"precision", "recall", "token_accuracy", "by_type"}
+    by_type = fp32["details"]["by_type"]
+    assert set(by_type) == {"PER", "LOC"} and all(t["gold"] > 0 for t in by_type.values())
+    assert (
+        min(t["f1"] for t in by_type.values())
+        <= fp32["accuracy"]
+        <= max(t["f1"] for t in by_type.values())
+    )
     assert len(fp32["entity_counts"]) == 40
     vs_best = names["dynamic-int8"]["stats"]["vs_best"]
     assert vs_best["p_value"] is not None and "randomization" in vs_best["test"]
-    assert "entity F1" in (ner_run / "report.md").read_text()
+    report_md = (ner_run / "report.md").read_text()
+    assert "entity F1" in report_md
+    types = report_md.split("## Entities by type")[1].split("\n## ")[0]
+    assert f"LOC ({by_type['LOC']['gold']})" in types  # the type, with its gold count
+    assert sum(line.startswith("| ") for line in types.splitlines()) == 1 + len(names)
     manifest = json.loads((ner_run / "best" / "edgetune.json").read_text())
     assert manifest["task"] == "token-classification"
 

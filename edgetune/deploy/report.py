@@ -148,7 +148,7 @@ def render_markdown(
         lines += [
             "## Served",
             "",
-            f"Capacity at budget of the chosen bundle behind `edgetune serve` (one text per "
+            f"Capacity at budget of the chosen bundle behind `edgetune serve` (one input per "
             f"request, Poisson arrivals over loopback HTTP): {capacity}; single-stream p90 "
             f"{serving['single_stream_p90_ms']} ms, saturated throughput "
             f"{serving['saturated_rps']:g} requests/s ({serving['stopped']}). "
@@ -157,6 +157,7 @@ def render_markdown(
             "![latency vs rate](loadtest/loadtest.png)",
             "",
         ]
+    lines += _entity_type_lines(candidates)
     lines += _front_end_lines(context.get("front_end"))
     lines += _counted_lines(candidates, context.get("counted"))
     lines += _session_lines(context.get("session_tuning"))
@@ -172,6 +173,29 @@ def render_markdown(
         ]
         lines.append("")
     return "\n".join(lines)
+
+
+def _entity_type_lines(candidates: list[Candidate]) -> list[str]:
+    """A tagger's entity F1 per type, each candidate a row: the pooled F1 above can hide a
+    type that quantization or pruning lost."""
+    typed = [c for c in candidates if c.accuracy and "by_type" in c.accuracy.details]
+    if not typed:
+        return []
+    kinds = typed[0].accuracy.details["by_type"]
+    header = [f"{kind} ({found['gold']})" for kind, found in kinds.items()]
+    lines = [
+        "## Entities by type",
+        "",
+        "Entity F1 of each type on the ONNX model (in brackets: how many the validation set has).",
+        "",
+        "| candidate | " + " | ".join(header) + " |",
+        "|---|" + "---|" * len(header),
+    ]
+    for c in typed:
+        by_type = c.accuracy.details["by_type"]
+        cells = [f"{by_type[k]['f1']:.4f}" if k in by_type else "-" for k in kinds]
+        lines.append(f"| {c.name} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def _front_end_lines(front_end: dict | None) -> list[str]:

@@ -15,6 +15,7 @@ from edgetune.data.windows import Windowed, windowed
 from edgetune.measure.bench import AccuracyResult, EvalSet
 from edgetune.measure.entities import (
     EntityCounts,
+    f1_by_type,
     first_positions,
     tagging_metrics,
     word_tags,
@@ -82,7 +83,10 @@ class TaggedEvalSet(EvalSet):
             "".join("1" if e else "0" for e in counts.exact()),
             machine,
             metric="entity F1",
-            details={k: metrics[k] for k in ("precision", "recall", "token_accuracy")},
+            details={
+                **{k: metrics[k] for k in ("precision", "recall", "token_accuracy")},
+                "by_type": f1_by_type(predicted, gold),
+            },
             entity_counts=counts.to_rows(),
         )
 

@@ -58,3 +58,10 @@ def test_isolated_measurement_reports_its_own_memory(onnx_and_feed):
     result = measure_latency(path, profile, feed, LatencySettings(2, 5, 0.05))
     assert result.runs >= 5 and 20 < result.peak_rss_mb < 1000  # a fresh process, not pytest's
     assert model_size_mb(path) > 0 and np.isfinite(result.mean_ms)
+
+
+def test_a_slow_front_end_is_timed_over_fewer_runs_not_for_minutes():
+    from edgetune.measure.front_end import _enough
+
+    assert not _enough(19, 1.0) and _enough(20, 0.5)  # quick: the usual 20 runs
+    assert not _enough(4, 60.0) and _enough(5, 5.0)  # a second a batch: five runs, not twenty

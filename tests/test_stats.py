@@ -158,3 +158,6 @@ def test_resampled_percentiles_match_numpy_on_each_resample_of_uneven_rounds():
     for q in (0, 50, 90, 100):
         expected = [np.percentile(np.concatenate([tied[i] for i in p]), q) for p in picks]
         assert np.allclose(stats.resampled_percentiles(tied, picks, q), expected)
+    with_empty = [np.array([]), np.array([2.0, 4.0])]
+    found = stats.resampled_percentiles(with_empty, np.array([[0, 0], [0, 1]]), 50)
+    assert np.isnan(found[0]) and found[1] == 3.0  # a resample of empty rounds: no number

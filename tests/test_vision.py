@@ -80,6 +80,41 @@ def test_tune_every_family_builds_checked_bundles(tuned, family):
     assert "## Before the model" in (run / "report.md").read_text()
 
 
+@pytest.mark.parametrize("family", ["vit", "convnext"])
+def test_the_tune_front_end_is_timed_with_the_processor_predict_loads(tuned, family):
+    from transformers import AutoImageProcessor
+
+    from edgetune.data.image_processor import ImageProcessor, as_loaded, load_image_processor
+
+    best = tuned[family] / "best"
+    loaded = load_image_processor(best)
+    assert isinstance(loaded, ImageProcessor)
+    assert as_loaded(AutoImageProcessor.from_pretrained(best)) == loaded
+
+
+def test_image_files_are_read_as_bytes_from_paths_bytes_or_an_archive(tmp_path):
+    import io
+    import zipfile
+
+    import datasets
+    from PIL import Image
+
+    from edgetune.modality.image import _image_files
+
+    picture = tmp_path / "a.png"
+    Image.new("RGB", (8, 6), (10, 200, 30)).save(picture)
+    from_path = datasets.Dataset.from_dict({"image": [str(picture)]})
+    from_bytes = datasets.Dataset.from_dict({"image": [{"bytes": picture.read_bytes()}]})
+    for split in (from_path, from_bytes):
+        split = split.cast_column("image", datasets.Image())
+        assert _image_files(split, 4) == [picture.read_bytes()]
+    with zipfile.ZipFile(tmp_path / "images.zip", "w") as archive:  # no file to read: re-encoded
+        archive.write(picture, "a.png")
+    in_archive = datasets.Dataset.from_dict({"image": [f"zip://a.png::{tmp_path}/images.zip"]})
+    encoded = _image_files(in_archive.cast_column("image", datasets.Image()), 4)
+    assert Image.open(io.BytesIO(encoded[0])).size == (8, 6)
+
+
 def test_vit_takes_int4_and_its_int8_graph_is_quantized(tuned):
     import onnx
 

@@ -48,7 +48,7 @@ class ImageProcessor:
 
     @classmethod
     def from_config(cls, config: dict) -> ImageProcessor:
-        kind = str(config.get("image_processor_type", "")).removesuffix("Fast")
+        kind = _kind(config)
         size = config.get("size") if config.get("do_resize", True) else None
         if isinstance(size, int):
             size = {"height": size, "width": size}
@@ -131,7 +131,7 @@ def load_image_processor(folder: str | Path):
         config = json.loads(path.read_text())
     except (OSError, ValueError):
         raise InputError(f"no image processor in {folder} ({CONFIG_NAME})") from None
-    kind = str(config.get("image_processor_type", "")).removesuffix("Fast")
+    kind = _kind(config)
     if kind in KNOWN_TYPES:
         try:
             return ImageProcessor.from_config(config)
@@ -148,3 +148,14 @@ def load_image_processor(folder: str | Path):
         return AutoImageProcessor.from_pretrained(str(folder), trust_remote_code=False)
     except (OSError, ValueError, TypeError):
         raise InputError(f"no image processor in {folder} ({CONFIG_NAME})") from None
+
+
+def _kind(config: dict) -> str:
+    return str(config.get("image_processor_type", "")).removesuffix("Fast")
+
+
+def as_loaded(processor):
+    """The processor a bundle saved with transformers' `processor` gets at runtime
+    (`load_image_processor`): ours for the known families, else that one."""
+    config = processor.to_dict()
+    return ImageProcessor.from_config(config) if _kind(config) in KNOWN_TYPES else processor

@@ -56,7 +56,8 @@ def resampled_percentiles(rounds: list[np.ndarray], picks: np.ndarray, q: float)
     high = np.minimum(low + 1, counts - 1)
     below = values[_rank_index(values, ordered, weights, low)]
     above = values[_rank_index(values, ordered, weights, high)]
-    return below + (above - below) * (position - low)
+    percentile = below + (above - below) * (position - low)
+    return np.where(counts > 0, percentile, np.nan)  # a resample of empty rounds has none
 
 
 def _rank_index(

@@ -4,7 +4,9 @@ size and channels, pixel batches. Transformers image classifiers and plain PyTor
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,6 +23,9 @@ from edgetune.modality.base import (
     holdout,
 )
 from edgetune.profiles import Profile
+
+if TYPE_CHECKING:
+    import datasets
 
 CHECK_ROWS = 128
 LATENCY_IMAGES = 8  # distinct validation images repeated into the timed batch
@@ -119,8 +124,12 @@ class ImageModality(Modality):
         return fixed_batch(prepared.processor, images, profile.batch_size, prepared.channels)
 
     def front_end(self, dataset, prepared: Prepared, profile: Profile) -> FrontEnd | None:
+        """Timed with the processor the bundle will load (`predict`'s), not training's."""
+        from edgetune.data.image_processor import as_loaded
+
         files = _image_files(dataset.validation, LATENCY_IMAGES)
-        return _front_end(prepared.processor, files, prepared.channels, profile.batch_size)
+        processor = as_loaded(prepared.processor)
+        return _front_end(processor, files, prepared.channels, profile.batch_size)
 
     def checkpoint_inputs(
         self, checkpoint: Path, data: str | None, prepared: Prepared, calibration_samples: int
@@ -155,14 +164,19 @@ class ImageModality(Modality):
         side = bundle.max_length
         if data.data is None:
             images = [Image.new("RGB", (side, side), (128, 128, 128))]
-            files = [_png(images[0])]
+            files = [_stand_in_photo()]
         else:
             split = self._split(bundle, data)
             images = split["image"][:LATENCY_IMAGES]
             files = _image_files(split, LATENCY_IMAGES)
         processor = load_image_processor(bundle.path)
         feed = fixed_batch(processor, images, profile.batch_size, bundle.channels)
-        front_end = _front_end(processor, files, bundle.channels, profile.batch_size)
+        of = (
+            "a 640x480 JPEG stand-in; --data times yours"
+            if data.data is None
+            else "the data's images"
+        )
+        front_end = _front_end(processor, files, bundle.channels, profile.batch_size, of)
         return Subject(name, bundle.model_path, None, feed, front_end=front_end)
 
     def bench_evaluation(self, bundle: Bundle, subject: Subject, data: BenchData) -> EvalSet:
@@ -196,31 +210,53 @@ class ImageModality(Modality):
         return ImagePredictor(bundle, threads)
 
 
-def _front_end(processor, files: list[bytes], channels: int, batch_size: int) -> FrontEnd:
+def _front_end(
+    processor, files: list[bytes], channels: int, batch_size: int, of: str = "validation images"
+) -> FrontEnd:
     """What `predict` does with a batch of image files before the model: decode, then the
     bundle's processor (resize, crop, rescale, normalise)."""
     from edgetune.data.pixels import open_image, pixel_values
 
     picked = [files[i % len(files)] for i in range(batch_size)]
-    what = "the image front end (decode, resize, normalize; Pillow and numpy)"
+    what = f"the image front end (decode, resize, normalise; {of})"
     return FrontEnd(
         what, batch_size, lambda: pixel_values(processor, [open_image(f) for f in picked], channels)
     )
 
 
-def _image_files(split, count: int) -> list[bytes]:
-    """The first `count` images of a split as their files' bytes (what `predict` decodes)."""
+def _image_files(split: datasets.Dataset, count: int) -> list[bytes]:
+    """The first `count` images of a split as their files' bytes (what `predict` decodes);
+    an image with no file here (a path inside an archive) encoded again as PNG."""
     import datasets
 
     raw = split.cast_column("image", datasets.Image(decode=False))["image"][:count]
-    return [r["bytes"] if r.get("bytes") else Path(r["path"]).read_bytes() for r in raw]
+    return [_file_bytes(row) for row in raw]
 
 
-def _png(image) -> bytes:
-    import io
+def _file_bytes(row: dict) -> bytes:
+    import datasets
 
+    if row.get("bytes"):
+        return row["bytes"]
+    if row.get("path") and Path(row["path"]).is_file():
+        return Path(row["path"]).read_bytes()
+    return _encoded(datasets.Image().decode_example(row), "PNG")
+
+
+def _stand_in_photo() -> bytes:
+    """A 640x480 JPEG of noise over a gradient, for `bench` with no data: a camera-sized
+    file to decode and resize, where a stand-in at the model's size would cost nothing."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 200, 640, dtype=np.float32)[None, :, None]
+    pixels = np.clip(ramp + rng.normal(0, 25, (480, 640, 3)), 0, 255).astype(np.uint8)
+    return _encoded(Image.fromarray(pixels), "JPEG")
+
+
+def _encoded(image, image_format: str) -> bytes:
     encoded = io.BytesIO()
-    image.save(encoded, format="PNG")
+    image.save(encoded, format=image_format)
     return encoded.getvalue()
 
 

@@ -265,31 +265,37 @@ def test_prune_a_tagger_distils_per_token_and_bundles(
     assert accuracy["metric"] == "entity F1" and accuracy["examples"] == 40
 
 
-def test_a_byte_level_bpe_tokenizer_takes_words_with_their_space(tmp_path):
-    """RoBERTa-style tokenizers refuse pre-split words unless loaded with add_prefix_space; the
-    bundle's tokenizer.json (the runtime's) then gives the same ids."""
+def _make_tiny_roberta(folder: Path, hidden: int = 16, layers: int = 1) -> None:
+    """A RoBERTa base with its own byte-level BPE tokenizer, trained here on tagged words."""
     import torch
     from tokenizers import ByteLevelBPETokenizer
     from transformers import RobertaConfig, RobertaModel, RobertaTokenizerFast
 
-    from edgetune.data.encoding import Words, tokenize
-    from edgetune.data.tokenizer import JsonTokenizer
-    from edgetune.train.tasks import TokenTask
-
+    folder.mkdir(parents=True, exist_ok=True)
     words = [" ".join(tokens) for tokens, _ in tagged_sentences(50, seed=8)]
     trained = ByteLevelBPETokenizer()
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
     trained.train_from_iterator(words, vocab_size=400, special_tokens=specials)
-    trained.save_model(str(tmp_path))
+    trained.save_model(str(folder))
     RobertaTokenizerFast(
-        vocab_file=str(tmp_path / "vocab.json"), merges_file=str(tmp_path / "merges.txt")
-    ).save_pretrained(tmp_path)
+        vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt")
+    ).save_pretrained(folder)
     torch.manual_seed(0)
     config = RobertaConfig(
-        vocab_size=400, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=32, max_position_embeddings=70,
+        vocab_size=400, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+        intermediate_size=2 * hidden, max_position_embeddings=70,
     )  # fmt: skip
-    RobertaModel(config).save_pretrained(tmp_path)
+    RobertaModel(config).save_pretrained(folder)
+
+
+def test_a_byte_level_bpe_tokenizer_takes_words_with_their_space(tmp_path):
+    """RoBERTa-style tokenizers refuse pre-split words unless loaded with add_prefix_space; the
+    bundle's tokenizer.json (the runtime's) then gives the same ids."""
+    from edgetune.data.encoding import Words, tokenize
+    from edgetune.data.tokenizer import JsonTokenizer
+    from edgetune.train.tasks import TokenTask
+
+    _make_tiny_roberta(tmp_path)
     _, tokenizer = TokenTask.load(str(tmp_path), ["O", "B-PER", "I-PER"])
     sentences = [Words(tokens) for tokens, _ in tagged_sentences(4, seed=9)]
     ours = tokenize(tokenizer, sentences, padding=True, return_tensors="np")
@@ -450,3 +456,31 @@ def test_a_sentence_longer_than_the_model_reads_is_windowed_without_a_warning(
     assert len(windows.rows) > 1
     said = caplog.text + capfd.readouterr().err
     assert "longer than the specified maximum" not in said
+
+
+@pytest.mark.e2e
+def test_a_roberta_tagger_with_its_bpe_tokenizer_tunes_and_predicts_offsets(
+    conll_folder, tiny_profile, tmp_path
+):
+    """The byte-level BPE path end to end: words read with their space in training, the ONNX
+    score and `predict` (the runtime's tokenizer.json), entities at the right characters."""
+    _make_tiny_roberta(tmp_path / "model", hidden=32, layers=2)
+    out = tmp_path / "run"
+    train = ("--epochs", "10", "--lr", "3e-3", "--batch-size", "16", "--patience", "10")
+    result = tune_tiny(
+        out, tmp_path / "model", conll_folder, tiny_profile, *train, "--modes", "fp32"
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    fp32 = report["candidates"][0]["accuracy"]
+    assert fp32["metric"] == "entity F1" and fp32["accuracy"] >= 0.8
+    assert abs(fp32["accuracy"] - report["run"]["pytorch_accuracy"]) < 0.03
+    text = "Today Carol Smith went to New York."
+    said = CliRunner().invoke(cli, ["predict", str(out / "best"), "--text", text])
+    assert said.exit_code == 0, said.output
+    predicted = json.loads(said.output.splitlines()[-1])
+    assert [w["word"] for w in predicted["words"]][:3] == ["Today", "Carol", "Smith"]
+    for entity in predicted["entities"]:
+        assert text[entity["start"] : entity["end"]] == entity["text"]
+    found = {(e["type"], e["text"]) for e in predicted["entities"]}
+    assert ("PER", "Carol Smith") in found and ("LOC", "New York") in found

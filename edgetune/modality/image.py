@@ -164,18 +164,13 @@ class ImageModality(Modality):
         side = bundle.max_length
         if data.data is None:
             images = [Image.new("RGB", (side, side), (128, 128, 128))]
-            files = [_stand_in_photo()]
+            files, of = [_stand_in_photo()], "a 640x480 JPEG stand-in; --data times yours"
         else:
             split = self._split(bundle, data)
             images = split["image"][:LATENCY_IMAGES]
-            files = _image_files(split, LATENCY_IMAGES)
+            files, of = _image_files(split, LATENCY_IMAGES), "the data's images"
         processor = load_image_processor(bundle.path)
         feed = fixed_batch(processor, images, profile.batch_size, bundle.channels)
-        of = (
-            "a 640x480 JPEG stand-in; --data times yours"
-            if data.data is None
-            else "the data's images"
-        )
         front_end = _front_end(processor, files, bundle.channels, profile.batch_size, of)
         return Subject(name, bundle.model_path, None, feed, front_end=front_end)
 

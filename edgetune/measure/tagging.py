@@ -73,7 +73,8 @@ class TaggedEvalSet(EvalSet):
 
     def score(self, predictions: np.ndarray, classes: int, machine: dict) -> AccuracyResult:
         predicted, gold = self.tags(predictions)
-        metrics = tagging_metrics(predicted, gold)
+        by_type = f1_by_type(predicted, gold)
+        metrics = tagging_metrics(predicted, gold, by_type)
         counts = EntityCounts.of(predicted, gold)
         return AccuracyResult(
             metrics["entity_f1"],
@@ -85,7 +86,7 @@ class TaggedEvalSet(EvalSet):
             metric="entity F1",
             details={
                 **{k: metrics[k] for k in ("precision", "recall", "token_accuracy")},
-                "by_type": f1_by_type(predicted, gold),
+                "by_type": by_type,
             },
             entity_counts=counts.to_rows(),
         )

@@ -195,13 +195,12 @@ class TokenTask:
             )
         return model, tokenizer
 
-    def _encoded(self, tokens: list, tags: list, padding: bool | str = False) -> dict:
+    def _encoded(self, tokens: list, tags: list) -> dict:
         encoded = self.tokenizer(
             tokens,
             is_split_into_words=True,
             truncation=True,
             max_length=self.max_length,
-            padding=padding,
         )
         encoded["labels"] = [aligned_labels(encoded.word_ids(i), row) for i, row in enumerate(tags)]
         return encoded

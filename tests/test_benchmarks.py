@@ -172,3 +172,10 @@ def test_qat_recovery_prints_the_side_by_side_table(
     for model in ("plain", "static-int8-minmax", "static-int8-minmax-linear", "qat"):
         assert f"{model} | " in printed
     assert "QAT twin check" in printed
+
+
+def test_bootstrap_speed_prints_both_methods_with_the_same_numbers(capsys):
+    rows = load("bootstrap_speed").main(["--repeats", "1"])
+    assert [r["shape"] for r in rows] == ["10x100", "10x2000", "30x3000"]
+    assert all(r["same_numbers"] and r["ours_ms"] > 0 and r["sorted_ms"] > 0 for r in rows)
+    assert "faster" in capsys.readouterr().out

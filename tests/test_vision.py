@@ -475,3 +475,11 @@ def test_export_and_prune_of_an_image_checkpoint_record_the_image_side(
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "pruned" / "edgetune.json").read_text())["max_length"] == 32
+
+
+def test_predict_on_a_file_that_is_not_an_image_is_one_line(tuned, tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("not pixels")
+    result = _run("predict", tuned["resnet"] / "best", "--image", bad)
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [f"error: {bad}: not a readable image"]
